@@ -1,0 +1,1 @@
+//! Checker: history in, verdict out. Pure: no async runtime, no clock.

@@ -1,0 +1,1 @@
+//! hserver: an HStream-compatible streaming server.

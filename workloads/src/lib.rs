@@ -1,0 +1,1 @@
+//! Workloads: gRPC clients that drive the cluster and record a history.
