@@ -1,1 +1,89 @@
-//! Nemesis: fault injection.
+//! Nemesis: fault injection for chaos runs, in the Jepsen spirit.
+//!
+//! # Layout
+//!
+//! - [`target`]: [`ClusterTarget`], the narrow trait the harness implements
+//!   (kill, start, pause, resume a node). Faults act only through it.
+//! - [`Nemesis`]: the trait every fault kind implements: `start` a fault on
+//!   some nodes, `stop` it (heal), `teardown` (heal everything, idempotent).
+//! - One module per fault kind: [`kill`] (SIGKILL, healed by restarting) and
+//!   [`pause`] (SIGSTOP, healed by SIGCONT). Network and ZooKeeper faults plug
+//!   in later as more modules behind the same trait.
+//! - [`compose`]: routes each fault by name to the nemesis that handles it.
+//! - [`schedule`]: pure, seeded generation of a concrete fault timeline.
+//!
+//! # Invariants
+//!
+//! - Every fault this crate starts can be healed: `stop` heals what `start`
+//!   did and `teardown` heals anything still outstanding.
+//! - `schedule` does no I/O and reads no clock: same seed and inputs give the
+//!   same timeline.
+//! - This crate never signals a process itself; only the target does.
+
+#![warn(missing_docs)]
+
+mod apply;
+pub mod compose;
+pub mod error;
+pub mod kill;
+pub mod pause;
+pub mod schedule;
+pub mod target;
+
+pub use compose::Compose;
+pub use error::NemesisError;
+pub use kill::KillNemesis;
+pub use pause::PauseNemesis;
+pub use target::{ClusterTarget, Role, TargetError};
+
+use serde::{Deserialize, Serialize};
+
+/// A fault to inject, by name, with optional fault-specific parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultSpec {
+    /// The fault name, e.g. `kill` or `pause`; routes to a nemesis.
+    pub name: String,
+    /// Fault-specific parameters (`null` when the fault takes none).
+    #[serde(default)]
+    pub params: serde_json::Value,
+}
+
+impl FaultSpec {
+    /// A fault with this name and no parameters.
+    pub fn named(name: &str) -> FaultSpec {
+        FaultSpec {
+            name: name.to_string(),
+            params: serde_json::Value::Null,
+        }
+    }
+}
+
+/// A fault kind that can be started on nodes, stopped (healed) and torn down.
+///
+/// Each method returns a JSON record of exactly what it did, for the history.
+pub trait Nemesis: Send {
+    /// The fault names this nemesis handles.
+    fn handled(&self) -> &'static [&'static str];
+
+    /// Inject `fault` on the nodes named in `targets`.
+    fn start(
+        &mut self,
+        fault: &FaultSpec,
+        targets: &[String],
+        target: &dyn ClusterTarget,
+    ) -> Result<serde_json::Value, NemesisError>;
+
+    /// Heal what this nemesis started for `fault` (restart killed nodes,
+    /// resume paused ones).
+    fn stop(
+        &mut self,
+        fault: &FaultSpec,
+        target: &dyn ClusterTarget,
+    ) -> Result<serde_json::Value, NemesisError>;
+
+    /// Heal everything this nemesis knows about; calling it twice is harmless.
+    fn teardown(&mut self, target: &dyn ClusterTarget) -> Result<serde_json::Value, NemesisError>;
+}
+
+#[cfg(test)]
+pub(crate) mod fake;

@@ -1,0 +1,109 @@
+//! A fake [`ClusterTarget`] for unit tests: records every call, no processes.
+//!
+//! Why separate: kill, pause and compose tests share it.
+//! Must never: be compiled outside tests.
+
+use crate::target::{ClusterTarget, Role, TargetError};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Node state in the fake: alive and paused flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FakeNode {
+    pub alive: bool,
+    pub paused: bool,
+}
+
+/// Records calls and keeps per-node flags.
+pub struct FakeTarget {
+    pub nodes: Mutex<BTreeMap<String, FakeNode>>,
+    pub calls: Mutex<Vec<String>>,
+    /// Node on which every action fails, to test partial application.
+    pub failing: Option<String>,
+}
+
+impl FakeTarget {
+    pub fn new(names: &[&str]) -> FakeTarget {
+        let nodes = names
+            .iter()
+            .map(|name| {
+                let node = FakeNode {
+                    alive: true,
+                    paused: false,
+                };
+                (name.to_string(), node)
+            })
+            .collect();
+        FakeTarget {
+            nodes: Mutex::new(nodes),
+            calls: Mutex::new(Vec::new()),
+            failing: None,
+        }
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().expect("fake lock").clone()
+    }
+
+    pub fn node(&self, name: &str) -> FakeNode {
+        self.nodes.lock().expect("fake lock")[name]
+    }
+
+    fn act(
+        &self,
+        action: &'static str,
+        node: &str,
+        change: impl FnOnce(&mut FakeNode),
+    ) -> Result<serde_json::Value, TargetError> {
+        self.calls
+            .lock()
+            .expect("fake lock")
+            .push(format!("{action} {node}"));
+        if self.failing.as_deref() == Some(node) {
+            return Err(TargetError::Failed {
+                node: node.to_string(),
+                action,
+                reason: "injected".to_string(),
+            });
+        }
+        let mut nodes = self.nodes.lock().expect("fake lock");
+        let Some(state) = nodes.get_mut(node) else {
+            return Err(TargetError::UnknownNode {
+                node: node.to_string(),
+                known: String::new(),
+            });
+        };
+        change(state);
+        Ok(serde_json::json!({ "node": node, "pid": 1 }))
+    }
+}
+
+impl ClusterTarget for FakeTarget {
+    fn nodes(&self, _role: Role) -> Vec<String> {
+        self.nodes
+            .lock()
+            .expect("fake lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+    fn kill(&self, node: &str) -> Result<serde_json::Value, TargetError> {
+        self.act("kill", node, |state| state.alive = false)
+    }
+    fn start(&self, node: &str) -> Result<serde_json::Value, TargetError> {
+        self.act("start", node, |state| {
+            state.alive = true;
+            state.paused = false;
+        })
+    }
+    fn pause(&self, node: &str) -> Result<serde_json::Value, TargetError> {
+        self.act("pause", node, |state| state.paused = true)
+    }
+    fn resume(&self, node: &str) -> Result<serde_json::Value, TargetError> {
+        self.act("resume", node, |state| state.paused = false)
+    }
+    fn is_running(&self, node: &str) -> bool {
+        let nodes = self.nodes.lock().expect("fake lock");
+        nodes.get(node).is_some_and(|state| state.alive)
+    }
+}
