@@ -1,0 +1,144 @@
+//! `nonmonotonic-append`: append A was acknowledged before append B was
+//! invoked, both on one shard, yet B got a smaller record id than A.
+//!
+//! Record ids order records within a shard, so real-time order of
+//! non-overlapping appends must show in their ids (a linearizability check
+//! restricted to id assignment). Only `ok` appends take part: only they
+//! have both a known id and a known completion time.
+//!
+//! Method: per shard, the acknowledged appends sorted by ok position with a
+//! running maximum of their largest id; for each append B a binary search
+//! finds the largest id acknowledged before B's invoke. O(n log n).
+
+use serde_json::{json, Value};
+
+use crate::fast_hash::FastMap;
+use crate::index::{Append, Index, Outcome, RecordId};
+use crate::result::{Anomaly, Severity};
+
+/// The ids one append got on one shard.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    shard: u64,
+    smallest: RecordId,
+    largest: RecordId,
+}
+
+/// For one shard, the i-th acknowledged append (by ok position) paired with
+/// the largest id acknowledged on the shard up to and including it.
+#[derive(Debug, Clone, Copy)]
+struct Frontier {
+    acknowledged_at: usize,
+    largest: RecordId,
+    append: u32,
+}
+
+/// Counts one occurrence per (append, shard) whose smallest id is below an
+/// id acknowledged before the append was invoked.
+pub(super) fn analyse(index: &Index) -> Anomaly {
+    let mut anomaly = Anomaly::new(Severity::Violation);
+    let frontiers = frontiers(index);
+    let acknowledged = index
+        .appends
+        .iter()
+        .filter(|append| append.outcome == Outcome::Ok);
+    for later in acknowledged {
+        for span in spans(index, later) {
+            let Some(frontier) = frontiers.get(&span.shard) else {
+                continue;
+            };
+            let before = frontier.partition_point(|entry| entry.acknowledged_at < later.invoke);
+            let Some(best) = before.checked_sub(1).map(|last| frontier[last]) else {
+                continue;
+            };
+            if span.smallest < best.largest {
+                let earlier = &index.appends[best.append as usize];
+                anomaly.record(|| example(index, earlier, best.largest, later, span));
+            }
+        }
+    }
+    anomaly
+}
+
+/// Per shard, acknowledged appends by ok position with running maxima.
+fn frontiers(index: &Index) -> FastMap<u64, Vec<Frontier>> {
+    let mut by_completion: Vec<(usize, u32)> = index
+        .appends
+        .iter()
+        .enumerate()
+        .filter(|(_, append)| append.outcome == Outcome::Ok)
+        .filter_map(|(number, append)| Some((append.completion?, number as u32)))
+        .collect();
+    by_completion.sort_unstable();
+    let mut frontiers: FastMap<u64, Vec<Frontier>> = FastMap::default();
+    for (acknowledged_at, number) in by_completion {
+        for span in spans(index, &index.appends[number as usize]) {
+            let shard = frontiers.entry(span.shard).or_default();
+            let mut entry = Frontier {
+                acknowledged_at,
+                largest: span.largest,
+                append: number,
+            };
+            if let Some(previous) = shard.last() {
+                if previous.largest > entry.largest {
+                    entry.largest = previous.largest;
+                    entry.append = previous.append;
+                }
+            }
+            shard.push(entry);
+        }
+    }
+    frontiers
+}
+
+/// The smallest and largest id an append got on each shard it touched
+/// (almost always exactly one shard, since a batch has one key).
+fn spans(index: &Index, append: &Append) -> Vec<Span> {
+    let mut spans: Vec<Span> = Vec::with_capacity(1);
+    for sighting in index.written(append) {
+        let id = sighting.id;
+        match spans.iter_mut().find(|span| span.shard == id.shard) {
+            Some(span) => {
+                span.smallest = span.smallest.min(id);
+                span.largest = span.largest.max(id);
+            }
+            None => spans.push(Span {
+                shard: id.shard,
+                smallest: id,
+                largest: id,
+            }),
+        }
+    }
+    spans
+}
+
+fn example(
+    index: &Index,
+    earlier: &Append,
+    earlier_id: RecordId,
+    later: &Append,
+    span: Span,
+) -> Value {
+    let op = |position: Option<usize>| position.map(|position| index.op_index(position));
+    let earlier_ok = op(earlier.completion);
+    let later_invoke = index.op_index(later.invoke);
+    json!({
+        "shard": span.shard,
+        "earlier": {"id": earlier_id.to_json(), "key": index.append_key(earlier)},
+        "later": {"id": span.smallest.to_json(), "key": index.append_key(later)},
+        "ops": [
+            index.op_index(earlier.invoke),
+            earlier_ok,
+            later_invoke,
+            op(later.completion),
+        ],
+        "explanation": format!(
+            "on shard {}, the append invoked at op {later_invoke} got id {}, smaller \
+             than id {earlier_id} of the append acknowledged at op {} before op \
+             {later_invoke} was invoked",
+            span.shard,
+            span.smallest,
+            earlier_ok.map_or_else(|| "?".to_string(), |ok| ok.to_string()),
+        ),
+    })
+}
