@@ -1,1 +1,35 @@
-fn main() {}
+//! The `hserver` binary: parse flags, set up logging, serve.
+
+use clap::Parser;
+use hserver::config::{Config, Flags};
+
+fn main() -> std::process::ExitCode {
+    let flags = Flags::parse();
+    let config = match Config::load(flags) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("hserver: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
+    match run(config) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("FATAL: {e:#}");
+            eprintln!("hserver: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let node = hserver::node::Node::open(config)?;
+        hserver::server::serve(node).await?;
+        Ok(())
+    })
+}

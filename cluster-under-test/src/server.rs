@@ -1,0 +1,64 @@
+//! Wires a node to its listening socket and to SIGTERM/SIGINT.
+
+use std::sync::Arc;
+
+use hstream_proto::internal::replica_server::ReplicaServer;
+use hstream_proto::server::h_stream_api_server::HStreamApiServer;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::api::Api;
+use crate::log::replica::ReplicaService;
+use crate::node::Node;
+use crate::peers::MAX_MESSAGE_BYTES;
+
+/// Why the server stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address is unusable.
+    #[error("cannot listen on {address}: {reason}")]
+    Bind {
+        /// Address.
+        address: String,
+        /// Reason.
+        reason: String,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(String),
+}
+
+/// Serves until SIGTERM or SIGINT, then stops accepting and returns.
+pub async fn serve(node: Arc<Node>) -> Result<(), ServeError> {
+    let address = node.config.bind.clone();
+    let bind_error = |reason: String| ServeError::Bind { address: address.clone(), reason };
+    let socket: std::net::SocketAddr = address.parse().map_err(|e: std::net::AddrParseError| bind_error(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(socket).await.map_err(|e| bind_error(e.to_string()))?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tokio::spawn(node.clone().run_session());
+    tokio::spawn(node.clone().run_reconcile());
+    let api = HStreamApiServer::new(Api::new(node.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let replica = ReplicaServer::new(ReplicaService::new(node.logs.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tracing::info!(node = node.info.id, %address, bugs = ?node.bugs().names(), "hserver serving");
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(api)
+        .add_service(replica)
+        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .await
+        .map_err(|e| ServeError::Transport(e.to_string()))
+}
+
+async fn shutdown_signal() {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
