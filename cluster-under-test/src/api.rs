@@ -27,6 +27,8 @@ use crate::subscription::owner::{SubscriptionEvent, CONSUMER_BUFFER};
 
 /// How long a new `StreamingFetch` stream may take to send its first request.
 pub const FIRST_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// How long an append waits for a takeover of its shard in progress here.
+pub const SEQUENCER_WAIT_MS: u64 = 3_000;
 /// Most shards a stream may have.
 pub const MAX_SHARDS: u32 = 1_024;
 
@@ -49,6 +51,49 @@ impl Api {
             .cloned()
             .ok_or_else(|| Status::unavailable(format!("node {id} is not live")))?;
         Ok(to_server_node(&info))
+    }
+
+    /// The event channel of this node's owner of `subscription`, waiting
+    /// (bounded) when placement has just chosen this node.
+    async fn local_owner(&self, subscription: &str) -> Result<mpsc::Sender<SubscriptionEvent>, Status> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(SEQUENCER_WAIT_MS);
+        loop {
+            let events = {
+                let owners = self.node.owners.lock().unwrap_or_else(|e| e.into_inner());
+                owners.get(subscription).filter(|h| !h.is_stopped()).map(|h| h.events.clone())
+            };
+            if let Some(events) = events {
+                return Ok(events);
+            }
+            let view = self.node.view();
+            let chosen = self.node.subscription_placement(&view).get(subscription) == Some(&self.node.info.id);
+            if !chosen || tokio::time::Instant::now() >= deadline {
+                return Err(Status::failed_precondition(format!(
+                    "this node does not own subscription {subscription}; LookupSubscription again"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// This node's sequencer of `shard`. When placement has just chosen
+    /// this node and the takeover is under way, waits for it (bounded), so a
+    /// client that looked the shard up a moment ago is not bounced.
+    async fn local_sequencer(&self, shard: u64) -> Result<Arc<crate::log::Sequencer>, Status> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(SEQUENCER_WAIT_MS);
+        loop {
+            if let Some(sequencer) = self.node.logs.sequencer(shard) {
+                return Ok(sequencer);
+            }
+            let view = self.node.view();
+            let chosen = self.node.shard_placement(&view).get(&shard) == Some(&self.node.info.id);
+            if !chosen || tokio::time::Instant::now() >= deadline {
+                return Err(Status::failed_precondition(format!(
+                    "this node does not sequence shard {shard}; LookupShard again"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -178,6 +223,7 @@ impl HStreamApi for Api {
             created_ms: now_ms(),
         };
         self.node.meta.create("streams", &meta.name, &meta).await.map_err(meta_status)?;
+        let _ = self.node.reconcile_once().await;
         tracing::info!(stream = %meta.name, shards, factor, "stream created");
         Ok(Response::new(to_stream(&meta)))
     }
@@ -220,7 +266,7 @@ impl HStreamApi for Api {
 
     async fn lookup_shard(&self, request: Request<LookupShardRequest>) -> Result<Response<LookupShardResponse>, Status> {
         let shard_id = request.into_inner().shard_id;
-        let view = self.node.view();
+        let view = self.node.view_with(|v| v.shards.contains_key(&shard_id)).await;
         if !view.shards.contains_key(&shard_id) {
             return Err(Status::not_found(format!("shard {shard_id} not found")));
         }
@@ -238,7 +284,7 @@ impl HStreamApi for Api {
             return Err(Status::invalid_argument("empty batch"));
         }
         codec::records_of(&batch).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let view = self.node.view();
+        let view = self.node.view_with(|v| v.shards.contains_key(&request.shard_id)).await;
         let shard = view
             .shards
             .get(&request.shard_id)
@@ -249,9 +295,7 @@ impl HStreamApi for Api {
                 request.shard_id, shard.stream, request.stream_name
             )));
         }
-        let sequencer = self.node.logs.sequencer(request.shard_id).ok_or_else(|| {
-            Status::failed_precondition(format!("this node does not sequence shard {}; LookupShard again", request.shard_id))
-        })?;
+        let sequencer = self.local_sequencer(request.shard_id).await?;
         let count = batch.batch_size;
         let payload = prost::Message::encode_to_vec(&batch);
         let batch_id = sequencer.append(count, payload).await.map_err(|e| match e {
@@ -267,9 +311,7 @@ impl HStreamApi for Api {
         request: Request<GetTailRecordIdRequest>,
     ) -> Result<Response<GetTailRecordIdResponse>, Status> {
         let request = request.into_inner();
-        let sequencer = self.node.logs.sequencer(request.shard_id).ok_or_else(|| {
-            Status::failed_precondition(format!("this node does not sequence shard {}; LookupShard again", request.shard_id))
-        })?;
+        let sequencer = self.local_sequencer(request.shard_id).await?;
         let tail = sequencer.shape().tail();
         let tail_record_id = match sequencer.read_committed(tail, 1).await?.first() {
             Some(batch) => RecordId {
@@ -326,6 +368,7 @@ impl HStreamApi for Api {
             Ok(()) | Err(MetaError::Exists(_)) => {}
             Err(e) => return Err(meta_status(e)),
         }
+        let _ = self.node.reconcile_once().await;
         Ok(Response::new(to_subscription(&meta)))
     }
 
@@ -377,7 +420,7 @@ impl HStreamApi for Api {
         request: Request<LookupSubscriptionRequest>,
     ) -> Result<Response<LookupSubscriptionResponse>, Status> {
         let subscription_id = request.into_inner().subscription_id;
-        let view = self.node.view();
+        let view = self.node.view_with(|v| v.subscriptions.contains_key(&subscription_id)).await;
         if !view.subscriptions.contains_key(&subscription_id) {
             return Err(Status::not_found(format!("subscription {subscription_id} not found")));
         }
@@ -399,16 +442,7 @@ impl HStreamApi for Api {
             .await
             .map_err(|_| Status::deadline_exceeded("no first StreamingFetchRequest"))?
             .ok_or_else(|| Status::cancelled("stream closed before the first request"))??;
-        let events = {
-            let owners = self.node.owners.lock().unwrap_or_else(|e| e.into_inner());
-            owners.get(&first.subscription_id).filter(|h| !h.is_stopped()).map(|h| h.events.clone())
-        };
-        let events = events.ok_or_else(|| {
-            Status::failed_precondition(format!(
-                "this node does not own subscription {}; LookupSubscription again",
-                first.subscription_id
-            ))
-        })?;
+        let events = self.local_owner(&first.subscription_id).await?;
         let connection = self.node.next_connection();
         let (sender, receiver) = mpsc::channel(CONSUMER_BUFFER);
         let join = SubscriptionEvent::Join { connection, name: first.consumer_name.clone(), sender };

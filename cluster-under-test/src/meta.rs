@@ -245,7 +245,7 @@ impl Meta {
 
     /// Reads `/hserver/<dir>/<name>`.
     pub async fn read<T: DeserializeOwned>(&self, dir: &str, name: &str) -> Result<Option<Versioned<T>>, MetaError> {
-        self.get(&format!("{ROOT}/{dir}/{name}")).await
+        self.get(&path_of(dir, name)).await
     }
 
     /// Reads every child of `/hserver/<dir>`.
@@ -261,7 +261,7 @@ impl Meta {
 
     /// Creates `/hserver/<dir>/<name>`; `Exists` if it is there.
     pub async fn create<T: Serialize>(&self, dir: &str, name: &str, value: &T) -> Result<(), MetaError> {
-        let path = format!("{ROOT}/{dir}/{name}");
+        let path = path_of(dir, name);
         let client = self.client().await?;
         let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         timed(&path, client.create(&path, &encode(value), &options)).await.map(|_| ())
@@ -269,7 +269,7 @@ impl Meta {
 
     /// Writes `/hserver/<dir>/<name>` if its version is still `version`.
     pub async fn cas<T: Serialize>(&self, dir: &str, name: &str, value: &T, version: i32) -> Result<i32, MetaError> {
-        let path = format!("{ROOT}/{dir}/{name}");
+        let path = path_of(dir, name);
         let client = self.client().await?;
         let stat = timed(&path, client.set_data(&path, &encode(value), Some(version))).await?;
         Ok(stat.version)
@@ -277,7 +277,7 @@ impl Meta {
 
     /// Deletes `/hserver/<dir>/<name>` whatever its version; missing is fine.
     pub async fn delete(&self, dir: &str, name: &str) -> Result<(), MetaError> {
-        let path = format!("{ROOT}/{dir}/{name}");
+        let path = path_of(dir, name);
         let client = self.client().await?;
         match timed(&path, client.delete(&path, None)).await {
             Ok(()) | Err(MetaError::NotFound(_)) => Ok(()),
@@ -306,12 +306,11 @@ impl Meta {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<Versioned<T>>, MetaError> {
-        let path = path.replace("//", "/");
         let client = self.client().await?;
-        match timed(&path, client.get_data(&path)).await {
+        match timed(path, client.get_data(&path)).await {
             Ok((data, stat)) => {
                 let value = serde_json::from_slice(&data).map_err(|e| MetaError::Corrupt {
-                    path: path.clone(),
+                    path: path.to_string(),
                     reason: e.to_string(),
                 })?;
                 Ok(Some(Versioned { value, version: stat.version }))
@@ -319,6 +318,16 @@ impl Meta {
             Err(MetaError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The znode of `name` under `/hserver/<dir>` (or `/hserver` for an empty
+/// `dir`).
+fn path_of(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        format!("{ROOT}/{name}")
+    } else {
+        format!("{ROOT}/{dir}/{name}")
     }
 }
 
@@ -333,13 +342,12 @@ async fn timed<T>(
     path: &str,
     call: impl std::future::Future<Output = Result<T, zk::Error>>,
 ) -> Result<T, MetaError> {
-    let path = path.replace("//", "/");
     match tokio::time::timeout(Duration::from_millis(ZK_CALL_TIMEOUT_MS), call).await {
         Err(_) => Err(MetaError::Unavailable(format!("{path}: no answer within {ZK_CALL_TIMEOUT_MS} ms"))),
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(zk::Error::NoNode)) => Err(MetaError::NotFound(path)),
-        Ok(Err(zk::Error::NodeExists)) => Err(MetaError::Exists(path)),
-        Ok(Err(zk::Error::BadVersion)) => Err(MetaError::Conflict(path)),
+        Ok(Err(zk::Error::NoNode)) => Err(MetaError::NotFound(path.to_string())),
+        Ok(Err(zk::Error::NodeExists)) => Err(MetaError::Exists(path.to_string())),
+        Ok(Err(zk::Error::BadVersion)) => Err(MetaError::Conflict(path.to_string())),
         Ok(Err(e)) => Err(MetaError::Unavailable(format!("{path}: {e}"))),
     }
 }

@@ -200,14 +200,30 @@ impl Node {
             if !self.zk_connected() {
                 continue;
             }
-            match self.refresh_view().await {
-                Ok(view) => {
-                    self.reconcile_shards(&view);
-                    self.reconcile_subscriptions(&view);
-                }
-                Err(e) => tracing::debug!("view refresh failed: {e}"),
+            if let Err(e) = self.reconcile_once().await {
+                tracing::debug!("view refresh failed: {e}");
             }
         }
+    }
+
+    /// Refreshes the view and takes or gives up roles; also called right
+    /// after metadata changes so new shards and subscriptions get a home
+    /// without waiting for the next tick.
+    pub async fn reconcile_once(self: &Arc<Self>) -> Result<View, MetaError> {
+        let view = self.refresh_view().await?;
+        self.reconcile_shards(&view);
+        self.reconcile_subscriptions(&view);
+        Ok(view)
+    }
+
+    /// The view, refreshed from ZooKeeper first when `wanted` says the
+    /// cached one lacks something (and ZooKeeper answers).
+    pub async fn view_with(self: &Arc<Self>, wanted: impl Fn(&View) -> bool) -> View {
+        let view = self.view();
+        if wanted(&view) {
+            return view;
+        }
+        self.reconcile_once().await.unwrap_or(view)
     }
 
     async fn refresh_view(&self) -> Result<View, MetaError> {

@@ -122,8 +122,7 @@ async fn seal_majority(
         .replicas
         .iter()
         .map(|&node| {
-            let request = request.clone();
-            async move {
+                        async move {
                 let mut client = ctx.replica_client(node)?;
                 client.seal(request).await.map(|r| (node, r.into_inner().batch_ids))
             }
