@@ -45,11 +45,8 @@ impl Api {
 
     fn server_node(&self, id: NodeId) -> Result<ServerNode, Status> {
         let view = self.node.view();
-        let info: NodeInfo = view
-            .nodes
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| Status::unavailable(format!("node {id} is not live")))?;
+        let info: NodeInfo =
+            view.nodes.get(&id).cloned().ok_or_else(|| Status::unavailable(format!("node {id} is not live")))?;
         Ok(to_server_node(&info))
     }
 
@@ -112,9 +109,8 @@ fn meta_status(e: MetaError) -> Status {
 }
 
 fn valid_name(kind: &str, name: &str) -> Result<(), Status> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let ok =
+        !name.is_empty() && name.len() <= 255 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {
@@ -264,7 +260,10 @@ impl HStreamApi for Api {
         Ok(Response::new(ListStreamsResponse { streams: all.iter().map(|v| to_stream(&v.value)).collect() }))
     }
 
-    async fn lookup_shard(&self, request: Request<LookupShardRequest>) -> Result<Response<LookupShardResponse>, Status> {
+    async fn lookup_shard(
+        &self,
+        request: Request<LookupShardRequest>,
+    ) -> Result<Response<LookupShardResponse>, Status> {
         let shard_id = request.into_inner().shard_id;
         let view = self.node.view_with(|v| v.shards.contains_key(&shard_id)).await;
         if !view.shards.contains_key(&shard_id) {
@@ -302,7 +301,8 @@ impl HStreamApi for Api {
             AppendError::NotSequencer(_) => Status::failed_precondition(e.to_string()),
             AppendError::Indeterminate { .. } => Status::unavailable(e.to_string()),
         })?;
-        let record_ids = (0..count).map(|i| RecordId { shard_id: request.shard_id, batch_id, batch_index: i }).collect();
+        let record_ids =
+            (0..count).map(|i| RecordId { shard_id: request.shard_id, batch_id, batch_index: i }).collect();
         Ok(Response::new(AppendResponse { stream_name: request.stream_name, shard_id: request.shard_id, record_ids }))
     }
 
@@ -381,7 +381,13 @@ impl HStreamApi for Api {
         let meta = meta.ok_or_else(|| Status::not_found(format!("subscription {id} not found")))?;
         let checkpoint = self.node.meta.read::<Checkpoint>("checkpoints", &id).await.map_err(meta_status)?;
         let offsets = checkpoint
-            .map(|c| c.value.positions.into_iter().map(|(shard_id, batch_id)| SubscriptionOffset { shard_id, batch_id }).collect())
+            .map(|c| {
+                c.value
+                    .positions
+                    .into_iter()
+                    .map(|(shard_id, batch_id)| SubscriptionOffset { shard_id, batch_id })
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(Response::new(GetSubscriptionResponse { subscription: Some(to_subscription(&meta.value)), offsets }))
     }
@@ -391,7 +397,9 @@ impl HStreamApi for Api {
         _: Request<ListSubscriptionsRequest>,
     ) -> Result<Response<ListSubscriptionsResponse>, Status> {
         let all = self.node.meta.read_all::<SubscriptionMeta>("subscriptions").await.map_err(meta_status)?;
-        Ok(Response::new(ListSubscriptionsResponse { subscription: all.iter().map(|v| to_subscription(&v.value)).collect() }))
+        Ok(Response::new(ListSubscriptionsResponse {
+            subscription: all.iter().map(|v| to_subscription(&v.value)).collect(),
+        }))
     }
 
     async fn check_subscription_exist(

@@ -49,11 +49,7 @@ pub const ALL_BUGS: [(Bug, &str); 8] = [
 impl Bug {
     /// The command-line name of the bug.
     pub fn name(self) -> &'static str {
-        ALL_BUGS
-            .iter()
-            .find(|(bug, _)| *bug == self)
-            .map(|(_, name)| *name)
-            .unwrap_or("unknown")
+        ALL_BUGS.iter().find(|(bug, _)| *bug == self).map(|(_, name)| *name).unwrap_or("unknown")
     }
 }
 

@@ -106,10 +106,10 @@ impl Config {
         };
         let mut bugs = flags.bugs.clone();
         for name in &file.bugs {
-            bugs.push(name.parse().map_err(|e: crate::bugs::UnknownBug| ConfigError::Bad {
-                name: "bugs",
-                reason: e.to_string(),
-            })?);
+            bugs.push(
+                name.parse()
+                    .map_err(|e: crate::bugs::UnknownBug| ConfigError::Bad { name: "bugs", reason: e.to_string() })?,
+            );
         }
         let node_id = flags.node_id.or(file.node_id).ok_or(ConfigError::Missing("node-id"))?;
         if node_id == 0 {
@@ -133,15 +133,14 @@ impl Config {
 
 fn read_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File { path: shown.clone(), reason: e.to_string() })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::File { path: shown.clone(), reason: e.to_string() })?;
     serde_yaml::from_str(&text).map_err(|e| ConfigError::File { path: shown, reason: e.to_string() })
 }
 
 fn split_address(address: &str) -> Result<(String, u16), ConfigError> {
     let bad = |reason: String| ConfigError::Bad { name: "advertised-address", reason };
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| bad(format!("{address:?} is not host:port")))?;
+    let (host, port) = address.rsplit_once(':').ok_or_else(|| bad(format!("{address:?} is not host:port")))?;
     let port = port.parse().map_err(|_| bad(format!("{port:?} is not a port number")))?;
     Ok((host.to_string(), port))
 }

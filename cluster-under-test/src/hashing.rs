@@ -13,11 +13,7 @@ pub fn shard_range(index: u32, count: u32) -> (u128, u128) {
     assert!(count > 0, "a stream has at least one shard");
     assert!(index < count, "shard index {index} out of {count}");
     let start = boundary(index, count);
-    let end = if index + 1 == count {
-        u128::MAX
-    } else {
-        boundary(index + 1, count) - 1
-    };
+    let end = if index + 1 == count { u128::MAX } else { boundary(index + 1, count) - 1 };
     (start, end)
 }
 

@@ -189,11 +189,7 @@ impl Meta {
     }
 
     async fn client(&self) -> Result<zk::Client, MetaError> {
-        self.client
-            .read()
-            .await
-            .clone()
-            .ok_or_else(|| MetaError::Unavailable("no ZooKeeper session".into()))
+        self.client.read().await.clone().ok_or_else(|| MetaError::Unavailable("no ZooKeeper session".into()))
     }
 
     /// Creates the directory znodes if missing.
@@ -307,12 +303,10 @@ impl Meta {
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<Versioned<T>>, MetaError> {
         let client = self.client().await?;
-        match timed(path, client.get_data(&path)).await {
+        match timed(path, client.get_data(path)).await {
             Ok((data, stat)) => {
-                let value = serde_json::from_slice(&data).map_err(|e| MetaError::Corrupt {
-                    path: path.to_string(),
-                    reason: e.to_string(),
-                })?;
+                let value = serde_json::from_slice(&data)
+                    .map_err(|e| MetaError::Corrupt { path: path.to_string(), reason: e.to_string() })?;
                 Ok(Some(Versioned { value, version: stat.version }))
             }
             Err(MetaError::NotFound(_)) => Ok(None),
@@ -338,10 +332,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Runs one ZooKeeper call under [`ZK_CALL_TIMEOUT_MS`], mapping errors.
-async fn timed<T>(
-    path: &str,
-    call: impl std::future::Future<Output = Result<T, zk::Error>>,
-) -> Result<T, MetaError> {
+async fn timed<T>(path: &str, call: impl std::future::Future<Output = Result<T, zk::Error>>) -> Result<T, MetaError> {
     match tokio::time::timeout(Duration::from_millis(ZK_CALL_TIMEOUT_MS), call).await {
         Err(_) => Err(MetaError::Unavailable(format!("{path}: no answer within {ZK_CALL_TIMEOUT_MS} ms"))),
         Ok(Ok(v)) => Ok(v),

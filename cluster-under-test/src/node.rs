@@ -69,10 +69,8 @@ pub enum NodeError {
 impl Node {
     /// Opens the store and prepares the node; nothing runs yet.
     pub fn open(config: Config) -> Result<Arc<Node>, NodeError> {
-        let store = Store::open(&config.data_dir, StoreOptions::default()).map_err(|e| NodeError::Store {
-            path: config.data_dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let store = Store::open(&config.data_dir, StoreOptions::default())
+            .map_err(|e| NodeError::Store { path: config.data_dir.display().to_string(), reason: e.to_string() })?;
         let bugs = Bugs::new(config.bugs.iter().copied());
         let ctx = Arc::new(LogContext::new(config.node_id, store, bugs));
         let info = NodeInfo { id: config.node_id, host: config.host.clone(), port: config.port };
@@ -228,9 +226,15 @@ impl Node {
 
     async fn refresh_view(&self) -> Result<View, MetaError> {
         let nodes = self.meta.live_nodes().await?;
-        let streams: BTreeMap<String, StreamMeta> =
-            self.meta.read_all::<StreamMeta>("streams").await?.into_iter().map(|v| (v.value.name.clone(), v.value)).collect();
-        let shards = self.meta.read_all::<ShardMeta>("shards").await?.into_iter().map(|v| (v.value.shard_id, v.value)).collect();
+        let streams: BTreeMap<String, StreamMeta> = self
+            .meta
+            .read_all::<StreamMeta>("streams")
+            .await?
+            .into_iter()
+            .map(|v| (v.value.name.clone(), v.value))
+            .collect();
+        let shards =
+            self.meta.read_all::<ShardMeta>("shards").await?.into_iter().map(|v| (v.value.shard_id, v.value)).collect();
         let subscriptions = self
             .meta
             .read_all::<SubscriptionMeta>("subscriptions")
@@ -256,7 +260,11 @@ impl Node {
         let items: Vec<placement::Item<u64>> = view
             .shards
             .values()
-            .map(|s| placement::Item { key: s.shard_id, current: view.sequencer_of(s.shard_id), eligible: s.replicas.clone() })
+            .map(|s| placement::Item {
+                key: s.shard_id,
+                current: view.sequencer_of(s.shard_id),
+                eligible: s.replicas.clone(),
+            })
             .collect();
         placement::place(&items, &live, self.bugs().has(Bug::UnbalancedPlacement))
     }

@@ -60,11 +60,7 @@ pub fn place<K: Ord + Clone>(items: &[Item<K>], live: &[NodeId], pile_up: bool) 
 }
 
 fn candidates<K>(item: &Item<K>, loads: &BTreeMap<NodeId, usize>) -> Vec<NodeId> {
-    loads
-        .keys()
-        .copied()
-        .filter(|n| item.eligible.is_empty() || item.eligible.contains(n))
-        .collect()
+    loads.keys().copied().filter(|n| item.eligible.is_empty() || item.eligible.contains(n)).collect()
 }
 
 fn least_loaded(nodes: &[NodeId], loads: &BTreeMap<NodeId, usize>) -> Option<NodeId> {
@@ -74,11 +70,7 @@ fn least_loaded(nodes: &[NodeId], loads: &BTreeMap<NodeId, usize>) -> Option<Nod
 /// Moves one item at a time from a node to an eligible node carrying at
 /// least two fewer, until no such move exists. Each move lowers the sum of
 /// squared loads, so the loop ends; the bound is a guard, not the exit.
-fn rebalance<K: Ord + Clone>(
-    items: &[Item<K>],
-    placed: &mut BTreeMap<K, NodeId>,
-    loads: &mut BTreeMap<NodeId, usize>,
-) {
+fn rebalance<K: Ord + Clone>(items: &[Item<K>], placed: &mut BTreeMap<K, NodeId>, loads: &mut BTreeMap<NodeId, usize>) {
     let max_moves = items.len() * items.len() + 1;
     for _ in 0..max_moves {
         let mut best: Option<(usize, K, NodeId, NodeId)> = None;
@@ -104,9 +96,7 @@ mod tests {
     use super::*;
 
     fn items(n: u64, current: impl Fn(u64) -> Option<NodeId>) -> Vec<Item<u64>> {
-        (0..n)
-            .map(|k| Item { key: k, current: current(k), eligible: vec![] })
-            .collect()
+        (0..n).map(|k| Item { key: k, current: current(k), eligible: vec![] }).collect()
     }
 
     fn loads(placed: &BTreeMap<u64, NodeId>, live: &[NodeId]) -> Vec<usize> {

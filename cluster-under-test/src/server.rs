@@ -31,7 +31,8 @@ pub enum ServeError {
 pub async fn serve(node: Arc<Node>) -> Result<(), ServeError> {
     let address = node.config.bind.clone();
     let bind_error = |reason: String| ServeError::Bind { address: address.clone(), reason };
-    let socket: std::net::SocketAddr = address.parse().map_err(|e: std::net::AddrParseError| bind_error(e.to_string()))?;
+    let socket: std::net::SocketAddr =
+        address.parse().map_err(|e: std::net::AddrParseError| bind_error(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(socket).await.map_err(|e| bind_error(e.to_string()))?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio::spawn(node.clone().run_session());

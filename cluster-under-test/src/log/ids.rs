@@ -43,11 +43,7 @@ impl LogShape {
     /// Up to `max` committed batch ids at or after `from`, ascending.
     pub fn ids_from(&self, from: u64, max: usize) -> Vec<u64> {
         let mut ids = Vec::new();
-        let epochs = self
-            .finalized
-            .iter()
-            .copied()
-            .chain(std::iter::once((self.current_epoch, self.committed_seq)));
+        let epochs = self.finalized.iter().copied().chain(std::iter::once((self.current_epoch, self.committed_seq)));
         for (epoch, last_seq) in epochs {
             if ids.len() >= max {
                 break;
@@ -70,12 +66,7 @@ impl LogShape {
         if self.committed_seq > 0 {
             return batch_id(self.current_epoch, self.committed_seq);
         }
-        self.finalized
-            .iter()
-            .rev()
-            .find(|(_, last)| *last > 0)
-            .map(|&(epoch, last)| batch_id(epoch, last))
-            .unwrap_or(0)
+        self.finalized.iter().rev().find(|(_, last)| *last > 0).map(|&(epoch, last)| batch_id(epoch, last)).unwrap_or(0)
     }
 }
 
@@ -92,16 +83,9 @@ mod tests {
 
     #[test]
     fn committed_ids_skip_empty_epochs_and_junk_beyond_finalized_ends() {
-        let shape = LogShape {
-            finalized: vec![(1, 2), (2, 0), (3, 1)],
-            current_epoch: 4,
-            committed_seq: 2,
-        };
+        let shape = LogShape { finalized: vec![(1, 2), (2, 0), (3, 1)], current_epoch: 4, committed_seq: 2 };
         let all = shape.ids_from(0, 100);
-        assert_eq!(
-            all,
-            vec![batch_id(1, 1), batch_id(1, 2), batch_id(3, 1), batch_id(4, 1), batch_id(4, 2)]
-        );
+        assert_eq!(all, vec![batch_id(1, 1), batch_id(1, 2), batch_id(3, 1), batch_id(4, 1), batch_id(4, 2)]);
         assert_eq!(shape.ids_from(batch_id(1, 2), 2), vec![batch_id(1, 2), batch_id(3, 1)]);
         assert!(shape.ids_from(batch_id(4, 3), 10).is_empty());
         assert_eq!(shape.tail(), batch_id(4, 2));

@@ -67,10 +67,6 @@ impl Logs {
     /// `(shard, epoch)` of every live sequencer here.
     pub fn held(&self) -> Vec<(u64, u64)> {
         let sequencers = self.sequencers.lock().unwrap_or_else(|e| e.into_inner());
-        sequencers
-            .values()
-            .filter(|s| !s.is_deposed())
-            .map(|s| (s.shard_id, s.epoch))
-            .collect()
+        sequencers.values().filter(|s| !s.is_deposed()).map(|s| (s.shard_id, s.epoch)).collect()
     }
 }

@@ -49,10 +49,7 @@ pub enum TakeoverError {
 /// Makes this node the sequencer of `shard`, recovering its tail.
 pub async fn take_over(logs: &Arc<Logs>, meta: &Meta, shard: u64) -> Result<Arc<Sequencer>, TakeoverError> {
     let ctx = &logs.ctx;
-    let current = meta
-        .read::<ShardMeta>("shards", &shard.to_string())
-        .await?
-        .ok_or(TakeoverError::Gone(shard))?;
+    let current = meta.read::<ShardMeta>("shards", &shard.to_string()).await?.ok_or(TakeoverError::Gone(shard))?;
     if ctx.bugs.has(Bug::ReuseLsn) && current.value.sequencer == Some(ctx.node_id) {
         return Ok(continue_old_epoch(logs, &current.value));
     }
@@ -70,14 +67,8 @@ pub async fn take_over(logs: &Arc<Logs>, meta: &Meta, shard: u64) -> Result<Arc<
     assert!(finalized.finalized.windows(2).all(|w| w[0].0 < w[1].0), "finalized epochs ascend");
     version = meta.cas("shards", &shard.to_string(), &finalized, version).await?;
     tracing::info!(shard, epoch = finalized.epoch, version, ends = ?ends, "took over shard");
-    let sequencer = Sequencer::new(
-        ctx.clone(),
-        shard,
-        finalized.epoch,
-        finalized.replicas.clone(),
-        finalized.finalized.clone(),
-        1,
-    );
+    let sequencer =
+        Sequencer::new(ctx.clone(), shard, finalized.epoch, finalized.replicas.clone(), finalized.finalized.clone(), 1);
     logs.install(sequencer.clone());
     Ok(sequencer)
 }
@@ -121,11 +112,9 @@ async fn seal_majority(
     let mut calls: FuturesUnordered<_> = claimed
         .replicas
         .iter()
-        .map(|&node| {
-                        async move {
-                let mut client = ctx.replica_client(node)?;
-                client.seal(request).await.map(|r| (node, r.into_inner().batch_ids))
-            }
+        .map(|&node| async move {
+            let mut client = ctx.replica_client(node)?;
+            client.seal(request).await.map(|r| (node, r.into_inner().batch_ids))
         })
         .collect();
     let quorum = claimed.write_quorum();
@@ -148,7 +137,12 @@ async fn seal_majority(
     if holdings.len() < quorum {
         return Err(TakeoverError::NoQuorum {
             shard: claimed.shard_id,
-            reason: format!("{} of {} replicas sealed, need {quorum}: {}", holdings.len(), claimed.replicas.len(), failures.join("; ")),
+            reason: format!(
+                "{} of {} replicas sealed, need {quorum}: {}",
+                holdings.len(),
+                claimed.replicas.len(),
+                failures.join("; ")
+            ),
         });
     }
     Ok(holdings)

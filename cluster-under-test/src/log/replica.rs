@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use hstream_proto::internal::replica_server::Replica;
 use hstream_proto::internal::{
-    FetchRequest, FetchResponse, ReadCommittedRequest, ReadCommittedResponse, SealRequest, SealResponse,
-    StoreRequest, StoreResponse,
+    FetchRequest, FetchResponse, ReadCommittedRequest, ReadCommittedResponse, SealRequest, SealResponse, StoreRequest,
+    StoreResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -54,10 +54,7 @@ impl Replica for ReplicaService {
         let fence = ctx.fence(request.shard_id);
         let _exclusive = fence.write().await;
         let sealed = if request.epoch > 0 {
-            ctx.store
-                .seal(request.shard_id, request.epoch)
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?
+            ctx.store.seal(request.shard_id, request.epoch).await.map_err(|e| Status::unavailable(e.to_string()))?
         } else {
             ctx.store.sealed_epoch(request.shard_id)
         };
@@ -89,12 +86,7 @@ impl Replica for ReplicaService {
         let request = request.into_inner();
         let mut batches = Vec::new();
         for id in request.batch_ids {
-            let found = self
-                .logs
-                .ctx
-                .store
-                .get(request.shard_id, id)
-                .map_err(|e| Status::internal(e.to_string()))?;
+            let found = self.logs.ctx.store.get(request.shard_id, id).map_err(|e| Status::internal(e.to_string()))?;
             if let Some(batch) = found {
                 batches.push(to_wire(&batch));
             }

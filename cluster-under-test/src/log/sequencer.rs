@@ -217,11 +217,7 @@ impl Sequencer {
     /// The `ack-before-replicate` bug: durable once the local copy is, with
     /// the other replicas fed later by a background task.
     async fn store_locally_then_replicate_lazily(&self, batch: StoredBatch) -> Result<(), String> {
-        self.ctx
-            .store
-            .append(self.shard_id, batch.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        self.ctx.store.append(self.shard_id, batch.clone()).await.map_err(|e| e.to_string())?;
         let ctx = self.ctx.clone();
         let (shard, epoch) = (self.shard_id, self.epoch);
         let others: Vec<NodeId> = self.replicas.iter().copied().filter(|n| *n != ctx.node_id).collect();
@@ -297,10 +293,7 @@ pub async fn store_local(ctx: &LogContext, shard: u64, epoch: u64, batch: Stored
     if sealed > epoch {
         return Err(StoreFailure::Fenced(format!("local replica sealed epoch {sealed}")));
     }
-    ctx.store
-        .append(shard, batch)
-        .await
-        .map_err(|e| StoreFailure::Gave(format!("local store: {e}")))
+    ctx.store.append(shard, batch).await.map_err(|e| StoreFailure::Gave(format!("local store: {e}")))
 }
 
 /// Reads `ids` (ascending) from the local store, fetching missing ones from
@@ -329,11 +322,7 @@ pub async fn read_batches(
         found.sort_by_key(|b| b.batch_id);
         found.dedup_by_key(|b| b.batch_id);
     }
-    let prefix = found
-        .iter()
-        .zip(ids.iter())
-        .take_while(|(batch, id)| batch.batch_id == **id)
-        .count();
+    let prefix = found.iter().zip(ids.iter()).take_while(|(batch, id)| batch.batch_id == **id).count();
     found.truncate(prefix);
     Ok(found)
 }
@@ -385,8 +374,5 @@ pub fn from_wire(batch: Batch) -> StoredBatch {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

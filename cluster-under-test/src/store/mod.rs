@@ -63,8 +63,7 @@ const DROPPED_DIR_SUFFIX: &str = ".dropped";
 const WRITER_QUEUE_CAPACITY: usize = 1024;
 
 /// The fix every corruption message suggests.
-const CORRUPTION_FIX: &str =
-    "remove the node's data directory to rebuild it from the other replicas";
+const CORRUPTION_FIX: &str = "remove the node's data directory to rebuild it from the other replicas";
 
 /// One batch of records, as stored in a shard log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,10 +92,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     /// 64 MiB segments, fsync on.
     fn default() -> Self {
-        Self {
-            segment_bytes: 64 << 20,
-            sync: true,
-        }
+        Self { segment_bytes: 64 << 20, sync: true }
     }
 }
 
@@ -203,11 +199,7 @@ pub enum StoreError {
 impl StoreError {
     /// Wraps an I/O error with the path and operation it concerns.
     pub(crate) fn io(path: &Path, operation: &'static str, source: io::Error) -> Self {
-        StoreError::Io {
-            path: path.to_path_buf(),
-            operation,
-            source: Arc::new(source),
-        }
+        StoreError::Io { path: path.to_path_buf(), operation, source: Arc::new(source) }
     }
 }
 
@@ -252,10 +244,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// The shard's log, if this node holds it.
     pub(crate) fn shard(&self, shard_id: u64) -> Option<Arc<ShardLog>> {
-        let shards = self
-            .shards
-            .read()
-            .expect("shard map lock poisoned by a panic");
+        let shards = self.shards.read().expect("shard map lock poisoned by a panic");
         shards.get(&shard_id).cloned()
     }
 
@@ -330,13 +319,7 @@ impl Store {
         });
         let (sender, receiver) = mpsc::channel(WRITER_QUEUE_CAPACITY);
         let writer = writer::spawn(Arc::clone(&shared), receiver)?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                shared,
-                requests: Some(sender),
-                writer: Some(writer),
-            }),
-        })
+        Ok(Store { inner: Arc::new(Inner { shared, requests: Some(sender), writer: Some(writer) }) })
     }
 
     /// Appends one batch; durable (written and fsynced) when it returns.
@@ -350,11 +333,7 @@ impl Store {
 
     /// Appends several batches in one request (recovery and catch-up), all or nothing: if any
     /// conflicts, none is written. Durable when it returns.
-    pub async fn append_many(
-        &self,
-        shard_id: u64,
-        batches: Vec<StoredBatch>,
-    ) -> Result<(), StoreError> {
+    pub async fn append_many(&self, shard_id: u64, batches: Vec<StoredBatch>) -> Result<(), StoreError> {
         for batch in &batches {
             if batch.payload.len() > segment::PAYLOAD_BYTES_MAX {
                 return Err(StoreError::BatchTooLarge {
@@ -365,14 +344,7 @@ impl Store {
                 });
             }
         }
-        self.request(|reply| {
-            Request::Grouped(GroupedRequest::Append {
-                shard_id,
-                batches,
-                reply,
-            })
-        })
-        .await
+        self.request(|reply| Request::Grouped(GroupedRequest::Append { shard_id, batches, reply })).await
     }
 
     /// The batch with this id, if the shard holds it.
@@ -384,12 +356,7 @@ impl Store {
     }
 
     /// Batches with id >= `from`, ascending, at most `max`.
-    pub fn read_from(
-        &self,
-        shard_id: u64,
-        from: u64,
-        max: usize,
-    ) -> Result<Vec<StoredBatch>, StoreError> {
+    pub fn read_from(&self, shard_id: u64, from: u64, max: usize) -> Result<Vec<StoredBatch>, StoreError> {
         match self.inner.shared.shard(shard_id) {
             Some(log) => log.read_from(from, max),
             None => Ok(Vec::new()),
@@ -421,41 +388,20 @@ impl Store {
     /// sealing with a lower or equal epoch is a no-op returning the current value. Durable on
     /// return (meta file written, fsynced and atomically renamed into place).
     pub async fn seal(&self, shard_id: u64, epoch: u64) -> Result<u64, StoreError> {
-        self.request(|reply| {
-            Request::Barrier(BarrierRequest::Seal {
-                shard_id,
-                epoch,
-                reply,
-            })
-        })
-        .await
+        self.request(|reply| Request::Barrier(BarrierRequest::Seal { shard_id, epoch, reply })).await
     }
 
     /// Durably forgets these ids (tombstone frames), so they stay gone after reopen. Ids not
     /// held are ignored. Used when recovery decides a batch was never committed.
     pub async fn discard(&self, shard_id: u64, ids: Vec<u64>) -> Result<(), StoreError> {
-        self.request(|reply| {
-            Request::Grouped(GroupedRequest::Discard {
-                shard_id,
-                ids,
-                reply,
-            })
-        })
-        .await
+        self.request(|reply| Request::Grouped(GroupedRequest::Discard { shard_id, ids, reply })).await
     }
 
     /// Removes batches whose `append_time_ms < cutoff_ms` (backlog retention) and returns how
     /// many were removed. Segment files left with no live batch are deleted (the newest segment
     /// is always kept); old batches in other segments get tombstones.
     pub async fn trim_older_than(&self, shard_id: u64, cutoff_ms: i64) -> Result<u64, StoreError> {
-        self.request(|reply| {
-            Request::Barrier(BarrierRequest::Trim {
-                shard_id,
-                cutoff_ms,
-                reply,
-            })
-        })
-        .await
+        self.request(|reply| Request::Barrier(BarrierRequest::Trim { shard_id, cutoff_ms, reply })).await
     }
 
     /// Every shard this node holds a log (or a sealed epoch) for, ascending.
@@ -467,8 +413,7 @@ impl Store {
 
     /// Deletes a shard's whole log (stream deleted). Deleting an unknown shard is a no-op.
     pub async fn drop_shard(&self, shard_id: u64) -> Result<(), StoreError> {
-        self.request(|reply| Request::Barrier(BarrierRequest::DropShard { shard_id, reply }))
-            .await
+        self.request(|reply| Request::Barrier(BarrierRequest::DropShard { shard_id, reply })).await
     }
 
     /// What the store has done since it was opened (fsyncs, groups, frames, torn tails).
@@ -482,9 +427,7 @@ impl Store {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
     ) -> Result<T, StoreError> {
-        let stopped = || StoreError::WriterStopped {
-            path: self.inner.shared.data_dir.clone(),
-        };
+        let stopped = || StoreError::WriterStopped { path: self.inner.shared.data_dir.clone() };
         let Some(requests) = self.inner.requests.as_ref() else {
             return Err(stopped());
         };
@@ -519,13 +462,9 @@ fn open_shards(
     let mut shards = BTreeMap::new();
     for entry in std::fs::read_dir(shards_dir).map_err(read_error)? {
         let path = entry.map_err(read_error)?.path();
-        let name = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .unwrap_or("");
+        let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("");
         if name.ends_with(DROPPED_DIR_SUFFIX) {
-            std::fs::remove_dir_all(&path)
-                .map_err(|source| StoreError::io(&path, "remove dropped shard", source))?;
+            std::fs::remove_dir_all(&path).map_err(|source| StoreError::io(&path, "remove dropped shard", source))?;
         } else if let Ok(shard_id) = name.parse::<u64>() {
             let log = ShardLog::open(shard_id, &path, options, stats)?;
             shards.insert(shard_id, Arc::new(log));

@@ -122,14 +122,7 @@ pub(crate) fn frame_bytes(payload_bytes: usize) -> usize {
 
 /// Appends the frame of `batch` to `out`.
 pub(crate) fn encode_batch(batch: &StoredBatch, out: &mut Vec<u8>) {
-    encode(
-        FrameKind::Batch,
-        batch.batch_id,
-        batch.record_count,
-        batch.append_time_ms,
-        &batch.payload,
-        out,
-    );
+    encode(FrameKind::Batch, batch.batch_id, batch.record_count, batch.append_time_ms, &batch.payload, out);
 }
 
 /// Appends a tombstone frame for `batch_id` to `out`.
@@ -137,18 +130,8 @@ pub(crate) fn encode_tombstone(batch_id: u64, out: &mut Vec<u8>) {
     encode(FrameKind::Tombstone, batch_id, 0, 0, &[], out);
 }
 
-fn encode(
-    kind: FrameKind,
-    batch_id: u64,
-    record_count: u32,
-    append_time_ms: i64,
-    payload: &[u8],
-    out: &mut Vec<u8>,
-) {
-    assert!(
-        payload.len() <= PAYLOAD_BYTES_MAX,
-        "payload over the frame limit"
-    );
+fn encode(kind: FrameKind, batch_id: u64, record_count: u32, append_time_ms: i64, payload: &[u8], out: &mut Vec<u8>) {
+    assert!(payload.len() <= PAYLOAD_BYTES_MAX, "payload over the frame limit");
     let start = out.len();
     let len = frame_bytes(payload.len());
     let len_field = u32::try_from(len).expect("FRAME_BYTES_MAX fits in u32");
@@ -167,10 +150,7 @@ fn encode(
 
 /// Decodes the frame at the start of `bytes` (which may hold more after it).
 pub(crate) fn decode(bytes: &[u8]) -> Result<FrameView<'_>, FrameError> {
-    let incomplete = |needed| FrameError::Incomplete {
-        needed,
-        available: bytes.len(),
-    };
+    let incomplete = |needed| FrameError::Incomplete { needed, available: bytes.len() };
     if bytes.len() < FRAME_HEADER_BYTES {
         return Err(incomplete(FRAME_HEADER_BYTES));
     }
@@ -219,13 +199,8 @@ pub(crate) fn read_batch(
     batch_id: u64,
 ) -> Result<StoredBatch, StoreError> {
     let mut bytes = vec![0; len as usize];
-    file.read_exact_at(&mut bytes, offset)
-        .map_err(|source| StoreError::io(path, "read segment file", source))?;
-    let corrupt = |reason: String| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        offset,
-        reason,
-    };
+    file.read_exact_at(&mut bytes, offset).map_err(|source| StoreError::io(path, "read segment file", source))?;
+    let corrupt = |reason: String| StoreError::Corrupt { path: path.to_path_buf(), offset, reason };
     let frame = decode(&bytes).map_err(|error| corrupt(error.to_string()))?;
     if frame.kind != FrameKind::Batch || frame.batch_id != batch_id || frame.len != bytes.len() {
         return Err(corrupt(format!(
@@ -248,8 +223,7 @@ pub(crate) fn read_batch(
 /// for the caller to truncate. A bad frame anywhere else is [`StoreError::Corrupt`].
 pub(crate) fn scan(file: &mut File, path: &Path, is_last: bool) -> Result<Scan, StoreError> {
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|source| StoreError::io(path, "read segment file", source))?;
+    file.read_to_end(&mut bytes).map_err(|source| StoreError::io(path, "read segment file", source))?;
     let mut frames = Vec::new();
     let mut offset = 0;
     // Bounded: each pass consumes at least FRAME_HEADER_BYTES or ends the loop.
@@ -263,15 +237,9 @@ pub(crate) fn scan(file: &mut File, path: &Path, is_last: bool) -> Result<Scan, 
             }
             Err(error) => error,
         };
-        let corrupt = |reason: String| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            offset: offset as u64,
-            reason,
-        };
+        let corrupt = |reason: String| StoreError::Corrupt { path: path.to_path_buf(), offset: offset as u64, reason };
         if !is_last {
-            return Err(corrupt(format!(
-                "{error}, in a segment that is not the last"
-            )));
+            return Err(corrupt(format!("{error}, in a segment that is not the last")));
         }
         if let Some(next) = find_valid_frame(&bytes, offset + 1) {
             return Err(corrupt(format!(
@@ -280,18 +248,10 @@ pub(crate) fn scan(file: &mut File, path: &Path, is_last: bool) -> Result<Scan, 
             )));
         }
         let valid_len = offset as u64;
-        return Ok(Scan {
-            frames,
-            valid_len,
-            torn_tail: Some((valid_len, error)),
-        });
+        return Ok(Scan { frames, valid_len, torn_tail: Some((valid_len, error)) });
     }
     assert_eq!(offset, bytes.len());
-    Ok(Scan {
-        frames,
-        valid_len: offset as u64,
-        torn_tail: None,
-    })
+    Ok(Scan { frames, valid_len: offset as u64, torn_tail: None })
 }
 
 fn scanned(frame: &FrameView<'_>, offset: usize) -> ScannedFrame {
@@ -316,17 +276,10 @@ fn find_valid_frame(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Cuts the torn tail off a last segment at `valid_len`, durably if `sync`.
-pub(crate) fn truncate_torn_tail(
-    file: &File,
-    path: &Path,
-    valid_len: u64,
-    sync: bool,
-) -> Result<(), StoreError> {
-    file.set_len(valid_len)
-        .map_err(|source| StoreError::io(path, "truncate torn tail of segment file", source))?;
+pub(crate) fn truncate_torn_tail(file: &File, path: &Path, valid_len: u64, sync: bool) -> Result<(), StoreError> {
+    file.set_len(valid_len).map_err(|source| StoreError::io(path, "truncate torn tail of segment file", source))?;
     if sync {
-        file.sync_all()
-            .map_err(|source| StoreError::io(path, "fsync segment file", source))?;
+        file.sync_all().map_err(|source| StoreError::io(path, "fsync segment file", source))?;
     }
     Ok(())
 }
@@ -334,9 +287,7 @@ pub(crate) fn truncate_torn_tail(
 /// fsyncs a directory, so the files created, renamed or removed in it stay that way.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     let handle = File::open(dir).map_err(|source| StoreError::io(dir, "open directory", source))?;
-    handle
-        .sync_all()
-        .map_err(|source| StoreError::io(dir, "fsync directory", source))
+    handle.sync_all().map_err(|source| StoreError::io(dir, "fsync directory", source))
 }
 
 #[cfg(test)]
@@ -377,20 +328,11 @@ mod tests {
         encode_batch(&sample_batch(), &mut bytes);
         let mut flipped = bytes.clone();
         *flipped.last_mut().expect("payload") ^= 0x01;
-        assert!(matches!(
-            decode(&flipped),
-            Err(FrameError::ChecksumMismatch { .. })
-        ));
-        assert!(matches!(
-            decode(&bytes[..bytes.len() - 1]),
-            Err(FrameError::Incomplete { .. })
-        ));
+        assert!(matches!(decode(&flipped), Err(FrameError::ChecksumMismatch { .. })));
+        assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(FrameError::Incomplete { .. })));
         let mut bad_magic = bytes.clone();
         bad_magic[0] ^= 0xff;
-        assert!(matches!(
-            decode(&bad_magic),
-            Err(FrameError::BadMagic { .. })
-        ));
+        assert!(matches!(decode(&bad_magic), Err(FrameError::BadMagic { .. })));
     }
 
     /// Goal: segment names sort numerically and only exact `<20 digits>.seg` names parse.

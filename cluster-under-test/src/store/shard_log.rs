@@ -62,10 +62,7 @@ pub(crate) enum Mutation {
     /// A batch frame: the id now lives at `location`.
     Put { batch_id: u64, location: Location },
     /// A tombstone frame in segment `tombstone_segment`: the id is gone.
-    Remove {
-        batch_id: u64,
-        tombstone_segment: u64,
-    },
+    Remove { batch_id: u64, tombstone_segment: u64 },
 }
 
 /// What a trim removes; computed by [`ShardState::plan_trim`] without touching disk.
@@ -108,18 +105,12 @@ impl ShardState {
     pub(crate) fn apply(&mut self, mutation: Mutation) {
         match mutation {
             Mutation::Put { batch_id, location } => self.apply_put(batch_id, location),
-            Mutation::Remove {
-                batch_id,
-                tombstone_segment,
-            } => self.apply_remove(batch_id, tombstone_segment),
+            Mutation::Remove { batch_id, tombstone_segment } => self.apply_remove(batch_id, tombstone_segment),
         }
     }
 
     fn apply_put(&mut self, batch_id: u64, location: Location) {
-        let segment = self
-            .segments
-            .get_mut(&location.segment)
-            .expect("a put's segment exists");
+        let segment = self.segments.get_mut(&location.segment).expect("a put's segment exists");
         assert!(location.offset + u64::from(location.len) <= segment.len);
         segment.live_batches += 1;
         // Replaying, a later frame of the same id wins: its tombstone was in a deleted segment.
@@ -137,21 +128,12 @@ impl ShardState {
         };
         assert!(previous.segment <= tombstone_segment);
         self.release(previous.segment);
-        let segment = self
-            .segments
-            .get_mut(&tombstone_segment)
-            .expect("checked above");
-        *segment
-            .tombstone_targets
-            .entry(previous.segment)
-            .or_default() += 1;
+        let segment = self.segments.get_mut(&tombstone_segment).expect("checked above");
+        *segment.tombstone_targets.entry(previous.segment).or_default() += 1;
     }
 
     fn release(&mut self, seq: u64) {
-        let segment = self
-            .segments
-            .get_mut(&seq)
-            .expect("an indexed segment exists");
+        let segment = self.segments.get_mut(&seq).expect("an indexed segment exists");
         assert!(segment.live_batches > 0);
         segment.live_batches -= 1;
     }
@@ -165,10 +147,7 @@ impl ShardState {
         let mut old_by_segment: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for (batch_id, location) in &self.index {
             if location.append_time_ms < cutoff_ms {
-                old_by_segment
-                    .entry(location.segment)
-                    .or_default()
-                    .push(*batch_id);
+                old_by_segment.entry(location.segment).or_default().push(*batch_id);
             }
         }
         let tail = self.tail().map(|(seq, _)| seq);
@@ -176,9 +155,10 @@ impl ShardState {
         let mut plan = TrimPlan::default();
         for (seq, segment) in &self.segments {
             let old = old_by_segment.remove(seq).unwrap_or_default();
-            let targets_gone = segment.tombstone_targets.keys().all(|target| {
-                target == seq || !self.segments.contains_key(target) || deleted.contains(target)
-            });
+            let targets_gone = segment
+                .tombstone_targets
+                .keys()
+                .all(|target| target == seq || !self.segments.contains_key(target) || deleted.contains(target));
             let all_old = segment.live_batches == old.len() as u64;
             if Some(*seq) != tail && all_old && targets_gone {
                 deleted.insert(*seq);
@@ -194,17 +174,11 @@ impl ShardState {
     /// Forgets a deleted segment and the batches in it (`batch_ids`: all its live ones).
     pub(crate) fn remove_segment(&mut self, seq: u64, batch_ids: &[u64]) {
         for batch_id in batch_ids {
-            let location = self
-                .index
-                .remove(batch_id)
-                .expect("a trimmed id is indexed");
+            let location = self.index.remove(batch_id).expect("a trimmed id is indexed");
             assert_eq!(location.segment, seq);
             self.release(seq);
         }
-        let segment = self
-            .segments
-            .remove(&seq)
-            .expect("a deleted segment exists");
+        let segment = self.segments.remove(&seq).expect("a deleted segment exists");
         assert_eq!(segment.live_batches, 0);
         for other in self.segments.values_mut() {
             other.tombstone_targets.remove(&seq);
@@ -213,11 +187,7 @@ impl ShardState {
 
     /// Checks the index against the segments. O(segments), cheap enough after every commit.
     pub(crate) fn check_invariants(&self) {
-        let live: u64 = self
-            .segments
-            .values()
-            .map(|segment| segment.live_batches)
-            .sum();
+        let live: u64 = self.segments.values().map(|segment| segment.live_batches).sum();
         assert_eq!(live, self.index.len() as u64, "live counts match the index");
         if let Some((first, _)) = self.index.first_key_value() {
             let (last, _) = self.index.last_key_value().expect("non-empty index");
@@ -242,23 +212,14 @@ struct Meta {
 
 impl ShardLog {
     /// Creates an empty shard directory (the writer calls this on a shard's first write).
-    pub(crate) fn create(
-        shard_id: u64,
-        dir: &Path,
-        options: &StoreOptions,
-    ) -> Result<ShardLog, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::io(dir, "create shard directory", source))?;
+    pub(crate) fn create(shard_id: u64, dir: &Path, options: &StoreOptions) -> Result<ShardLog, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::io(dir, "create shard directory", source))?;
         if options.sync {
             if let Some(parent) = dir.parent() {
                 segment::sync_dir(parent)?;
             }
         }
-        Ok(ShardLog {
-            shard_id,
-            dir: dir.to_path_buf(),
-            state: RwLock::new(ShardState::default()),
-        })
+        Ok(ShardLog { shard_id, dir: dir.to_path_buf(), state: RwLock::new(ShardState::default()) })
     }
 
     /// Recovers a shard from its directory: meta file, then every segment in order.
@@ -268,10 +229,7 @@ impl ShardLog {
         options: &StoreOptions,
         stats: &Counters,
     ) -> Result<ShardLog, StoreError> {
-        let mut state = ShardState {
-            sealed_epoch: read_meta(dir)?,
-            ..ShardState::default()
-        };
+        let mut state = ShardState { sealed_epoch: read_meta(dir)?, ..ShardState::default() };
         let seqs = list_segments(dir)?;
         for (position, seq) in seqs.iter().enumerate() {
             let is_last = position + 1 == seqs.len();
@@ -279,34 +237,23 @@ impl ShardLog {
         }
         state.check_invariants();
         assert_eq!(state.segments.len(), seqs.len());
-        Ok(ShardLog {
-            shard_id,
-            dir: dir.to_path_buf(),
-            state: RwLock::new(state),
-        })
+        Ok(ShardLog { shard_id, dir: dir.to_path_buf(), state: RwLock::new(state) })
     }
 
     /// Shared access to the state (readers, and the writer planning).
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, ShardState> {
-        self.state
-            .read()
-            .expect("shard state lock poisoned by a panic")
+        self.state.read().expect("shard state lock poisoned by a panic")
     }
 
     /// Exclusive access to the state: the writer thread only.
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ShardState> {
-        self.state
-            .write()
-            .expect("shard state lock poisoned by a panic")
+        self.state.write().expect("shard state lock poisoned by a panic")
     }
 
     /// Refuses mutations once a failure left the files possibly unlike the index.
     pub(crate) fn check_usable(&self) -> Result<(), StoreError> {
         match &self.read().unusable {
-            Some(reason) => Err(StoreError::ShardUnusable {
-                path: self.dir.clone(),
-                reason: reason.clone(),
-            }),
+            Some(reason) => Err(StoreError::ShardUnusable { path: self.dir.clone(), reason: reason.clone() }),
             None => Ok(()),
         }
     }
@@ -315,10 +262,7 @@ impl ShardLog {
     pub(crate) fn get(&self, batch_id: u64) -> Result<Option<StoredBatch>, StoreError> {
         let found = {
             let state = self.read();
-            state
-                .index
-                .get(&batch_id)
-                .map(|location| located(&state, *location))
+            state.index.get(&batch_id).map(|location| located(&state, *location))
         };
         let Some((location, file, path)) = found else {
             return Ok(None);
@@ -333,9 +277,7 @@ impl ShardLog {
         let found: Vec<(u64, Located)> = {
             let state = self.read();
             let range = state.index.range(from..).take(max);
-            range
-                .map(|(batch_id, location)| (*batch_id, located(&state, *location)))
-                .collect()
+            range.map(|(batch_id, location)| (*batch_id, located(&state, *location))).collect()
         };
         let mut batches = Vec::with_capacity(found.len());
         for (batch_id, (location, file, path)) in found {
@@ -372,23 +314,17 @@ impl ShardLog {
         assert!(epoch > previous, "seal only raises the epoch");
         let temp_path = self.dir.join(META_TEMP_FILE_NAME);
         let meta_path = self.dir.join(META_FILE_NAME);
-        let json = serde_json::to_vec(&Meta {
-            sealed_epoch: epoch,
-        })
-        .expect("Meta serializes");
+        let json = serde_json::to_vec(&Meta { sealed_epoch: epoch }).expect("Meta serializes");
         let io_error = |path: &Path, operation| {
             let path = path.to_path_buf();
             move |source| StoreError::io(&path, operation, source)
         };
         let mut temp = File::create(&temp_path).map_err(io_error(&temp_path, "create"))?;
-        temp.write_all(&json)
-            .map_err(io_error(&temp_path, "write meta file"))?;
+        temp.write_all(&json).map_err(io_error(&temp_path, "write meta file"))?;
         if sync {
-            temp.sync_all()
-                .map_err(io_error(&temp_path, "fsync meta file"))?;
+            temp.sync_all().map_err(io_error(&temp_path, "fsync meta file"))?;
         }
-        std::fs::rename(&temp_path, &meta_path)
-            .map_err(io_error(&meta_path, "rename meta file into place"))?;
+        std::fs::rename(&temp_path, &meta_path).map_err(io_error(&meta_path, "rename meta file into place"))?;
         if sync {
             segment::sync_dir(&self.dir)?;
         }
@@ -403,15 +339,8 @@ type Located = (Location, Arc<File>, Arc<Path>);
 
 /// Resolves a location to what a read needs, so the read can happen outside the lock.
 fn located(state: &ShardState, location: Location) -> Located {
-    let segment = state
-        .segments
-        .get(&location.segment)
-        .expect("the index points at existing segments");
-    (
-        location,
-        Arc::clone(&segment.file),
-        Arc::clone(&segment.path),
-    )
+    let segment = state.segments.get(&location.segment).expect("the index points at existing segments");
+    (location, Arc::clone(&segment.file), Arc::clone(&segment.path))
 }
 
 /// The sealed epoch in the meta file (0 without one); removes a temp file a crash left.
@@ -505,9 +434,6 @@ fn mutation_of(seq: u64, frame: &ScannedFrame) -> Mutation {
                 append_time_ms: frame.append_time_ms,
             },
         },
-        FrameKind::Tombstone => Mutation::Remove {
-            batch_id: frame.batch_id,
-            tombstone_segment: seq,
-        },
+        FrameKind::Tombstone => Mutation::Remove { batch_id: frame.batch_id, tombstone_segment: seq },
     }
 }

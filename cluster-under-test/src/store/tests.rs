@@ -15,12 +15,7 @@ fn id(seq: u64) -> u64 {
 }
 
 fn batch(batch_id: u64, append_time_ms: i64, payload: &str) -> StoredBatch {
-    StoredBatch {
-        batch_id,
-        record_count: 1,
-        append_time_ms,
-        payload: payload.as_bytes().to_vec(),
-    }
+    StoredBatch { batch_id, record_count: 1, append_time_ms, payload: payload.as_bytes().to_vec() }
 }
 
 fn open(dir: &Path) -> Store {
@@ -28,10 +23,7 @@ fn open(dir: &Path) -> Store {
 }
 
 fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> Store {
-    let options = StoreOptions {
-        segment_bytes,
-        sync: true,
-    };
+    let options = StoreOptions { segment_bytes, sync: true };
     Store::open(dir, options).expect("store opens")
 }
 
@@ -79,10 +71,7 @@ async fn reopen_after_fsync_keeps_every_batch() {
         let store = open(dir.path());
         for seq in 1..=20 {
             let appended = batch(id(seq), seq as i64, &format!("payload {seq}"));
-            store
-                .append(seq % 3, appended.clone())
-                .await
-                .expect("append");
+            store.append(seq % 3, appended.clone()).await.expect("append");
             expected.push((seq % 3, appended));
         }
         assert_eq!(store.seal(1, 4).await.expect("seal"), 4);
@@ -95,10 +84,7 @@ async fn reopen_after_fsync_keeps_every_batch() {
     }
     assert_eq!(store.sealed_epoch(1), 4);
     assert_eq!(store.stats().torn_tails_truncated, 0);
-    store
-        .append(1, batch(id(99), 99, "after reopen"))
-        .await
-        .expect("append");
+    store.append(1, batch(id(99), 99, "after reopen")).await.expect("append");
     assert_eq!(store.ids_from(1, id(98)), vec![id(99)]);
 }
 
@@ -110,10 +96,7 @@ async fn out_of_order_ids_read_back_ascending() {
     let store = open(dir.path());
     let epoch_2_first = (2 << 40) | 1;
     for batch_id in [id(5), epoch_2_first, id(1), id(9), id(3)] {
-        store
-            .append(1, batch(batch_id, 0, "x"))
-            .await
-            .expect("append");
+        store.append(1, batch(batch_id, 0, "x")).await.expect("append");
     }
     let all = store.read_from(1, 0, 100).expect("read");
     assert_eq!(ids(&all), vec![id(1), id(3), id(5), id(9), epoch_2_first]);
@@ -132,34 +115,23 @@ async fn torn_tail_recovers_to_last_good_frame_and_stays_appendable() {
     {
         let store = open(dir.path());
         for seq in 1..=3 {
-            store
-                .append(1, batch(id(seq), 0, "0123456789"))
-                .await
-                .expect("append");
+            store.append(1, batch(id(seq), 0, "0123456789")).await.expect("append");
         }
     }
     let path = segment_paths(dir.path(), 1).remove(0);
     let frame_len = segment::frame_bytes(10) as u64;
     assert_eq!(file_len(&path), 3 * frame_len);
     let file = OpenOptions::new().write(true).open(&path).expect("open");
-    file.set_len(2 * frame_len + 20)
-        .expect("cut the third frame short");
-    file.write_all_at(&[0xAB; 7], 2 * frame_len + 20)
-        .expect("append junk");
+    file.set_len(2 * frame_len + 20).expect("cut the third frame short");
+    file.write_all_at(&[0xAB; 7], 2 * frame_len + 20).expect("append junk");
     drop(file);
 
     let store = open(dir.path());
     assert_eq!(store.ids_from(1, 0), vec![id(1), id(2)]);
     assert_eq!(store.stats().torn_tails_truncated, 1);
     assert_eq!(file_len(&path), 2 * frame_len);
-    store
-        .append(1, batch(id(3), 0, "rewritten"))
-        .await
-        .expect("append");
-    store
-        .append(1, batch(id(4), 0, "new"))
-        .await
-        .expect("append");
+    store.append(1, batch(id(3), 0, "rewritten")).await.expect("append");
+    store.append(1, batch(id(4), 0, "new")).await.expect("append");
     drop(store);
 
     let store = open(dir.path());
@@ -177,41 +149,26 @@ async fn checksum_mismatch_in_the_middle_is_corrupt_naming_file_and_offset() {
     {
         let store = open(dir.path());
         for seq in 1..=3 {
-            store
-                .append(1, batch(id(seq), 0, "0123456789"))
-                .await
-                .expect("append");
+            store.append(1, batch(id(seq), 0, "0123456789")).await.expect("append");
         }
     }
     let path = segment_paths(dir.path(), 1).remove(0);
     let frame_len = segment::frame_bytes(10) as u64;
     let file = OpenOptions::new().write(true).open(&path).expect("open");
-    file.write_all_at(b"X", frame_len + 35)
-        .expect("damage the second payload");
+    file.write_all_at(b"X", frame_len + 35).expect("damage the second payload");
     drop(file);
 
     let error = Store::open(dir.path(), StoreOptions::default()).expect_err("corrupt");
-    let StoreError::Corrupt {
-        path: reported,
-        offset,
-        ..
-    } = &error
-    else {
+    let StoreError::Corrupt { path: reported, offset, .. } = &error else {
         panic!("expected Corrupt, got {error}");
     };
     assert_eq!(reported, &path);
     assert_eq!(*offset, frame_len);
     let message = error.to_string();
     assert!(message.contains(&path.display().to_string()), "{message}");
-    assert!(
-        message.contains(&format!("byte offset {frame_len}")),
-        "{message}"
-    );
+    assert!(message.contains(&format!("byte offset {frame_len}")), "{message}");
     assert!(message.contains("checksum mismatch"), "{message}");
-    assert!(
-        message.contains("remove the node's data directory"),
-        "{message}"
-    );
+    assert!(message.contains("remove the node's data directory"), "{message}");
 }
 
 /// Goal: damage at the end of a segment that is not the last is corruption, not a torn tail
@@ -223,16 +180,12 @@ async fn damaged_end_of_a_non_last_segment_is_corrupt() {
     {
         let store = open_with_segment_bytes(dir.path(), 2 * frame_len);
         for seq in 1..=4 {
-            store
-                .append(1, batch(id(seq), 0, "0123456789"))
-                .await
-                .expect("append");
+            store.append(1, batch(id(seq), 0, "0123456789")).await.expect("append");
         }
     }
     let first = segment_paths(dir.path(), 1).remove(0);
     let file = OpenOptions::new().write(true).open(&first).expect("open");
-    file.set_len(2 * frame_len - 1)
-        .expect("cut the last frame short");
+    file.set_len(2 * frame_len - 1).expect("cut the last frame short");
     drop(file);
 
     let error = Store::open(dir.path(), StoreOptions::default()).expect_err("corrupt");
@@ -253,15 +206,9 @@ async fn identical_duplicate_is_a_noop_and_conflicting_duplicate_is_an_error() {
     let path = segment_paths(dir.path(), 3).remove(0);
     let len_before = file_len(&path);
 
-    store
-        .append(3, original.clone())
-        .await
-        .expect("identical duplicate");
+    store.append(3, original.clone()).await.expect("identical duplicate");
     let twice = vec![batch(id(2), 5, "two"), batch(id(2), 5, "two")];
-    store
-        .append_many(3, twice)
-        .await
-        .expect("duplicate within a request");
+    store.append_many(3, twice).await.expect("duplicate within a request");
     assert_eq!(file_len(&path), len_before + segment::frame_bytes(3) as u64);
 
     let conflicting = batch(id(1), 5, "different");
@@ -271,11 +218,7 @@ async fn identical_duplicate_is_a_noop_and_conflicting_duplicate_is_an_error() {
     let error = store.append_many(3, mixed).await.expect_err("conflict");
     assert!(matches!(error, StoreError::Conflict { .. }));
     assert_eq!(store.get(3, id(1)).expect("get"), Some(original));
-    assert_eq!(
-        store.get(3, id(3)).expect("get"),
-        None,
-        "append_many is all or nothing"
-    );
+    assert_eq!(store.get(3, id(3)).expect("get"), None, "append_many is all or nothing");
 }
 
 /// Goal: discarded ids stay gone after reopen, unknown ids are ignored, and a discarded id can
@@ -286,35 +229,20 @@ async fn discard_survives_reopen_and_allows_reappend() {
     {
         let store = open(dir.path());
         for seq in 1..=4 {
-            store
-                .append(1, batch(id(seq), 0, "old"))
-                .await
-                .expect("append");
+            store.append(1, batch(id(seq), 0, "old")).await.expect("append");
         }
-        store
-            .discard(1, vec![id(2), id(4), id(77)])
-            .await
-            .expect("discard");
-        store
-            .discard(9, vec![id(1)])
-            .await
-            .expect("discard on unknown shard");
+        store.discard(1, vec![id(2), id(4), id(77)]).await.expect("discard");
+        store.discard(9, vec![id(1)]).await.expect("discard on unknown shard");
         assert_eq!(store.ids_from(1, 0), vec![id(1), id(3)]);
     }
     let store = open(dir.path());
     assert_eq!(store.ids_from(1, 0), vec![id(1), id(3)]);
     assert_eq!(store.last_id(1), Some(id(3)));
-    store
-        .append(1, batch(id(4), 0, "new"))
-        .await
-        .expect("re-append");
+    store.append(1, batch(id(4), 0, "new")).await.expect("re-append");
     drop(store);
     let store = open(dir.path());
     assert_eq!(store.ids_from(1, 0), vec![id(1), id(3), id(4)]);
-    assert_eq!(
-        store.get(1, id(4)).expect("get").expect("present").payload,
-        b"new"
-    );
+    assert_eq!(store.get(1, id(4)).expect("get").expect("present").payload, b"new");
 }
 
 /// Goal: the sealed epoch only rises, each seal returns the epoch in force, and it survives
@@ -347,10 +275,7 @@ async fn trim_removes_old_batches_and_survives_reopen() {
         // Two frames per segment: [1 2] [3 4] [5 6] [7 8], append times 10, 20, …, 80.
         let store = open_with_segment_bytes(dir.path(), 2 * frame_len);
         for seq in 1..=8 {
-            store
-                .append(1, batch(id(seq), seq as i64 * 10, "abc"))
-                .await
-                .expect("append");
+            store.append(1, batch(id(seq), seq as i64 * 10, "abc")).await.expect("append");
         }
         assert_eq!(segment_paths(dir.path(), 1).len(), 4);
         // Older than 50: ids 1–4 (first two segments, deleted) and nothing else.
@@ -359,10 +284,7 @@ async fn trim_removes_old_batches_and_survives_reopen() {
         // Older than 60: id 5, in a segment that keeps id 6, so it gets a tombstone.
         assert_eq!(store.trim_older_than(1, 60).await.expect("trim"), 1);
         assert_eq!(store.trim_older_than(1, 60).await.expect("trim"), 0);
-        assert_eq!(
-            store.trim_older_than(42, 60).await.expect("unknown shard"),
-            0
-        );
+        assert_eq!(store.trim_older_than(42, 60).await.expect("unknown shard"), 0);
         assert_eq!(store.ids_from(1, 0), vec![id(6), id(7), id(8)]);
     }
     let store = open(dir.path());
@@ -379,29 +301,13 @@ async fn trim_keeps_segments_whose_tombstones_are_still_needed() {
     let frame_len = segment::frame_bytes(3) as u64;
     {
         let store = open_with_segment_bytes(dir.path(), 2 * frame_len);
-        store
-            .append(1, batch(id(1), 100, "new"))
-            .await
-            .expect("append"); // segment 0, stays
-        store
-            .append(1, batch(id(2), 10, "old"))
-            .await
-            .expect("append"); // segment 0
+        store.append(1, batch(id(1), 100, "new")).await.expect("append"); // segment 0, stays
+        store.append(1, batch(id(2), 10, "old")).await.expect("append"); // segment 0
         store.discard(1, vec![id(2)]).await.expect("discard"); // tombstone in segment 1
-        store
-            .append(1, batch(id(3), 10, "old"))
-            .await
-            .expect("append"); // segment 1
-        store
-            .append(1, batch(id(4), 100, "new"))
-            .await
-            .expect("append"); // segment 2 (tail)
+        store.append(1, batch(id(3), 10, "old")).await.expect("append"); // segment 1
+        store.append(1, batch(id(4), 100, "new")).await.expect("append"); // segment 2 (tail)
         assert_eq!(store.trim_older_than(1, 50).await.expect("trim"), 1);
-        assert_eq!(
-            segment_paths(dir.path(), 1).len(),
-            3,
-            "segment 1 still needed"
-        );
+        assert_eq!(segment_paths(dir.path(), 1).len(), 3, "segment 1 still needed");
     }
     let store = open(dir.path());
     assert_eq!(store.ids_from(1, 0), vec![id(1), id(4)]);
@@ -416,24 +322,14 @@ async fn small_segment_bytes_rolls_to_new_segment_files() {
     {
         let store = open_with_segment_bytes(dir.path(), 3 * frame_len);
         for seq in 1..=10 {
-            store
-                .append(1, batch(id(seq), 0, "0123456789"))
-                .await
-                .expect("append");
+            store.append(1, batch(id(seq), 0, "0123456789")).await.expect("append");
         }
         let big = batch(id(11), 0, &"y".repeat(10 * frame_len as usize));
         store.append(1, big).await.expect("append");
     }
     let paths = segment_paths(dir.path(), 1);
-    let names: Vec<String> = paths
-        .iter()
-        .map(|path| {
-            path.file_name()
-                .expect("name")
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let names: Vec<String> =
+        paths.iter().map(|path| path.file_name().expect("name").to_string_lossy().into_owned()).collect();
     assert_eq!(names.len(), 5, "{names:?}");
     assert_eq!(names[0], "00000000000000000000.seg");
     assert_eq!(names[4], "00000000000000000004.seg");
@@ -463,10 +359,7 @@ async fn concurrent_appends_are_group_committed_with_few_fsyncs() {
     let stats = store.stats();
     assert_eq!(stats.frames_written, appends);
     assert!(stats.segment_syncs >= 1);
-    assert!(
-        stats.segment_syncs * 4 <= appends,
-        "too many fsyncs: {stats:?}"
-    );
+    assert!(stats.segment_syncs * 4 <= appends, "too many fsyncs: {stats:?}");
 }
 
 /// Goal: dropping a shard removes its files and its id; appending to it later starts afresh.
@@ -475,14 +368,8 @@ async fn drop_shard_deletes_the_log_and_it_stays_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = open(dir.path());
-        store
-            .append(1, batch(id(1), 0, "one"))
-            .await
-            .expect("append");
-        store
-            .append(2, batch(id(1), 0, "two"))
-            .await
-            .expect("append");
+        store.append(1, batch(id(1), 0, "one")).await.expect("append");
+        store.append(2, batch(id(1), 0, "two")).await.expect("append");
         store.seal(2, 3).await.expect("seal");
         store.drop_shard(2).await.expect("drop");
         store.drop_shard(2).await.expect("drop again is a no-op");
@@ -492,14 +379,8 @@ async fn drop_shard_deletes_the_log_and_it_stays_deleted() {
     }
     let store = open(dir.path());
     assert_eq!(store.shard_ids(), vec![1]);
-    store
-        .append(2, batch(id(1), 0, "reborn"))
-        .await
-        .expect("append");
-    assert_eq!(
-        store.get(2, id(1)).expect("get").expect("present").payload,
-        b"reborn"
-    );
+    store.append(2, batch(id(1), 0, "reborn")).await.expect("append");
+    assert_eq!(store.get(2, id(1)).expect("get").expect("present").payload, b"reborn");
 }
 
 /// Goal: the writer thread lives while any handle does and exits when the last is dropped
@@ -510,17 +391,13 @@ async fn writer_thread_exits_when_the_last_handle_is_dropped() {
     let store = open(dir.path());
     let clone = store.clone();
     drop(store);
-    clone
-        .append(1, batch(id(1), 0, "still writing"))
-        .await
-        .expect("append");
+    clone.append(1, batch(id(1), 0, "still writing")).await.expect("append");
     let (done_sender, done) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         drop(clone);
         let _ = done_sender.send(());
     });
-    done.recv_timeout(Duration::from_secs(10))
-        .expect("dropping the last handle stopped the writer thread");
+    done.recv_timeout(Duration::from_secs(10)).expect("dropping the last handle stopped the writer thread");
 }
 
 /// Goal: the store can be shared across tasks and threads.
@@ -534,13 +411,8 @@ fn store_is_send_sync_and_clone() {
 #[test]
 fn tiny_segment_bytes_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = StoreOptions {
-        segment_bytes: 1,
-        sync: true,
-    };
+    let options = StoreOptions { segment_bytes: 1, sync: true };
     let error = Store::open(dir.path(), options).expect_err("invalid");
     assert!(matches!(error, StoreError::InvalidOptions { .. }));
-    assert!(error
-        .to_string()
-        .contains(&dir.path().display().to_string()));
+    assert!(error.to_string().contains(&dir.path().display().to_string()));
 }

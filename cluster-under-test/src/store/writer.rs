@@ -51,42 +51,20 @@ pub(crate) enum Request {
 /// Requests that are group-committed.
 #[derive(Debug)]
 pub(crate) enum GroupedRequest {
-    Append {
-        shard_id: u64,
-        batches: Vec<StoredBatch>,
-        reply: Reply<()>,
-    },
-    Discard {
-        shard_id: u64,
-        ids: Vec<u64>,
-        reply: Reply<()>,
-    },
+    Append { shard_id: u64, batches: Vec<StoredBatch>, reply: Reply<()> },
+    Discard { shard_id: u64, ids: Vec<u64>, reply: Reply<()> },
 }
 
 /// Requests that run alone.
 #[derive(Debug)]
 pub(crate) enum BarrierRequest {
-    Seal {
-        shard_id: u64,
-        epoch: u64,
-        reply: Reply<u64>,
-    },
-    Trim {
-        shard_id: u64,
-        cutoff_ms: i64,
-        reply: Reply<u64>,
-    },
-    DropShard {
-        shard_id: u64,
-        reply: Reply<()>,
-    },
+    Seal { shard_id: u64, epoch: u64, reply: Reply<u64> },
+    Trim { shard_id: u64, cutoff_ms: i64, reply: Reply<u64> },
+    DropShard { shard_id: u64, reply: Reply<()> },
 }
 
 /// Starts the writer thread. It exits once every sender of `requests` is dropped.
-pub(crate) fn spawn(
-    shared: Arc<Shared>,
-    requests: mpsc::Receiver<Request>,
-) -> Result<JoinHandle<()>, StoreError> {
+pub(crate) fn spawn(shared: Arc<Shared>, requests: mpsc::Receiver<Request>) -> Result<JoinHandle<()>, StoreError> {
     let data_dir = shared.data_dir.clone();
     std::thread::Builder::new()
         .name("store-writer".to_string())
@@ -136,27 +114,16 @@ struct Group<'a> {
 
 impl<'a> Group<'a> {
     fn new(shared: &'a Shared) -> Self {
-        Group {
-            shared,
-            shards: BTreeMap::new(),
-            waiters: Vec::new(),
-            bytes: 0,
-        }
+        Group { shared, shards: BTreeMap::new(), waiters: Vec::new(), bytes: 0 }
     }
 
     /// Stages a request's frames, or answers it at once if it fails validation.
     fn stage(&mut self, request: GroupedRequest) {
         let (shard_id, reply, staged) = match request {
-            GroupedRequest::Append {
-                shard_id,
-                batches,
-                reply,
-            } => (shard_id, reply, self.stage_append(shard_id, batches)),
-            GroupedRequest::Discard {
-                shard_id,
-                ids,
-                reply,
-            } => (shard_id, reply, self.stage_discard(shard_id, &ids)),
+            GroupedRequest::Append { shard_id, batches, reply } => {
+                (shard_id, reply, self.stage_append(shard_id, batches))
+            }
+            GroupedRequest::Discard { shard_id, ids, reply } => (shard_id, reply, self.stage_discard(shard_id, &ids)),
         };
         match staged {
             Ok(()) => self.waiters.push((shard_id, reply)),
@@ -167,8 +134,7 @@ impl<'a> Group<'a> {
 
     fn stage_append(&mut self, shard_id: u64, batches: Vec<StoredBatch>) -> Result<(), StoreError> {
         let segment_bytes = self.shared.options.segment_bytes;
-        let staged = staged_shard(self.shared, &mut self.shards, shard_id, true)?
-            .expect("created when missing");
+        let staged = staged_shard(self.shared, &mut self.shards, shard_id, true)?.expect("created when missing");
         let accepted = staged.accept(shard_id, batches)?;
         for batch in accepted {
             self.bytes += staged.stage_put(batch, segment_bytes);
@@ -194,11 +160,8 @@ impl<'a> Group<'a> {
         if self.shards.values().any(|staged| !staged.writes.is_empty()) {
             Counters::add(&self.shared.stats.commit_groups, 1);
         }
-        let outcomes: BTreeMap<u64, Result<(), StoreError>> = self
-            .shards
-            .into_iter()
-            .map(|(shard_id, staged)| (shard_id, commit_shard(self.shared, staged)))
-            .collect();
+        let outcomes: BTreeMap<u64, Result<(), StoreError>> =
+            self.shards.into_iter().map(|(shard_id, staged)| (shard_id, commit_shard(self.shared, staged))).collect();
         for (shard_id, reply) in self.waiters {
             let outcome = outcomes.get(&shard_id).cloned().unwrap_or(Ok(()));
             // The caller may have gone away; the frames are durable regardless.
@@ -231,10 +194,7 @@ fn staged_shard<'s>(
 fn create_shard(shared: &Shared, shard_id: u64) -> Result<Arc<ShardLog>, StoreError> {
     let dir = shared.shard_dir(shard_id);
     let log = Arc::new(ShardLog::create(shard_id, &dir, &shared.options)?);
-    let mut shards = shared
-        .shards
-        .write()
-        .expect("shard map lock poisoned by a panic");
+    let mut shards = shared.shards.write().expect("shard map lock poisoned by a panic");
     let previous = shards.insert(shard_id, Arc::clone(&log));
     assert!(previous.is_none(), "only the writer creates shards");
     Ok(log)
@@ -272,13 +232,7 @@ enum Held {
 impl StagedShard {
     fn new(log: Arc<ShardLog>) -> Self {
         let tail = log.read().tail();
-        StagedShard {
-            log,
-            overlay: BTreeMap::new(),
-            mutations: Vec::new(),
-            writes: Vec::new(),
-            tail,
-        }
+        StagedShard { log, overlay: BTreeMap::new(), mutations: Vec::new(), writes: Vec::new(), tail }
     }
 
     /// Whether the id is held, counting the frames staged in this group.
@@ -308,11 +262,7 @@ impl StagedShard {
     }
 
     /// The batches of an append that are new, ascending; all or nothing on conflict.
-    fn accept(
-        &self,
-        shard_id: u64,
-        batches: Vec<StoredBatch>,
-    ) -> Result<Vec<StoredBatch>, StoreError> {
+    fn accept(&self, shard_id: u64, batches: Vec<StoredBatch>) -> Result<Vec<StoredBatch>, StoreError> {
         let mut accepted: BTreeMap<u64, StoredBatch> = BTreeMap::new();
         for batch in batches {
             let held = match accepted.get(&batch.batch_id) {
@@ -323,12 +273,7 @@ impl StagedShard {
             match held {
                 Held::Absent => assert!(accepted.insert(batch.batch_id, batch).is_none()),
                 Held::Same => {}
-                Held::Different => {
-                    return Err(StoreError::Conflict {
-                        shard_id,
-                        batch_id: batch.batch_id,
-                    })
-                }
+                Held::Different => return Err(StoreError::Conflict { shard_id, batch_id: batch.batch_id }),
             }
         }
         Ok(accepted.into_values().collect())
@@ -362,10 +307,7 @@ impl StagedShard {
         let before = bytes.len();
         segment::encode_tombstone(batch_id, bytes);
         assert_eq!(bytes.len() - before, frame_len);
-        self.mutations.push(Mutation::Remove {
-            batch_id,
-            tombstone_segment,
-        });
+        self.mutations.push(Mutation::Remove { batch_id, tombstone_segment });
         self.overlay.insert(batch_id, None);
         frame_len
     }
@@ -380,25 +322,11 @@ impl StagedShard {
         if roll {
             let segment = self.tail.map_or(0, |(seq, _)| seq + 1);
             self.tail = Some((segment, 0));
-            self.writes.push(PendingWrite {
-                segment,
-                start: 0,
-                create: true,
-                bytes: Vec::new(),
-            });
+            self.writes.push(PendingWrite { segment, start: 0, create: true, bytes: Vec::new() });
         }
         let (segment, offset) = self.tail.expect("set above when missing");
-        if self
-            .writes
-            .last()
-            .is_none_or(|write| write.segment != segment)
-        {
-            self.writes.push(PendingWrite {
-                segment,
-                start: offset,
-                create: false,
-                bytes: Vec::new(),
-            });
+        if self.writes.last().is_none_or(|write| write.segment != segment) {
+            self.writes.push(PendingWrite { segment, start: offset, create: false, bytes: Vec::new() });
         }
         self.tail = Some((segment, offset + frame_len as u64));
         let write = self.writes.last_mut().expect("pushed above when missing");
@@ -426,11 +354,7 @@ fn segment_path(log: &ShardLog, seq: u64) -> std::path::PathBuf {
 }
 
 /// Writes each pending write with one positioned write; rolls everything back on failure.
-fn write_frames(
-    shared: &Shared,
-    log: &ShardLog,
-    writes: &[PendingWrite],
-) -> Result<Vec<Arc<File>>, StoreError> {
+fn write_frames(shared: &Shared, log: &ShardLog, writes: &[PendingWrite]) -> Result<Vec<Arc<File>>, StoreError> {
     let mut files: Vec<Arc<File>> = Vec::with_capacity(writes.len());
     for write in writes {
         let path = segment_path(log, write.segment);
@@ -452,11 +376,7 @@ fn write_frames(
     Ok(files)
 }
 
-fn open_for_write(
-    log: &ShardLog,
-    write: &PendingWrite,
-    path: &Path,
-) -> Result<Arc<File>, StoreError> {
+fn open_for_write(log: &ShardLog, write: &PendingWrite, path: &Path) -> Result<Arc<File>, StoreError> {
     if write.create {
         let file = OpenOptions::new()
             .read(true)
@@ -467,22 +387,14 @@ fn open_for_write(
         return Ok(Arc::new(file));
     }
     let state = log.read();
-    let segment = state
-        .segments
-        .get(&write.segment)
-        .expect("an existing tail segment is in the index");
+    let segment = state.segments.get(&write.segment).expect("an existing tail segment is in the index");
     assert_eq!(segment.len, write.start, "appends go to the committed end");
     Ok(Arc::clone(&segment.file))
 }
 
 /// Undoes the writes attempted (`writes[i]` went to `files[i]`), so the next append doesn't
 /// land behind a partial frame, which reopen would rightly call corruption. Returns `error`.
-fn roll_back(
-    log: &ShardLog,
-    writes: &[PendingWrite],
-    files: &[Arc<File>],
-    error: StoreError,
-) -> StoreError {
+fn roll_back(log: &ShardLog, writes: &[PendingWrite], files: &[Arc<File>], error: StoreError) -> StoreError {
     assert_eq!(writes.len(), files.len());
     for (write, file) in writes.iter().zip(files) {
         let path = segment_path(log, write.segment);
@@ -495,10 +407,7 @@ fn roll_back(
             file.set_len(write.start)
         };
         if let Err(source) = undone {
-            mark_unusable(
-                log,
-                StoreError::io(&path, "roll back a failed write", source),
-            );
+            mark_unusable(log, StoreError::io(&path, "roll back a failed write", source));
         }
     }
     error
@@ -507,9 +416,7 @@ fn roll_back(
 /// Records that the shard's files may no longer match its index; returns `error`.
 fn mark_unusable(log: &ShardLog, error: StoreError) -> StoreError {
     tracing::error!(shard_id = log.shard_id, %error, "shard log is now unusable until restart");
-    log.write()
-        .unusable
-        .get_or_insert_with(|| error.to_string());
+    log.write().unusable.get_or_insert_with(|| error.to_string());
     error
 }
 
@@ -529,10 +436,7 @@ fn sync_frames(
             let path = segment_path(log, write.segment);
             // After a failed fsync the kernel may have dropped the dirty pages, so the file
             // may not hold what was written: no more writes until a restart re-reads it.
-            return Err(mark_unusable(
-                log,
-                StoreError::io(&path, "fsync segment file", source),
-            ));
+            return Err(mark_unusable(log, StoreError::io(&path, "fsync segment file", source)));
         }
         Counters::add(&shared.stats.segment_syncs, 1);
     }
@@ -541,13 +445,7 @@ fn sync_frames(
 
 /// Applies fsynced frames to the shard's segments and index, and checks the result.
 fn publish(staged: StagedShard, files: Vec<Arc<File>>) {
-    let StagedShard {
-        log,
-        overlay,
-        mutations,
-        writes,
-        tail,
-    } = staged;
+    let StagedShard { log, overlay, mutations, writes, tail } = staged;
     let mut state = log.write();
     for (write, file) in writes.iter().zip(files) {
         if write.create {
@@ -560,10 +458,7 @@ fn publish(staged: StagedShard, files: Vec<Arc<File>>) {
             };
             assert!(state.segments.insert(write.segment, segment).is_none());
         }
-        let segment = state
-            .segments
-            .get_mut(&write.segment)
-            .expect("inserted above");
+        let segment = state.segments.get_mut(&write.segment).expect("inserted above");
         assert_eq!(segment.len, write.start);
         segment.len = write.start + write.bytes.len() as u64;
     }
@@ -576,10 +471,7 @@ fn publish(staged: StagedShard, files: Vec<Arc<File>>) {
             Some(batch) => {
                 let location = location.expect("a put batch is indexed");
                 assert_eq!(location.append_time_ms, batch.append_time_ms);
-                assert_eq!(
-                    location.len as usize,
-                    segment::frame_bytes(batch.payload.len())
-                );
+                assert_eq!(location.len as usize, segment::frame_bytes(batch.payload.len()));
             }
             None => assert!(location.is_none(), "a tombstoned batch is not indexed"),
         }
@@ -591,19 +483,9 @@ fn publish(staged: StagedShard, files: Vec<Arc<File>>) {
 fn run_barrier(shared: &Shared, request: BarrierRequest) {
     // Callers may have gone away; the outcome stands regardless.
     match request {
-        BarrierRequest::Seal {
-            shard_id,
-            epoch,
-            reply,
-        } => drop(reply.send(seal(shared, shard_id, epoch))),
-        BarrierRequest::Trim {
-            shard_id,
-            cutoff_ms,
-            reply,
-        } => drop(reply.send(trim(shared, shard_id, cutoff_ms))),
-        BarrierRequest::DropShard { shard_id, reply } => {
-            drop(reply.send(drop_shard(shared, shard_id)))
-        }
+        BarrierRequest::Seal { shard_id, epoch, reply } => drop(reply.send(seal(shared, shard_id, epoch))),
+        BarrierRequest::Trim { shard_id, cutoff_ms, reply } => drop(reply.send(trim(shared, shard_id, cutoff_ms))),
+        BarrierRequest::DropShard { shard_id, reply } => drop(reply.send(drop_shard(shared, shard_id))),
     }
 }
 
@@ -638,24 +520,14 @@ fn trim(shared: &Shared, shard_id: u64, cutoff_ms: i64) -> Result<u64, StoreErro
         delete_segment(shared, &log, *seq, batch_ids)?;
     }
     let state = log.read();
-    let oldest_ms = state
-        .index
-        .values()
-        .map(|location| location.append_time_ms)
-        .min();
+    let oldest_ms = state.index.values().map(|location| location.append_time_ms).min();
     assert!(oldest_ms.is_none_or(|oldest_ms| oldest_ms >= cutoff_ms));
     Ok(plan.batches())
 }
 
-fn delete_segment(
-    shared: &Shared,
-    log: &ShardLog,
-    seq: u64,
-    batch_ids: &[u64],
-) -> Result<(), StoreError> {
+fn delete_segment(shared: &Shared, log: &ShardLog, seq: u64, batch_ids: &[u64]) -> Result<(), StoreError> {
     let path = segment_path(log, seq);
-    std::fs::remove_file(&path)
-        .map_err(|source| StoreError::io(&path, "delete trimmed segment file", source))?;
+    std::fs::remove_file(&path).map_err(|source| StoreError::io(&path, "delete trimmed segment file", source))?;
     log.write().remove_segment(seq, batch_ids);
     if shared.options.sync {
         segment::sync_dir(&log.dir)?;
@@ -669,17 +541,11 @@ fn drop_shard(shared: &Shared, shard_id: u64) -> Result<(), StoreError> {
     let Some(log) = shared.shard(shard_id) else {
         return Ok(());
     };
-    let graveyard = shared
-        .shards_dir
-        .join(format!("{shard_id}{DROPPED_DIR_SUFFIX}"));
+    let graveyard = shared.shards_dir.join(format!("{shard_id}{DROPPED_DIR_SUFFIX}"));
     remove_dir_if_present(&graveyard)?;
     std::fs::rename(&log.dir, &graveyard)
         .map_err(|source| StoreError::io(&log.dir, "rename dropped shard directory", source))?;
-    let removed = shared
-        .shards
-        .write()
-        .expect("shard map lock poisoned by a panic")
-        .remove(&shard_id);
+    let removed = shared.shards.write().expect("shard map lock poisoned by a panic").remove(&shard_id);
     assert!(removed.is_some(), "only the writer removes shards");
     if shared.options.sync {
         segment::sync_dir(&shared.shards_dir)?;

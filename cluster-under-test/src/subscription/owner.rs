@@ -315,11 +315,8 @@ impl Owner {
     async fn persist_checkpoint(&mut self) -> Result<(), MetaError> {
         let mut next = Checkpoint::default();
         for (&shard_id, shard) in &self.shards {
-            let position = if self.bugs_checkpoint_on_deliver {
-                shard.window.next_batch()
-            } else {
-                shard.window.checkpoint()
-            };
+            let position =
+                if self.bugs_checkpoint_on_deliver { shard.window.next_batch() } else { shard.window.checkpoint() };
             next.positions.insert(shard_id, position);
         }
         if next == self.persisted {
