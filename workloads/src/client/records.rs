@@ -1,0 +1,185 @@
+//! Record batches on the wire: encoding appends, decoding deliveries.
+//!
+//! An append carries one `BatchedRecord` whose payload is a serialized
+//! `BatchHStreamRecords`; a delivery is a `ReceivedRecord` pairing such a
+//! batch with one `RecordId` per record. Kept apart and pure so that the
+//! formats can be tested without a server. Decoding never guesses: a batch
+//! that breaks the format is an error naming what is wrong.
+
+use std::io::Read;
+
+use flate2::read::GzDecoder;
+use hstream_proto::server::{
+    h_stream_record_header::Flag, BatchHStreamRecords, BatchedRecord, CompressionType, HStreamRecord,
+    HStreamRecordHeader, ReceivedRecord, RecordId,
+};
+use prost::Message;
+
+/// A decompressed batch may not be larger than this.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// One delivered record: its key, its payload and the id the server gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredRecord {
+    /// The record's key (`header.key`).
+    pub key: String,
+    /// The record's payload bytes.
+    pub payload: Vec<u8>,
+    /// The server-assigned id.
+    pub id: RecordId,
+}
+
+/// Why a delivered batch could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The `ReceivedRecord` has no `record` field.
+    #[error("delivery has no batched record")]
+    MissingBatch,
+    /// A compression this client does not decode (`Zstd` or unknown).
+    #[error("unsupported compression type {0}")]
+    UnsupportedCompression(i32),
+    /// The gzip stream is corrupt or too large.
+    #[error("cannot gunzip the batch payload: {0}")]
+    Gzip(#[source] std::io::Error),
+    /// The payload is not a `BatchHStreamRecords`.
+    #[error("batch payload is not a BatchHStreamRecords: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    /// `recordIds` and the records do not match one to one.
+    #[error("delivery has {ids} record ids for {records} records")]
+    CountMismatch {
+        /// Number of ids.
+        ids: usize,
+        /// Number of records in the batch.
+        records: usize,
+    },
+}
+
+/// Builds an append's batch: uncompressed, `batchSize` = number of records,
+/// each record RAW-flagged with `header.key` set.
+pub fn encode_batch(records: &[(String, Vec<u8>)]) -> BatchedRecord {
+    let batch = BatchHStreamRecords {
+        records: records
+            .iter()
+            .map(|(key, payload)| HStreamRecord {
+                header: Some(HStreamRecordHeader {
+                    flag: Flag::Raw as i32,
+                    attributes: Default::default(),
+                    key: key.clone(),
+                }),
+                payload: payload.clone(),
+            })
+            .collect(),
+    };
+    let batch_size = u32::try_from(records.len()).expect("a batch has fewer than 2^32 records");
+    BatchedRecord {
+        compression_type: CompressionType::None as i32,
+        publish_time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        batch_size,
+        payload: batch.encode_to_vec(),
+    }
+}
+
+/// The records of a batch, decompressed (`None` or `Gzip`) and decoded.
+pub fn decode_batch(batch: &BatchedRecord) -> Result<Vec<HStreamRecord>, DecodeError> {
+    let bytes = match CompressionType::try_from(batch.compression_type) {
+        Ok(CompressionType::None) => batch.payload.clone(),
+        Ok(CompressionType::Gzip) => gunzip(&batch.payload)?,
+        _ => return Err(DecodeError::UnsupportedCompression(batch.compression_type)),
+    };
+    Ok(BatchHStreamRecords::decode(bytes.as_slice())?.records)
+}
+
+/// A delivery as (key, payload, id) records, in batch order.
+pub fn decode_received(received: &ReceivedRecord) -> Result<Vec<DeliveredRecord>, DecodeError> {
+    let batch = received.record.as_ref().ok_or(DecodeError::MissingBatch)?;
+    let records = decode_batch(batch)?;
+    if records.len() != received.record_ids.len() {
+        return Err(DecodeError::CountMismatch { ids: received.record_ids.len(), records: records.len() });
+    }
+    Ok(records
+        .into_iter()
+        .zip(received.record_ids.iter())
+        .map(|(record, id)| DeliveredRecord {
+            key: record.header.map(|header| header.key).unwrap_or_default(),
+            payload: record.payload,
+            id: *id,
+        })
+        .collect())
+}
+
+/// Gunzips at most [`MAX_DECOMPRESSED_BYTES`].
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let mut output = Vec::new();
+    GzDecoder::new(bytes).take(MAX_DECOMPRESSED_BYTES + 1).read_to_end(&mut output).map_err(DecodeError::Gzip)?;
+    if output.len() as u64 > MAX_DECOMPRESSED_BYTES {
+        let message = format!("more than {MAX_DECOMPRESSED_BYTES} bytes after decompression");
+        return Err(DecodeError::Gzip(std::io::Error::other(message)));
+    }
+    Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+
+    fn records() -> Vec<(String, Vec<u8>)> {
+        vec![("k1".into(), b"one".to_vec()), ("k1".into(), b"two".to_vec())]
+    }
+
+    fn ids(count: u32) -> Vec<RecordId> {
+        (0..count).map(|batch_index| RecordId { shard_id: 7, batch_id: 42, batch_index }).collect()
+    }
+
+    /// Goal: an append batch is what upstream servers expect: no
+    /// compression, batchSize = records, RAW flag, key in the header.
+    #[test]
+    fn encoded_batches_are_raw_uncompressed_and_keyed() {
+        let batch = encode_batch(&records());
+        assert_eq!(batch.compression_type, CompressionType::None as i32);
+        assert_eq!(batch.batch_size, 2);
+        let decoded = BatchHStreamRecords::decode(batch.payload.as_slice()).expect("decode");
+        let header = decoded.records[1].header.clone().expect("header");
+        assert_eq!(header.flag, Flag::Raw as i32);
+        assert_eq!(header.key, "k1");
+        assert_eq!(decoded.records[1].payload, b"two");
+    }
+
+    /// Goal: deliveries decode to (key, payload, id) in order, for both
+    /// compressions upstream clients read. Method: encode, gzip a copy,
+    /// decode both.
+    #[test]
+    fn deliveries_decode_with_and_without_gzip() {
+        let plain = encode_batch(&records());
+        let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&plain.payload).expect("gzip");
+        let gzipped = BatchedRecord {
+            compression_type: CompressionType::Gzip as i32,
+            payload: encoder.finish().expect("gzip"),
+            ..plain.clone()
+        };
+        for batch in [plain, gzipped] {
+            let received = ReceivedRecord { record_ids: ids(2), record: Some(batch) };
+            let delivered = decode_received(&received).expect("decode");
+            assert_eq!(delivered.len(), 2);
+            assert_eq!(delivered[0].key, "k1");
+            assert_eq!(delivered[0].payload, b"one");
+            assert_eq!(delivered[1].id, ids(2)[1]);
+        }
+    }
+
+    /// Goal: malformed deliveries are errors, never partial results.
+    #[test]
+    fn malformed_deliveries_are_rejected() {
+        let mismatched = ReceivedRecord { record_ids: ids(3), record: Some(encode_batch(&records())) };
+        assert!(matches!(decode_received(&mismatched), Err(DecodeError::CountMismatch { ids: 3, records: 2 })));
+        let zstd = ReceivedRecord {
+            record_ids: ids(2),
+            record: Some(BatchedRecord { compression_type: CompressionType::Zstd as i32, ..encode_batch(&records()) }),
+        };
+        assert!(matches!(decode_received(&zstd), Err(DecodeError::UnsupportedCompression(2))));
+        let empty = ReceivedRecord { record_ids: ids(0), record: None };
+        assert!(matches!(decode_received(&empty), Err(DecodeError::MissingBatch)));
+    }
+}

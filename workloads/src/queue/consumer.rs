@@ -1,0 +1,423 @@
+//! Consumers: read the subscription through StreamingFetch and ack what
+//! they got, like upstream HStream consumers, recording every delivery.
+//!
+//! A consumer slot runs one named consumer at a time. The consumer looks up
+//! the subscription's node, opens one StreamingFetch session (a
+//! "connection", named `{consumer}#{n}`, unique in the run) and records each
+//! delivered batch as a `receive` operation, invoked before the batch is
+//! awaited. Acks are buffered and sent on the same stream as `ack`
+//! operations. When the session breaks, the open receive completes `info`
+//! and the consumer reconnects with bounded backoff. Now and then a consumer
+//! churns: it drops its session abruptly without flushing acks and a new
+//! consumer with a new name takes its slot. Separate from the producers
+//! because the two share nothing but the cluster. A consumer never leaves a
+//! receive open when it returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hstream_proto::server::{RecordId, StreamingFetchRequest, StreamingFetchResponse};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tonic::Status;
+
+use super::acks::AckBuffer;
+use super::context::{stopped, Context, STOPPED_ERROR};
+use super::payload::decode_value;
+use super::producer::{id_json, ids_json};
+use crate::backoff::Backoff;
+use crate::client::{decode_received, fetch_request, FetchSession};
+use crate::recorder::OpType;
+use crate::WorkloadError;
+
+/// First delay before reconnecting after a broken session.
+pub const RECONNECT_BACKOFF_INITIAL_MS: u64 = 100;
+/// Longest delay between reconnect attempts.
+pub const RECONNECT_BACKOFF_MAX_MS: u64 = 2_000;
+/// How often a consumer rolls the dice for churning.
+pub const CHURN_CHECK_INTERVAL_MS: u64 = 1_000;
+/// The `error` of a receive ended by churning.
+pub const CHURN_ERROR: &str = "consumer churned: stream dropped without flushing acks";
+/// A slot runs at most this many consumers (each churn starts one).
+const MAX_CONSUMERS_PER_SLOT: u64 = 1_000_000;
+/// A consumer makes at most this many connection attempts.
+const MAX_ATTEMPTS_PER_CONSUMER: u64 = 1_000_000;
+/// A session handles at most this many events before it is reopened.
+const MAX_EVENTS_PER_SESSION: u64 = 100_000_000;
+
+/// Why a consumer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConsumerEnd {
+    /// It churned (or gave up); the slot starts a new consumer.
+    Replaced,
+    /// The workload is stopping (or the recorder closed).
+    Stopped,
+}
+
+/// Why a session ended; every variant means no receive is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionEnd {
+    /// The subscription's node could not be found or reached; no session
+    /// was opened and nothing was recorded.
+    Unreachable,
+    /// The session failed or ended; `delivered` says whether it delivered
+    /// anything first.
+    Broken { delivered: bool },
+    /// The consumer churned.
+    Churned,
+    /// The workload is stopping (or the recorder closed).
+    Stopped,
+}
+
+/// Runs consumers in one slot until `stop`: a new named consumer after
+/// every churn.
+pub(crate) async fn run_consumer_slot(context: Arc<Context>, mut rng: ChaCha8Rng, mut stop: watch::Receiver<bool>) {
+    for _ in 0..MAX_CONSUMERS_PER_SLOT {
+        if *stop.borrow() {
+            return;
+        }
+        let name = context.new_consumer_name();
+        match run_consumer(&context, &name, &mut rng, &mut stop).await {
+            ConsumerEnd::Replaced => context.tally.churned(),
+            ConsumerEnd::Stopped => return,
+        }
+    }
+    tracing::warn!("consumer slot reached its consumer cap");
+}
+
+/// One named consumer: sessions until it churns or the workload stops,
+/// reconnecting with bounded backoff in between.
+async fn run_consumer(
+    context: &Context,
+    name: &str,
+    rng: &mut ChaCha8Rng,
+    stop: &mut watch::Receiver<bool>,
+) -> ConsumerEnd {
+    let mut backoff = Backoff::new(
+        Duration::from_millis(RECONNECT_BACKOFF_INITIAL_MS),
+        Duration::from_millis(RECONNECT_BACKOFF_MAX_MS),
+    );
+    let mut number = 0;
+    for _ in 0..MAX_ATTEMPTS_PER_CONSUMER {
+        match run_session(context, name, number, rng, stop).await {
+            SessionEnd::Churned => return ConsumerEnd::Replaced,
+            SessionEnd::Stopped => return ConsumerEnd::Stopped,
+            SessionEnd::Unreachable => {}
+            SessionEnd::Broken { delivered } => {
+                number += 1;
+                if delivered {
+                    backoff.reset();
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = stopped(stop) => return ConsumerEnd::Stopped,
+        }
+    }
+    tracing::warn!(consumer = name, "consumer reached its attempt cap; replacing it");
+    ConsumerEnd::Replaced
+}
+
+/// Finds the subscription's node, opens session `{name}#{number}` and runs
+/// it to its end.
+async fn run_session(
+    context: &Context,
+    name: &str,
+    number: u64,
+    rng: &mut ChaCha8Rng,
+    stop: &mut watch::Receiver<bool>,
+) -> SessionEnd {
+    let located = tokio::select! {
+        located = locate(context) => located,
+        _ = stopped(stop) => return SessionEnd::Stopped,
+    };
+    let Some(client) = located else {
+        return SessionEnd::Unreachable;
+    };
+    let session = Session::new(context, name, format!("{name}#{number}"));
+    if session.invoke_receive().await.is_err() {
+        return SessionEnd::Stopped;
+    }
+    let subscription = context.config.subscription.as_str();
+    let opened = tokio::select! {
+        opened = client.streaming_fetch(subscription, name) => opened,
+        _ = stopped(stop) => return session.end(SessionEnd::Stopped, STOPPED_ERROR).await,
+    };
+    match opened {
+        Ok(fetch) => session.run(fetch, rng, stop).await,
+        Err(error) => {
+            let broken = SessionEnd::Broken { delivered: false };
+            session.end(broken, &error.describe()).await
+        }
+    }
+}
+
+/// A client for the subscription's node, or `None` (logged) if it cannot
+/// be found or reached.
+async fn locate(context: &Context) -> Option<crate::client::HStreamClient> {
+    let address = match context.subscription_address().await {
+        Ok(address) => address,
+        Err(error) => {
+            tracing::debug!(%error, "subscription lookup failed");
+            return None;
+        }
+    };
+    match context.connections.get(&address).await {
+        Ok(client) => Some(client),
+        Err(error) => {
+            tracing::debug!(%error, "cannot connect to the subscription's node");
+            None
+        }
+    }
+}
+
+/// One StreamingFetch session and the operations recorded on it.
+struct Session<'a> {
+    context: &'a Context,
+    consumer: &'a str,
+    connection: String,
+    receive_process: u64,
+    ack_process: u64,
+    acks: AckBuffer,
+    delivered: bool,
+}
+
+impl<'a> Session<'a> {
+    /// A session with fresh processes for its receives and its acks.
+    fn new(context: &'a Context, consumer: &'a str, connection: String) -> Session<'a> {
+        let config = &context.config;
+        Session {
+            context,
+            consumer,
+            connection,
+            receive_process: context.new_process(),
+            ack_process: context.new_process(),
+            acks: AckBuffer::new(config.ack_buffer_size, Duration::from_millis(config.ack_age_limit_ms)),
+            delivered: false,
+        }
+    }
+
+    /// `{"subscription", "consumer", "connection"}`.
+    fn base_value(&self) -> Value {
+        json!({
+            "subscription": self.context.config.subscription,
+            "consumer": self.consumer,
+            "connection": self.connection,
+        })
+    }
+
+    /// Invokes the next receive on this session.
+    async fn invoke_receive(&self) -> Result<(), WorkloadError> {
+        let recorder = &self.context.recorder;
+        recorder.invoke(self.receive_process, "receive", self.base_value()).await
+    }
+
+    /// Completes the open receive `info` with `error` and returns `end`
+    /// (with `delivered` filled in for broken sessions).
+    async fn end(&self, end: SessionEnd, error: &str) -> SessionEnd {
+        let recorder = &self.context.recorder;
+        let completed = recorder
+            .complete(self.receive_process, OpType::Info, "receive", self.base_value(), Some(error.to_string()))
+            .await;
+        match (completed, end) {
+            (Err(_), _) => SessionEnd::Stopped,
+            (Ok(()), SessionEnd::Broken { .. }) => SessionEnd::Broken { delivered: self.delivered },
+            (Ok(()), end) => end,
+        }
+    }
+
+    /// Handles deliveries, ack flushes, churn and stop until the session
+    /// ends. Returning drops the stream without flushing acks.
+    async fn run(mut self, fetch: FetchSession, rng: &mut ChaCha8Rng, stop: &mut watch::Receiver<bool>) -> SessionEnd {
+        let FetchSession { requests, mut responses } = fetch;
+        let churn_every = Duration::from_millis(CHURN_CHECK_INTERVAL_MS);
+        let mut churn_tick = tokio::time::interval_at(Instant::now() + churn_every, churn_every);
+        for _ in 0..MAX_EVENTS_PER_SESSION {
+            let ack_deadline = self.acks.deadline();
+            let ack_at = ack_deadline.unwrap_or_else(Instant::now);
+            let end = tokio::select! {
+                _ = stopped(stop) => Some(self.end(SessionEnd::Stopped, STOPPED_ERROR).await),
+                _ = churn_tick.tick() => self.maybe_churn(rng).await,
+                _ = tokio::time::sleep_until(ack_at), if ack_deadline.is_some() => {
+                    self.flush_acks(&requests).await
+                }
+                message = responses.next() => self.on_message(message, &requests).await,
+            };
+            if let Some(end) = end {
+                return end;
+            }
+        }
+        let broken = SessionEnd::Broken { delivered: true };
+        self.end(broken, "session event cap reached").await
+    }
+
+    /// Churns with the configured probability per check.
+    async fn maybe_churn(&self, rng: &mut ChaCha8Rng) -> Option<SessionEnd> {
+        let churn = rng.random_bool(self.context.config.churn_probability_per_s);
+        if !churn {
+            return None;
+        }
+        Some(self.end(SessionEnd::Churned, CHURN_ERROR).await)
+    }
+
+    /// Handles what the response stream produced.
+    async fn on_message(
+        &mut self,
+        message: Option<Result<StreamingFetchResponse, Status>>,
+        requests: &mpsc::Sender<StreamingFetchRequest>,
+    ) -> Option<SessionEnd> {
+        let broken = SessionEnd::Broken { delivered: false };
+        match message {
+            None => Some(self.end(broken, "stream ended by the server").await),
+            Some(Err(status)) => {
+                let error = format!("stream error: {:?}: {}", status.code(), status.message());
+                Some(self.end(broken, &error).await)
+            }
+            Some(Ok(response)) => self.on_delivery(response, requests).await,
+        }
+    }
+
+    /// Completes the open receive `ok` with the batch, buffers the acks
+    /// (flushing when full) and invokes the next receive. A malformed
+    /// batch ends the session instead.
+    async fn on_delivery(
+        &mut self,
+        response: StreamingFetchResponse,
+        requests: &mpsc::Sender<StreamingFetchRequest>,
+    ) -> Option<SessionEnd> {
+        let records = match delivered_records(&response) {
+            Ok(records) => records,
+            Err(error) => {
+                let broken = SessionEnd::Broken { delivered: false };
+                return Some(self.end(broken, &format!("malformed delivery: {error}")).await);
+            }
+        };
+        let mut value = self.base_value();
+        value["records"] = records_json(&records);
+        let recorder = &self.context.recorder;
+        let completed = recorder.complete(self.receive_process, OpType::Ok, "receive", value, None).await;
+        if completed.is_err() {
+            return Some(SessionEnd::Stopped);
+        }
+        self.delivered = true;
+        let now = Instant::now();
+        let values: Vec<u64> = records.iter().map(|record| record.value).collect();
+        self.context.tally.received(&values, now);
+        self.acks.push(records.iter().map(|record| record.id), now);
+        if self.acks.is_full() {
+            if let Some(end) = self.flush_acks(requests).await {
+                return Some(end);
+            }
+        }
+        if self.invoke_receive().await.is_err() {
+            return Some(SessionEnd::Stopped);
+        }
+        None
+    }
+
+    /// Sends the buffered acks on the stream as one `ack` operation: `ok`
+    /// once handed to the stream, `fail` if the stream is gone or its queue
+    /// stayed full for the request timeout (then nothing was sent).
+    async fn flush_acks(&mut self, requests: &mpsc::Sender<StreamingFetchRequest>) -> Option<SessionEnd> {
+        let ids = self.acks.take();
+        assert!(!ids.is_empty(), "flushing acks needs acks");
+        let mut value = self.base_value();
+        value["ids"] = ids_json(&ids);
+        let recorder = &self.context.recorder;
+        if recorder.invoke(self.ack_process, "ack", value.clone()).await.is_err() {
+            return Some(self.end(SessionEnd::Stopped, STOPPED_ERROR).await);
+        }
+        let config = &self.context.config;
+        let request = fetch_request(&config.subscription, self.consumer, ids);
+        let timeout = config.client.request_timeout();
+        let (op_type, error) = match tokio::time::timeout(timeout, requests.send(request)).await {
+            Ok(Ok(())) => (OpType::Ok, None),
+            Ok(Err(_)) => (OpType::Fail, Some("stream closed; acks not sent".to_string())),
+            Err(_) => (OpType::Fail, Some("ack queue stayed full; acks not sent".to_string())),
+        };
+        let completed = recorder.complete(self.ack_process, op_type, "ack", value, error).await;
+        if completed.is_err() {
+            return Some(self.end(SessionEnd::Stopped, STOPPED_ERROR).await);
+        }
+        None
+    }
+}
+
+/// One delivered record as the history needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReceivedValue {
+    value: u64,
+    key: String,
+    id: RecordId,
+}
+
+/// The records of a delivery with their values, or why it is malformed.
+fn delivered_records(response: &StreamingFetchResponse) -> Result<Vec<ReceivedValue>, String> {
+    let received = response.received_records.as_ref().ok_or_else(|| "response has no receivedRecords".to_string())?;
+    let records = decode_received(received).map_err(|error| error.to_string())?;
+    records
+        .into_iter()
+        .map(|record| {
+            let value = decode_value(&record.payload)
+                .ok_or_else(|| format!("record {:?} has a {}-byte payload", record.id, record.payload.len()))?;
+            Ok(ReceivedValue { value, key: record.key, id: record.id })
+        })
+        .collect()
+}
+
+/// `[{"value", "key", "id": [shard, batch, index]}, ...]` in arrival order.
+fn records_json(records: &[ReceivedValue]) -> Value {
+    Value::Array(
+        records
+            .iter()
+            .map(|record| json!({"value": record.value, "key": record.key, "id": id_json(&record.id)}))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::encode_batch;
+    use crate::queue::payload::encode_value;
+    use hstream_proto::server::ReceivedRecord;
+
+    fn response(payloads: Vec<Vec<u8>>) -> StreamingFetchResponse {
+        let records: Vec<(String, Vec<u8>)> = payloads.into_iter().map(|payload| ("k7".to_string(), payload)).collect();
+        let record_ids =
+            (0..records.len() as u32).map(|batch_index| RecordId { shard_id: 2, batch_id: 5, batch_index }).collect();
+        StreamingFetchResponse {
+            received_records: Some(ReceivedRecord { record_ids, record: Some(encode_batch(&records)) }),
+        }
+    }
+
+    /// Goal: a delivery becomes HISTORY.md's `records` list: value from the
+    /// payload, key from the header, id as a triple, in arrival order.
+    #[test]
+    fn deliveries_become_history_records() {
+        let delivery = response(vec![encode_value(11, 100), encode_value(12, 100)]);
+        let records = delivered_records(&delivery).expect("well formed");
+        assert_eq!(
+            records_json(&records),
+            json!([
+                {"value": 11, "key": "k7", "id": [2, 5, 0]},
+                {"value": 12, "key": "k7", "id": [2, 5, 1]},
+            ])
+        );
+    }
+
+    /// Goal: a delivery whose payload cannot carry a value, or that has no
+    /// batch, is reported as malformed rather than recorded.
+    #[test]
+    fn malformed_deliveries_are_reported() {
+        let short = response(vec![vec![1, 2, 3]]);
+        assert!(delivered_records(&short).expect_err("short").contains("3-byte payload"));
+        let empty = StreamingFetchResponse { received_records: None };
+        assert!(delivered_records(&empty).is_err());
+    }
+}

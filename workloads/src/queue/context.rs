@@ -1,0 +1,168 @@
+//! What every task of the queue workload shares, and the helpers they use
+//! to reach "any node" or the node owning something.
+//!
+//! Separate so producers, consumers and the observer do not pass a dozen
+//! handles around. It holds no per-task state and never records history
+//! itself.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use hstream_proto::server::Shard;
+use tokio::sync::watch;
+
+use super::tally::Tally;
+use super::QueueConfig;
+use crate::client::{node_address, CallError, Connections, HStreamClient};
+use crate::Recorder;
+
+/// The `error` of operations ended by stopping the workload.
+pub(crate) const STOPPED_ERROR: &str = "workload stopped";
+
+/// Shared state of one queue workload run.
+#[derive(Debug)]
+pub(crate) struct Context {
+    /// The workload's configuration.
+    pub config: QueueConfig,
+    /// Where operations are recorded.
+    pub recorder: Recorder,
+    /// Connection cache by address.
+    pub connections: Connections,
+    /// The hservers, for "any node" calls.
+    pub nodes: Nodes,
+    /// The stream's shards, sorted by id.
+    pub shards: Vec<Shard>,
+    /// Running counts for drain and progress.
+    pub tally: Tally,
+    /// Last known owner address of each shard.
+    placement: Mutex<HashMap<u64, String>>,
+    /// Every process number this workload used, for forced stops.
+    processes: Mutex<Vec<u64>>,
+    /// Next consumer name number.
+    consumer_names: AtomicU64,
+}
+
+impl Context {
+    /// A context with empty caches.
+    pub fn new(
+        config: QueueConfig,
+        recorder: Recorder,
+        connections: Connections,
+        endpoints: Vec<String>,
+        shards: Vec<Shard>,
+    ) -> Context {
+        Context {
+            config,
+            recorder,
+            nodes: Nodes::new(connections.clone(), endpoints),
+            connections,
+            shards,
+            tally: Tally::default(),
+            placement: Mutex::new(HashMap::new()),
+            processes: Mutex::new(Vec::new()),
+            consumer_names: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh process number, remembered for [`Context::processes`].
+    pub fn new_process(&self) -> u64 {
+        let process = self.recorder.next_process();
+        lock(&self.processes).push(process);
+        process
+    }
+
+    /// Every process number handed out so far.
+    pub fn processes(&self) -> Vec<u64> {
+        lock(&self.processes).clone()
+    }
+
+    /// A consumer name never used before in this run: `c0`, `c1`, ...
+    pub fn new_consumer_name(&self) -> String {
+        format!("c{}", self.consumer_names.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The address of the node owning `shard_id`: cached, or looked up on
+    /// any node.
+    pub async fn shard_address(&self, shard_id: u64) -> Result<String, CallError> {
+        if let Some(address) = lock(&self.placement).get(&shard_id) {
+            return Ok(address.clone());
+        }
+        let node = self.nodes.on_any_node(|client| async move { client.lookup_shard(shard_id).await }).await?;
+        let address = node_address(&node);
+        lock(&self.placement).insert(shard_id, address.clone());
+        Ok(address)
+    }
+
+    /// Forgets the cached owner of a shard after an error, so the next
+    /// append looks it up again.
+    pub fn forget_shard(&self, shard_id: u64) {
+        lock(&self.placement).remove(&shard_id);
+    }
+
+    /// The address of the node serving the subscription, looked up on any
+    /// node.
+    pub async fn subscription_address(&self) -> Result<String, CallError> {
+        let subscription = self.config.subscription.as_str();
+        let node =
+            self.nodes.on_any_node(|client| async move { client.lookup_subscription(subscription).await }).await?;
+        Ok(node_address(&node))
+    }
+}
+
+/// "Any node" calls over a fixed list of hserver endpoints.
+#[derive(Debug)]
+pub(crate) struct Nodes {
+    connections: Connections,
+    endpoints: Vec<String>,
+    /// Where the next call starts, to spread load and skip dead nodes.
+    rotation: AtomicUsize,
+}
+
+impl Nodes {
+    /// Calls over `endpoints` (`host:port`, at least one).
+    pub fn new(connections: Connections, endpoints: Vec<String>) -> Nodes {
+        assert!(!endpoints.is_empty(), "a workload needs endpoints");
+        Nodes { connections, endpoints, rotation: AtomicUsize::new(0) }
+    }
+
+    /// Runs `call` against the endpoints in turn (starting at a rotating
+    /// position) until one succeeds; at most one attempt per endpoint.
+    /// Returns the last error if none does.
+    pub async fn on_any_node<T, F, Fut>(&self, mut call: F) -> Result<T, CallError>
+    where
+        F: FnMut(HStreamClient) -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        let count = self.endpoints.len();
+        let first = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let mut last_error = None;
+        for offset in 0..count {
+            let address = &self.endpoints[(first + offset) % count];
+            let result = match self.connections.get(address).await {
+                Ok(client) => call(client).await,
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("at least one endpoint was tried"))
+    }
+}
+
+/// Resolves when `stop` says true, or when its sender is gone.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// A std mutex guard, even if a panicking holder poisoned it (every use
+/// here is a single consistent map or vector operation).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

@@ -1,0 +1,371 @@
+//! Producers: generate unique values at a fixed rate and append them in
+//! batches, like HStream's `BufferedProducer`.
+//!
+//! Each producer owns a few lanes; a lane is one key with its own buffer,
+//! its own value sequence and its own history process. A lane has at most
+//! one append in flight (order within a key), lanes run in parallel, and a
+//! producer's unfinished bytes are capped by flow control. Each append is
+//! one `append` operation. Separate from the consumers because the two
+//! sides share nothing but the cluster. A producer never resends a value:
+//! after a `fail` or `info` the lane simply goes on with new values.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hstream_proto::server::RecordId;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::{Id as TaskId, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::batcher::{BatchLimits, Batcher, FlowControl, PendingRecord};
+use super::context::{Context, STOPPED_ERROR};
+use super::payload::{encode_value, value_of};
+use crate::client::{CallError, Outcome};
+use crate::recorder::OpType;
+
+/// How often a producer generates records and checks for due batches.
+pub const GENERATE_TICK_MS: u64 = 5;
+/// At most this many records are generated per tick, so a stalled
+/// producer does not burst when it resumes.
+const MAX_RECORDS_PER_TICK: u64 = 1_000;
+
+/// Where producers are in their life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProducerPhase {
+    /// Generating and appending.
+    Running,
+    /// No new records or appends; in-flight appends run to completion.
+    Finishing,
+    /// In-flight appends stop waiting and complete `info`.
+    Aborting,
+}
+
+/// A lane's fixed identity: its number (the high bits of its values), its
+/// key and the shard that key hashes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LaneSpec {
+    /// Lane number, unique in the run.
+    pub lane: u64,
+    /// The key of every record of the lane.
+    pub key: String,
+    /// The shard the key hashes to.
+    pub shard_id: u64,
+}
+
+/// A lane at run time.
+#[derive(Debug)]
+struct Lane {
+    spec: LaneSpec,
+    process: u64,
+    batcher: Batcher,
+    in_flight: bool,
+    next_sequence: u64,
+}
+
+/// One batch to append, with everything the append task needs.
+#[derive(Debug)]
+struct AppendJob {
+    process: u64,
+    key: String,
+    shard_id: u64,
+    records: Vec<PendingRecord>,
+}
+
+/// What an append task reports back to its producer.
+#[derive(Debug, Clone, Copy)]
+struct AppendDone {
+    op_type: OpType,
+    recorder_closed: bool,
+}
+
+/// An append task in flight: its lane slot and its bytes.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    slot: usize,
+    bytes: usize,
+}
+
+/// A producer's state between ticks.
+struct Producer {
+    context: Arc<Context>,
+    lanes: Vec<Lane>,
+    flow: FlowControl,
+    rng: ChaCha8Rng,
+    started: Instant,
+    generated: u64,
+    rate_per_s: f64,
+    appends: JoinSet<AppendDone>,
+    in_flight: HashMap<TaskId, InFlight>,
+    /// Set when the recorder closed or the workload vanished: stop as if
+    /// the phase had left `Running`.
+    halted: bool,
+}
+
+/// Runs one producer until its phase leaves `Running` and its in-flight
+/// appends have completed (or were aborted). Bounded by the phase signal,
+/// which `QueueWorkload::stop_producers` and `stop` always send.
+pub(crate) async fn run_producer(
+    context: Arc<Context>,
+    lanes: Vec<LaneSpec>,
+    rng: ChaCha8Rng,
+    mut phase: watch::Receiver<ProducerPhase>,
+) {
+    let mut producer = Producer::new(context, lanes, rng);
+    let mut tick = tokio::time::interval(Duration::from_millis(GENERATE_TICK_MS));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut phase_open = true;
+    loop {
+        let running = *phase.borrow() == ProducerPhase::Running && !producer.halted;
+        if !running {
+            producer.drop_buffered();
+            if producer.appends.is_empty() {
+                break;
+            }
+        }
+        tokio::select! {
+            _ = tick.tick(), if running => producer.step(&phase, Instant::now()),
+            done = producer.appends.join_next_with_id(), if !producer.appends.is_empty() => {
+                producer.finish(done);
+                if running {
+                    producer.dispatch(&phase, Instant::now());
+                }
+            }
+            changed = phase.changed(), if phase_open => phase_open = changed.is_ok(),
+        }
+        if !phase_open {
+            // The workload is gone without saying stop.
+            producer.halted = true;
+        }
+    }
+}
+
+impl Producer {
+    fn new(context: Arc<Context>, specs: Vec<LaneSpec>, rng: ChaCha8Rng) -> Producer {
+        assert!(!specs.is_empty(), "a producer needs lanes");
+        let config = &context.config;
+        let limits = BatchLimits {
+            record_count: config.record_count_limit,
+            bytes: config.bytes_limit,
+            age: Duration::from_millis(config.age_limit_ms),
+        };
+        let rate_per_s = f64::from(config.rate_records_per_s) / config.producers as f64;
+        let lanes = specs
+            .into_iter()
+            .map(|spec| Lane {
+                spec,
+                process: context.new_process(),
+                batcher: Batcher::new(limits),
+                in_flight: false,
+                next_sequence: 1,
+            })
+            .collect();
+        Producer {
+            flow: FlowControl::new(config.max_in_flight_bytes),
+            lanes,
+            rng,
+            started: Instant::now(),
+            generated: 0,
+            rate_per_s,
+            appends: JoinSet::new(),
+            in_flight: HashMap::new(),
+            halted: false,
+            context,
+        }
+    }
+
+    /// One tick: generate the records due by now, then start due batches.
+    fn step(&mut self, phase: &watch::Receiver<ProducerPhase>, now: Instant) {
+        self.generate(now);
+        self.dispatch(phase, now);
+    }
+
+    /// Generates the records due at the configured rate, each for a lane
+    /// chosen by the seeded generator. Records that flow control refuses
+    /// are not generated at all (like a blocked upstream `append`), so the
+    /// rate drops instead of building a backlog.
+    fn generate(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.started).as_secs_f64();
+        let due = (elapsed * self.rate_per_s) as u64;
+        let wanted = due.saturating_sub(self.generated).min(MAX_RECORDS_PER_TICK);
+        let payload_bytes = self.context.config.payload_bytes;
+        for _ in 0..wanted {
+            if !self.flow.try_acquire(payload_bytes) {
+                break;
+            }
+            let slot = self.rng.random_range(0..self.lanes.len());
+            let lane = &mut self.lanes[slot];
+            let value = value_of(lane.spec.lane, lane.next_sequence);
+            lane.next_sequence += 1;
+            let payload = encode_value(value, payload_bytes);
+            lane.batcher.push(PendingRecord { value, payload }, now);
+        }
+        self.generated = self.generated.max(due);
+    }
+
+    /// Starts an append for every idle lane whose batch is due.
+    fn dispatch(&mut self, phase: &watch::Receiver<ProducerPhase>, now: Instant) {
+        for slot in 0..self.lanes.len() {
+            let lane = &mut self.lanes[slot];
+            if lane.in_flight || !lane.batcher.is_ready(now) {
+                continue;
+            }
+            let records = lane.batcher.take_batch();
+            assert!(!records.is_empty(), "a due batch has records");
+            let bytes = records.iter().map(|record| record.payload.len()).sum();
+            lane.in_flight = true;
+            let job =
+                AppendJob { process: lane.process, key: lane.spec.key.clone(), shard_id: lane.spec.shard_id, records };
+            let task = append_batch(self.context.clone(), job, phase.clone());
+            let handle = self.appends.spawn(task);
+            self.in_flight.insert(handle.id(), InFlight { slot, bytes });
+        }
+    }
+
+    /// Takes an append task's report: frees its lane and bytes, and gives
+    /// the lane a new process if the append ended `info` (or panicked).
+    fn finish(&mut self, joined: Option<Result<(TaskId, AppendDone), tokio::task::JoinError>>) {
+        let (id, done) = match joined {
+            Some(Ok((id, done))) => (id, Some(done)),
+            Some(Err(error)) => {
+                tracing::error!(%error, "append task ended abnormally");
+                (error.id(), None)
+            }
+            None => return,
+        };
+        let in_flight = self.in_flight.remove(&id).expect("every append task is tracked");
+        self.flow.release(in_flight.bytes);
+        let lane = &mut self.lanes[in_flight.slot];
+        assert!(lane.in_flight, "a finished append belonged to a busy lane");
+        lane.in_flight = false;
+        let retired = done.is_none_or(|done| done.op_type == OpType::Info);
+        if retired {
+            lane.process = self.context.new_process();
+        }
+        if done.is_some_and(|done| done.recorder_closed) {
+            self.halted = true;
+        }
+    }
+
+    /// Drops records that were buffered but never sent (they were never
+    /// invoked, so the history does not mention them).
+    fn drop_buffered(&mut self) {
+        for lane in &mut self.lanes {
+            let bytes = lane.batcher.clear();
+            self.flow.release(bytes);
+        }
+    }
+}
+
+/// One append operation: invoke, send (unless aborted), complete.
+async fn append_batch(context: Arc<Context>, job: AppendJob, mut phase: watch::Receiver<ProducerPhase>) -> AppendDone {
+    let values: Vec<u64> = job.records.iter().map(|record| record.value).collect();
+    let invoke = json!({"stream": context.config.stream, "key": job.key, "values": values});
+    let recorder = &context.recorder;
+    if recorder.invoke(job.process, "append", invoke.clone()).await.is_err() {
+        return AppendDone { op_type: OpType::Fail, recorder_closed: true };
+    }
+    let result = tokio::select! {
+        result = send_append(&context, &job) => Some(result),
+        _ = phase.wait_for(|phase| *phase == ProducerPhase::Aborting) => None,
+    };
+    let (op_type, value, error) = append_completion(invoke, result);
+    let recorded = recorder.complete(job.process, op_type, "append", value, error).await;
+    if recorded.is_ok() && op_type == OpType::Ok {
+        context.tally.appended_ok(&values);
+    }
+    AppendDone { op_type, recorder_closed: recorded.is_err() }
+}
+
+/// Finds the shard's node, connects and appends. A failure before the
+/// append request itself (lookup, connect) was never sent.
+async fn send_append(context: &Context, job: &AppendJob) -> Result<Vec<RecordId>, CallError> {
+    let not_sent = |error: CallError| CallError { sent: false, ..error };
+    let address = context.shard_address(job.shard_id).await.map_err(not_sent)?;
+    let client = context.connections.get(&address).await.map_err(not_sent)?;
+    let records: Vec<(String, Vec<u8>)> =
+        job.records.iter().map(|record| (job.key.clone(), record.payload.clone())).collect();
+    let result = client.append(&context.config.stream, job.shard_id, &records).await;
+    if result.is_err() {
+        context.forget_shard(job.shard_id);
+    }
+    result
+}
+
+/// The completion of an append: `ok` with ids, or the error's outcome, or
+/// `info` when the workload stopped it (`result == None`).
+fn append_completion(
+    mut value: Value,
+    result: Option<Result<Vec<RecordId>, CallError>>,
+) -> (OpType, Value, Option<String>) {
+    match result {
+        Some(Ok(ids)) => {
+            value["ids"] = ids_json(&ids);
+            (OpType::Ok, value, None)
+        }
+        Some(Err(error)) => {
+            let op_type = match error.outcome() {
+                Outcome::Fail => OpType::Fail,
+                Outcome::Info => OpType::Info,
+            };
+            (op_type, value, Some(error.describe()))
+        }
+        None => (OpType::Info, value, Some(STOPPED_ERROR.to_string())),
+    }
+}
+
+/// Record ids as HISTORY.md writes them: `[[shardId, batchId, batchIndex], ...]`.
+pub(crate) fn ids_json(ids: &[RecordId]) -> Value {
+    Value::Array(ids.iter().map(id_json).collect())
+}
+
+/// One record id as `[shardId, batchId, batchIndex]`.
+pub(crate) fn id_json(id: &RecordId) -> Value {
+    json!([id.shard_id, id.batch_id, id.batch_index])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Status;
+
+    /// Goal: append completions follow HISTORY.md: `ok` adds ids aligned
+    /// with values, errors keep the invoke value and carry the error, and
+    /// the fail/info split comes from the error classification.
+    #[test]
+    fn append_completions_follow_the_history_format() {
+        let invoke = json!({"stream": "s", "key": "k", "values": [1, 2]});
+        let ids = vec![
+            RecordId { shard_id: 3, batch_id: 9, batch_index: 0 },
+            RecordId { shard_id: 3, batch_id: 9, batch_index: 1 },
+        ];
+        let (op_type, value, error) = append_completion(invoke.clone(), Some(Ok(ids)));
+        assert_eq!(op_type, OpType::Ok);
+        assert_eq!(value["ids"], json!([[3, 9, 0], [3, 9, 1]]));
+        assert_eq!(error, None);
+
+        let refused = CallError {
+            call: "connect",
+            address: "n1:6570".into(),
+            status: Status::unavailable("refused"),
+            sent: false,
+        };
+        let (op_type, value, error) = append_completion(invoke.clone(), Some(Err(refused)));
+        assert_eq!((op_type, value), (OpType::Fail, invoke.clone()));
+        assert!(error.expect("error").contains("refused"));
+
+        let timeout = CallError {
+            call: "append",
+            address: "n1:6570".into(),
+            status: Status::deadline_exceeded("slow"),
+            sent: true,
+        };
+        assert_eq!(append_completion(invoke.clone(), Some(Err(timeout))).0, OpType::Info);
+        let (op_type, _, error) = append_completion(invoke, None);
+        assert_eq!(op_type, OpType::Info);
+        assert_eq!(error.as_deref(), Some(STOPPED_ERROR));
+    }
+}
