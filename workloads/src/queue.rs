@@ -319,16 +319,15 @@ impl QueueWorkload {
     pub async fn stop_producers(&mut self) {
         self.producer_phase.send_replace(ProducerPhase::Finishing);
         let patience = Duration::from_millis(self.context.config.producer_stop_timeout_ms);
-        if join_within(&mut self.producers, patience).await {
+        let producers = std::mem::take(&mut self.producers);
+        let unfinished = join_within(producers, patience).await;
+        if unfinished.is_empty() {
             return;
         }
         tracing::warn!("appends still in flight after {patience:?}; completing them as info");
         self.producer_phase.send_replace(ProducerPhase::Aborting);
-        let grace = self.stop_grace();
-        if !join_within(&mut self.producers, grace).await {
-            abort_all(&mut self.producers).await;
-        }
-        self.producers.clear();
+        let unfinished = join_within(unfinished, self.stop_grace()).await;
+        abort_all(unfinished).await;
     }
 
     /// Lets consumers run until every value whose append was `ok` has been
@@ -373,11 +372,12 @@ impl QueueWorkload {
         self.producer_phase.send_replace(ProducerPhase::Aborting);
         self.consumer_stop.send_replace(true);
         let grace = self.stop_grace();
-        let mut tasks: Vec<JoinHandle<()>> = self.producers.drain(..).collect();
+        let mut tasks = std::mem::take(&mut self.producers);
         tasks.append(&mut self.consumers);
-        if !join_within(&mut tasks, grace).await {
+        let unfinished = join_within(tasks, grace).await;
+        if !unfinished.is_empty() {
             tracing::warn!("workload tasks did not stop within {grace:?}; aborting them");
-            abort_all(&mut tasks).await;
+            abort_all(unfinished).await;
         }
         let processes = self.context.processes();
         let recorder = &self.context.recorder;
@@ -429,26 +429,27 @@ fn seeded_rng(seed: u64, stream: u64) -> ChaCha8Rng {
     rng
 }
 
-/// Awaits every task for at most `patience`; true if all finished.
-async fn join_within(tasks: &mut [JoinHandle<()>], patience: Duration) -> bool {
-    let joining = futures::future::join_all(tasks.iter_mut());
-    match tokio::time::timeout(patience, joining).await {
-        Ok(results) => {
-            for error in results.into_iter().filter_map(Result::err) {
-                tracing::error!(%error, "workload task ended abnormally");
-            }
-            true
+/// Awaits the tasks until `patience` has passed; returns those still
+/// running (never a finished handle, so they can be awaited again).
+async fn join_within(tasks: Vec<JoinHandle<()>>, patience: Duration) -> Vec<JoinHandle<()>> {
+    let deadline = Instant::now() + patience;
+    let mut unfinished = Vec::new();
+    for mut task in tasks {
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "workload task ended abnormally"),
+            Err(_) => unfinished.push(task),
         }
-        Err(_) => false,
     }
+    unfinished
 }
 
-/// Aborts every task and waits for the aborts to land.
-async fn abort_all(tasks: &mut [JoinHandle<()>]) {
-    for task in tasks.iter() {
+/// Aborts the tasks and waits for the aborts to land.
+async fn abort_all(tasks: Vec<JoinHandle<()>>) {
+    for task in &tasks {
         task.abort();
     }
-    for task in tasks.iter_mut() {
+    for task in tasks {
         let _ = task.await;
     }
 }

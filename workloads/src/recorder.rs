@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
 use serde_json::Value;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
@@ -32,6 +31,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::WorkloadError;
+
+/// The checker's own history types: the recorder serializes
+/// [`checker::Op`], so writer and reader cannot disagree on the format.
+pub use checker::{OpType, Process};
 
 /// The writer flushes buffered lines at least this often.
 pub const FLUSH_INTERVAL_MS: u64 = 100;
@@ -41,52 +44,6 @@ pub const CHANNEL_CAPACITY_LINES: usize = 4096;
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 /// The `error` given to operations still open when the recorder closes.
 pub const CLOSED_OPEN_ERROR: &str = "run ended before the operation completed";
-
-/// Who performed an operation; serializes as an integer, `"nemesis"` or
-/// `"harness"`, exactly like the `process` field of HISTORY.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Process {
-    /// A numbered client worker.
-    Client(u64),
-    /// The fault injector.
-    Nemesis,
-    /// The harness (phases, crashes).
-    Harness,
-}
-
-impl Serialize for Process {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Process::Client(number) => serializer.serialize_u64(*number),
-            Process::Nemesis => serializer.serialize_str("nemesis"),
-            Process::Harness => serializer.serialize_str("harness"),
-        }
-    }
-}
-
-impl fmt::Display for Process {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Process::Client(number) => write!(formatter, "{number}"),
-            Process::Nemesis => formatter.write_str("nemesis"),
-            Process::Harness => formatter.write_str("harness"),
-        }
-    }
-}
-
-/// The `type` of a history entry: a request or one of its three outcomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OpType {
-    /// The request is about to be sent.
-    Invoke,
-    /// It happened; the value says what was observed.
-    Ok,
-    /// It definitely did not happen.
-    Fail,
-    /// Unknown: it may or may not have happened.
-    Info,
-}
 
 /// Live per-`f` counters, for progress bars.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -108,20 +65,6 @@ pub struct CloseSummary {
     pub lines_written: u64,
     /// Operations that were still open and were completed `info`.
     pub completed_at_close: u64,
-}
-
-/// One line of the history, fields in HISTORY.md order.
-#[derive(Serialize)]
-struct Line<'a> {
-    index: u64,
-    time: u64,
-    process: Process,
-    #[serde(rename = "type")]
-    op_type: OpType,
-    f: &'a str,
-    value: &'a Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
 }
 
 /// An invoke that has not been completed yet.
@@ -228,6 +171,9 @@ impl Recorder {
     }
 
     /// Records that the nemesis starts fault operation `f` on `value`.
+    ///
+    /// The nemesis is one process: panics if its previous operation has not
+    /// been completed with [`Recorder::nemesis_info`].
     pub async fn nemesis_invoke(&self, f: &str, value: Value) -> Result<(), WorkloadError> {
         self.record(Process::Nemesis, OpType::Invoke, f, value, None).await
     }
@@ -335,16 +281,16 @@ impl Recorder {
     ) -> Result<(), WorkloadError> {
         let sender = journal.sender.clone().ok_or(WorkloadError::RecorderClosed)?;
         check_pairing(journal, process, op_type, f, &value);
-        let line = Line {
+        let op = checker::Op {
             index: journal.next_index,
             time: self.elapsed_ns(),
             process,
-            op_type,
-            f,
-            value: &value,
-            error: error.as_deref(),
+            kind: op_type,
+            f: f.to_string(),
+            value,
+            error,
         };
-        let text = serde_json::to_string(&line).map_err(|error| {
+        let text = serde_json::to_string(&op).map_err(|error| {
             WorkloadError::HistoryWrite(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
         })?;
         assert!(!text.contains('\n'), "a history line must be one line");
@@ -555,8 +501,9 @@ mod tests {
     }
 
     /// Goal: the line format is exactly HISTORY.md's: field names, process
-    /// spellings, `error` only when present. Method: record one entry of
-    /// each kind and compare the raw text of the first line too.
+    /// spellings, `error` only when present, and the checker's reader
+    /// accepts it. Method: record one entry of each kind, compare the raw
+    /// text of the first line and parse everything with the checker.
     #[tokio::test]
     async fn lines_follow_the_history_format() {
         let sink = Sink::default();
@@ -571,6 +518,9 @@ mod tests {
         let first = text.lines().next().expect("a line");
         assert!(first.starts_with(r#"{"index":0,"time":"#), "{first}");
         assert!(first.ends_with(r#","process":"harness","type":"info","f":"phase","value":"workload"}"#));
+        let (history, warnings) = checker::parse_history(text.as_bytes(), "test").expect("checker reads it");
+        assert_eq!((history.len(), warnings.len()), (3, 0));
+        assert_eq!(history.ops[2].process, Process::Client(process));
         let lines = parse(&text);
         assert_eq!(lines[1]["process"], json!(0));
         assert!(lines[1].get("error").is_none());
