@@ -1,1 +1,3 @@
 //! The chaos controller.
+
+pub mod runtime;

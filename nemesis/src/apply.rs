@@ -23,15 +23,9 @@ pub(crate) struct Applied {
 }
 
 /// Run `action` on each node in order, stopping at the first error.
-pub(crate) fn apply_each(
-    nodes: &[String],
-    mut action: impl FnMut(&str) -> Result<Value, TargetError>,
-) -> Applied {
-    let mut applied = Applied {
-        nodes: Vec::with_capacity(nodes.len()),
-        records: Vec::with_capacity(nodes.len()),
-        failure: None,
-    };
+pub(crate) fn apply_each(nodes: &[String], mut action: impl FnMut(&str) -> Result<Value, TargetError>) -> Applied {
+    let mut applied =
+        Applied { nodes: Vec::with_capacity(nodes.len()), records: Vec::with_capacity(nodes.len()), failure: None };
     for node in nodes {
         match action(node) {
             Ok(record) => {
@@ -50,19 +44,12 @@ pub(crate) fn apply_each(
 
 /// Turn an [`Applied`] into the nemesis result: `{"fault", "<verb>": [...]}`
 /// on success, [`NemesisError::Target`] (carrying the same record) on failure.
-pub(crate) fn into_result(
-    fault: &str,
-    verb: &str,
-    applied: Applied,
-) -> Result<Value, NemesisError> {
+pub(crate) fn into_result(fault: &str, verb: &str, applied: Applied) -> Result<Value, NemesisError> {
     let record = serde_json::json!({ "fault": fault, verb: applied.records });
     match applied.failure {
         None => Ok(record),
-        Some((node, source)) => Err(NemesisError::Target {
-            fault: fault.to_string(),
-            node,
-            applied: record,
-            source: Box::new(source),
-        }),
+        Some((node, source)) => {
+            Err(NemesisError::Target { fault: fault.to_string(), node, applied: record, source: Box::new(source) })
+        }
     }
 }

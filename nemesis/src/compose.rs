@@ -24,10 +24,7 @@ pub struct Compose {
 
 impl std::fmt::Debug for Compose {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Compose")
-            .field("handled", &self.handled)
-            .finish()
+        formatter.debug_struct("Compose").field("handled", &self.handled).finish()
     }
 }
 
@@ -38,9 +35,7 @@ impl Compose {
         for member in &members {
             for fault in member.handled() {
                 if handled.contains(fault) {
-                    return Err(NemesisError::DuplicateFault {
-                        fault: fault.to_string(),
-                    });
+                    return Err(NemesisError::DuplicateFault { fault: fault.to_string() });
                 }
                 handled.push(fault);
             }
@@ -51,8 +46,7 @@ impl Compose {
 
     /// The process faults available today: `kill` and `pause`.
     pub fn process_faults() -> Compose {
-        let members: Vec<Box<dyn Nemesis>> =
-            vec![Box::new(KillNemesis::new()), Box::new(PauseNemesis::new())];
+        let members: Vec<Box<dyn Nemesis>> = vec![Box::new(KillNemesis::new()), Box::new(PauseNemesis::new())];
         Compose::new(members).expect("kill and pause handle distinct faults")
     }
 
@@ -67,17 +61,12 @@ impl Compose {
 
 /// Build the error for an unrouted fault, suggesting the closest known name.
 fn unknown_fault(fault: &str, known: &[&str]) -> NemesisError {
-    let closest = known
-        .iter()
-        .map(|name| (edit_distance(fault, name), *name))
-        .min()
-        .filter(|(distance, _)| *distance <= 2);
+    let closest =
+        known.iter().map(|name| (edit_distance(fault, name), *name)).min().filter(|(distance, _)| *distance <= 2);
     NemesisError::UnknownFault {
         fault: fault.to_string(),
         known: known.join(", "),
-        suggestion: closest
-            .map(|(_, name)| format!("; did you mean \"{name}\"?"))
-            .unwrap_or_default(),
+        suggestion: closest.map(|(_, name)| format!("; did you mean \"{name}\"?")).unwrap_or_default(),
     }
 }
 
@@ -89,9 +78,7 @@ fn edit_distance(left: &str, right: &str) -> usize {
         let mut current = vec![row + 1; right.len() + 1];
         for (column, right_char) in right.iter().enumerate() {
             let substitution = previous[column] + usize::from(left_char != *right_char);
-            current[column + 1] = substitution
-                .min(previous[column + 1] + 1)
-                .min(current[column] + 1);
+            current[column + 1] = substitution.min(previous[column + 1] + 1).min(current[column] + 1);
         }
         previous = current;
     }
@@ -112,11 +99,7 @@ impl Nemesis for Compose {
         self.route(&fault.name)?.start(fault, targets, target)
     }
 
-    fn stop(
-        &mut self,
-        fault: &FaultSpec,
-        target: &dyn ClusterTarget,
-    ) -> Result<Value, NemesisError> {
+    fn stop(&mut self, fault: &FaultSpec, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
         self.route(&fault.name)?.stop(fault, target)
     }
 
@@ -132,10 +115,7 @@ impl Nemesis for Compose {
         if failures.is_empty() {
             return Ok(serde_json::json!({ "teardown": records }));
         }
-        Err(NemesisError::Teardown {
-            count: failures.len(),
-            messages: failures.join("; "),
-        })
+        Err(NemesisError::Teardown { count: failures.len(), messages: failures.join("; ") })
     }
 }
 
@@ -150,22 +130,13 @@ mod tests {
         let target = FakeTarget::new(&["n1", "n2"]);
         let mut compose = Compose::process_faults();
         assert_eq!(compose.handled(), ["kill", "pause"]);
-        compose
-            .start(&FaultSpec::named("kill"), &["n1".to_string()], &target)
-            .expect("kill");
-        compose
-            .start(&FaultSpec::named("pause"), &["n2".to_string()], &target)
-            .expect("pause");
+        compose.start(&FaultSpec::named("kill"), &["n1".to_string()], &target).expect("kill");
+        compose.start(&FaultSpec::named("pause"), &["n2".to_string()], &target).expect("pause");
         compose.teardown(&target).expect("teardown");
         assert!(target.node("n1").alive);
         assert!(!target.node("n2").paused);
-        compose
-            .teardown(&target)
-            .expect("second teardown is harmless");
-        assert_eq!(
-            target.calls(),
-            ["kill n1", "pause n2", "start n1", "resume n2"]
-        );
+        compose.teardown(&target).expect("second teardown is harmless");
+        assert_eq!(target.calls(), ["kill n1", "pause n2", "start n1", "resume n2"]);
     }
 
     /// Goal: a misspelt fault is rejected with a suggestion, not ignored.
@@ -173,24 +144,15 @@ mod tests {
     fn unknown_fault_suggests_the_closest_name() {
         let target = FakeTarget::new(&["n1"]);
         let mut compose = Compose::process_faults();
-        let error = compose
-            .start(&FaultSpec::named("kil"), &["n1".to_string()], &target)
-            .expect_err("unknown");
-        assert!(
-            error.to_string().contains("did you mean \"kill\""),
-            "{error}"
-        );
+        let error = compose.start(&FaultSpec::named("kil"), &["n1".to_string()], &target).expect_err("unknown");
+        assert!(error.to_string().contains("did you mean \"kill\""), "{error}");
         assert!(target.calls().is_empty());
     }
 
     /// Goal: two members claiming one fault name is a construction error.
     #[test]
     fn duplicate_fault_names_are_rejected() {
-        let members: Vec<Box<dyn Nemesis>> =
-            vec![Box::new(KillNemesis::new()), Box::new(KillNemesis::new())];
-        assert!(matches!(
-            Compose::new(members),
-            Err(NemesisError::DuplicateFault { .. })
-        ));
+        let members: Vec<Box<dyn Nemesis>> = vec![Box::new(KillNemesis::new()), Box::new(KillNemesis::new())];
+        assert!(matches!(Compose::new(members), Err(NemesisError::DuplicateFault { .. })));
     }
 }

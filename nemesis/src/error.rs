@@ -28,9 +28,7 @@ pub enum NemesisError {
         fault: String,
     },
     /// A fault was asked to start on no nodes.
-    #[error(
-        "fault `{fault}` was given no target nodes; check the target selector and the node list"
-    )]
+    #[error("fault `{fault}` was given no target nodes; check the target selector and the node list")]
     NoTargets {
         /// The fault name.
         fault: String,

@@ -27,18 +27,11 @@ impl FakeTarget {
         let nodes = names
             .iter()
             .map(|name| {
-                let node = FakeNode {
-                    alive: true,
-                    paused: false,
-                };
+                let node = FakeNode { alive: true, paused: false };
                 (name.to_string(), node)
             })
             .collect();
-        FakeTarget {
-            nodes: Mutex::new(nodes),
-            calls: Mutex::new(Vec::new()),
-            failing: None,
-        }
+        FakeTarget { nodes: Mutex::new(nodes), calls: Mutex::new(Vec::new()), failing: None }
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -55,23 +48,13 @@ impl FakeTarget {
         node: &str,
         change: impl FnOnce(&mut FakeNode),
     ) -> Result<serde_json::Value, TargetError> {
-        self.calls
-            .lock()
-            .expect("fake lock")
-            .push(format!("{action} {node}"));
+        self.calls.lock().expect("fake lock").push(format!("{action} {node}"));
         if self.failing.as_deref() == Some(node) {
-            return Err(TargetError::Failed {
-                node: node.to_string(),
-                action,
-                reason: "injected".to_string(),
-            });
+            return Err(TargetError::Failed { node: node.to_string(), action, reason: "injected".to_string() });
         }
         let mut nodes = self.nodes.lock().expect("fake lock");
         let Some(state) = nodes.get_mut(node) else {
-            return Err(TargetError::UnknownNode {
-                node: node.to_string(),
-                known: String::new(),
-            });
+            return Err(TargetError::UnknownNode { node: node.to_string(), known: String::new() });
         };
         change(state);
         Ok(serde_json::json!({ "node": node, "pid": 1 }))
@@ -80,12 +63,7 @@ impl FakeTarget {
 
 impl ClusterTarget for FakeTarget {
     fn nodes(&self, _role: Role) -> Vec<String> {
-        self.nodes
-            .lock()
-            .expect("fake lock")
-            .keys()
-            .cloned()
-            .collect()
+        self.nodes.lock().expect("fake lock").keys().cloned().collect()
     }
     fn kill(&self, node: &str) -> Result<serde_json::Value, TargetError> {
         self.act("kill", node, |state| state.alive = false)

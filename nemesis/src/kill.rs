@@ -35,11 +35,7 @@ impl KillNemesis {
         self.killed.iter().cloned().collect()
     }
 
-    fn restart_all(
-        &mut self,
-        fault: &str,
-        target: &dyn ClusterTarget,
-    ) -> Result<Value, NemesisError> {
+    fn restart_all(&mut self, fault: &str, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
         let nodes = self.killed();
         let applied = apply_each(&nodes, |node| target.start(node));
         for node in &applied.nodes {
@@ -60,31 +56,17 @@ impl Nemesis for KillNemesis {
         targets: &[String],
         target: &dyn ClusterTarget,
     ) -> Result<Value, NemesisError> {
-        assert!(
-            KILL_FAULTS.contains(&fault.name.as_str()),
-            "misrouted fault {}",
-            fault.name
-        );
+        assert!(KILL_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
         if targets.is_empty() {
-            return Err(NemesisError::NoTargets {
-                fault: fault.name.clone(),
-            });
+            return Err(NemesisError::NoTargets { fault: fault.name.clone() });
         }
         let applied = apply_each(targets, |node| target.kill(node));
         self.killed.extend(applied.nodes.iter().cloned());
         into_result(&fault.name, "killed", applied)
     }
 
-    fn stop(
-        &mut self,
-        fault: &FaultSpec,
-        target: &dyn ClusterTarget,
-    ) -> Result<Value, NemesisError> {
-        assert!(
-            KILL_FAULTS.contains(&fault.name.as_str()),
-            "misrouted fault {}",
-            fault.name
-        );
+    fn stop(&mut self, fault: &FaultSpec, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
+        assert!(KILL_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
         self.restart_all(&fault.name, target)
     }
 
@@ -109,19 +91,14 @@ mod tests {
         let target = FakeTarget::new(&["n1", "n2", "n3"]);
         let mut nemesis = KillNemesis::new();
         let fault = FaultSpec::named("kill");
-        let started = nemesis
-            .start(&fault, &names(&["n1", "n3"]), &target)
-            .expect("start");
+        let started = nemesis.start(&fault, &names(&["n1", "n3"]), &target).expect("start");
         assert_eq!(started["killed"].as_array().map(Vec::len), Some(2));
         assert!(!target.node("n1").alive);
         assert!(target.node("n2").alive);
         nemesis.stop(&fault, &target).expect("stop");
         assert!(target.node("n1").alive && target.node("n3").alive);
         nemesis.teardown(&target).expect("teardown");
-        assert_eq!(
-            target.calls(),
-            ["kill n1", "kill n3", "start n1", "start n3"]
-        );
+        assert_eq!(target.calls(), ["kill n1", "kill n3", "start n1", "start n3"]);
     }
 
     /// Goal: a failure halfway reports what was applied and teardown heals it.
@@ -130,13 +107,8 @@ mod tests {
         let mut target = FakeTarget::new(&["n1", "n2", "n3"]);
         target.failing = Some("n2".to_string());
         let mut nemesis = KillNemesis::new();
-        let error = nemesis
-            .start(
-                &FaultSpec::named("kill"),
-                &names(&["n1", "n2", "n3"]),
-                &target,
-            )
-            .expect_err("n2 fails");
+        let error =
+            nemesis.start(&FaultSpec::named("kill"), &names(&["n1", "n2", "n3"]), &target).expect_err("n2 fails");
         let NemesisError::Target { node, applied, .. } = error else {
             panic!("unexpected error {error}");
         };

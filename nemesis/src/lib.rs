@@ -51,10 +51,7 @@ pub struct FaultSpec {
 impl FaultSpec {
     /// A fault with this name and no parameters.
     pub fn named(name: &str) -> FaultSpec {
-        FaultSpec {
-            name: name.to_string(),
-            params: serde_json::Value::Null,
-        }
+        FaultSpec { name: name.to_string(), params: serde_json::Value::Null }
     }
 }
 
@@ -75,11 +72,7 @@ pub trait Nemesis: Send {
 
     /// Heal what this nemesis started for `fault` (restart killed nodes,
     /// resume paused ones).
-    fn stop(
-        &mut self,
-        fault: &FaultSpec,
-        target: &dyn ClusterTarget,
-    ) -> Result<serde_json::Value, NemesisError>;
+    fn stop(&mut self, fault: &FaultSpec, target: &dyn ClusterTarget) -> Result<serde_json::Value, NemesisError>;
 
     /// Heal everything this nemesis knows about; calling it twice is harmless.
     fn teardown(&mut self, target: &dyn ClusterTarget) -> Result<serde_json::Value, NemesisError>;

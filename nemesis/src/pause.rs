@@ -35,15 +35,9 @@ impl PauseNemesis {
         self.paused.iter().cloned().collect()
     }
 
-    fn resume_all(
-        &mut self,
-        fault: &str,
-        target: &dyn ClusterTarget,
-    ) -> Result<Value, NemesisError> {
-        let (alive, dead): (Vec<String>, Vec<String>) = self
-            .paused()
-            .into_iter()
-            .partition(|node| target.is_running(node));
+    fn resume_all(&mut self, fault: &str, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
+        let (alive, dead): (Vec<String>, Vec<String>) =
+            self.paused().into_iter().partition(|node| target.is_running(node));
         for node in &dead {
             self.paused.remove(node);
         }
@@ -70,31 +64,17 @@ impl Nemesis for PauseNemesis {
         targets: &[String],
         target: &dyn ClusterTarget,
     ) -> Result<Value, NemesisError> {
-        assert!(
-            PAUSE_FAULTS.contains(&fault.name.as_str()),
-            "misrouted fault {}",
-            fault.name
-        );
+        assert!(PAUSE_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
         if targets.is_empty() {
-            return Err(NemesisError::NoTargets {
-                fault: fault.name.clone(),
-            });
+            return Err(NemesisError::NoTargets { fault: fault.name.clone() });
         }
         let applied = apply_each(targets, |node| target.pause(node));
         self.paused.extend(applied.nodes.iter().cloned());
         into_result(&fault.name, "paused", applied)
     }
 
-    fn stop(
-        &mut self,
-        fault: &FaultSpec,
-        target: &dyn ClusterTarget,
-    ) -> Result<Value, NemesisError> {
-        assert!(
-            PAUSE_FAULTS.contains(&fault.name.as_str()),
-            "misrouted fault {}",
-            fault.name
-        );
+    fn stop(&mut self, fault: &FaultSpec, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
+        assert!(PAUSE_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
         self.resume_all(&fault.name, target)
     }
 

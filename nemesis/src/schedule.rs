@@ -90,9 +90,7 @@ impl std::str::FromStr for TargetSelector {
         TargetSelector::ALL
             .into_iter()
             .find(|selector| selector.name() == text)
-            .ok_or_else(|| ScheduleError::UnknownSelector {
-                selector: text.to_string(),
-            })
+            .ok_or_else(|| ScheduleError::UnknownSelector { selector: text.to_string() })
     }
 }
 
@@ -100,9 +98,7 @@ impl std::str::FromStr for TargetSelector {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ScheduleError {
     /// A selector name that is not one of the five.
-    #[error(
-        "unknown target selector `{selector}`; use one of: one, minority, majority, all, sequencer"
-    )]
+    #[error("unknown target selector `{selector}`; use one of: one, minority, majority, all, sequencer")]
     UnknownSelector {
         /// The name given.
         selector: String,
@@ -194,11 +190,7 @@ impl TimelineEntry {
 }
 
 /// Check that `mix` can produce a timeline within `time_limit` on `nodes`.
-pub fn validate(
-    mix: &MixSpec,
-    time_limit: Duration,
-    nodes: &[String],
-) -> Result<(), ScheduleError> {
+pub fn validate(mix: &MixSpec, time_limit: Duration, nodes: &[String]) -> Result<(), ScheduleError> {
     let interval_ms = duration_ms(mix.interval);
     if mix.faults.is_empty() {
         return Err(ScheduleError::NoFaults);
@@ -207,15 +199,10 @@ pub fn validate(
         return Err(ScheduleError::IntervalTooShort { interval_ms });
     }
     if duration_ms(time_limit) < interval_ms {
-        return Err(ScheduleError::TimeLimitTooShort {
-            time_limit_ms: duration_ms(time_limit),
-            interval_ms,
-        });
+        return Err(ScheduleError::TimeLimitTooShort { time_limit_ms: duration_ms(time_limit), interval_ms });
     }
     if nodes.is_empty() && mix.targets != TargetSelector::Sequencer {
-        return Err(ScheduleError::NoNodes {
-            selector: mix.targets,
-        });
+        return Err(ScheduleError::NoNodes { selector: mix.targets });
     }
     Ok(())
 }
@@ -224,12 +211,7 @@ pub fn validate(
 ///
 /// Returns an empty timeline when [`validate`] would fail; call it first to
 /// get the reason.
-pub fn generate(
-    seed: u64,
-    mix: &MixSpec,
-    time_limit: Duration,
-    nodes: &[String],
-) -> Vec<TimelineEntry> {
+pub fn generate(seed: u64, mix: &MixSpec, time_limit: Duration, nodes: &[String]) -> Vec<TimelineEntry> {
     if validate(mix, time_limit, nodes).is_err() {
         return Vec::new();
     }
@@ -240,10 +222,7 @@ pub fn generate(
     for slot in 0..slot_count.min(MAX_TIMELINE_ENTRIES) {
         let slot_start_ms = slot as u64 * interval_ms;
         let entry = generate_entry(&mut rng, mix, slot_start_ms, nodes);
-        assert!(
-            duration_ms(entry.end()) < slot_start_ms + interval_ms,
-            "fault spills into next slot"
-        );
+        assert!(duration_ms(entry.end()) < slot_start_ms + interval_ms, "fault spills into next slot");
         assert!(entry.end() < time_limit, "fault outlives the time limit");
         timeline.push(entry);
     }
@@ -251,17 +230,10 @@ pub fn generate(
 }
 
 /// Draw one fault inside the slot starting at `slot_start_ms`.
-fn generate_entry(
-    rng: &mut ChaCha8Rng,
-    mix: &MixSpec,
-    slot_start_ms: u64,
-    nodes: &[String],
-) -> TimelineEntry {
+fn generate_entry(rng: &mut ChaCha8Rng, mix: &MixSpec, slot_start_ms: u64, nodes: &[String]) -> TimelineEntry {
     let interval_ms = duration_ms(mix.interval);
     let fault = mix.faults[rng.random_range(0..mix.faults.len())].clone();
-    let length_ms = rng
-        .random_range(interval_ms / 4..=interval_ms * 3 / 4)
-        .max(1);
+    let length_ms = rng.random_range(interval_ms / 4..=interval_ms * 3 / 4).max(1);
     let offset_ms = rng.random_range(0..interval_ms - length_ms);
     let count = mix.targets.count(nodes.len());
     let mut indices = rand::seq::index::sample(rng, nodes.len(), count).into_vec();
@@ -270,10 +242,7 @@ fn generate_entry(
         at: Duration::from_millis(slot_start_ms + offset_ms),
         fault,
         target: mix.targets,
-        nodes: indices
-            .into_iter()
-            .map(|index| nodes[index].clone())
-            .collect(),
+        nodes: indices.into_iter().map(|index| nodes[index].clone()).collect(),
         duration: Duration::from_millis(length_ms),
         pick: rng.random(),
     }

@@ -8,11 +8,7 @@ fn nodes(count: usize) -> Vec<String> {
 }
 
 fn mix(targets: TargetSelector) -> MixSpec {
-    MixSpec {
-        faults: vec!["kill".to_string(), "pause".to_string()],
-        interval: Duration::from_secs(10),
-        targets,
-    }
+    MixSpec { faults: vec!["kill".to_string(), "pause".to_string()], interval: Duration::from_secs(10), targets }
 }
 
 /// Goal: replaying a seed gives the same faults at the same times on the same
@@ -40,10 +36,7 @@ fn faults_never_overlap_and_end_before_the_time_limit() {
             assert!(pair[0].end() < pair[1].at, "seed {seed}: {pair:?}");
         }
         for entry in &timeline {
-            assert!(
-                entry.duration >= Duration::from_millis(2_500),
-                "seed {seed}: {entry:?}"
-            );
+            assert!(entry.duration >= Duration::from_millis(2_500), "seed {seed}: {entry:?}");
             assert!(entry.end() < time_limit);
         }
     }
@@ -63,12 +56,7 @@ fn selectors_hit_the_documented_number_of_nodes() {
         (TargetSelector::Sequencer, 5, 0),
     ];
     for (selector, node_count, expected) in cases {
-        let timeline = generate(
-            7,
-            &mix(selector),
-            Duration::from_secs(50),
-            &nodes(node_count),
-        );
+        let timeline = generate(7, &mix(selector), Duration::from_secs(50), &nodes(node_count));
         for entry in &timeline {
             let mut distinct = entry.nodes.clone();
             distinct.dedup();
@@ -95,12 +83,7 @@ fn selectors_serialize_as_their_names() {
 /// deterministically among the current sequencers.
 #[test]
 fn sequencer_is_resolved_through_the_callback() {
-    let timeline = generate(
-        9,
-        &mix(TargetSelector::Sequencer),
-        Duration::from_secs(30),
-        &nodes(3),
-    );
+    let timeline = generate(9, &mix(TargetSelector::Sequencer), Duration::from_secs(30), &nodes(3));
     let entry = &timeline[0];
     assert!(entry.nodes.is_empty());
     let current = || vec!["n3".to_string(), "n1".to_string()];
@@ -115,16 +98,10 @@ fn sequencer_is_resolved_through_the_callback() {
 fn invalid_mixes_generate_nothing_and_validate_says_why() {
     let mut empty = mix(TargetSelector::One);
     empty.faults.clear();
-    assert_eq!(
-        validate(&empty, Duration::from_secs(60), &nodes(3)),
-        Err(ScheduleError::NoFaults)
-    );
+    assert_eq!(validate(&empty, Duration::from_secs(60), &nodes(3)), Err(ScheduleError::NoFaults));
     assert!(generate(1, &empty, Duration::from_secs(60), &nodes(3)).is_empty());
     let short = validate(&mix(TargetSelector::One), Duration::from_secs(5), &nodes(3));
-    assert!(matches!(
-        short,
-        Err(ScheduleError::TimeLimitTooShort { .. })
-    ));
+    assert!(matches!(short, Err(ScheduleError::TimeLimitTooShort { .. })));
     let no_nodes = validate(&mix(TargetSelector::One), Duration::from_secs(60), &[]);
     assert!(matches!(no_nodes, Err(ScheduleError::NoNodes { .. })));
 }
@@ -132,12 +109,7 @@ fn invalid_mixes_generate_nothing_and_validate_says_why() {
 /// Goal: the timeline round-trips through JSON with millisecond fields.
 #[test]
 fn timeline_round_trips_through_json() {
-    let timeline = generate(
-        5,
-        &mix(TargetSelector::Majority),
-        Duration::from_secs(30),
-        &nodes(5),
-    );
+    let timeline = generate(5, &mix(TargetSelector::Majority), Duration::from_secs(30), &nodes(5));
     let json = serde_json::to_value(&timeline).expect("serialize");
     assert!(json[0]["at_ms"].is_u64());
     let back: Vec<TimelineEntry> = serde_json::from_value(json).expect("deserialize");

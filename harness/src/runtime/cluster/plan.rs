@@ -1,0 +1,201 @@
+//! Planning a cluster's nodes: names, addresses, command lines, log paths.
+//!
+//! Why separate: everything here is decided from the spec, run id and subnet
+//! alone, before any process or namespace exists, so it is easy to test.
+//!
+//! Must never: start a process or create a namespace.
+
+use super::{ClusterSpec, RuntimeKind};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::netns;
+use crate::runtime::process::Launch;
+use crate::runtime::profile::{render, render_argv, Placeholders, ZooKeeperProfile};
+use crate::runtime::supervisor::{NodeProcess, NodeSlot};
+use crate::runtime::zookeeper::{self, EnsembleMember};
+use nemesis::Role;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Host number of the control namespace's address (`198.18.S.2`).
+pub const CONTROL_HOST: u8 = 2;
+
+/// Host number of server `n1`; `nK` is this plus K - 1.
+pub const SERVER_HOST_FIRST: u8 = 11;
+
+/// Host number of ZooKeeper node `zk1`; `zkK` is this plus K - 1.
+pub const ZOOKEEPER_HOST_FIRST: u8 = 101;
+
+/// Most servers a cluster may have.
+pub const SERVERS_MAX: usize = 64;
+
+/// Most ZooKeeper nodes a cluster may have.
+pub const ZOOKEEPERS_MAX: usize = 9;
+
+/// Reject sizes the address plan cannot hold.
+pub fn check_sizes(spec: &ClusterSpec) -> Result<(), RuntimeError> {
+    if spec.zookeepers == 0 || spec.zookeepers > ZOOKEEPERS_MAX {
+        let range = "1..=9";
+        return Err(RuntimeError::BadSize { what: "zookeepers", value: spec.zookeepers, range });
+    }
+    if spec.servers > SERVERS_MAX {
+        return Err(RuntimeError::BadSize { what: "servers", value: spec.servers, range: "0..=64" });
+    }
+    Ok(())
+}
+
+/// The address of host `host` of the run: `198.18.S.host` (local) or
+/// `127.0.S.host` (loopback).
+pub fn address(runtime: RuntimeKind, subnet: u8, host: u8) -> String {
+    match runtime {
+        RuntimeKind::Local => format!("198.18.{subnet}.{host}"),
+        RuntimeKind::Loopback => format!("127.0.{subnet}.{host}"),
+    }
+}
+
+/// Find the hserver binary: the explicit path if given, else `binary` as a
+/// path if it contains `/`, else `binary` next to the current executable (or
+/// one directory up, for test executables in `target/*/deps`, or in the
+/// sibling `release` directory).
+pub fn resolve_hserver(explicit: Option<&Path>, binary: &str) -> Result<PathBuf, RuntimeError> {
+    let candidates = hserver_candidates(explicit, binary);
+    let found = candidates.iter().find(|path| path.is_file());
+    found.cloned().ok_or_else(|| RuntimeError::MissingBinary {
+        path: candidates.first().cloned().unwrap_or_else(|| PathBuf::from(binary)),
+    })
+}
+
+fn hserver_candidates(explicit: Option<&Path>, binary: &str) -> Vec<PathBuf> {
+    if let Some(path) = explicit {
+        return vec![path.to_path_buf()];
+    }
+    if binary.contains('/') {
+        return vec![PathBuf::from(binary)];
+    }
+    let Some(exe_dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) else {
+        return vec![PathBuf::from(binary)];
+    };
+    let mut candidates = vec![exe_dir.join(binary)];
+    if let Some(parent) = exe_dir.parent() {
+        candidates.push(parent.join(binary));
+        candidates.push(parent.join("release").join(binary));
+        if let Some(grandparent) = parent.parent() {
+            candidates.push(grandparent.join("release").join(binary));
+        }
+    }
+    candidates
+}
+
+/// The slots of every node: servers `n1..`, then ZooKeeper nodes `zk1..`.
+pub fn plan_nodes(
+    spec: &ClusterSpec,
+    run_id: &str,
+    subnet: u8,
+    hserver: Option<&Path>,
+) -> Result<Vec<Arc<NodeSlot>>, RuntimeError> {
+    let zk_addresses: Vec<String> =
+        (0..spec.zookeepers).map(|index| address(spec.runtime, subnet, ZOOKEEPER_HOST_FIRST + index as u8)).collect();
+    let zk_connect = zookeeper::connect_string(&zk_addresses, spec.profile.zookeeper.client_port);
+    let mut slots = Vec::with_capacity(spec.servers + spec.zookeepers);
+    for index in 0..spec.servers {
+        let mut placeholders = node_placeholders(spec, run_id, &format!("n{}", index + 1), index);
+        let node_address = address(spec.runtime, subnet, SERVER_HOST_FIRST + index as u8);
+        let bin = hserver.map(|path| path.display().to_string()).unwrap_or_default();
+        placeholders.values.insert("bin", bin);
+        placeholders.values.insert("address", node_address.clone());
+        placeholders.values.insert("port", spec.profile.server.port.to_string());
+        placeholders.values.insert("zk_connect", zk_connect.clone());
+        placeholders.bug_flags = spec.bug_flags.clone();
+        let server = &spec.profile.server;
+        slots.push(slot(Role::Server, node_address, &server.argv, &server.log, &placeholders)?);
+    }
+    for (index, zk_address) in zk_addresses.iter().enumerate() {
+        let mut placeholders = node_placeholders(spec, run_id, &format!("zk{}", index + 1), index);
+        placeholders.values.insert("address", zk_address.clone());
+        placeholders.values.insert("port", spec.profile.zookeeper.client_port.to_string());
+        placeholders.values.insert("zk_connect", zk_connect.clone());
+        let zookeeper = &spec.profile.zookeeper;
+        slots.push(slot(Role::ZooKeeper, zk_address.clone(), &zookeeper.argv, &zookeeper.log, &placeholders)?);
+    }
+    Ok(slots)
+}
+
+/// Placeholders every node has: name, id, directories, config, namespace.
+fn node_placeholders(spec: &ClusterSpec, run_id: &str, node: &str, index: usize) -> Placeholders {
+    let node_dir = spec.run_dir.join("nodes").join(node);
+    let mut placeholders = Placeholders::default();
+    placeholders.values.insert("node", node.to_string());
+    placeholders.values.insert("node_id", (index + 1).to_string());
+    placeholders.values.insert("node_dir", node_dir.display().to_string());
+    placeholders.values.insert("data_dir", node_dir.join("data").display().to_string());
+    placeholders.values.insert("config", node_dir.join("zoo.cfg").display().to_string());
+    let netns = match spec.runtime {
+        RuntimeKind::Local => netns::namespace_name(run_id, node),
+        RuntimeKind::Loopback => String::new(),
+    };
+    placeholders.values.insert("netns", netns);
+    placeholders
+}
+
+fn slot(
+    role: Role,
+    address: String,
+    argv: &[String],
+    log: &str,
+    placeholders: &Placeholders,
+) -> Result<Arc<NodeSlot>, RuntimeError> {
+    let value = |name: &str| placeholders.values.get(name).cloned().unwrap_or_default();
+    let netns = Some(value("netns")).filter(|name| !name.is_empty());
+    let launch = Launch {
+        node: value("node"),
+        argv: render_argv(argv, placeholders)?,
+        netns,
+        cwd: PathBuf::from(value("node_dir")),
+        log: PathBuf::from(render(log, placeholders)?),
+    };
+    Ok(Arc::new(NodeSlot { name: value("node"), role, address, launch, process: Mutex::new(NodeProcess::default()) }))
+}
+
+/// Write `zoo.cfg` and `myid` for every ZooKeeper slot.
+pub fn write_zookeeper_configs(slots: &[Arc<NodeSlot>], profile: &ZooKeeperProfile) -> Result<(), RuntimeError> {
+    let zookeepers: Vec<&Arc<NodeSlot>> = slots.iter().filter(|slot| slot.role == Role::ZooKeeper).collect();
+    let ensemble: Vec<EnsembleMember> = zookeepers
+        .iter()
+        .enumerate()
+        .map(|(index, slot)| EnsembleMember { id: index as u32 + 1, address: slot.address.clone() })
+        .collect();
+    for (slot, member) in zookeepers.iter().zip(&ensemble) {
+        zookeeper::write_config(&slot.launch.cwd, profile, member, &ensemble)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: nodes get distinct addresses in the run's subnet, logs under the
+    /// run directory, and servers point at every ZooKeeper node.
+    #[test]
+    fn plan_gives_distinct_addresses_and_full_connect_strings() {
+        let spec = ClusterSpec::new(RuntimeKind::Loopback, 2, 3, Path::new("/tmp/run"));
+        let slots = plan_nodes(&spec, "abc123", 7, Some(Path::new("/bin/hserver"))).expect("plan");
+        let names: Vec<&str> = slots.iter().map(|slot| slot.name.as_str()).collect();
+        assert_eq!(names, ["n1", "n2", "zk1", "zk2", "zk3"]);
+        assert_eq!(slots[1].address, "127.0.7.12");
+        assert_eq!(slots[4].address, "127.0.7.103");
+        assert_eq!(slots[0].launch.log, Path::new("/tmp/run/nodes/n1/n1.log"));
+        assert!(slots[0].launch.netns.is_none());
+        let argv = slots[0].launch.argv.join(" ");
+        assert!(argv.contains("--zk 127.0.7.101:2181,127.0.7.102:2181,127.0.7.103:2181"), "{argv}");
+        assert_eq!(slots[2].launch.argv.last().map(String::as_str), Some("/tmp/run/nodes/zk1/zoo.cfg"));
+    }
+
+    /// Goal: a missing hserver names the path looked at and how to build it.
+    #[test]
+    fn missing_hserver_names_the_path_and_the_build_command() {
+        let error = resolve_hserver(Some(Path::new("/nowhere/hserver")), "hserver").expect_err("missing");
+        let message = error.to_string();
+        assert!(message.contains("/nowhere/hserver"), "{message}");
+        assert!(message.contains("cargo build --release -p hserver"), "{message}");
+    }
+}

@@ -1,0 +1,47 @@
+//! Runtimes that boot a cluster of real processes: `local` (one network
+//! namespace per node on a private bridge, needs root) and `loopback` (every
+//! node on its own 127.0.S.x address).
+//!
+//! # Layout
+//!
+//! - [`profile`]: how to start each kind of node, as YAML-able data.
+//! - [`cluster`]: [`Cluster::boot`], node actions for the nemesis
+//!   ([`nemesis::ClusterTarget`]), quorum wait, teardown.
+//! - [`netns`]: namespaces, bridge and veths via `ip`; isolation checks.
+//! - [`control`]: the tokio runtime whose threads live in the control
+//!   namespace; workload clients must be spawned onto it.
+//! - [`process`]: spawning in a namespace, pid + start time identity,
+//!   bounded external commands.
+//! - [`supervisor`]: one watcher per process; unexpected exits become
+//!   [`CrashEvent`]s.
+//! - [`state`]: per-run state files and [`down`].
+//! - [`zookeeper`]: zoo.cfg and the `srvr` quorum probe.
+//!
+//! # Invariants
+//!
+//! - Every name a run creates carries `hc<run id>`; nothing is created in the
+//!   root network namespace, and no run namespace has a default route.
+//! - A run's state file lists everything it created before (namespaces) or
+//!   right after (processes) creating it, so `down` can clean up after a
+//!   crashed harness.
+//! - Processes are signalled only by the pid we started, checked against its
+//!   start time.
+//! - The gRPC health check of hservers is the orchestrator's job, not ours.
+
+pub mod cluster;
+pub mod control;
+pub mod error;
+pub mod netns;
+pub mod process;
+pub mod profile;
+pub mod state;
+pub mod supervisor;
+pub mod zookeeper;
+
+pub use cluster::{Cluster, ClusterSpec, RuntimeKind, TeardownReport};
+pub use control::client_runtime;
+pub use error::RuntimeError;
+pub use profile::Profile;
+pub use state::{down, RunCleanup};
+pub use supervisor::CrashEvent;
+pub use zookeeper::ZkQuorum;

@@ -1,0 +1,316 @@
+//! Per-run state files, and `down`: removing exactly what a state file lists.
+//!
+//! A run writes `<state dir>/<run id>.json` before it creates anything and
+//! updates it before each namespace it creates and after each process it
+//! starts, so a harness that crashes (or is `kill -9`ed) leaves a complete
+//! inventory behind. `down` reads that inventory back.
+//!
+//! Why separate: run-id and subnet allocation must be atomic across concurrent
+//! harnesses (a `flock` on the state directory), and cleanup after a crash
+//! must work with nothing but the file.
+//!
+//! Must never: signal a pid whose start time differs from the recorded one,
+//! delete a namespace not listed in the file, or touch another run's file
+//! except to read its subnet and harness pid.
+
+use super::error::RuntimeError;
+use super::netns;
+use super::process::{self, ProcessId};
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How many random run ids to try before giving up.
+pub const RUN_ID_ATTEMPTS_MAX: usize = 64;
+
+/// How long `down` waits for SIGKILLed processes to vanish.
+pub const DOWN_KILL_WAIT_MS: u64 = 5_000;
+
+/// What a run has created, as recorded on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    /// The run id (6 lowercase hex characters).
+    pub run_id: String,
+    /// The harness process that owns the run.
+    pub harness: ProcessId,
+    /// The run directory (logs and node data; never deleted by `down`).
+    pub run_dir: PathBuf,
+    /// `local` or `loopback`.
+    pub runtime: String,
+    /// Third octet of the run's addresses (`198.18.S.x` or `127.0.S.x`).
+    pub subnet: u8,
+    /// Namespaces, recorded before each is created.
+    pub namespaces: Vec<String>,
+    /// The live process of each node, recorded right after it is spawned.
+    pub processes: BTreeMap<String, ProcessId>,
+}
+
+impl RunState {
+    /// Whether the harness that owns this run is gone (pid dead or recycled).
+    pub fn is_stale(&self) -> bool {
+        !process::is_alive(self.harness)
+    }
+}
+
+/// The directory holding state files: `/run/hstream-chaos` as root, else
+/// `$XDG_RUNTIME_DIR/hstream-chaos`, else `/tmp/hstream-chaos-<uid>`.
+pub fn state_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/hstream-chaos");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("hstream-chaos"),
+        _ => PathBuf::from(format!("/tmp/hstream-chaos-{}", nix::unistd::geteuid())),
+    }
+}
+
+/// The state file of `run_id`.
+pub fn state_path(run_id: &str) -> PathBuf {
+    assert!(netns::is_run_id(run_id), "bad run id {run_id:?}");
+    state_dir().join(format!("{run_id}.json"))
+}
+
+/// An owned state file: the in-memory state and where it is written.
+#[derive(Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    state: RunState,
+}
+
+impl StateFile {
+    /// The current state.
+    pub fn state(&self) -> &RunState {
+        &self.state
+    }
+
+    /// Where the state is written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Change the state and write it (atomically: temp file, then rename).
+    pub fn update(&mut self, change: impl FnOnce(&mut RunState)) -> Result<(), RuntimeError> {
+        change(&mut self.state);
+        write_atomically(&self.path, &self.state)
+    }
+
+    /// Delete the file; a missing file is fine.
+    pub fn remove(&self) -> Result<(), RuntimeError> {
+        match std::fs::remove_file(&self.path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::io(&self.path, error)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn write_atomically(path: &Path, state: &RunState) -> Result<(), RuntimeError> {
+    let temporary = path.with_extension("json.tmp");
+    let json = serde_json::to_vec_pretty(state).expect("state always serializes");
+    std::fs::write(&temporary, json).map_err(|error| RuntimeError::io(&temporary, error))?;
+    std::fs::rename(&temporary, path).map_err(|error| RuntimeError::io(path, error))
+}
+
+/// Read one state file.
+pub fn read_state(path: &Path) -> Result<RunState, RuntimeError> {
+    let bytes = std::fs::read(path).map_err(|error| RuntimeError::io(path, error))?;
+    serde_json::from_slice(&bytes).map_err(|error| RuntimeError::State {
+        path: path.to_path_buf(),
+        message: format!("{error}; inspect it and delete it by hand if it is not a run's state"),
+    })
+}
+
+/// Every `<id>.json` in the state directory, read (or the error reading it).
+pub fn list_runs() -> Vec<(PathBuf, Result<RunState, RuntimeError>)> {
+    let Ok(entries) = std::fs::read_dir(state_dir()) else {
+        return Vec::new();
+    };
+    let mut runs = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let stem = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or("");
+        if path.extension().is_some_and(|extension| extension == "json") && netns::is_run_id(stem) {
+            let state = read_state(&path);
+            runs.push((path, state));
+        }
+    }
+    runs.sort_by(|left, right| left.0.cmp(&right.0));
+    runs
+}
+
+/// Allocate a run id (`requested`, or a fresh random one) and a subnet no
+/// other state file uses, and write the run's state file, all under an
+/// exclusive lock on the state directory.
+pub fn claim_run(run_dir: &Path, runtime: &str, requested: Option<&str>) -> Result<StateFile, RuntimeError> {
+    let dir = state_dir();
+    std::fs::create_dir_all(&dir).map_err(|error| RuntimeError::io(&dir, error))?;
+    let lock_path = dir.join(".lock");
+    let lock_file = File::create(&lock_path).map_err(|error| RuntimeError::io(&lock_path, error))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| RuntimeError::io(&lock_path, errno.into()))?;
+    let used: Vec<u8> = list_runs().into_iter().filter_map(|(_, state)| state.ok()).map(|state| state.subnet).collect();
+    let run_id = match requested {
+        Some(run_id) => check_requested_run_id(&dir, run_id)?,
+        None => fresh_run_id(&dir)?,
+    };
+    let subnet = free_subnet(&run_id, &used).ok_or_else(|| RuntimeError::NoSubnet { dir: dir.clone() })?;
+    let own = std::process::id();
+    let harness = ProcessId { pid: own, start_time: process::start_time(own).unwrap_or(0) };
+    let state = RunState {
+        run_id: run_id.clone(),
+        harness,
+        run_dir: run_dir.to_path_buf(),
+        runtime: runtime.to_string(),
+        subnet,
+        namespaces: Vec::new(),
+        processes: BTreeMap::new(),
+    };
+    let path = state_path(&run_id);
+    write_atomically(&path, &state)?;
+    Ok(StateFile { path, state })
+}
+
+/// Whether a state file or a namespace already uses `run_id`.
+fn run_id_taken(dir: &Path, run_id: &str, namespaces: &[String]) -> bool {
+    let prefix = format!("{}-", netns::run_prefix(run_id));
+    dir.join(format!("{run_id}.json")).exists() || namespaces.iter().any(|name| name.starts_with(&prefix))
+}
+
+/// Accept a caller-chosen run id if it is well formed and unused.
+fn check_requested_run_id(dir: &Path, run_id: &str) -> Result<String, RuntimeError> {
+    if !netns::is_run_id(run_id) {
+        return Err(RuntimeError::BadRunId { run_id: run_id.to_string() });
+    }
+    let namespaces = netns::list_namespaces().unwrap_or_default();
+    if run_id_taken(dir, run_id, &namespaces) {
+        return Err(RuntimeError::RunIdTaken { run_id: run_id.to_string(), dir: dir.to_path_buf() });
+    }
+    Ok(run_id.to_string())
+}
+
+/// A random run id with no state file and no namespace using it.
+fn fresh_run_id(dir: &Path) -> Result<String, RuntimeError> {
+    let existing = netns::list_namespaces().unwrap_or_default();
+    for _ in 0..RUN_ID_ATTEMPTS_MAX {
+        let run_id = format!("{:06x}", rand::random::<u32>() & 0x00ff_ffff);
+        let prefix = format!("{}-", netns::run_prefix(&run_id));
+        let taken =
+            dir.join(format!("{run_id}.json")).exists() || existing.iter().any(|name| name.starts_with(&prefix));
+        if !taken {
+            return Ok(run_id);
+        }
+    }
+    Err(RuntimeError::State {
+        path: dir.to_path_buf(),
+        message: format!("no free run id after {RUN_ID_ATTEMPTS_MAX} attempts"),
+    })
+}
+
+/// The subnet derived from the run id (1..=254), or the next free one.
+pub fn free_subnet(run_id: &str, used: &[u8]) -> Option<u8> {
+    let value = u32::from_str_radix(run_id, 16).expect("run ids are hex");
+    let first = value % 254;
+    (0..254u32).map(|step| ((first + step) % 254 + 1) as u8).find(|subnet| !used.contains(subnet))
+}
+
+/// What `down` removed for one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunCleanup {
+    /// The run id.
+    pub run_id: String,
+    /// Nodes whose recorded process was SIGKILLed.
+    pub killed: Vec<String>,
+    /// Nodes whose recorded process was already gone (or its pid recycled).
+    pub already_gone: Vec<String>,
+    /// Namespaces deleted.
+    pub namespaces: Vec<String>,
+}
+
+/// Bring down run `run` (whether or not its harness is alive), or every run
+/// whose harness is gone when `all_stale`. Removes exactly what each state
+/// file lists: SIGKILLs recorded processes whose start time still matches,
+/// deletes recorded namespaces, then deletes the state file.
+pub fn down(run: Option<&str>, all_stale: bool) -> Result<Vec<RunCleanup>, RuntimeError> {
+    let states = match run {
+        Some(run_id) => {
+            let path = if netns::is_run_id(run_id) { state_path(run_id) } else { PathBuf::new() };
+            if !path.is_file() {
+                return Err(RuntimeError::UnknownRun { run_id: run_id.to_string(), dir: state_dir() });
+            }
+            vec![(path.clone(), read_state(&path)?)]
+        }
+        None if all_stale => stale_runs(),
+        None => return Err(RuntimeError::NothingToDown),
+    };
+    let mut cleanups = Vec::with_capacity(states.len());
+    for (path, state) in states {
+        cleanups.push(clean_run(&path, &state)?);
+    }
+    Ok(cleanups)
+}
+
+fn stale_runs() -> Vec<(PathBuf, RunState)> {
+    let runs = list_runs().into_iter().filter_map(|(path, state)| Some((path, state.ok()?)));
+    runs.filter(|(_, state)| state.is_stale()).collect()
+}
+
+/// Remove what `state` lists, then its file at `path`.
+pub fn clean_run(path: &Path, state: &RunState) -> Result<RunCleanup, RuntimeError> {
+    let mut cleanup = RunCleanup { run_id: state.run_id.clone(), ..RunCleanup::default() };
+    for (node, id) in &state.processes {
+        let sent = process::signal_exact(*id, Signal::SIGKILL).map_err(|source| RuntimeError::Signal {
+            node: node.clone(),
+            signal: "SIGKILL",
+            pid: id.pid,
+            source,
+        })?;
+        if sent {
+            cleanup.killed.push(node.clone())
+        } else {
+            cleanup.already_gone.push(node.clone())
+        }
+    }
+    wait_gone(state.processes.values().copied(), Duration::from_millis(DOWN_KILL_WAIT_MS));
+    for namespace in state.namespaces.iter().rev() {
+        if netns::delete_namespace(&state.run_id, namespace)? {
+            cleanup.namespaces.push(namespace.clone());
+        }
+    }
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(RuntimeError::io(path, error)),
+        _ => {}
+    }
+    Ok(cleanup)
+}
+
+/// Wait (bounded) until none of `ids` is alive; returns whether all are gone.
+pub fn wait_gone(ids: impl Iterator<Item = ProcessId>, timeout: Duration) -> bool {
+    let ids: Vec<ProcessId> = ids.collect();
+    let poll_count_max = timeout.as_millis() as u64 / process::POLL_INTERVAL_MS + 1;
+    for _ in 0..poll_count_max {
+        if !ids.iter().any(|id| process::is_alive(*id)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(process::POLL_INTERVAL_MS));
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: the derived subnet is in 1..=254 and skips subnets in use.
+    #[test]
+    fn free_subnet_skips_used_subnets() {
+        let first = free_subnet("000001", &[]).expect("free");
+        assert_eq!(first, 2);
+        assert_eq!(free_subnet("000001", &[2, 3]), Some(4));
+        assert_eq!(free_subnet("0000fd", &[254]), Some(1));
+        let all: Vec<u8> = (1..=254).collect();
+        assert_eq!(free_subnet("abcdef", &all), None);
+    }
+}
