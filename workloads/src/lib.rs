@@ -31,6 +31,8 @@ pub mod client;
 mod error;
 pub mod queue;
 pub mod recorder;
+#[cfg(test)]
+mod test_support;
 
 pub use error::WorkloadError;
 pub use recorder::Recorder;

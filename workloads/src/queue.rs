@@ -274,10 +274,23 @@ impl QueueWorkload {
         let mut shards =
             tokio::spawn(preparing).await.map_err(|error| WorkloadError::Task(format!("setup: {error}")))??;
         shards.sort_by_key(|shard| shard.shard_id);
+        Ok(QueueWorkload::assemble(config, endpoints, connections, recorder, shards, seed))
+    }
+
+    /// Builds the workload for a prepared cluster: lanes, shared context and
+    /// shutdown signals. Starts nothing.
+    fn assemble(
+        config: QueueConfig,
+        endpoints: Vec<String>,
+        connections: Connections,
+        recorder: Recorder,
+        shards: Vec<Shard>,
+        seed: u64,
+    ) -> QueueWorkload {
         let lane_count = (config.producers * config.keys_per_producer) as u64;
         let lanes = assign_lanes(lane_count, &shards);
         let context = Context::new(config, recorder, connections, endpoints, shards);
-        Ok(QueueWorkload {
+        QueueWorkload {
             context: Arc::new(context),
             lanes,
             seed,
@@ -286,7 +299,7 @@ impl QueueWorkload {
             producers: Vec::new(),
             consumers: Vec::new(),
             started: false,
-        })
+        }
     }
 
     /// Spawns the producers, the consumer slots and the observer. Call it
@@ -621,5 +634,69 @@ mod tests {
             }
             other => panic!("unexpected error {other}"),
         }
+    }
+
+    /// Goal: whatever the cluster does, stopping leaves a complete history:
+    /// every invoke has exactly one completion with the same `f`, no
+    /// process invokes after an `info`, and the checker can read it.
+    /// Method: one endpoint that accepts connections and never answers and
+    /// one that refuses them, short timeouts, a second of load, then the
+    /// full stop sequence.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stopping_leaves_every_invoke_completed_even_against_a_dead_cluster() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let silent_address = silent.local_addr().expect("address").to_string();
+        let holder = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                sockets.push(socket);
+            }
+        });
+        let refused = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let refused_address = refused.local_addr().expect("address").to_string();
+        drop(refused);
+        let client = ClientConfig { connect_timeout_ms: 150, request_timeout_ms: 200, ..ClientConfig::default() };
+        let config =
+            QueueConfig { observe_interval_ms: 100, producer_stop_timeout_ms: 100, client, ..QueueConfig::default() };
+        let sink = crate::test_support::Sink::default();
+        let recorder = Recorder::from_writer(sink.clone());
+        let endpoints = vec![silent_address, refused_address];
+        let connections = Connections::new(config.client.clone());
+        let mut workload = QueueWorkload::assemble(config, endpoints, connections, recorder.clone(), shards(4), 3);
+        workload.start();
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        workload.stop_producers().await;
+        let summary = workload.drain(Duration::from_millis(200)).await;
+        assert_eq!(summary.end, DrainEnd::AllReceived, "no append can succeed");
+        workload.stop().await;
+        let closed = recorder.close().await.expect("close");
+        assert_eq!(closed.completed_at_close, 0, "stop completed everything itself");
+        assert_history_is_complete(&sink.text());
+        holder.abort();
+    }
+
+    /// Checks HISTORY.md's pairing rules on raw history text.
+    fn assert_history_is_complete(text: &str) {
+        let (history, warnings) = checker::parse_history(text.as_bytes(), "test").expect("readable");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let mut open: std::collections::HashMap<checker::Process, String> = Default::default();
+        let mut retired = std::collections::HashSet::new();
+        let mut appends = 0;
+        for op in history.iter() {
+            assert!(op.process.is_client(), "only client ops here");
+            if op.kind == checker::OpType::Invoke {
+                assert!(!retired.contains(&op.process), "invoke after info at {}", op.index);
+                assert!(open.insert(op.process, op.f.clone()).is_none(), "two in flight at {}", op.index);
+                appends += usize::from(op.f == "append");
+                continue;
+            }
+            assert_eq!(open.remove(&op.process).as_deref(), Some(op.f.as_str()), "at {}", op.index);
+            assert_ne!(op.kind, checker::OpType::Ok, "nothing can succeed: {op:?}");
+            if op.kind == checker::OpType::Info {
+                retired.insert(op.process);
+            }
+        }
+        assert!(open.is_empty(), "unfinished: {open:?}");
+        assert!(appends > 0, "producers tried to append");
     }
 }

@@ -377,33 +377,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::Sink;
     use serde_json::json;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    /// An in-memory writer whose contents tests can read while the
-    /// recorder runs; bytes only arrive here when the recorder flushes.
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl Sink {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().expect("sink lock").clone()).expect("utf8")
-        }
-    }
-
-    impl AsyncWrite for Sink {
-        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, bytes: &[u8]) -> Poll<std::io::Result<usize>> {
-            self.0.lock().expect("sink lock").extend_from_slice(bytes);
-            Poll::Ready(Ok(bytes.len()))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
 
     fn parse(text: &str) -> Vec<Value> {
         text.lines().map(|line| serde_json::from_str(line).expect("every line is JSON")).collect()
