@@ -246,6 +246,7 @@ impl Cluster {
         for slot in &self.slots {
             netns::attach(&run_id, &slot.name, &slot.address)?;
         }
+        netns::assert_bridge_isolated(&run_id)?;
         for suffix in &suffixes[1..] {
             netns::assert_isolated(&run_id, suffix)?;
         }

@@ -129,6 +129,30 @@ pub fn assert_isolated(run_id: &str, suffix: &str) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// Check that the bridge namespace holds only `lo`, the run's bridge and
+/// bridge ends of the run's veths (`hc<id>-*b`), and has no route at all.
+pub fn assert_bridge_isolated(run_id: &str) -> Result<(), RuntimeError> {
+    let bridge = namespace_name(run_id, "br");
+    let prefix = format!("{}-", run_prefix(run_id));
+    let not_isolated = |detail: String| RuntimeError::NotIsolated { namespace: bridge.clone(), detail };
+    for family in ["-4", "-6"] {
+        let routes = ip(&["-n", &bridge, family, "route", "show", "default"])?;
+        if !routes.trim().is_empty() {
+            return Err(not_isolated(format!("default route `{}`", routes.trim())));
+        }
+    }
+    let links = ip(&["-n", &bridge, "-o", "link", "show"])?;
+    for link in links.lines() {
+        let name = link.split(':').nth(1).unwrap_or("").trim();
+        let name = name.split('@').next().unwrap_or("");
+        let is_veth_end = name.starts_with(&prefix) && name.ends_with('b');
+        if name != "lo" && name != bridge && !is_veth_end {
+            return Err(not_isolated(format!("unexpected link `{name}`")));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
