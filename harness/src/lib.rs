@@ -1,3 +1,23 @@
-//! The chaos controller.
+//! The chaos controller (`chaos`): boots a cluster of hservers and a
+//! ZooKeeper ensemble, drives workloads against it, injects faults, records
+//! the history and checks it.
+//!
+//! # Layout
+//! - [`cli`] — the command line and exit codes.
+//! - [`orchestrate`] — `chaos run`: boot → workload + faults → heal → drain → check.
+//! - [`settings`] — the effective scenario of a run (seed, sizes, timeline).
+//! - [`faults`] — executes a fault timeline and records it.
+//! - [`health`] — waits for DescribeCluster to list every node.
+//! - [`runtime`] — boots real processes in network namespaces or on loopback.
+//! - [`verdict`], [`progress`], [`rundir`], [`logging`] — presentation and files.
 
+pub mod cli;
+pub mod faults;
+pub mod health;
+pub mod logging;
+pub mod orchestrate;
+pub mod progress;
+pub mod rundir;
 pub mod runtime;
+pub mod settings;
+pub mod verdict;

@@ -13,6 +13,7 @@ struct Entry {
     acked: Vec<bool>,
     unacked: u32,
     sent_ms: u64,
+    due: bool,
 }
 
 /// Unacknowledged batches of one shard, in id order.
@@ -35,7 +36,7 @@ impl AckWindow {
         assert!(records > 0, "empty batches are never delivered");
         assert!(!self.entries.contains_key(&batch_id), "batch {batch_id} delivered twice as new");
         self.entries
-            .insert(batch_id, Entry { acked: vec![false; records as usize], unacked: records, sent_ms: now_ms });
+            .insert(batch_id, Entry { acked: vec![false; records as usize], unacked: records, sent_ms: now_ms, due: false });
         self.unacked_total += u64::from(records);
         self.next_batch = self.next_batch.max(batch_id + 1);
     }
@@ -82,8 +83,9 @@ impl AckWindow {
     pub fn take_expired(&mut self, now_ms: u64, timeout_ms: u64) -> Vec<(u64, Vec<u32>)> {
         let mut expired = Vec::new();
         for (&batch_id, entry) in self.entries.iter_mut() {
-            if now_ms.saturating_sub(entry.sent_ms) >= timeout_ms {
+            if entry.due || now_ms.saturating_sub(entry.sent_ms) >= timeout_ms {
                 entry.sent_ms = now_ms;
+                entry.due = false;
                 let indexes = (0..entry.acked.len() as u32).filter(|&i| !entry.acked[i as usize]).collect();
                 expired.push((batch_id, indexes));
             }
@@ -91,10 +93,11 @@ impl AckWindow {
         expired
     }
 
-    /// Makes every unacknowledged batch due for redelivery at the next check.
+    /// Makes every unacknowledged batch due for redelivery at the next
+    /// check, whatever its age (its consumer is gone).
     pub fn expire_all(&mut self) {
         for entry in self.entries.values_mut() {
-            entry.sent_ms = 0;
+            entry.due = true;
         }
     }
 }

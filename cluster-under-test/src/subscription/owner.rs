@@ -190,10 +190,7 @@ impl Owner {
                     Some(event) => self.apply(event),
                     None => break,
                 },
-                _ = tick.tick() => {
-                    let now_ms = started.elapsed().as_millis() as u64;
-                    self.redeliver_expired(now_ms);
-                }
+                _ = tick.tick() => {}
                 _ = checkpoint_tick.tick() => {
                     if let Err(e) = self.persist_checkpoint().await {
                         tracing::warn!(subscription = %self.id, "owner stops: {e}");
@@ -202,6 +199,7 @@ impl Owner {
                 }
             }
             let now_ms = started.elapsed().as_millis() as u64;
+            self.redeliver_expired(now_ms);
             self.deliver(now_ms);
         }
         for consumer in self.consumers.values() {
@@ -250,9 +248,17 @@ impl Owner {
             .keys()
             .map(|&s| placement::Item { key: s, current: self.assignment.get(&s).copied(), eligible: vec![] })
             .collect();
-        // Records a previous consumer did not ack reach the new one once
-        // their ack timeout passes, like any other unacknowledged record.
-        self.assignment = placement::place(&items, &live, false);
+        let placed = placement::place(&items, &live, false);
+        // A shard that changes hands takes its unacknowledged records along:
+        // they go to the new consumer first, before anything new, so its
+        // deliveries stay in id order even for records the previous
+        // consumer never read.
+        for (shard_id, shard) in self.shards.iter_mut() {
+            if placed.get(shard_id) != self.assignment.get(shard_id) {
+                shard.window.expire_all();
+            }
+        }
+        self.assignment = placed;
     }
 
     fn unacked_total(&self) -> u64 {
@@ -287,6 +293,10 @@ impl Owner {
                     .collect();
                 let response = response_of(ids, record.clone());
                 if sender.try_send(Ok(response)).is_err() {
+                    // The consumer went away (or is full): the batch stays
+                    // first in line for whoever gets the shard next.
+                    shard.backlog.fetch_add(1, Ordering::Relaxed);
+                    shard.pending.push_front(batch);
                     break;
                 }
                 shard.window.delivered(batch.batch_id, batch.record_count, now_ms);

@@ -1,0 +1,194 @@
+//! The `chaos` command line: definitions and dispatch. Each subcommand is a
+//! thin call into the library; exit codes are documented here.
+//!
+//! Exit codes: 0 history valid, 1 anomalies found, 2 harness or set-up
+//! error, 3 unknown (too little data to decide).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use nemesis::schedule::TargetSelector;
+
+use crate::orchestrate::{self, RunOptions};
+use crate::settings::RunSettings;
+use crate::verdict::{self, EXIT_HARNESS_ERROR};
+
+/// Jepsen-style chaos testing for HStream-compatible clusters.
+#[derive(Debug, Parser)]
+#[command(name = "chaos", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  chaos run                                  # 5 hservers + 3 ZooKeeper, kill/pause faults, 60 s
+  chaos run --seed 7 --time-limit 120        # reproducible: same seed, same values and faults
+  chaos run --server-bug ack-before-replicate --nemesis kill --nemesis-targets sequencer
+  chaos run --scenario store/latest/scenario.yaml   # rerun a past run's exact fault timeline
+  chaos run --runtime loopback               # no root: processes on 127.0.x.y, process faults only
+  chaos check store/latest                   # re-check a run offline
+  chaos cluster down --all-stale             # clean up after a crashed harness
+
+Exit codes: 0 valid, 1 anomalies found, 2 harness or set-up error, 3 unknown.";
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a cluster, run a workload under faults, check the history.
+    Run(RunArgs),
+    /// Re-check a run directory or a history.jsonl offline.
+    Check {
+        /// A run directory (store/<run>) or a history.jsonl file.
+        path: PathBuf,
+    },
+    /// Manage clusters of the harness.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `chaos cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Remove what a run created (namespaces, processes), from its state file.
+    Down {
+        /// The run id to clean up.
+        #[arg(long)]
+        run: Option<String>,
+        /// Clean up every run whose harness is no longer alive.
+        #[arg(long)]
+        all_stale: bool,
+    },
+}
+
+/// `chaos run` flags; each overrides the scenario file's value.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario file (YAML); an earlier run's scenario.yaml reruns its exact timeline.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Workload to run.
+    #[arg(long)]
+    pub workload: Option<String>,
+    /// hserver nodes.
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// ZooKeeper nodes (1, 3 or 5).
+    #[arg(long)]
+    pub zk: Option<usize>,
+    /// Seconds of workload under faults.
+    #[arg(long)]
+    pub time_limit: Option<u64>,
+    /// Fault kinds, comma-separated (kill, pause); "none" for no faults.
+    #[arg(long, value_delimiter = ',')]
+    pub nemesis: Option<Vec<String>>,
+    /// Seconds per fault slot.
+    #[arg(long)]
+    pub nemesis_interval: Option<u64>,
+    /// Which nodes faults hit: one, minority, majority, all, sequencer.
+    #[arg(long)]
+    pub nemesis_targets: Option<TargetSelector>,
+    /// Seed of every random choice (default: drawn and printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Records per second, all producers together.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Switch on a deliberate hserver bug (repeatable).
+    #[arg(long = "server-bug")]
+    pub server_bugs: Vec<String>,
+    /// Seconds the drain may go without progress.
+    #[arg(long)]
+    pub drain_timeout: Option<u64>,
+    /// Where run directories go.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+    /// local (network namespaces, needs root) or loopback.
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// hserver binary (default: next to chaos).
+    #[arg(long)]
+    pub hserver: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The scenario file (or defaults) with the flags applied.
+    pub fn settings(&self) -> anyhow::Result<RunSettings> {
+        let mut s = match &self.scenario {
+            Some(path) => RunSettings::load(path)?,
+            None => RunSettings { seed: rand::random::<u32>() as u64, ..RunSettings::default() },
+        };
+        let timeline_fixed = self.scenario.is_some() && !s.timeline.is_empty();
+        let reshapes = self.nodes.is_some() || self.time_limit.is_some() || self.nemesis.is_some()
+            || self.nemesis_interval.is_some() || self.nemesis_targets.is_some() || self.seed.is_some();
+        if timeline_fixed && reshapes {
+            // A flag that changes what the timeline was drawn from draws it anew.
+            s.timeline.clear();
+        }
+        s.workload.name = self.workload.clone().unwrap_or(s.workload.name);
+        s.nodes = self.nodes.unwrap_or(s.nodes);
+        s.zk = self.zk.unwrap_or(s.zk);
+        s.time_limit_s = self.time_limit.unwrap_or(s.time_limit_s);
+        if let Some(faults) = &self.nemesis {
+            s.nemesis.faults = faults.iter().filter(|f| f.as_str() != "none").cloned().collect();
+        }
+        s.nemesis.interval_s = self.nemesis_interval.unwrap_or(s.nemesis.interval_s);
+        s.nemesis.targets = self.nemesis_targets.unwrap_or(s.nemesis.targets);
+        s.seed = self.seed.unwrap_or(s.seed);
+        s.workload.rate = self.rate.unwrap_or(s.workload.rate);
+        if !self.server_bugs.is_empty() {
+            s.server_bugs = self.server_bugs.clone();
+        }
+        s.drain_timeout_s = self.drain_timeout.unwrap_or(s.drain_timeout_s);
+        s.runtime = self.runtime.clone().unwrap_or(s.runtime);
+        Ok(s)
+    }
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn dispatch(cli: Cli) -> ExitCode {
+    match execute(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("chaos: error: {e:#}");
+            ExitCode::from(EXIT_HARNESS_ERROR)
+        }
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Run(args) => {
+            let settings = args.settings()?;
+            let seed = settings.seed;
+            let options = RunOptions { store: args.store.clone(), hserver_bin: args.hserver.clone() };
+            let outcome = orchestrate::run(settings, &options)?;
+            orchestrate::print_outcome(&outcome, seed);
+            Ok(orchestrate::exit_code(&outcome.result.valid))
+        }
+        Command::Check { path } => {
+            let history = verdict::history_path(&path)?;
+            let (result, warnings) = verdict::check_file(&history)?;
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!("{}", verdict::render(&result));
+            Ok(orchestrate::exit_code(&result.valid))
+        }
+        Command::Cluster(ClusterCommand::Down { run, all_stale }) => {
+            if run.is_none() && !all_stale {
+                anyhow::bail!("say which cluster: --run ID or --all-stale");
+            }
+            let cleaned = crate::runtime::down(run.as_deref(), all_stale)?;
+            for run in &cleaned {
+                println!("{run:?}");
+            }
+            if cleaned.is_empty() {
+                println!("nothing to clean up");
+            }
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Executes a fault timeline against the cluster and records every fault
+//! start and stop in the history as a nemesis `invoke`/`info` pair.
+//!
+//! The timeline is concrete (times, fault kinds, nodes) so a run can be
+//! replayed; only the `sequencer` selector is resolved at run time, by asking
+//! the cluster which nodes sequence shards.
+
+use std::sync::{Arc, Mutex};
+
+use nemesis::schedule::TimelineEntry;
+use nemesis::{ClusterTarget, Compose, Nemesis};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use workloads::client::{node_address, ClientConfig, HStreamClient};
+use workloads::Recorder;
+
+/// Faults currently applied, for the progress bar.
+pub type ActiveFaults = Arc<Mutex<Vec<String>>>;
+
+/// Drives the nemesis.
+pub struct FaultDriver {
+    /// The composed nemesis (kill, pause, ...).
+    pub nemesis: Arc<Mutex<Compose>>,
+    /// The cluster faults act on.
+    pub target: Arc<dyn ClusterTarget>,
+    /// History.
+    pub recorder: Recorder,
+    /// Node name of each hserver address, to resolve `sequencer`.
+    pub server_addresses: Vec<(String, String)>,
+    /// Shards whose sequencers `sequencer` may pick from.
+    pub shards: Vec<u64>,
+    /// What is applied now.
+    pub active: ActiveFaults,
+}
+
+/// The history's `f` for healing a fault kind.
+pub fn stop_name(fault: &str) -> &'static str {
+    match fault {
+        "kill" => "restart",
+        "pause" => "resume",
+        _ => "heal",
+    }
+}
+
+impl FaultDriver {
+    /// Runs `timeline` (offsets from `start`) until it ends or `stop` turns
+    /// true; a fault in progress is healed before returning.
+    pub async fn run(&self, timeline: &[TimelineEntry], start: Instant, mut stop: watch::Receiver<bool>) {
+        for entry in timeline {
+            if !sleep_until(start + entry.at, &mut stop).await {
+                return;
+            }
+            let sequencers = self.sequencers().await;
+            let nodes = entry.resolve_nodes(&|| sequencers.clone());
+            if nodes.is_empty() {
+                let _ = self.recorder.nemesis_invoke(&entry.fault, json!({"targets": entry.target.name()})).await;
+                let _ = self.recorder.nemesis_info(&entry.fault, json!({"skipped": "no node to target"}), None).await;
+                continue;
+            }
+            self.start_fault(entry, &nodes).await;
+            let _ = sleep_until(start + entry.end(), &mut stop).await;
+            self.stop_fault(entry, &nodes).await;
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    async fn start_fault(&self, entry: &TimelineEntry, nodes: &[String]) {
+        let invoke = json!({"targets": entry.target.name(), "nodes": nodes});
+        let _ = self.recorder.nemesis_invoke(&entry.fault, invoke).await;
+        let (spec, targets) = (entry.fault_spec(), nodes.to_vec());
+        let outcome = self.with_nemesis(move |nemesis, target| nemesis.start(&spec, &targets, target)).await;
+        let (value, error) = split(outcome);
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{} {}", entry.fault, nodes.join(",")));
+        let _ = self.recorder.nemesis_info(&entry.fault, value, error).await;
+    }
+
+    async fn stop_fault(&self, entry: &TimelineEntry, nodes: &[String]) {
+        let f = stop_name(&entry.fault);
+        let _ = self.recorder.nemesis_invoke(f, json!({"nodes": nodes})).await;
+        let spec = entry.fault_spec();
+        let outcome = self.with_nemesis(move |nemesis, target| nemesis.stop(&spec, target)).await;
+        let (value, error) = split(outcome);
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let _ = self.recorder.nemesis_info(f, value, error).await;
+    }
+
+    /// Heals everything every nemesis knows about, recorded as `heal`.
+    pub async fn heal_all(&self) {
+        let _ = self.recorder.nemesis_invoke("heal", json!({"nodes": "all"})).await;
+        let outcome = self.with_nemesis(|nemesis, target| nemesis.teardown(target)).await;
+        let (value, error) = split(outcome);
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let _ = self.recorder.nemesis_info("heal", value, error).await;
+    }
+
+    /// Runs a nemesis action on a blocking thread: signalling waits (boundedly)
+    /// for the process to change state.
+    async fn with_nemesis(
+        &self,
+        act: impl FnOnce(&mut Compose, &dyn ClusterTarget) -> Result<Value, nemesis::NemesisError> + Send + 'static,
+    ) -> Result<Value, nemesis::NemesisError> {
+        let (nemesis, target) = (self.nemesis.clone(), self.target.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut nemesis = nemesis.lock().unwrap_or_else(|e| e.into_inner());
+            act(&mut nemesis, target.as_ref())
+        })
+        .await;
+        joined.unwrap_or_else(|e| Err(nemesis::NemesisError::Teardown { count: 1, messages: format!("nemesis task failed: {e}") }))
+    }
+
+    /// Names of the nodes that sequence some shard now (from `LookupShard`
+    /// on the first server that answers).
+    async fn sequencers(&self) -> Vec<String> {
+        let config = ClientConfig { connect_timeout_ms: 500, request_timeout_ms: 1_000, ..ClientConfig::default() };
+        for (_, address) in &self.server_addresses {
+            let Ok(client) = HStreamClient::connect(address, &config).await else { continue };
+            let mut names = Vec::new();
+            for &shard in &self.shards {
+                let Ok(node) = client.lookup_shard(shard).await else { continue };
+                let owner = node_address(&node);
+                if let Some((name, _)) = self.server_addresses.iter().find(|(_, a)| *a == owner) {
+                    names.push(name.clone());
+                }
+            }
+            return names;
+        }
+        Vec::new()
+    }
+}
+
+fn split(outcome: Result<Value, nemesis::NemesisError>) -> (Value, Option<String>) {
+    match outcome {
+        Ok(value) => (value, None),
+        Err(e) => (json!({"failed": true}), Some(e.to_string())),
+    }
+}
+
+/// Sleeps until `deadline`; false when `stop` turned true first.
+async fn sleep_until(deadline: Instant, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(deadline) => true,
+        _ = stop.changed() => false,
+    }
+}
+

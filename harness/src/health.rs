@@ -1,0 +1,49 @@
+//! Waiting for the cluster to be healthy: every hserver listed by
+//! `DescribeCluster`. ZooKeeper quorum is the runtime's check; this one
+//! speaks gRPC through the workloads client, from the control runtime.
+
+use std::time::{Duration, Instant};
+
+use workloads::client::{ClientConfig, HStreamClient};
+
+/// Pause between health probes.
+pub const HEALTH_POLL_MS: u64 = 200;
+
+/// Why the cluster did not become healthy.
+#[derive(Debug, thiserror::Error)]
+#[error("the cluster was not healthy within {timeout:?}: {last}")]
+pub struct Unhealthy {
+    /// The limit.
+    pub timeout: Duration,
+    /// What the last probe saw.
+    pub last: String,
+}
+
+/// Waits until some endpoint's `DescribeCluster` lists `expected` nodes.
+/// Must run on the control runtime (it opens connections).
+pub async fn wait_healthy(endpoints: &[String], expected: usize, timeout: Duration) -> Result<Duration, Unhealthy> {
+    let start = Instant::now();
+    let config = ClientConfig { connect_timeout_ms: 500, request_timeout_ms: 1_000, ..ClientConfig::default() };
+    let mut last = String::from("no probe finished");
+    let attempts_max = timeout.as_millis() as u64 / HEALTH_POLL_MS + 1;
+    for _attempt in 0..attempts_max {
+        for endpoint in endpoints {
+            match probe(endpoint, &config).await {
+                Ok(listed) if listed >= expected => return Ok(start.elapsed()),
+                Ok(listed) => last = format!("{endpoint} lists {listed} of {expected} nodes"),
+                Err(e) => last = e,
+            }
+            if start.elapsed() >= timeout {
+                return Err(Unhealthy { timeout, last });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(HEALTH_POLL_MS)).await;
+    }
+    Err(Unhealthy { timeout, last })
+}
+
+async fn probe(endpoint: &str, config: &ClientConfig) -> Result<usize, String> {
+    let client = HStreamClient::connect(endpoint, config).await.map_err(|e| e.to_string())?;
+    let cluster = client.describe_cluster().await.map_err(|e| e.to_string())?;
+    Ok(cluster.server_nodes.len())
+}

@@ -1,0 +1,231 @@
+//! `chaos run`: boot → workload + nemesis → heal → drain → check.
+//!
+//! The controller's thread boots and tears down the cluster; everything
+//! that talks to the cluster runs as tasks on the cluster's control runtime,
+//! whose threads live in the run's control namespace. Every phase is
+//! bounded in time, and Ctrl-C/SIGTERM skips to healing, so the cluster is
+//! always torn down and the history always ends complete.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use checker::{CheckResult, Validity};
+use nemesis::{ClusterTarget, Compose};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use workloads::queue::{QueueConfig, QueueWorkload};
+use workloads::Recorder;
+
+use crate::faults::FaultDriver;
+use crate::health;
+use crate::progress;
+use crate::rundir::{self, HISTORY_FILE, SCENARIO_FILE};
+use crate::runtime::{Cluster, ClusterSpec, RuntimeKind};
+use crate::settings::RunSettings;
+use crate::verdict;
+
+/// How long boot may take to get every hserver listed by DescribeCluster.
+pub const HEALTH_TIMEOUT_S: u64 = 60;
+/// How long to wait for ZooKeeper quorum at boot.
+pub const ZK_QUORUM_TIMEOUT_S: u64 = 60;
+
+/// What a finished run produced.
+pub struct RunOutcome {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The checker's result.
+    pub result: CheckResult,
+}
+
+/// Options that are not part of the scenario.
+pub struct RunOptions {
+    /// Where run directories go.
+    pub store: PathBuf,
+    /// An explicit hserver binary.
+    pub hserver_bin: Option<PathBuf>,
+}
+
+/// Runs a whole chaos run.
+pub fn run(mut settings: RunSettings, options: &RunOptions) -> anyhow::Result<RunOutcome> {
+    settings.validate()?;
+    settings.resolve_timeline()?;
+    let run_id = rundir::fresh_run_id();
+    let run_dir = rundir::create(&absolute(&options.store), &run_id)
+        .with_context(|| format!("cannot create a run directory under {}", options.store.display()))?;
+    std::fs::write(run_dir.join(SCENARIO_FILE), settings.to_yaml())
+        .with_context(|| format!("cannot write {}", run_dir.join(SCENARIO_FILE).display()))?;
+    eprintln!("run {run_id}: seed {} → {}", settings.seed, run_dir.display());
+    let runtime: RuntimeKind = settings.runtime.parse()?;
+    let mut spec = ClusterSpec::new(runtime, settings.nodes, settings.zk, &run_dir);
+    spec.run_id = Some(run_id);
+    spec.hserver_bin = options.hserver_bin.clone();
+    spec.bug_flags = settings.server_bugs.clone();
+    let boot_started = std::time::Instant::now();
+    let mut cluster = Cluster::boot(spec).context("cannot boot the cluster")?;
+    let crashes = cluster.crash_events();
+    let handle = cluster.control_handle()?;
+    let cluster = Arc::new(cluster);
+    let flow = drive(cluster.clone(), settings, run_dir.clone(), boot_started, crashes);
+    let outcome = handle.block_on(handle.spawn(flow));
+    let mut cluster = Arc::try_unwrap(cluster).map_err(|_| anyhow::anyhow!("cluster still in use at teardown"))?;
+    let report = cluster.teardown();
+    drop(cluster);
+    let outcome = outcome.context("the run's task panicked")??;
+    report.context("teardown failed")?;
+    Ok(RunOutcome { run_dir, result: outcome })
+}
+
+/// The asynchronous part of a run, on the control runtime.
+async fn drive(
+    cluster: Arc<Cluster>,
+    settings: RunSettings,
+    run_dir: PathBuf,
+    boot_started: std::time::Instant,
+    crashes: Option<tokio::sync::mpsc::Receiver<crate::runtime::CrashEvent>>,
+) -> anyhow::Result<CheckResult> {
+    cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
+    let endpoints = cluster.server_addresses();
+    health::wait_healthy(&endpoints, settings.nodes, Duration::from_secs(HEALTH_TIMEOUT_S)).await?;
+    eprintln!("cluster healthy after {:.1} s ({} hservers, {} ZooKeeper)", boot_started.elapsed().as_secs_f64(), settings.nodes, settings.zk);
+    let recorder = Recorder::create(run_dir.join(HISTORY_FILE)).await?;
+    if let Some(crashes) = crashes {
+        tokio::spawn(forward_crashes(crashes, recorder.clone()));
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let config = queue_config(&settings);
+    let mut workload = QueueWorkload::setup(config, endpoints.clone(), recorder.clone(), settings.seed).await?;
+    let driver = Arc::new(FaultDriver {
+        nemesis: Arc::new(Mutex::new(Compose::process_faults())),
+        target: cluster.clone() as Arc<dyn ClusterTarget>,
+        recorder: recorder.clone(),
+        server_addresses: settings.server_names().into_iter().zip(endpoints.iter().cloned()).collect(),
+        shards: workload.shards().iter().map(|s| s.shard_id).collect(),
+        active: Arc::default(),
+    });
+    recorder.harness_info("phase", json!("workload")).await?;
+    let start = Instant::now();
+    workload.start();
+    let timeline = settings.timeline.clone();
+    let nemesis_task = {
+        let (driver, stop_rx) = (driver.clone(), stop_rx.clone());
+        tokio::spawn(async move { driver.run(&timeline, start, stop_rx).await })
+    };
+    watch_workload(&workload, &driver, Duration::from_secs(settings.time_limit_s), stop_rx.clone()).await;
+    let _ = stop.send(true);
+    let _ = nemesis_task.await;
+    workload.stop_producers().await;
+    final_phase(&cluster, &driver, &recorder, &endpoints, settings.nodes).await?;
+    recorder.harness_info("phase", json!("drain")).await?;
+    let drained = workload.drain(Duration::from_secs(settings.drain_timeout_s)).await;
+    eprintln!("drain: {} of {} acknowledged values received ({:?})", drained.ok_values_received, drained.ok_values, drained.end);
+    workload.stop().await;
+    recorder.harness_info("phase", json!("done")).await?;
+    recorder.close().await?;
+    let (result, warnings) = tokio::task::spawn_blocking({
+        let history = run_dir.join(HISTORY_FILE);
+        move || verdict::check_file(&history)
+    })
+    .await??;
+    for warning in warnings {
+        tracing::warn!("history: {warning}");
+    }
+    verdict::write_results(&run_dir, &result)?;
+    Ok(result)
+}
+
+/// Shows progress until the time limit or a stop signal.
+async fn watch_workload(workload: &QueueWorkload, driver: &FaultDriver, limit: Duration, mut stop: watch::Receiver<bool>) {
+    let bar = progress::bar(limit);
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    while start.elapsed() < limit {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let faults = driver.active.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        bar.set_position(start.elapsed().as_secs().min(limit.as_secs()));
+        bar.set_message(progress::message(&workload.progress(), &faults));
+    }
+    bar.finish();
+}
+
+/// Heals every fault, restarts every node that is down (crashed or
+/// killed), and waits until the cluster is healthy again.
+async fn final_phase(
+    cluster: &Arc<Cluster>,
+    driver: &FaultDriver,
+    recorder: &Recorder,
+    endpoints: &[String],
+    nodes: usize,
+) -> anyhow::Result<()> {
+    recorder.harness_info("phase", json!("heal")).await?;
+    driver.heal_all().await;
+    let all = [cluster.nodes(nemesis::Role::ZooKeeper), cluster.nodes(nemesis::Role::Server)].concat();
+    for node in all.iter().filter(|n| !cluster.is_running(n)) {
+        let started = cluster.start(node);
+        let _ = recorder.harness_info("restart", json!({"node": node, "result": format!("{started:?}")})).await;
+    }
+    cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
+    health::wait_healthy(endpoints, nodes, Duration::from_secs(HEALTH_TIMEOUT_S)).await?;
+    Ok(())
+}
+
+async fn forward_crashes(mut crashes: tokio::sync::mpsc::Receiver<crate::runtime::CrashEvent>, recorder: Recorder) {
+    while let Some(crash) = crashes.recv().await {
+        eprintln!("node {} crashed: {}", crash.node, crash.status);
+        let value = json!({"node": crash.node, "status": crash.status, "log_tail": crash.log_tail.join("\n")});
+        if recorder.harness_info("crash", value).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn stop_on_signal(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("signal received: healing, draining briefly and tearing down");
+    let _ = stop.send(true);
+}
+
+/// The queue workload's configuration from the run settings.
+pub fn queue_config(settings: &RunSettings) -> QueueConfig {
+    let w = &settings.workload;
+    QueueConfig {
+        shard_count: w.shards,
+        replication_factor: w.replication_factor,
+        ack_timeout_seconds: w.ack_timeout_s,
+        producers: w.producers,
+        consumers: w.consumers,
+        rate_records_per_s: w.rate,
+        churn_probability_per_s: w.churn_probability_per_s,
+        ..QueueConfig::default()
+    }
+}
+
+/// The exit code for a verdict.
+pub fn exit_code(validity: &Validity) -> u8 {
+    validity.exit_code() as u8
+}
+
+/// Prints the verdict table for a finished run.
+pub fn print_outcome(outcome: &RunOutcome, seed: u64) {
+    println!("{}", verdict::render(&outcome.result));
+    println!("seed {seed}; run directory {}", outcome.run_dir.display());
+}
+
+/// `path` made absolute against the current directory: node processes get
+/// paths under the run directory and must not depend on their own cwd.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+}

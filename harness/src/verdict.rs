@@ -1,0 +1,76 @@
+//! Checking a history and presenting the verdict: `results.json` and the
+//! table printed at the end of `chaos run` and by `chaos check`.
+
+use std::fmt::Write as _;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use checker::{CheckResult, Severity, Validity};
+
+use crate::rundir::{HISTORY_FILE, RESULTS_FILE};
+
+/// Exit code when the harness itself failed.
+pub const EXIT_HARNESS_ERROR: u8 = 2;
+
+/// Why a history could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The path is neither a history file nor a run directory holding one.
+    #[error("{path}: {reason}; pass a run directory (store/<run>) or its history.jsonl")]
+    Path {
+        /// Path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The history does not parse.
+    #[error(transparent)]
+    History(#[from] checker::HistoryError),
+}
+
+/// The history file for a run directory or a history path.
+pub fn history_path(path: &Path) -> Result<PathBuf, CheckError> {
+    let candidate = if path.is_dir() { path.join(HISTORY_FILE) } else { path.to_path_buf() };
+    if !candidate.is_file() {
+        return Err(CheckError::Path { path: candidate, reason: "no such history file".into() });
+    }
+    Ok(candidate)
+}
+
+/// Parses and checks a history file; returns the result and parser warnings.
+pub fn check_file(history: &Path) -> Result<(CheckResult, Vec<String>), CheckError> {
+    let file = std::fs::File::open(history)
+        .map_err(|e| CheckError::Path { path: history.to_path_buf(), reason: e.to_string() })?;
+    let source = history.display().to_string();
+    let (parsed, warnings) = checker::parse_history(BufReader::new(file), &source)?;
+    Ok((checker::check(&parsed), warnings))
+}
+
+/// Writes `results.json` into `run_dir`.
+pub fn write_results(run_dir: &Path, result: &CheckResult) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(result).map_err(std::io::Error::other)?;
+    std::fs::write(run_dir.join(RESULTS_FILE), text + "\n")
+}
+
+/// The verdict table: one line per anomaly, then the verdict.
+pub fn render(result: &CheckResult) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<24} {:>10}  {}", "anomaly", "count", "kind");
+    if result.anomalies.is_empty() {
+        let _ = writeln!(out, "{:<24} {:>10}", "(none)", 0);
+    }
+    for (name, anomaly) in &result.anomalies {
+        let kind = match anomaly.severity {
+            Severity::Violation => "violation",
+            Severity::Allowed => "allowed",
+        };
+        let _ = writeln!(out, "{name:<24} {:>10}  {kind}", anomaly.count);
+    }
+    let verdict = match result.valid {
+        Validity::Valid => "VALID: no violation of at-least-once delivery or ordering",
+        Validity::Invalid => "INVALID: anomalies found (see results.json for the proving operations)",
+        Validity::Unknown => "UNKNOWN: too little data to decide (see stats in results.json)",
+    };
+    let _ = writeln!(out, "verdict: {verdict}");
+    out
+}
