@@ -53,6 +53,10 @@ async fn append_round_robin(
     expected
 }
 
+fn keys(expected: &BTreeMap<Key, Vec<u8>>) -> BTreeSet<Key> {
+    expected.keys().copied().collect()
+}
+
 /// First deliveries of each shard, in arrival order.
 fn first_deliveries_by_shard(deliveries: &[Delivery]) -> BTreeMap<u64, Vec<Key>> {
     let mut seen = BTreeSet::new();
@@ -222,11 +226,13 @@ async fn killing_a_sequencer_mid_load_loses_no_acknowledged_record() {
     let before = victim_acks.iter().filter(|a| a.at < killed_at).map(epoch).max().expect("acks before the kill");
     let after = victim_acks.iter().find(|a| a.at > killed_at).map(epoch).expect("acks after the kill");
     assert!(after > before, "epoch after failover {after} must exceed {before}");
+    let counts: Vec<usize> = acked_by_shard.values().map(Vec::len).collect();
+    eprintln!("acked appends per shard {counts:?}; victim shard epoch {before} -> {after}; {} records", expected.len());
 
     client = Client::new(&entry);
     client.create_subscription("failover-sub", "failover", 10).await.expect("create subscription");
     let deliveries =
-        consume_and_ack(&mut client, "failover-sub", "checker", expected.len(), Duration::from_secs(60)).await;
+        consume_and_ack(&mut client, "failover-sub", "checker", &keys(&expected), Duration::from_secs(60)).await;
     assert_delivered_intact(&expected, &deliveries);
 }
 
@@ -254,7 +260,7 @@ async fn unacked_records_are_redelivered_to_another_consumer() {
     assert_delivered_intact(&expected, &seen_by_a);
     drop(consumer_a);
 
-    let by_b = consume_and_ack(&mut client, "redeliver-sub", "b", expected.len(), Duration::from_secs(20)).await;
+    let by_b = consume_and_ack(&mut client, "redeliver-sub", "b", &keys(&expected), Duration::from_secs(20)).await;
     assert_delivered_intact(&expected, &by_b);
 }
 
@@ -272,14 +278,23 @@ async fn zookeeper_outage_of_20s_leaves_every_server_alive_and_serving() {
     let mut expected = append_round_robin(&mut client, "zk-outage", &shards, 6, 10).await;
 
     cluster.zk.stop();
-    let outage_ends = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < outage_ends {
+    let outage_started = Instant::now();
+    let mut during = None;
+    while outage_started.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         for server in &mut cluster.servers {
             assert!(server.is_running(), "node {} died during the ZooKeeper outage", server.id);
         }
+        if during.is_none() && outage_started.elapsed() > Duration::from_secs(10) {
+            // Not asserted: past the 6 s session timeout the ZooKeeper client
+            // declares the session expired and hserver steps down (README).
+            let append = client.append("zk-outage", shards[1], batch("k", &payloads("during-outage", 10)));
+            during = Some(tokio::time::timeout(Duration::from_secs(4), append).await);
+        }
     }
+    eprintln!("append 10 s into the outage: {during:?}");
     cluster.zk.start().await;
+    let restarted = Instant::now();
 
     let back_by = Instant::now() + Duration::from_secs(30);
     let records = payloads("after-outage", 10);
@@ -294,6 +309,7 @@ async fn zookeeper_outage_of_20s_leaves_every_server_alive_and_serving() {
         }
     };
     expected.extend(ids.iter().map(key_of).zip(records));
+    eprintln!("first append {} ms after ZooKeeper returned", restarted.elapsed().as_millis());
     loop {
         match client.create_subscription("zk-outage-sub", "zk-outage", 10).await {
             Ok(()) => break,
@@ -306,8 +322,9 @@ async fn zookeeper_outage_of_20s_leaves_every_server_alive_and_serving() {
         }
     }
     let within = back_by.saturating_duration_since(Instant::now());
-    let deliveries = consume_and_ack(&mut client, "zk-outage-sub", "checker", expected.len(), within).await;
+    let deliveries = consume_and_ack(&mut client, "zk-outage-sub", "checker", &keys(&expected), within).await;
     assert_delivered_intact(&expected, &deliveries);
+    eprintln!("consumed everything {} ms after ZooKeeper returned", restarted.elapsed().as_millis());
     for server in &mut cluster.servers {
         assert!(server.is_running(), "node {} died after the ZooKeeper outage", server.id);
     }

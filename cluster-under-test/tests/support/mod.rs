@@ -9,11 +9,10 @@
 
 #![allow(dead_code)] // each user of this module needs a different part of it
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hstream_proto::server::h_stream_api_client::HStreamApiClient;
@@ -45,11 +44,16 @@ pub const OPEN_ATTEMPTS_MAX: u32 = 50;
 /// Lines of each log printed when a test panics.
 pub const LOG_TAIL_LINES: usize = 25;
 
+/// Set this variable to keep each cluster's logs and data after the test.
+pub const KEEP_FILES_VARIABLE: &str = "HSERVER_TEST_KEEP_FILES";
+
 const ZK_CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/*";
 
 /// Held by every running [`Cluster`]: two cores cannot run two clusters
-/// (and their timing-sensitive tests) at once.
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// (and their timing-sensitive tests) at once. An async mutex because each
+/// test thread waits for it inside its own runtime; tokio's works across
+/// runtimes and cannot be poisoned by a failed test.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A free TCP port on 127.0.0.1 (free when asked; nothing holds it).
 pub fn free_port() -> u16 {
@@ -227,8 +231,8 @@ pub struct Cluster {
     pub zk: ZooKeeper,
     binary: PathBuf,
     bugs: Vec<String>,
-    root: tempfile::TempDir,
-    _one_at_a_time: MutexGuard<'static, ()>,
+    root: Option<tempfile::TempDir>,
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
@@ -237,7 +241,7 @@ impl Cluster {
     pub async fn start(binary: &Path, nodes: u32, bugs: &[&str]) -> Cluster {
         assert!(nodes > 0);
         assert!(binary.exists(), "{}: no hserver binary; build it with cargo build -p hserver", binary.display());
-        let one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
         let root = tempfile::Builder::new().prefix("hserver-cluster-").tempdir().expect("create temp dir");
         let mut zk = ZooKeeper::configure(root.path().join("zookeeper"));
         zk.start().await;
@@ -249,8 +253,14 @@ impl Cluster {
             })
             .collect();
         let bugs = bugs.iter().map(|b| b.to_string()).collect();
-        let mut cluster =
-            Cluster { servers, zk, binary: binary.to_path_buf(), bugs, root, _one_at_a_time: one_at_a_time };
+        let mut cluster = Cluster {
+            servers,
+            zk,
+            binary: binary.to_path_buf(),
+            bugs,
+            root: Some(root),
+            _one_at_a_time: one_at_a_time,
+        };
         for index in 0..cluster.servers.len() {
             cluster.start_node(index);
         }
@@ -317,7 +327,7 @@ impl Cluster {
 
     /// Where this cluster keeps its files.
     pub fn root(&self) -> &Path {
-        self.root.path()
+        self.root.as_ref().expect("root lives as long as the cluster").path()
     }
 }
 
@@ -333,6 +343,11 @@ impl Drop for Cluster {
             kill_and_reap(&mut server.child);
         }
         kill_and_reap(&mut self.zk.child);
+        if std::env::var_os(KEEP_FILES_VARIABLE).is_some() {
+            if let Some(root) = self.root.take() {
+                eprintln!("{KEEP_FILES_VARIABLE} is set: kept {}", root.keep().display());
+            }
+        }
     }
 }
 
@@ -560,21 +575,21 @@ pub struct Delivery {
 }
 
 /// Consumes `subscription` as `name`, acking every delivery at once, until
-/// `distinct_wanted` distinct records arrived or `within` passed; reopens
-/// the consumer after stream errors. Returns every delivery in arrival
-/// order, redeliveries included.
+/// every record of `wanted` arrived or `within` passed; reopens the consumer
+/// after stream errors. Returns every delivery in arrival order, records not
+/// in `wanted` and redeliveries included.
 pub async fn consume_and_ack(
     client: &mut Client,
     subscription: &str,
     name: &str,
-    distinct_wanted: usize,
+    wanted: &BTreeSet<Key>,
     within: Duration,
 ) -> Vec<Delivery> {
     let deadline = tokio::time::Instant::now() + within;
     let mut deliveries = Vec::new();
-    let mut distinct = std::collections::HashSet::new();
+    let mut missing = wanted.clone();
     let mut consumer: Option<Consumer> = None;
-    while distinct.len() < distinct_wanted && tokio::time::Instant::now() < deadline {
+    while !missing.is_empty() && tokio::time::Instant::now() < deadline {
         let Some(open) = consumer.as_mut() else {
             consumer = Consumer::open(client, subscription, name).await.ok();
             continue;
@@ -585,7 +600,7 @@ pub async fn consume_and_ack(
                 let payloads = payloads_of(&record);
                 assert_eq!(payloads.len(), received.record_ids.len(), "one record id per record");
                 for (id, payload) in received.record_ids.iter().zip(payloads) {
-                    distinct.insert(key_of(id));
+                    missing.remove(&key_of(id));
                     deliveries.push(Delivery { key: key_of(id), payload });
                 }
                 if open.ack(received.record_ids).await.is_err() {
