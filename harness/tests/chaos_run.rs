@@ -1,0 +1,109 @@
+//! End-to-end `chaos run`: real ZooKeeper, real hservers, real network
+//! namespaces. Needs root (CI runs as root).
+//!
+//! Goal: the harness passes the correct server and catches a deliberately
+//! broken one, and leaves nothing of the run behind either way. Method: run
+//! the `chaos` binary as a user would, read its exit code and results.json,
+//! then look for the run's namespaces and processes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn chaos() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
+}
+
+/// The workspace's hserver binary, built next to `chaos`.
+fn hserver() -> PathBuf {
+    let path = chaos().with_file_name("hserver");
+    assert!(path.is_file(), "{} missing: build it with `cargo build -p hserver`", path.display());
+    path
+}
+
+struct Finished {
+    code: i32,
+    run_dir: PathBuf,
+    results: serde_json::Value,
+    output: String,
+}
+
+fn run(store: &Path, args: &[&str]) -> Finished {
+    let output = Command::new(chaos())
+        .arg("run")
+        .arg("--store")
+        .arg(store)
+        .arg("--hserver")
+        .arg(hserver())
+        .args(args)
+        .output()
+        .expect("chaos runs");
+    let text = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let run_dir = std::fs::canonicalize(store.join("latest")).expect("store/latest points at the run");
+    let results = std::fs::read_to_string(run_dir.join("results.json")).unwrap_or_else(|e| panic!("results.json: {e}\n{text}"));
+    Finished { code: output.status.code().unwrap_or(-1), run_dir, results: serde_json::from_str(&results).unwrap(), output: text }
+}
+
+/// Nothing named after the run survives: no namespace, no process whose
+/// command line mentions the run directory, no state file.
+fn assert_nothing_left(run_dir: &Path) {
+    let name = run_dir.file_name().unwrap().to_string_lossy().to_string();
+    let run_id = name.rsplit('-').next().unwrap().to_string();
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout);
+    assert!(!namespaces.contains(&format!("hc{run_id}")), "namespaces left: {namespaces}");
+    let needle = run_dir.to_string_lossy().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!cmdline.contains(&needle), "process left: {} {cmdline}", entry.path().display());
+    }
+    assert!(!Path::new(&format!("/run/hstream-chaos/{run_id}.json")).exists(), "state file left");
+}
+
+fn anomaly_count(results: &serde_json::Value, name: &str) -> u64 {
+    results["anomalies"][name]["count"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn correct_server_under_kill_and_pause_is_valid() {
+    let store = tempfile::tempdir().unwrap();
+    let done = run(store.path(), &["--time-limit", "45", "--nemesis", "kill,pause", "--seed", "11"]);
+    assert_eq!(done.code, 0, "{}", done.output);
+    assert_eq!(done.results["valid"], serde_json::json!(true), "{}", done.results);
+    for name in ["lost", "unexpected", "inconsistent-id", "duplicate-write", "nonmonotonic-append", "nonmonotonic-delivery", "crash"] {
+        assert_eq!(anomaly_count(&done.results, name), 0, "{name}: {}", done.results);
+    }
+    assert!(done.results["stats"].to_string().len() > 2);
+    assert_nothing_left(&done.run_dir);
+}
+
+/// Killing the node that sequences a shard every few seconds loses the
+/// records the buggy server acknowledged before replicating them.
+#[test]
+fn ack_before_replicate_is_caught_as_lost_records() {
+    let store = tempfile::tempdir().unwrap();
+    let args = [
+        "--time-limit", "45", "--nemesis", "kill", "--nemesis-targets", "sequencer", "--nemesis-interval", "5",
+        "--server-bug", "ack-before-replicate", "--drain-timeout", "10", "--seed", "12",
+    ];
+    let done = run(store.path(), &args);
+    assert_eq!(done.code, 1, "{}", done.output);
+    assert_eq!(done.results["valid"], serde_json::json!(false));
+    let caught = ["lost", "inconsistent-id", "duplicate-write"].iter().map(|n| anomaly_count(&done.results, n)).sum::<u64>();
+    assert!(caught > 0, "no lost/inconsistent-id/duplicate-write: {}", done.results);
+    assert_nothing_left(&done.run_dir);
+}
+
+#[test]
+fn chaos_check_rechecks_a_run_offline_with_the_same_verdict() {
+    let store = tempfile::tempdir().unwrap();
+    let done = run(store.path(), &["--time-limit", "10", "--nemesis", "none", "--seed", "13"]);
+    assert_eq!(done.code, 0, "{}", done.output);
+    let check = Command::new(chaos()).arg("check").arg(&done.run_dir).output().unwrap();
+    assert_eq!(check.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("VALID"));
+    let missing = Command::new(chaos()).arg("check").arg(store.path().join("nope")).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no such history file"));
+    assert_nothing_left(&done.run_dir);
+}

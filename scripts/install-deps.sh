@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system packages hstream-chaos needs, if they are missing:
+# ZooKeeper (Debian package, run by the harness with Java), iproute2 (network
+# namespaces), iptables (network faults), iputils-ping (fault measurements)
+# and python3-venv (the upstream-client compatibility test). Idempotent.
+set -euo pipefail
+
+need=()
+[ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${need[*]}; run this script as root (or install them with apt-get)" >&2
+    exit 2
+  fi
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
