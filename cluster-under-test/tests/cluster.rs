@@ -18,8 +18,12 @@ fn hserver() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hserver"))
 }
 
+/// A 3-node cluster, with the deliberate bugs named (comma-separated) in
+/// `HSERVER_TEST_BUGS` switched on — to check that a test catches them.
 async fn cluster() -> Cluster {
-    Cluster::start(hserver(), NODES, &[]).await
+    let bugs = std::env::var("HSERVER_TEST_BUGS").unwrap_or_default();
+    let bugs: Vec<&str> = bugs.split(',').map(str::trim).filter(|b| !b.is_empty()).collect();
+    Cluster::start(hserver(), NODES, &bugs).await
 }
 
 fn payloads(prefix: &str, count: usize) -> Vec<Vec<u8>> {

@@ -35,8 +35,10 @@ impl AckWindow {
     pub fn delivered(&mut self, batch_id: u64, records: u32, now_ms: u64) {
         assert!(records > 0, "empty batches are never delivered");
         assert!(!self.entries.contains_key(&batch_id), "batch {batch_id} delivered twice as new");
-        self.entries
-            .insert(batch_id, Entry { acked: vec![false; records as usize], unacked: records, sent_ms: now_ms, due: false });
+        self.entries.insert(
+            batch_id,
+            Entry { acked: vec![false; records as usize], unacked: records, sent_ms: now_ms, due: false },
+        );
         self.unacked_total += u64::from(records);
         self.next_batch = self.next_batch.max(batch_id + 1);
     }
