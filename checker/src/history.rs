@@ -82,9 +82,7 @@ impl Visitor<'_> for ProcessVisitor {
     }
 
     fn visit_i64<E: de::Error>(self, number: i64) -> Result<Process, E> {
-        u64::try_from(number)
-            .map(Process::Client)
-            .map_err(|_| E::invalid_value(de::Unexpected::Signed(number), &self))
+        u64::try_from(number).map(Process::Client).map_err(|_| E::invalid_value(de::Unexpected::Signed(number), &self))
     }
 
     fn visit_str<E: de::Error>(self, name: &str) -> Result<Process, E> {
@@ -166,23 +164,8 @@ pub struct Op {
 impl Op {
     /// Builds an op without an error; writers fill in index and time from
     /// their own counters and clock.
-    pub fn new(
-        index: u64,
-        time: u64,
-        process: Process,
-        kind: OpType,
-        f: impl Into<String>,
-        value: Value,
-    ) -> Op {
-        Op {
-            index,
-            time,
-            process,
-            kind,
-            f: f.into(),
-            value,
-            error: None,
-        }
+    pub fn new(index: u64, time: u64, process: Process, kind: OpType, f: impl Into<String>, value: Value) -> Op {
+        Op { index, time, process, kind, f: f.into(), value, error: None }
     }
 
     /// Builds the completion of this invoke: same process and `f`, as the
@@ -248,8 +231,6 @@ impl<'a> IntoIterator for &'a History {
 
 impl FromIterator<Op> for History {
     fn from_iter<I: IntoIterator<Item = Op>>(iter: I) -> History {
-        History {
-            ops: iter.into_iter().collect(),
-        }
+        History { ops: iter.into_iter().collect() }
     }
 }

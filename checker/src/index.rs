@@ -41,11 +41,7 @@ impl RecordId {
 
 impl fmt::Display for RecordId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            formatter,
-            "[{},{},{}]",
-            self.shard, self.batch, self.batch_index
-        )
+        write!(formatter, "[{},{},{}]", self.shard, self.batch, self.batch_index)
     }
 }
 
@@ -158,11 +154,7 @@ impl<'h> Index<'h> {
 
     /// The `key` of an append, for examples (absent keys read as null).
     pub fn append_key(&self, append: &Append) -> Value {
-        self.op(append.invoke)
-            .value
-            .get("key")
-            .cloned()
-            .unwrap_or(Value::Null)
+        self.op(append.invoke).value.get("key").cloned().unwrap_or(Value::Null)
     }
 
     /// The `Written` sightings (value, id) of an append.
@@ -241,10 +233,7 @@ impl<'h> Builder<'h> {
 
     fn count(&mut self, op: &Op) {
         let counts = &mut self.index.counts;
-        *counts
-            .ops_by_type
-            .entry(op.kind.as_str().to_string())
-            .or_default() += 1;
+        *counts.ops_by_type.entry(op.kind.as_str().to_string()).or_default() += 1;
         if let Some(count) = counts.ops_by_f.get_mut(&op.f) {
             *count += 1;
         } else {
@@ -328,10 +317,7 @@ impl<'h> Builder<'h> {
         decode::ids(&op.value, &mut self.scratch_ids)?;
         let sent = self.index.values(&self.index.appends[number]);
         if sent != self.scratch_values.as_slice() {
-            return Err(format!(
-                "values {:?} differ from the invoke's {:?}",
-                self.scratch_values, sent
-            ));
+            return Err(format!("values {:?} differ from the invoke's {:?}", self.scratch_values, sent));
         }
         if self.scratch_ids.len() != sent.len() {
             return Err(format!(
@@ -346,9 +332,7 @@ impl<'h> Builder<'h> {
                 position,
                 value,
                 id,
-                source: Source::Written {
-                    append: number as u32,
-                },
+                source: Source::Written { append: number as u32 },
             });
         }
         self.index.appends[number].written = start..self.index.sightings.len();
@@ -364,16 +348,8 @@ impl<'h> Builder<'h> {
         };
         for &(value, id) in &self.scratch_records {
             let sighting = self.index.sightings.len();
-            self.index
-                .value_first_delivery
-                .entry(value)
-                .or_insert(sighting);
-            self.index.sightings.push(Sighting {
-                position,
-                value,
-                id,
-                source: Source::Delivered { connection },
-            });
+            self.index.value_first_delivery.entry(value).or_insert(sighting);
+            self.index.sightings.push(Sighting { position, value, id, source: Source::Delivered { connection } });
         }
     }
 

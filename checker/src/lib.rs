@@ -54,11 +54,7 @@ pub fn check(history: &History) -> CheckResult {
     let anomalies = analysis::run_all(&index, &mut stats);
     let (valid, unknown_reason) = decide(&anomalies, &stats);
     stats.unknown_reason = unknown_reason;
-    CheckResult {
-        valid,
-        anomalies,
-        stats,
-    }
+    CheckResult { valid, anomalies, stats }
 }
 
 /// Invalid on any violation; otherwise Unknown when the history cannot

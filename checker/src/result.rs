@@ -93,11 +93,7 @@ impl Visitor<'_> for ValidityVisitor {
     }
 
     fn visit_bool<E: de::Error>(self, valid: bool) -> Result<Validity, E> {
-        Ok(if valid {
-            Validity::Valid
-        } else {
-            Validity::Invalid
-        })
+        Ok(if valid { Validity::Valid } else { Validity::Invalid })
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Validity, E> {
@@ -136,11 +132,7 @@ pub struct Anomaly {
 impl Anomaly {
     /// An anomaly with no occurrences yet.
     pub(crate) fn new(severity: Severity) -> Anomaly {
-        Anomaly {
-            count: 0,
-            severity,
-            examples: Vec::new(),
-        }
+        Anomaly { count: 0, severity, examples: Vec::new() }
     }
 
     /// Counts one occurrence; builds its example only while there is room,

@@ -126,10 +126,7 @@ fn count_appends(index: &Index, stats: &mut Stats) {
                 } else {
                     stats.appends_unfinished += 1;
                 }
-                let seen = values
-                    .iter()
-                    .filter(|value| index.value_first_delivery.contains_key(value))
-                    .count() as u64;
+                let seen = values.iter().filter(|value| index.value_first_delivery.contains_key(value)).count() as u64;
                 stats.info_values_seen += seen;
                 stats.info_values_unseen += values.len() as u64 - seen;
             }

@@ -5,17 +5,14 @@
 mod common;
 
 use checker::names::{
-    CRASH, DUPLICATE_DELIVERY, DUPLICATE_WRITE, INCONSISTENT_ID, LOST, NONMONOTONIC_APPEND,
-    NONMONOTONIC_DELIVERY, UNEXPECTED,
+    CRASH, DUPLICATE_DELIVERY, DUPLICATE_WRITE, INCONSISTENT_ID, LOST, NONMONOTONIC_APPEND, NONMONOTONIC_DELIVERY,
+    UNEXPECTED,
 };
 use checker::{CheckResult, Severity, Validity};
 use common::{check, Expect};
 use serde_json::json;
 
-const VALID: Expect = Expect {
-    valid: Validity::Valid,
-    anomalies: &[],
-};
+const VALID: Expect = Expect { valid: Validity::Valid, anomalies: &[] };
 
 fn example(result: &CheckResult, name: &str, number: usize) -> serde_json::Value {
     result.anomalies[name].examples[number].clone()
@@ -66,10 +63,7 @@ fn acknowledged_value_never_received_is_lost() {
         {"index":2,"time":2,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":3,"time":3,"process":1,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":1,"key":"k","id":[0,1,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(LOST, 1)],
-        },
+        Expect { valid: Validity::Invalid, anomalies: &[(LOST, 1)] },
     );
     let lost = example(&result, LOST, 0);
     assert_eq!(lost["value"], 2);
@@ -147,10 +141,7 @@ fn received_value_nobody_appended_is_unexpected() {
         {"index":2,"time":2,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":3,"time":3,"process":1,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":1,"key":"k","id":[0,1,0]},{"value":99,"key":"k","id":[0,1,1]}]}}
         "#,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(UNEXPECTED, 1)],
-        },
+        Expect { valid: Validity::Invalid, anomalies: &[(UNEXPECTED, 1)] },
     );
     let unexpected = example(&result, UNEXPECTED, 0);
     assert_eq!(unexpected["value"], 99);
@@ -171,10 +162,7 @@ fn received_value_of_failed_append_is_unexpected_with_note() {
         {"index":4,"time":4,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":5,"time":5,"process":1,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":1,"key":"k","id":[0,1,0]},{"value":2,"key":"k","id":[0,2,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(UNEXPECTED, 1)],
-        },
+        Expect { valid: Validity::Invalid, anomalies: &[(UNEXPECTED, 1)] },
     );
     let unexpected = example(&result, UNEXPECTED, 0);
     assert_eq!(unexpected["note"], "append failed");
@@ -216,10 +204,7 @@ fn one_id_with_two_values_is_inconsistent() {
         {"index":4,"time":4,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":5,"time":5,"process":1,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":1,"key":"k","id":[0,1,0]},{"value":2,"key":"k","id":[0,1,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(INCONSISTENT_ID, 1), (DUPLICATE_DELIVERY, 1)],
-        },
+        Expect { valid: Validity::Invalid, anomalies: &[(INCONSISTENT_ID, 1), (DUPLICATE_DELIVERY, 1)] },
     );
     let inconsistent = example(&result, INCONSISTENT_ID, 0);
     assert_eq!(inconsistent["id"], json!([0, 1, 0]));
@@ -240,10 +225,7 @@ fn one_value_at_two_ids_is_a_duplicate_write() {
         {"index":4,"time":4,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":5,"time":5,"process":1,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":1,"key":"k","id":[0,2,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(DUPLICATE_WRITE, 1)],
-        },
+        Expect { valid: Validity::Invalid, anomalies: &[(DUPLICATE_WRITE, 1)] },
     );
     let duplicate = example(&result, DUPLICATE_WRITE, 0);
     assert_eq!(duplicate["value"], 1);
@@ -264,10 +246,7 @@ fn redelivery_of_same_id_and_value_is_neither_inconsistent_nor_duplicate_write()
         {"index":4,"time":4,"process":2,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c1","connection":"c1#0"}}
         {"index":5,"time":5,"process":2,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c1","connection":"c1#0","records":[{"value":1,"key":"k","id":[0,1,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Valid,
-            anomalies: &[(DUPLICATE_DELIVERY, 1)],
-        },
+        Expect { valid: Validity::Valid, anomalies: &[(DUPLICATE_DELIVERY, 1)] },
     );
 }
 
@@ -286,10 +265,7 @@ fn append_acknowledged_first_with_larger_id_is_nonmonotonic() {
         {"index":4,"time":4,"process":2,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":5,"time":5,"process":2,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":2,"key":"k","id":[0,3,0]},{"value":1,"key":"k","id":[0,5,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(NONMONOTONIC_APPEND, 1)],
-        },
+        Expect { valid: Validity::Invalid, anomalies: &[(NONMONOTONIC_APPEND, 1)] },
     );
     let nonmonotonic = example(&result, NONMONOTONIC_APPEND, 0);
     assert_eq!(nonmonotonic["shard"], 0);
@@ -351,13 +327,7 @@ fn ids_order_by_batch_then_batch_index() {
         )
     };
     check(&history("[0,4,9]", "[0,5,0]"), VALID);
-    check(
-        &history("[0,5,1]", "[0,5,0]"),
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(NONMONOTONIC_APPEND, 1)],
-        },
-    );
+    check(&history("[0,5,1]", "[0,5,0]"), Expect { valid: Validity::Invalid, anomalies: &[(NONMONOTONIC_APPEND, 1)] });
 }
 
 // ---- nonmonotonic-delivery -----------------------------------------------
@@ -375,10 +345,7 @@ fn new_record_after_larger_new_record_on_connection_is_nonmonotonic() {
         {"index":4,"time":4,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":5,"time":5,"process":1,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":1,"key":"k","id":[0,1,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(NONMONOTONIC_DELIVERY, 1)],
-        },
+        Expect { valid: Validity::Invalid, anomalies: &[(NONMONOTONIC_DELIVERY, 1)] },
     );
     let nonmonotonic = example(&result, NONMONOTONIC_DELIVERY, 0);
     assert_eq!(nonmonotonic["connection"], "c0#0");
@@ -397,10 +364,7 @@ fn out_of_order_within_one_delivered_batch_is_nonmonotonic() {
         {"index":2,"time":2,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":3,"time":3,"process":1,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":2,"key":"k","id":[0,1,1]},{"value":1,"key":"k","id":[0,1,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(NONMONOTONIC_DELIVERY, 1)],
-        },
+        Expect { valid: Validity::Invalid, anomalies: &[(NONMONOTONIC_DELIVERY, 1)] },
     );
 }
 
@@ -419,10 +383,7 @@ fn redelivery_that_looks_out_of_order_is_exempt() {
         {"index":6,"time":6,"process":2,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":7,"time":7,"process":2,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":1,"key":"k","id":[0,1,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Valid,
-            anomalies: &[(DUPLICATE_DELIVERY, 1)],
-        },
+        Expect { valid: Validity::Valid, anomalies: &[(DUPLICATE_DELIVERY, 1)] },
     );
 }
 
@@ -457,10 +418,7 @@ fn harness_crash_event_is_a_violation() {
         {"index":3,"time":3,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":4,"time":4,"process":1,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":1,"key":"k","id":[0,1,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(CRASH, 1)],
-        },
+        Expect { valid: Validity::Invalid, anomalies: &[(CRASH, 1)] },
     );
     let crash = example(&result, CRASH, 0);
     assert_eq!(crash["node"], "n3");
@@ -501,23 +459,14 @@ fn redelivery_before_ack_is_allowed_and_counted() {
         {"index":4,"time":4,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#1"}}
         {"index":5,"time":5,"process":1,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#1","records":[{"value":1,"key":"k","id":[0,1,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Valid,
-            anomalies: &[(DUPLICATE_DELIVERY, 1)],
-        },
+        Expect { valid: Validity::Valid, anomalies: &[(DUPLICATE_DELIVERY, 1)] },
     );
-    assert_eq!(
-        result.anomalies[DUPLICATE_DELIVERY].severity,
-        Severity::Allowed
-    );
+    assert_eq!(result.anomalies[DUPLICATE_DELIVERY].severity, Severity::Allowed);
     assert_eq!(result.stats.duplicate_deliveries, 1);
     assert_eq!(result.stats.duplicate_deliveries_before_ack, 1);
     assert_eq!(result.stats.duplicate_deliveries_after_ack, 0);
     assert_eq!(result.stats.records_redelivered, 1);
-    assert_eq!(
-        example(&result, DUPLICATE_DELIVERY, 0)["ops"],
-        json!([3, 5])
-    );
+    assert_eq!(example(&result, DUPLICATE_DELIVERY, 0)["ops"], json!([3, 5]));
 }
 
 /// Goal: a redelivery after an ack of the record completed lands in the
@@ -535,10 +484,7 @@ fn redelivery_after_completed_ack_is_counted_separately() {
         {"index":6,"time":6,"process":2,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#1"}}
         {"index":7,"time":7,"process":2,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#1","records":[{"value":1,"key":"k","id":[0,1,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Valid,
-            anomalies: &[(DUPLICATE_DELIVERY, 1)],
-        },
+        Expect { valid: Validity::Valid, anomalies: &[(DUPLICATE_DELIVERY, 1)] },
     );
     assert_eq!(result.stats.duplicate_deliveries_after_ack, 1);
     assert_eq!(result.stats.duplicate_deliveries_before_ack, 0);
@@ -562,10 +508,7 @@ fn ack_completed_after_redelivery_counts_as_before_ack() {
         {"index":6,"time":6,"process":2,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#1","records":[{"value":1,"key":"k","id":[0,1,0]}]}}
         {"index":7,"time":7,"process":1,"type":"ok","f":"ack","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","ids":[[0,1,0]]}}
         "#,
-        Expect {
-            valid: Validity::Valid,
-            anomalies: &[(DUPLICATE_DELIVERY, 1)],
-        },
+        Expect { valid: Validity::Valid, anomalies: &[(DUPLICATE_DELIVERY, 1)] },
     );
     assert_eq!(result.stats.duplicate_deliveries_before_ack, 1);
     assert_eq!(result.stats.duplicate_deliveries_after_ack, 0);
@@ -582,10 +525,7 @@ fn no_acknowledged_append_is_unknown() {
         {"index":0,"time":0,"process":0,"type":"invoke","f":"append","value":{"stream":"s","key":"k","values":[1]}}
         {"index":1,"time":1,"process":0,"type":"fail","f":"append","value":{"stream":"s","key":"k","values":[1]},"error":"UNAVAILABLE"}
         "#,
-        Expect {
-            valid: Validity::Unknown,
-            anomalies: &[],
-        },
+        Expect { valid: Validity::Unknown, anomalies: &[] },
     );
     let reason = result.stats.unknown_reason.expect("a reason");
     assert!(reason.contains("no append was acknowledged"), "{reason}");
@@ -602,10 +542,7 @@ fn acknowledged_appends_without_any_receive_is_unknown_not_lost() {
         {"index":2,"time":2,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":3,"time":3,"process":1,"type":"info","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"},"error":"UNAVAILABLE"}
         "#,
-        Expect {
-            valid: Validity::Unknown,
-            anomalies: &[],
-        },
+        Expect { valid: Validity::Unknown, anomalies: &[] },
     );
     let reason = result.stats.unknown_reason.expect("a reason");
     assert!(reason.contains("no receive completed ok"), "{reason}");
@@ -619,10 +556,7 @@ fn violation_outranks_unknown() {
         r#"
         {"index":0,"time":0,"process":"harness","type":"info","f":"crash","value":{"node":"n1","status":"signal: 6","log_tail":""}}
         "#,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(CRASH, 1)],
-        },
+        Expect { valid: Validity::Invalid, anomalies: &[(CRASH, 1)] },
     );
 }
 
@@ -639,10 +573,7 @@ fn malformed_value_makes_an_otherwise_clean_run_unknown() {
         {"index":4,"time":4,"process":1,"type":"invoke","f":"ack","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","ids":["0-1-0"]}}
         {"index":5,"time":5,"process":1,"type":"ok","f":"ack","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","ids":["0-1-0"]}}
         "#,
-        Expect {
-            valid: Validity::Unknown,
-            anomalies: &[],
-        },
+        Expect { valid: Validity::Unknown, anomalies: &[] },
     );
     assert_eq!(result.stats.malformed_ops, 1);
     assert_eq!(result.stats.malformed_examples[0]["ops"], json!([5]));
@@ -662,10 +593,7 @@ fn value_sent_twice_is_malformed() {
         {"index":4,"time":4,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
         {"index":5,"time":5,"process":1,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":1,"key":"k","id":[0,1,0]}]}}
         "#,
-        Expect {
-            valid: Validity::Unknown,
-            anomalies: &[],
-        },
+        Expect { valid: Validity::Unknown, anomalies: &[] },
     );
     assert_eq!(result.stats.malformed_ops, 2);
 }
@@ -689,13 +617,7 @@ fn examples_are_capped_at_sixteen() {
         json!({"index":3,"time":3,"process":1,"type":"ok","f":"receive","value":delivered}),
     ];
     let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
-    let result = check(
-        &text,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(LOST, 20)],
-        },
-    );
+    let result = check(&text, Expect { valid: Validity::Invalid, anomalies: &[(LOST, 20)] });
     assert_eq!(result.anomalies[LOST].examples.len(), checker::MAX_EXAMPLES);
     assert_eq!(example(&result, LOST, 0)["value"], 1);
 }
@@ -709,20 +631,14 @@ fn results_json_round_trips_with_documented_validity_spelling() {
         (Validity::Invalid, json!(false), 1),
         (Validity::Unknown, json!("unknown"), 3),
     ] {
-        assert_eq!(
-            serde_json::to_value(validity).expect("serializes"),
-            spelling
-        );
+        assert_eq!(serde_json::to_value(validity).expect("serializes"), spelling);
         assert_eq!(validity.exit_code(), exit_code);
     }
     let result = check(
         r#"
         {"index":0,"time":0,"process":"harness","type":"info","f":"crash","value":{"node":"n1","status":"signal: 6","log_tail":""}}
         "#,
-        Expect {
-            valid: Validity::Invalid,
-            anomalies: &[(CRASH, 1)],
-        },
+        Expect { valid: Validity::Invalid, anomalies: &[(CRASH, 1)] },
     );
     let text = serde_json::to_string(&result).expect("serializes");
     let read: CheckResult = serde_json::from_str(&text).expect("reads back");

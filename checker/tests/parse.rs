@@ -5,7 +5,8 @@
 use checker::{parse_history, History, HistoryError, Op, OpType, Process};
 use serde_json::json;
 
-const APPEND_INVOKE: &str = r#"{"index":0,"time":0,"process":0,"type":"invoke","f":"append","value":{"stream":"s","key":"k","values":[1]}}"#;
+const APPEND_INVOKE: &str =
+    r#"{"index":0,"time":0,"process":0,"type":"invoke","f":"append","value":{"stream":"s","key":"k","values":[1]}}"#;
 const APPEND_OK: &str = r#"{"index":1,"time":5,"process":0,"type":"ok","f":"append","value":{"stream":"s","key":"k","values":[1],"ids":[[0,1,0]]}}"#;
 
 fn parse(text: &str) -> Result<(History, Vec<String>), HistoryError> {
@@ -46,9 +47,7 @@ fn last_line_without_newline_is_dropped_even_if_complete() {
     let text = format!("{APPEND_INVOKE}\n{APPEND_OK}");
     let (history, warnings) = parse(&text).expect("tolerated");
     assert_eq!(history.len(), 1);
-    assert!(warnings
-        .iter()
-        .any(|warning| warning.contains("history.jsonl:2:")));
+    assert!(warnings.iter().any(|warning| warning.contains("history.jsonl:2:")));
 }
 
 /// Goal: a broken line anywhere but last is an error of the form
@@ -87,10 +86,7 @@ fn completion_without_invoke_is_an_error() {
 /// Goal: a completion must repeat its invoke's `f`.
 #[test]
 fn completion_of_a_different_f_is_an_error() {
-    let text = format!(
-        "{APPEND_INVOKE}\n{}\n",
-        APPEND_OK.replace("\"f\":\"append\"", "\"f\":\"receive\"")
-    );
+    let text = format!("{APPEND_INVOKE}\n{}\n", APPEND_OK.replace("\"f\":\"append\"", "\"f\":\"receive\""));
     let message = parse_error(&text);
     assert!(message.starts_with("history.jsonl:2: "), "{message}");
     assert!(message.contains("line 1"), "{message}");
@@ -99,10 +95,7 @@ fn completion_of_a_different_f_is_an_error() {
 /// Goal: one operation in flight per process.
 #[test]
 fn second_invoke_while_one_is_open_is_an_error() {
-    let text = format!(
-        "{APPEND_INVOKE}\n{}\n",
-        APPEND_INVOKE.replace("\"index\":0", "\"index\":1")
-    );
+    let text = format!("{APPEND_INVOKE}\n{}\n", APPEND_INVOKE.replace("\"index\":0", "\"index\":1"));
     let message = parse_error(&text);
     assert!(message.starts_with("history.jsonl:2: "), "{message}");
     assert!(message.contains("still open"), "{message}");
@@ -113,8 +106,7 @@ fn second_invoke_while_one_is_open_is_an_error() {
 fn client_invoking_after_info_is_an_error() {
     let text = [
         APPEND_INVOKE.to_string(),
-        r#"{"index":1,"time":5,"process":0,"type":"info","f":"append","value":{},"error":"timeout"}"#
-            .to_string(),
+        r#"{"index":1,"time":5,"process":0,"type":"info","f":"append","value":{},"error":"timeout"}"#.to_string(),
         APPEND_INVOKE.replace("\"index\":0", "\"index\":2"),
     ]
     .join("\n")
@@ -127,15 +119,9 @@ fn client_invoking_after_info_is_an_error() {
 /// Goal: indexes are dense and start at 0.
 #[test]
 fn gap_in_indexes_is_an_error() {
-    let text = format!(
-        "{APPEND_INVOKE}\n{}\n",
-        APPEND_OK.replace("\"index\":1", "\"index\":2")
-    );
+    let text = format!("{APPEND_INVOKE}\n{}\n", APPEND_OK.replace("\"index\":1", "\"index\":2"));
     let message = parse_error(&text);
-    assert!(
-        message.starts_with("history.jsonl:2: index 2 where 1 was expected"),
-        "{message}"
-    );
+    assert!(message.starts_with("history.jsonl:2: index 2 where 1 was expected"), "{message}");
 }
 
 /// Goal: blank lines are errors in the middle, but one trailing blank line
@@ -143,12 +129,8 @@ fn gap_in_indexes_is_an_error() {
 #[test]
 fn blank_middle_line_is_an_error_but_trailing_blank_line_is_fine() {
     let message = parse_error(&format!("{APPEND_INVOKE}\n\n{APPEND_OK}\n"));
-    assert!(
-        message.starts_with("history.jsonl:2: blank line"),
-        "{message}"
-    );
-    let (history, warnings) =
-        parse(&format!("{APPEND_INVOKE}\n{APPEND_OK}\n\n")).expect("trailing blank line");
+    assert!(message.starts_with("history.jsonl:2: blank line"), "{message}");
+    let (history, warnings) = parse(&format!("{APPEND_INVOKE}\n{APPEND_OK}\n\n")).expect("trailing blank line");
     assert_eq!(history.len(), 2);
     assert!(warnings.is_empty(), "{warnings:?}");
 }
@@ -174,22 +156,14 @@ fn harness_event_must_be_info() {
 /// Goal: `process` is an integer, "nemesis" or "harness", nothing else.
 #[test]
 fn process_accepts_only_integer_nemesis_or_harness() {
-    for (text, process) in [
-        ("7", Process::Client(7)),
-        ("\"nemesis\"", Process::Nemesis),
-        ("\"harness\"", Process::Harness),
-    ] {
-        assert_eq!(
-            serde_json::from_str::<Process>(text).expect("valid"),
-            process
-        );
+    for (text, process) in
+        [("7", Process::Client(7)), ("\"nemesis\"", Process::Nemesis), ("\"harness\"", Process::Harness)]
+    {
+        assert_eq!(serde_json::from_str::<Process>(text).expect("valid"), process);
         assert_eq!(serde_json::to_string(&process).expect("serializes"), text);
     }
     for text in ["-1", "\"client\"", "1.5", "null"] {
-        assert!(
-            serde_json::from_str::<Process>(text).is_err(),
-            "{text} accepted"
-        );
+        assert!(serde_json::from_str::<Process>(text).is_err(), "{text} accepted");
     }
 }
 
@@ -220,17 +194,8 @@ fn history_md_example_round_trips_in_the_documented_format() {
 /// a completion repeats process and f, and `error` appears only when set.
 #[test]
 fn op_constructors_pair_and_serialize_error_only_when_set() {
-    let invoke = Op::new(
-        0,
-        10,
-        Process::Client(3),
-        OpType::Invoke,
-        "append",
-        json!({"values": [1]}),
-    );
-    let info = invoke
-        .complete(1, 20, OpType::Info, json!({"values": [1]}))
-        .with_error("deadline exceeded");
+    let invoke = Op::new(0, 10, Process::Client(3), OpType::Invoke, "append", json!({"values": [1]}));
+    let info = invoke.complete(1, 20, OpType::Info, json!({"values": [1]})).with_error("deadline exceeded");
     assert_eq!(info.process, Process::Client(3));
     assert_eq!(info.f, "append");
     let invoke_json = serde_json::to_value(&invoke).expect("serializes");

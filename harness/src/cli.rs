@@ -38,7 +38,7 @@ Exit codes: 0 valid, 1 anomalies found, 2 harness or set-up error, 3 unknown.";
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Boot a cluster, run a workload under faults, check the history.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Re-check a run directory or a history.jsonl offline.
     Check {
         /// A run directory (store/<run>) or a history.jsonl file.
@@ -121,8 +121,12 @@ impl RunArgs {
             None => RunSettings { seed: rand::random::<u32>() as u64, ..RunSettings::default() },
         };
         let timeline_fixed = self.scenario.is_some() && !s.timeline.is_empty();
-        let reshapes = self.nodes.is_some() || self.time_limit.is_some() || self.nemesis.is_some()
-            || self.nemesis_interval.is_some() || self.nemesis_targets.is_some() || self.seed.is_some();
+        let reshapes = self.nodes.is_some()
+            || self.time_limit.is_some()
+            || self.nemesis.is_some()
+            || self.nemesis_interval.is_some()
+            || self.nemesis_targets.is_some()
+            || self.seed.is_some();
         if timeline_fixed && reshapes {
             // A flag that changes what the timeline was drawn from draws it anew.
             s.timeline.clear();

@@ -108,7 +108,9 @@ impl FaultDriver {
             act(&mut nemesis, target.as_ref())
         })
         .await;
-        joined.unwrap_or_else(|e| Err(nemesis::NemesisError::Teardown { count: 1, messages: format!("nemesis task failed: {e}") }))
+        joined.unwrap_or_else(|e| {
+            Err(nemesis::NemesisError::Teardown { count: 1, messages: format!("nemesis task failed: {e}") })
+        })
     }
 
     /// Names of the nodes that sequence some shard now (from `LookupShard`
@@ -148,4 +150,3 @@ async fn sleep_until(deadline: Instant, stop: &mut watch::Receiver<bool>) -> boo
         _ = stop.changed() => false,
     }
 }
-

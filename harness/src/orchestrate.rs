@@ -89,7 +89,12 @@ async fn drive(
     cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
     let endpoints = cluster.server_addresses();
     health::wait_healthy(&endpoints, settings.nodes, Duration::from_secs(HEALTH_TIMEOUT_S)).await?;
-    eprintln!("cluster healthy after {:.1} s ({} hservers, {} ZooKeeper)", boot_started.elapsed().as_secs_f64(), settings.nodes, settings.zk);
+    eprintln!(
+        "cluster healthy after {:.1} s ({} hservers, {} ZooKeeper)",
+        boot_started.elapsed().as_secs_f64(),
+        settings.nodes,
+        settings.zk
+    );
     let recorder = Recorder::create(run_dir.join(HISTORY_FILE)).await?;
     if let Some(crashes) = crashes {
         tokio::spawn(forward_crashes(crashes, recorder.clone()));
@@ -121,7 +126,10 @@ async fn drive(
     final_phase(&cluster, &driver, &recorder, &endpoints, settings.nodes).await?;
     recorder.harness_info("phase", json!("drain")).await?;
     let drained = workload.drain(Duration::from_secs(settings.drain_timeout_s)).await;
-    eprintln!("drain: {} of {} acknowledged values received ({:?})", drained.ok_values_received, drained.ok_values, drained.end);
+    eprintln!(
+        "drain: {} of {} acknowledged values received ({:?})",
+        drained.ok_values_received, drained.ok_values, drained.end
+    );
     workload.stop().await;
     recorder.harness_info("phase", json!("done")).await?;
     recorder.close().await?;
@@ -138,7 +146,12 @@ async fn drive(
 }
 
 /// Shows progress until the time limit or a stop signal.
-async fn watch_workload(workload: &QueueWorkload, driver: &FaultDriver, limit: Duration, mut stop: watch::Receiver<bool>) {
+async fn watch_workload(
+    workload: &QueueWorkload,
+    driver: &FaultDriver,
+    limit: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let bar = progress::bar(limit);
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));

@@ -92,7 +92,11 @@ impl Default for RunSettings {
                 ack_timeout_s: 5,
                 churn_probability_per_s: 0.05,
             },
-            nemesis: NemesisSettings { faults: vec!["kill".into(), "pause".into()], interval_s: 10, targets: TargetSelector::One },
+            nemesis: NemesisSettings {
+                faults: vec!["kill".into(), "pause".into()],
+                interval_s: 10,
+                targets: TargetSelector::One,
+            },
             timeline: Vec::new(),
             server_bugs: Vec::new(),
         }
@@ -165,7 +169,10 @@ impl RunSettings {
         let names = self.server_names();
         for entry in &self.timeline {
             if let Some(node) = entry.nodes.iter().find(|n| !names.contains(n)) {
-                return invalid(format!("timeline fault at {:?} names unknown node {node:?}; nodes are {names:?}", entry.at));
+                return invalid(format!(
+                    "timeline fault at {:?} names unknown node {node:?}; nodes are {names:?}",
+                    entry.at
+                ));
             }
         }
         Ok(())

@@ -55,7 +55,7 @@ pub fn write_results(run_dir: &Path, result: &CheckResult) -> std::io::Result<()
 /// The verdict table: one line per anomaly, then the verdict.
 pub fn render(result: &CheckResult) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<24} {:>10}  {}", "anomaly", "count", "kind");
+    let _ = writeln!(out, "{:<24} {:>10}  kind", "anomaly", "count");
     if result.anomalies.is_empty() {
         let _ = writeln!(out, "{:<24} {:>10}", "(none)", 0);
     }

@@ -39,8 +39,14 @@ fn run(store: &Path, args: &[&str]) -> Finished {
         .expect("chaos runs");
     let text = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     let run_dir = std::fs::canonicalize(store.join("latest")).expect("store/latest points at the run");
-    let results = std::fs::read_to_string(run_dir.join("results.json")).unwrap_or_else(|e| panic!("results.json: {e}\n{text}"));
-    Finished { code: output.status.code().unwrap_or(-1), run_dir, results: serde_json::from_str(&results).unwrap(), output: text }
+    let results =
+        std::fs::read_to_string(run_dir.join("results.json")).unwrap_or_else(|e| panic!("results.json: {e}\n{text}"));
+    Finished {
+        code: output.status.code().unwrap_or(-1),
+        run_dir,
+        results: serde_json::from_str(&results).unwrap(),
+        output: text,
+    }
 }
 
 /// Nothing named after the run survives: no namespace, no process whose
@@ -70,7 +76,15 @@ fn correct_server_under_kill_and_pause_is_valid() {
     let done = run(store.path(), &["--time-limit", "45", "--nemesis", "kill,pause", "--seed", "11"]);
     assert_eq!(done.code, 0, "{}", done.output);
     assert_eq!(done.results["valid"], serde_json::json!(true), "{}", done.results);
-    for name in ["lost", "unexpected", "inconsistent-id", "duplicate-write", "nonmonotonic-append", "nonmonotonic-delivery", "crash"] {
+    for name in [
+        "lost",
+        "unexpected",
+        "inconsistent-id",
+        "duplicate-write",
+        "nonmonotonic-append",
+        "nonmonotonic-delivery",
+        "crash",
+    ] {
         assert_eq!(anomaly_count(&done.results, name), 0, "{name}: {}", done.results);
     }
     assert!(done.results["stats"].to_string().len() > 2);
@@ -83,13 +97,26 @@ fn correct_server_under_kill_and_pause_is_valid() {
 fn ack_before_replicate_is_caught_as_lost_records() {
     let store = tempfile::tempdir().unwrap();
     let args = [
-        "--time-limit", "45", "--nemesis", "kill", "--nemesis-targets", "sequencer", "--nemesis-interval", "5",
-        "--server-bug", "ack-before-replicate", "--drain-timeout", "10", "--seed", "12",
+        "--time-limit",
+        "45",
+        "--nemesis",
+        "kill",
+        "--nemesis-targets",
+        "sequencer",
+        "--nemesis-interval",
+        "5",
+        "--server-bug",
+        "ack-before-replicate",
+        "--drain-timeout",
+        "10",
+        "--seed",
+        "12",
     ];
     let done = run(store.path(), &args);
     assert_eq!(done.code, 1, "{}", done.output);
     assert_eq!(done.results["valid"], serde_json::json!(false));
-    let caught = ["lost", "inconsistent-id", "duplicate-write"].iter().map(|n| anomaly_count(&done.results, n)).sum::<u64>();
+    let caught =
+        ["lost", "inconsistent-id", "duplicate-write"].iter().map(|n| anomaly_count(&done.results, n)).sum::<u64>();
     assert!(caught > 0, "no lost/inconsistent-id/duplicate-write: {}", done.results);
     assert_nothing_left(&done.run_dir);
 }

@@ -32,21 +32,14 @@ pub(super) fn analyse(index: &Index, stats: &mut Stats) -> Anomaly {
             Entry::Occupied(occupied) => *occupied.get(),
         };
         redelivered.insert(sighting.id);
-        let ack = index
-            .first_ack
-            .get(&sighting.id)
-            .copied()
-            .filter(|&ack| ack < sighting.position);
+        let ack = index.first_ack.get(&sighting.id).copied().filter(|&ack| ack < sighting.position);
         if ack.is_some() {
             stats.duplicate_deliveries_after_ack += 1;
         } else {
             stats.duplicate_deliveries_before_ack += 1;
         }
         anomaly.record(|| {
-            let mut ops = vec![
-                index.op_index(earlier.position),
-                index.op_index(sighting.position),
-            ];
+            let mut ops = vec![index.op_index(earlier.position), index.op_index(sighting.position)];
             let acked = match ack {
                 Some(ack) => {
                     ops.push(index.op_index(ack));

@@ -18,10 +18,7 @@ pub(super) fn analyse(index: &Index) -> Anomaly {
     if index.counts.receives_ok == 0 {
         return anomaly;
     }
-    let acknowledged = index
-        .appends
-        .iter()
-        .filter(|append| append.outcome == Outcome::Ok);
+    let acknowledged = index.appends.iter().filter(|append| append.outcome == Outcome::Ok);
     for append in acknowledged {
         for sighting in index.written(append) {
             if !index.value_first_delivery.contains_key(&sighting.value) {

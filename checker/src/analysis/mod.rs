@@ -29,19 +29,10 @@ pub(crate) fn run_all(index: &Index, stats: &mut Stats) -> BTreeMap<String, Anom
         (names::UNEXPECTED, unexpected::analyse(index)),
         (names::INCONSISTENT_ID, inconsistent_id::analyse(index)),
         (names::DUPLICATE_WRITE, duplicate_write::analyse(index)),
-        (
-            names::NONMONOTONIC_APPEND,
-            nonmonotonic_append::analyse(index),
-        ),
-        (
-            names::NONMONOTONIC_DELIVERY,
-            nonmonotonic_delivery::analyse(index),
-        ),
+        (names::NONMONOTONIC_APPEND, nonmonotonic_append::analyse(index)),
+        (names::NONMONOTONIC_DELIVERY, nonmonotonic_delivery::analyse(index)),
         (names::CRASH, crash::analyse(index)),
-        (
-            names::DUPLICATE_DELIVERY,
-            duplicate_delivery::analyse(index, stats),
-        ),
+        (names::DUPLICATE_DELIVERY, duplicate_delivery::analyse(index, stats)),
     ];
     results
         .into_iter()
@@ -52,13 +43,10 @@ pub(crate) fn run_all(index: &Index, stats: &mut Stats) -> BTreeMap<String, Anom
 
 /// The deliveries among the sightings, with their connection, in order.
 fn deliveries<'i>(index: &'i Index) -> impl Iterator<Item = (&'i Sighting, u32)> + 'i {
-    index
-        .sightings
-        .iter()
-        .filter_map(|sighting| match sighting.source {
-            Source::Delivered { connection } => Some((sighting, connection)),
-            Source::Written { .. } => None,
-        })
+    index.sightings.iter().filter_map(|sighting| match sighting.source {
+        Source::Delivered { connection } => Some((sighting, connection)),
+        Source::Written { .. } => None,
+    })
 }
 
 /// Says where a sighting came from, for explanations: "the append ok at
@@ -67,9 +55,8 @@ fn describe(index: &Index, sighting: &Sighting) -> String {
     let op = index.op_index(sighting.position);
     match sighting.source {
         Source::Written { .. } => format!("the append ok at op {op}"),
-        Source::Delivered { connection } => format!(
-            "a delivery on connection {} at op {op}",
-            index.connection(connection)
-        ),
+        Source::Delivered { connection } => {
+            format!("a delivery on connection {} at op {op}", index.connection(connection))
+        }
     }
 }

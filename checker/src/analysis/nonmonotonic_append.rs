@@ -38,10 +38,7 @@ struct Frontier {
 pub(super) fn analyse(index: &Index) -> Anomaly {
     let mut anomaly = Anomaly::new(Severity::Violation);
     let frontiers = frontiers(index);
-    let acknowledged = index
-        .appends
-        .iter()
-        .filter(|append| append.outcome == Outcome::Ok);
+    let acknowledged = index.appends.iter().filter(|append| append.outcome == Outcome::Ok);
     for later in acknowledged {
         for span in spans(index, later) {
             let Some(frontier) = frontiers.get(&span.shard) else {
@@ -74,11 +71,7 @@ fn frontiers(index: &Index) -> FastMap<u64, Vec<Frontier>> {
     for (acknowledged_at, number) in by_completion {
         for span in spans(index, &index.appends[number as usize]) {
             let shard = frontiers.entry(span.shard).or_default();
-            let mut entry = Frontier {
-                acknowledged_at,
-                largest: span.largest,
-                append: number,
-            };
+            let mut entry = Frontier { acknowledged_at, largest: span.largest, append: number };
             if let Some(previous) = shard.last() {
                 if previous.largest > entry.largest {
                     entry.largest = previous.largest;
@@ -102,23 +95,13 @@ fn spans(index: &Index, append: &Append) -> Vec<Span> {
                 span.smallest = span.smallest.min(id);
                 span.largest = span.largest.max(id);
             }
-            None => spans.push(Span {
-                shard: id.shard,
-                smallest: id,
-                largest: id,
-            }),
+            None => spans.push(Span { shard: id.shard, smallest: id, largest: id }),
         }
     }
     spans
 }
 
-fn example(
-    index: &Index,
-    earlier: &Append,
-    earlier_id: RecordId,
-    later: &Append,
-    span: Span,
-) -> Value {
+fn example(index: &Index, earlier: &Append, earlier_id: RecordId, later: &Append, span: Span) -> Value {
     let op = |position: Option<usize>| position.map(|position| index.op_index(position));
     let earlier_ok = op(earlier.completion);
     let later_invoke = index.op_index(later.invoke);

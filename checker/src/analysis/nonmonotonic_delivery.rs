@@ -26,9 +26,7 @@ pub(super) fn analyse(index: &Index) -> Anomaly {
         if !delivered.insert(sighting.id) {
             continue;
         }
-        let entry = frontier
-            .entry((connection, sighting.id.shard))
-            .or_insert((sighting.id, sighting.position));
+        let entry = frontier.entry((connection, sighting.id.shard)).or_insert((sighting.id, sighting.position));
         let (largest, largest_position) = *entry;
         if largest <= sighting.id {
             *entry = (sighting.id, sighting.position);

@@ -17,10 +17,7 @@ pub(super) fn analyse(index: &Index) -> Anomaly {
     let mut anomaly = Anomaly::new(Severity::Violation);
     let mut reported = FastSet::default();
     for (sighting, connection) in deliveries(index) {
-        let writer = index
-            .value_writer
-            .get(&sighting.value)
-            .map(|&append| &index.appends[append as usize]);
+        let writer = index.value_writer.get(&sighting.value).map(|&append| &index.appends[append as usize]);
         if writer.is_some_and(|append| append.outcome != Outcome::Fail) {
             continue;
         }
@@ -56,9 +53,7 @@ fn failed_example(index: &Index, sighting: &Sighting, connection: u32, append: &
     let connection = index.connection(connection);
     let invoke = index.op_index(append.invoke);
     let completion = append.completion.map(|position| index.op_index(position));
-    let error = append
-        .completion
-        .and_then(|position| index.op(position).error.clone());
+    let error = append.completion.and_then(|position| index.op(position).error.clone());
     json!({
         "value": sighting.value,
         "id": sighting.id.to_json(),

@@ -53,16 +53,10 @@ impl HistoryError {
 impl fmt::Display for HistoryError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HistoryError::BadLine {
-                source,
-                line,
-                reason,
-            } => write!(formatter, "{source}:{line}: {reason}"),
-            HistoryError::Io {
-                source,
-                line,
-                error,
-            } => write!(formatter, "{source}:{line}: cannot read the file: {error}"),
+            HistoryError::BadLine { source, line, reason } => write!(formatter, "{source}:{line}: {reason}"),
+            HistoryError::Io { source, line, error } => {
+                write!(formatter, "{source}:{line}: cannot read the file: {error}")
+            }
         }
     }
 }
@@ -81,10 +75,7 @@ impl std::error::Error for HistoryError {
 /// Returns the history and warnings (a dropped torn last line, operations
 /// still open at the end). Only one line is decoded at a time, so memory is
 /// the typed ops plus two line buffers.
-pub fn parse_history(
-    mut reader: impl BufRead,
-    source: &str,
-) -> Result<(History, Vec<String>), HistoryError> {
+pub fn parse_history(mut reader: impl BufRead, source: &str) -> Result<(History, Vec<String>), HistoryError> {
     let mut parser = Parser::new(source);
     let mut current = Vec::new();
     let mut next = Vec::new();
@@ -102,20 +93,11 @@ pub fn parse_history(
 }
 
 /// Reads one raw line, newline included; false at the end of the input.
-fn read_line(
-    reader: &mut impl BufRead,
-    buffer: &mut Vec<u8>,
-    source: &str,
-    line: u64,
-) -> Result<bool, HistoryError> {
+fn read_line(reader: &mut impl BufRead, buffer: &mut Vec<u8>, source: &str, line: u64) -> Result<bool, HistoryError> {
     buffer.clear();
     match reader.read_until(b'\n', buffer) {
         Ok(read) => Ok(read > 0),
-        Err(error) => Err(HistoryError::Io {
-            source: source.to_string(),
-            line,
-            error,
-        }),
+        Err(error) => Err(HistoryError::Io { source: source.to_string(), line, error }),
     }
 }
 
@@ -132,21 +114,11 @@ struct Parser<'s> {
 
 impl<'s> Parser<'s> {
     fn new(source: &'s str) -> Self {
-        Parser {
-            source,
-            ops: Vec::new(),
-            warnings: Vec::new(),
-            open: HashMap::new(),
-            retired: HashSet::new(),
-        }
+        Parser { source, ops: Vec::new(), warnings: Vec::new(), open: HashMap::new(), retired: HashSet::new() }
     }
 
     fn bad_line(&self, line: u64, reason: String) -> HistoryError {
-        HistoryError::BadLine {
-            source: self.source.to_string(),
-            line,
-            reason,
-        }
+        HistoryError::BadLine { source: self.source.to_string(), line, reason }
     }
 
     /// Handles one raw line; `is_last` marks the only line allowed to be torn.
@@ -183,12 +155,7 @@ impl<'s> Parser<'s> {
     }
 
     /// A line that is not an operation: tolerated only as a torn last line.
-    fn undecodable(
-        &mut self,
-        line: u64,
-        is_last: bool,
-        error: &serde_json::Error,
-    ) -> Result<(), HistoryError> {
+    fn undecodable(&mut self, line: u64, is_last: bool, error: &serde_json::Error) -> Result<(), HistoryError> {
         let torn = matches!(error.classify(), Category::Syntax | Category::Eof);
         if torn && is_last {
             self.warnings.push(format!(
@@ -205,10 +172,7 @@ impl<'s> Parser<'s> {
             "every line needs index, time, process, type, f and value as \
              described in checker/HISTORY.md"
         };
-        Err(self.bad_line(
-            line,
-            format!("not a valid operation: {error} (hint: {hint})"),
-        ))
+        Err(self.bad_line(line, format!("not a valid operation: {error} (hint: {hint})")))
     }
 
     fn check_index(&self, op: &Op, line: u64) -> Result<(), HistoryError> {
@@ -321,11 +285,7 @@ impl<'s> Parser<'s> {
                 self.source,
                 self.open.len(),
                 lines,
-                if self.open.len() > lines.len() {
-                    ", ..."
-                } else {
-                    ""
-                }
+                if self.open.len() > lines.len() { ", ..." } else { "" }
             ));
         }
         (History::new(self.ops), self.warnings)

@@ -30,23 +30,16 @@ pub(crate) fn ids(value: &Value, out: &mut Vec<RecordId>) -> Result<(), String> 
 
 /// Reads a receive `ok`: its connection name, and its records as
 /// `(value, id)` pairs in arrival order.
-pub(crate) fn receive<'v>(
-    value: &'v Value,
-    out: &mut Vec<(u64, RecordId)>,
-) -> Result<&'v str, String> {
+pub(crate) fn receive<'v>(value: &'v Value, out: &mut Vec<(u64, RecordId)>) -> Result<&'v str, String> {
     let connection = value
         .get("connection")
         .and_then(Value::as_str)
         .ok_or_else(|| "receive value has no `connection` string".to_string())?;
     let records = array_field(value, "records")?;
     for (position, record) in records.iter().enumerate() {
-        let record_value = record
-            .get("value")
-            .ok_or_else(|| format!("records[{position}] has no `value`"))?;
+        let record_value = record.get("value").ok_or_else(|| format!("records[{position}] has no `value`"))?;
         let record_value = unsigned(record_value, || format!("records[{position}].value"))?;
-        let id = record
-            .get("id")
-            .ok_or_else(|| format!("records[{position}] has no `id`"))?;
+        let id = record.get("id").ok_or_else(|| format!("records[{position}] has no `id`"))?;
         let id = record_id(id, || format!("records[{position}].id"))?;
         out.push((record_value, id));
     }
@@ -59,33 +52,19 @@ pub(crate) fn phase(value: &Value) -> Option<&str> {
 }
 
 fn array_field<'v>(value: &'v Value, name: &str) -> Result<&'v Vec<Value>, String> {
-    value
-        .get(name)
-        .and_then(Value::as_array)
-        .ok_or_else(|| format!("value has no `{name}` array"))
+    value.get(name).and_then(Value::as_array).ok_or_else(|| format!("value has no `{name}` array"))
 }
 
 fn unsigned(value: &Value, what: impl FnOnce() -> String) -> Result<u64, String> {
-    value
-        .as_u64()
-        .ok_or_else(|| format!("{} is {value}, not a non-negative integer", what()))
+    value.as_u64().ok_or_else(|| format!("{} is {value}, not a non-negative integer", what()))
 }
 
 /// `[shardId, batchId, batchIndex]`, three non-negative integers.
 fn record_id(value: &Value, what: impl FnOnce() -> String) -> Result<RecordId, String> {
     if let Some([shard, batch, batch_index]) = value.as_array().map(Vec::as_slice) {
-        if let (Some(shard), Some(batch), Some(batch_index)) =
-            (shard.as_u64(), batch.as_u64(), batch_index.as_u64())
-        {
-            return Ok(RecordId {
-                shard,
-                batch,
-                batch_index,
-            });
+        if let (Some(shard), Some(batch), Some(batch_index)) = (shard.as_u64(), batch.as_u64(), batch_index.as_u64()) {
+            return Ok(RecordId { shard, batch, batch_index });
         }
     }
-    Err(format!(
-        "{} is {value}, not a record id [shardId, batchId, batchIndex]",
-        what()
-    ))
+    Err(format!("{} is {value}, not a record id [shardId, batchId, batchIndex]", what()))
 }

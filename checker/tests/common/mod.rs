@@ -34,31 +34,16 @@ pub fn check(history: &str, expect: Expect) -> CheckResult {
     };
     let result = checker::check(&history);
     let pretty = serde_json::to_string_pretty(&result).expect("results serialize");
-    let found: BTreeMap<&str, u64> = result
-        .anomalies
-        .iter()
-        .map(|(name, anomaly)| (name.as_str(), anomaly.count))
-        .collect();
+    let found: BTreeMap<&str, u64> =
+        result.anomalies.iter().map(|(name, anomaly)| (name.as_str(), anomaly.count)).collect();
     let wanted: BTreeMap<&str, u64> = expect.anomalies.iter().copied().collect();
     assert_eq!(found, wanted, "anomalies differ; result:\n{pretty}");
-    assert_eq!(
-        result.valid, expect.valid,
-        "verdict differs; result:\n{pretty}"
-    );
+    assert_eq!(result.valid, expect.valid, "verdict differs; result:\n{pretty}");
     for (name, anomaly) in &result.anomalies {
-        assert!(
-            anomaly.examples.len() <= checker::MAX_EXAMPLES,
-            "{name}: too many examples"
-        );
+        assert!(anomaly.examples.len() <= checker::MAX_EXAMPLES, "{name}: too many examples");
         for example in &anomaly.examples {
-            assert!(
-                example["ops"].is_array(),
-                "{name}: example without ops: {example}"
-            );
-            assert!(
-                example["explanation"].is_string(),
-                "{name}: example without explanation: {example}"
-            );
+            assert!(example["ops"].is_array(), "{name}: example without ops: {example}");
+            assert!(example["explanation"].is_string(), "{name}: example without explanation: {example}");
         }
     }
     result
