@@ -106,10 +106,8 @@ async fn main() -> std::process::ExitCode {
     let cluster = Cluster::start(&binary, 3, &[]).await;
     let mut client = Client::new(&cluster.addresses()[0]);
     let shards = client.create_stream(STREAM, REPLICATION, SHARDS).await.expect("create stream");
-    println!(
-        "hserver bench: 3 nodes, rf={REPLICATION}, {SHARDS} shards, {} appenders, {batches} batches x {} records x {} B",
-        flags.appenders, flags.batch_records, flags.record_bytes
-    );
+    println!("hserver bench: 3 nodes, rf={REPLICATION}, {SHARDS} shards, {} appenders", flags.appenders);
+    println!("               {batches} batches x {} records x {} B", flags.batch_records, flags.record_bytes);
 
     let appended = append_phase(&cluster, &shards, batches, &flags).await;
     let records = appended.keys.len() as f64;
@@ -118,10 +116,13 @@ async fn main() -> std::process::ExitCode {
     latencies.sort_unstable();
     let percentile = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
     println!(
-        "append:  {} records in {seconds:.2} s = {:.0} records/s ({:.1} MB/s payload); batch latency p50 {:.1} ms, p99 {:.1} ms; {} batches failed",
+        "append:  {} records in {seconds:.2} s = {:.0} records/s ({:.1} MB/s of payload)",
         appended.keys.len(),
         records / seconds,
         records * flags.record_bytes as f64 / seconds / 1e6,
+    );
+    println!(
+        "         batch latency p50 {:.1} ms, p99 {:.1} ms; {} batches failed",
         percentile(0.50) as f64 / 1e3,
         percentile(0.99) as f64 / 1e3,
         appended.failed_batches
@@ -135,7 +136,7 @@ async fn main() -> std::process::ExitCode {
     let distinct: BTreeSet<Key> = deliveries.iter().map(|d| d.key).collect();
     let missing = appended.keys.difference(&distinct).count();
     println!(
-        "consume: {} records ({} deliveries) in {seconds:.2} s = {:.0} records/s; {missing} acknowledged records missing",
+        "consume: {} records ({} deliveries) in {seconds:.2} s = {:.0} records/s; {missing} acked records missing",
         distinct.len(),
         deliveries.len(),
         distinct.len() as f64 / seconds
