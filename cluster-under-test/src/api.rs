@@ -207,6 +207,7 @@ impl HStreamApi for Api {
                 epoch: 0,
                 sequencer: None,
                 finalized: vec![],
+                trim_before: 0,
             };
             self.node.meta.create("shards", &shard.shard_id.to_string(), &shard).await.map_err(meta_status)?;
             shard_ids.push(shard.shard_id);

@@ -112,6 +112,10 @@ pub struct ShardMeta {
     /// For every epoch below `epoch` that recovery closed: its last
     /// sequence number (0 = empty). Sorted by epoch.
     pub finalized: Vec<(u64, u64)>,
+    /// Batches below this id are past the stream's backlog duration and may
+    /// be trimmed from every replica; readers start no earlier.
+    #[serde(default)]
+    pub trim_before: u64,
 }
 
 impl ShardMeta {

@@ -31,6 +31,11 @@ pub const ZK_SESSION_TIMEOUT_MS: u64 = 6_000;
 pub const RECONCILE_INTERVAL_MS: u64 = 300;
 /// Pause between ZooKeeper connection attempts.
 pub const ZK_RETRY_MS: u64 = 1_000;
+/// How often backlog retention runs.
+pub const TRIM_INTERVAL_MS: u64 = 5_000;
+/// Replicas delete expired batches only this long after the sequencer's
+/// trim point passed them, so no reader still needs them.
+pub const TRIM_MARGIN_MS: i64 = 60_000;
 
 /// A running node's shared state.
 pub struct Node {
@@ -252,6 +257,43 @@ impl Node {
         let view = View { nodes, streams, shards, subscriptions, owners };
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = view.clone();
         Ok(view)
+    }
+
+    /// Every [`TRIM_INTERVAL_MS`]: enforce each stream's backlog duration.
+    /// The sequencer of a shard moves its trim point (recorded in ZooKeeper
+    /// so a successor keeps it); every replica deletes batches older than
+    /// the backlog plus a margin.
+    pub async fn run_trim(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(TRIM_INTERVAL_MS));
+        loop {
+            tick.tick().await;
+            let view = self.view();
+            for shard in view.shards.values() {
+                let Some(stream) = view.streams.get(&shard.stream) else { continue };
+                let cutoff_ms = crate::log::sequencer::now_ms() - i64::from(stream.backlog_seconds) * 1_000;
+                if let Some(sequencer) = self.logs.sequencer(shard.shard_id) {
+                    let trim_before = sequencer.advance_trim(cutoff_ms);
+                    if trim_before > shard.trim_before {
+                        self.record_trim(shard.shard_id, trim_before).await;
+                    }
+                }
+                if shard.replicas.contains(&self.info.id) {
+                    let removed = self.logs.ctx.store.trim_older_than(shard.shard_id, cutoff_ms - TRIM_MARGIN_MS).await;
+                    if let Ok(count @ 1..) = removed {
+                        tracing::info!(shard = shard.shard_id, count, "trimmed expired batches");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn record_trim(&self, shard: u64, trim_before: u64) {
+        let Ok(Some(mut current)) = self.meta.read::<ShardMeta>("shards", &shard.to_string()).await else { return };
+        if current.value.trim_before >= trim_before {
+            return;
+        }
+        current.value.trim_before = trim_before;
+        let _ = self.meta.cas("shards", &shard.to_string(), &current.value, current.version).await;
     }
 
     /// Where each shard's sequencer should be, given the view.

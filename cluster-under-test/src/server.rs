@@ -37,6 +37,7 @@ pub async fn serve(node: Arc<Node>) -> Result<(), ServeError> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio::spawn(node.clone().run_session());
     tokio::spawn(node.clone().run_reconcile());
+    tokio::spawn(node.clone().run_trim());
     let api = HStreamApiServer::new(Api::new(node.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

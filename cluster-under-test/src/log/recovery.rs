@@ -67,8 +67,7 @@ pub async fn take_over(logs: &Arc<Logs>, meta: &Meta, shard: u64) -> Result<Arc<
     assert!(finalized.finalized.windows(2).all(|w| w[0].0 < w[1].0), "finalized epochs ascend");
     version = meta.cas("shards", &shard.to_string(), &finalized, version).await?;
     tracing::info!(shard, epoch = finalized.epoch, version, ends = ?ends, "took over shard");
-    let sequencer =
-        Sequencer::new(ctx.clone(), shard, finalized.epoch, finalized.replicas.clone(), finalized.finalized.clone(), 1);
+    let sequencer = Sequencer::new(ctx.clone(), &finalized, 1);
     logs.install(sequencer.clone());
     Ok(sequencer)
 }
@@ -86,14 +85,7 @@ fn continue_old_epoch(logs: &Arc<Logs>, shard: &ShardMeta) -> Arc<Sequencer> {
         .map(seq_of)
         .max()
         .unwrap_or(0);
-    let sequencer = Sequencer::new(
-        ctx.clone(),
-        shard.shard_id,
-        shard.epoch,
-        shard.replicas.clone(),
-        shard.finalized.clone(),
-        local_last + 1,
-    );
+    let sequencer = Sequencer::new(ctx.clone(), shard, local_last + 1);
     logs.install(sequencer.clone());
     sequencer
 }

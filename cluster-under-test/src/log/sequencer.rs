@@ -10,6 +10,7 @@
 //! talks to ZooKeeper: appends keep working while ZooKeeper is away.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 use super::context::LogContext;
 use super::ids::{batch_id, LogShape};
 use crate::bugs::Bug;
+use crate::meta::ShardMeta;
 use crate::placement::NodeId;
 use crate::store::StoredBatch;
 
@@ -31,6 +33,9 @@ pub const REPLICATION_RETRY_MS: u64 = 100;
 /// With the `ack-before-replicate` bug: how long batches wait before the
 /// background replication sends them.
 pub const LAZY_REPLICATION_DELAY_MS: u64 = 200;
+
+/// Batches one trim pass looks at.
+pub const TRIM_SCAN_BATCHES: usize = 4_096;
 
 /// Why an append did not get an id.
 #[derive(Debug, thiserror::Error)]
@@ -67,35 +72,50 @@ pub struct Sequencer {
     pub epoch: u64,
     replicas: Vec<NodeId>,
     finalized: Vec<(u64, u64)>,
+    trim_before: AtomicU64,
     ctx: Arc<LogContext>,
     state: Mutex<SeqState>,
     progress: watch::Sender<Progress>,
 }
 
 impl Sequencer {
-    /// A sequencer for `epoch` whose ids start after `first_seq - 1`
-    /// (1 for a recovered epoch).
-    pub fn new(
-        ctx: Arc<LogContext>,
-        shard_id: u64,
-        epoch: u64,
-        replicas: Vec<NodeId>,
-        finalized: Vec<(u64, u64)>,
-        first_seq: u64,
-    ) -> Arc<Self> {
+    /// A sequencer for `shard.epoch` (with `shard`'s replicas, finalized
+    /// epochs and trim point) whose ids start at `first_seq` (1 for a
+    /// recovered epoch).
+    pub fn new(ctx: Arc<LogContext>, shard: &ShardMeta, first_seq: u64) -> Arc<Self> {
         assert!(first_seq >= 1);
-        assert!(!replicas.is_empty(), "shard {shard_id} has no replicas");
+        assert!(!shard.replicas.is_empty(), "shard {} has no replicas", shard.shard_id);
         let committed_seq = first_seq - 1;
         let (progress, _) = watch::channel(Progress { committed_seq, deposed: false });
         Arc::new(Sequencer {
-            shard_id,
-            epoch,
-            replicas,
-            finalized,
+            shard_id: shard.shard_id,
+            epoch: shard.epoch,
+            replicas: shard.replicas.clone(),
+            finalized: shard.finalized.clone(),
+            trim_before: AtomicU64::new(shard.trim_before),
             ctx,
             state: Mutex::new(SeqState { next_seq: first_seq, durable_above_committed: BTreeSet::new() }),
             progress,
         })
+    }
+
+    /// Where reads start at the earliest: batches below it are expired.
+    pub fn trim_before(&self) -> u64 {
+        self.trim_before.load(Ordering::Relaxed)
+    }
+
+    /// Moves the trim point past the batches appended before `cutoff_ms`:
+    /// to the first batch held here that is not older than the cutoff.
+    /// Only ever moves forward, and only to a batch seen to be younger, so
+    /// nothing within the backlog is ever skipped.
+    pub fn advance_trim(&self, cutoff_ms: i64) -> u64 {
+        let current = self.trim_before();
+        let batches = self.ctx.store.read_from(self.shard_id, current, TRIM_SCAN_BATCHES).unwrap_or_default();
+        let Some(first_young) = batches.iter().find(|b| b.append_time_ms >= cutoff_ms) else {
+            return current;
+        };
+        self.trim_before.fetch_max(first_young.batch_id, Ordering::Relaxed);
+        self.trim_before()
     }
 
     /// Whether this sequencer has stepped down.
@@ -235,7 +255,7 @@ impl Sequencer {
     /// replicas those this node does not hold. Stops at the first batch no
     /// reachable replica has.
     pub async fn read_committed(&self, from: u64, max: usize) -> Result<Vec<StoredBatch>, tonic::Status> {
-        let ids = self.shape().ids_from(from, max);
+        let ids = self.shape().ids_from(from.max(self.trim_before()), max);
         read_batches(&self.ctx, self.shard_id, &self.replicas, &ids).await
     }
 }
