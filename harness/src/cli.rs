@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use nemesis::schedule::TargetSelector;
 
 use crate::orchestrate::{self, RunOptions};
-use crate::settings::RunSettings;
+use crate::scenario::{Dur, MixItem, Scenario};
 use crate::verdict::{self, EXIT_HARNESS_ERROR};
 
 /// Jepsen-style chaos testing for HStream-compatible clusters.
@@ -111,42 +111,46 @@ pub struct RunArgs {
     /// hserver binary (default: next to chaos).
     #[arg(long)]
     pub hserver: Option<PathBuf>,
+    /// Cluster profile (YAML): how to start, stop and health-check nodes.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
 }
 
 impl RunArgs {
-    /// The scenario file (or defaults) with the flags applied.
-    pub fn settings(&self) -> anyhow::Result<RunSettings> {
+    /// The scenario file (or the defaults) with the flags applied, its seed
+    /// fixed and its timeline concrete.
+    pub fn scenario(&self) -> anyhow::Result<Scenario> {
         let mut s = match &self.scenario {
-            Some(path) => RunSettings::load(path)?,
-            None => RunSettings { seed: rand::random::<u32>() as u64, ..RunSettings::default() },
+            Some(path) => Scenario::load(path)?,
+            None => Scenario::default(),
         };
-        let timeline_fixed = self.scenario.is_some() && !s.timeline.is_empty();
-        let reshapes = self.nodes.is_some()
-            || self.time_limit.is_some()
-            || self.nemesis.is_some()
-            || self.nemesis_interval.is_some()
-            || self.nemesis_targets.is_some()
-            || self.seed.is_some();
-        if timeline_fixed && reshapes {
-            // A flag that changes what the timeline was drawn from draws it anew.
-            s.timeline.clear();
+        let new_mix = self.nemesis.is_some() || self.nemesis_interval.is_some() || self.nemesis_targets.is_some();
+        if new_mix {
+            // A flag that changes the mix draws a new timeline from it.
+            s.faults.timeline.clear();
         }
-        s.workload.name = self.workload.clone().unwrap_or(s.workload.name);
-        s.nodes = self.nodes.unwrap_or(s.nodes);
-        s.zk = self.zk.unwrap_or(s.zk);
-        s.time_limit_s = self.time_limit.unwrap_or(s.time_limit_s);
         if let Some(faults) = &self.nemesis {
-            s.nemesis.faults = faults.iter().filter(|f| f.as_str() != "none").cloned().collect();
+            s.faults.mix = faults.iter().filter(|f| f.as_str() != "none").map(|f| MixItem::Name(f.clone())).collect();
         }
-        s.nemesis.interval_s = self.nemesis_interval.unwrap_or(s.nemesis.interval_s);
-        s.nemesis.targets = self.nemesis_targets.unwrap_or(s.nemesis.targets);
-        s.seed = self.seed.unwrap_or(s.seed);
+        s.faults.interval = self.nemesis_interval.map(Dur::secs).unwrap_or(s.faults.interval);
+        s.faults.targets = self.nemesis_targets.unwrap_or(s.faults.targets);
+        s.workload.name = self.workload.clone().unwrap_or(s.workload.name);
+        s.cluster.nodes = self.nodes.unwrap_or(s.cluster.nodes);
+        s.cluster.zk = self.zk.unwrap_or(s.cluster.zk);
+        s.time_limit = self.time_limit.map(Dur::secs).unwrap_or(s.time_limit);
+        s.seed = self.seed.or(s.seed);
         s.workload.rate = self.rate.unwrap_or(s.workload.rate);
         if !self.server_bugs.is_empty() {
-            s.server_bugs = self.server_bugs.clone();
+            s.cluster.server_bugs = self.server_bugs.clone();
         }
-        s.drain_timeout_s = self.drain_timeout.unwrap_or(s.drain_timeout_s);
+        s.drain_timeout = self.drain_timeout.map(Dur::secs).unwrap_or(s.drain_timeout);
         s.runtime = self.runtime.clone().unwrap_or(s.runtime);
+        s.cluster.profile = self.profile.clone().or(s.cluster.profile);
+        s.resolve(|| u64::from(rand::random::<u32>())).map_err(anyhow::Error::msg)?;
+        s.check().map_err(|(entry, message)| match entry {
+            Some(i) => anyhow::anyhow!("command line + scenario: faults.timeline[{i}]: {message}"),
+            None => anyhow::anyhow!("command line + scenario: {message}"),
+        })?;
         Ok(s)
     }
 }
@@ -165,10 +169,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
 fn execute(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => {
-            let settings = args.settings()?;
-            let seed = settings.seed;
+            let scenario = args.scenario()?;
+            let seed = scenario.seed();
             let options = RunOptions { store: args.store.clone(), hserver_bin: args.hserver.clone() };
-            let outcome = orchestrate::run(settings, &options)?;
+            let outcome = orchestrate::run(scenario, &options)?;
             orchestrate::print_outcome(&outcome, seed);
             Ok(orchestrate::exit_code(&outcome.result.valid))
         }

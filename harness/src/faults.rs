@@ -7,13 +7,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use nemesis::schedule::TimelineEntry;
-use nemesis::{ClusterTarget, Compose, Nemesis};
+use nemesis::schedule::TargetSelector;
+use nemesis::{ClusterTarget, Compose, FaultSpec, Nemesis};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use workloads::client::{node_address, ClientConfig, HStreamClient};
 use workloads::Recorder;
+
+use crate::scenario::FaultEntry;
 
 /// Faults currently applied, for the progress bar.
 pub type ActiveFaults = Arc<Mutex<Vec<String>>>;
@@ -32,6 +34,9 @@ pub struct FaultDriver {
     pub shards: Vec<u64>,
     /// What is applied now.
     pub active: ActiveFaults,
+    /// The nodes each timeline entry (by index) was applied to, so the
+    /// effective scenario can name them even for `targets: sequencer`.
+    pub applied: Mutex<Vec<(usize, Vec<String>)>>,
 }
 
 /// The history's `f` for healing a fault kind.
@@ -46,20 +51,21 @@ pub fn stop_name(fault: &str) -> &'static str {
 impl FaultDriver {
     /// Runs `timeline` (offsets from `start`) until it ends or `stop` turns
     /// true; a fault in progress is healed before returning.
-    pub async fn run(&self, timeline: &[TimelineEntry], start: Instant, mut stop: watch::Receiver<bool>) {
-        for entry in timeline {
-            if !sleep_until(start + entry.at, &mut stop).await {
+    pub async fn run(&self, timeline: &[FaultEntry], start: Instant, mut stop: watch::Receiver<bool>) {
+        for (index, entry) in timeline.iter().enumerate() {
+            let (Some(at), Some(end)) = (entry.at, entry.end()) else { continue };
+            if !sleep_until(start + at.0, &mut stop).await {
                 return;
             }
-            let sequencers = self.sequencers().await;
-            let nodes = entry.resolve_nodes(&|| sequencers.clone());
+            let nodes = self.resolve_nodes(entry).await;
             if nodes.is_empty() {
-                let _ = self.recorder.nemesis_invoke(&entry.fault, json!({"targets": entry.target.name()})).await;
+                let _ = self.recorder.nemesis_invoke(&entry.fault, json!({"targets": entry.targets})).await;
                 let _ = self.recorder.nemesis_info(&entry.fault, json!({"skipped": "no node to target"}), None).await;
                 continue;
             }
+            self.applied.lock().unwrap_or_else(|e| e.into_inner()).push((index, nodes.clone()));
             self.start_fault(entry, &nodes).await;
-            let _ = sleep_until(start + entry.end(), &mut stop).await;
+            let _ = sleep_until(start + end, &mut stop).await;
             self.stop_fault(entry, &nodes).await;
             if *stop.borrow() {
                 return;
@@ -67,20 +73,35 @@ impl FaultDriver {
         }
     }
 
-    async fn start_fault(&self, entry: &TimelineEntry, nodes: &[String]) {
-        let invoke = json!({"targets": entry.target.name(), "nodes": nodes});
+    /// The entry's nodes; for `targets: sequencer`, one node sequencing a
+    /// shard now, chosen with the entry's seeded `pick`.
+    async fn resolve_nodes(&self, entry: &FaultEntry) -> Vec<String> {
+        if entry.targets != Some(TargetSelector::Sequencer) {
+            return entry.nodes.clone();
+        }
+        let mut candidates = self.sequencers().await;
+        candidates.sort();
+        candidates.dedup();
+        match candidates.len() {
+            0 => Vec::new(),
+            n => vec![candidates[(entry.pick % n as u64) as usize].clone()],
+        }
+    }
+
+    async fn start_fault(&self, entry: &FaultEntry, nodes: &[String]) {
+        let invoke = json!({"nodes": nodes, "params": entry.params()});
         let _ = self.recorder.nemesis_invoke(&entry.fault, invoke).await;
-        let (spec, targets) = (entry.fault_spec(), nodes.to_vec());
+        let (spec, targets) = (spec_of(entry), nodes.to_vec());
         let outcome = self.with_nemesis(move |nemesis, target| nemesis.start(&spec, &targets, target)).await;
         let (value, error) = split(outcome);
         self.active.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{} {}", entry.fault, nodes.join(",")));
         let _ = self.recorder.nemesis_info(&entry.fault, value, error).await;
     }
 
-    async fn stop_fault(&self, entry: &TimelineEntry, nodes: &[String]) {
+    async fn stop_fault(&self, entry: &FaultEntry, nodes: &[String]) {
         let f = stop_name(&entry.fault);
         let _ = self.recorder.nemesis_invoke(f, json!({"nodes": nodes})).await;
-        let spec = entry.fault_spec();
+        let spec = spec_of(entry);
         let outcome = self.with_nemesis(move |nemesis, target| nemesis.stop(&spec, target)).await;
         let (value, error) = split(outcome);
         self.active.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -131,6 +152,27 @@ impl FaultDriver {
         }
         Vec::new()
     }
+}
+
+/// `timeline` with the nodes each entry was applied to: entries whose nodes
+/// were chosen at run time become concrete, so rerunning the effective
+/// scenario hits the same nodes.
+pub fn executed(timeline: &[FaultEntry], applied: &[(usize, Vec<String>)]) -> Vec<FaultEntry> {
+    let mut executed = timeline.to_vec();
+    for (index, nodes) in applied {
+        if let Some(entry) = executed.get_mut(*index) {
+            if entry.targets == Some(TargetSelector::Sequencer) {
+                entry.targets = None;
+                entry.nodes = nodes.clone();
+            }
+        }
+    }
+    executed
+}
+
+/// The nemesis's view of a scenario fault.
+fn spec_of(entry: &FaultEntry) -> FaultSpec {
+    FaultSpec { name: entry.fault.clone(), params: entry.params() }
 }
 
 fn split(outcome: Result<Value, nemesis::NemesisError>) -> (Value, Option<String>) {

@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`cli`] — the command line and exit codes.
 //! - [`orchestrate`] — `chaos run`: boot → workload + faults → heal → drain → check.
-//! - [`settings`] — the effective scenario of a run (seed, sizes, timeline).
+//! - [`scenario`] — scenario files and the effective scenario of a run (seed, sizes, timeline).
 //! - [`faults`] — executes a fault timeline and records it.
 //! - [`health`] — waits for DescribeCluster to list every node.
 //! - [`runtime`] — boots real processes in network namespaces or on loopback.
@@ -19,5 +19,5 @@ pub mod orchestrate;
 pub mod progress;
 pub mod rundir;
 pub mod runtime;
-pub mod settings;
+pub mod scenario;
 pub mod verdict;

@@ -19,12 +19,13 @@ use tokio::time::Instant;
 use workloads::queue::{QueueConfig, QueueWorkload};
 use workloads::Recorder;
 
-use crate::faults::FaultDriver;
+use crate::faults::{self, FaultDriver};
 use crate::health;
 use crate::progress;
 use crate::rundir::{self, HISTORY_FILE, SCENARIO_FILE};
+use crate::runtime::Profile;
 use crate::runtime::{Cluster, ClusterSpec, RuntimeKind};
-use crate::settings::RunSettings;
+use crate::scenario::Scenario;
 use crate::verdict;
 
 /// How long boot may take to get every hserver listed by DescribeCluster.
@@ -49,20 +50,21 @@ pub struct RunOptions {
 }
 
 /// Runs a whole chaos run.
-pub fn run(mut settings: RunSettings, options: &RunOptions) -> anyhow::Result<RunOutcome> {
-    settings.validate()?;
-    settings.resolve_timeline()?;
+pub fn run(settings: Scenario, options: &RunOptions) -> anyhow::Result<RunOutcome> {
     let run_id = rundir::fresh_run_id();
     let run_dir = rundir::create(&absolute(&options.store), &run_id)
         .with_context(|| format!("cannot create a run directory under {}", options.store.display()))?;
     std::fs::write(run_dir.join(SCENARIO_FILE), settings.to_yaml())
         .with_context(|| format!("cannot write {}", run_dir.join(SCENARIO_FILE).display()))?;
-    eprintln!("run {run_id}: seed {} → {}", settings.seed, run_dir.display());
+    eprintln!("run {run_id}: seed {} → {}", settings.seed(), run_dir.display());
     let runtime: RuntimeKind = settings.runtime.parse()?;
-    let mut spec = ClusterSpec::new(runtime, settings.nodes, settings.zk, &run_dir);
+    let mut spec = ClusterSpec::new(runtime, settings.cluster.nodes, settings.cluster.zk, &run_dir);
     spec.run_id = Some(run_id);
     spec.hserver_bin = options.hserver_bin.clone();
-    spec.bug_flags = settings.server_bugs.clone();
+    spec.bug_flags = settings.cluster.server_bugs.clone();
+    if let Some(path) = &settings.cluster.profile {
+        spec.profile = Profile::load(path)?;
+    }
     let boot_started = std::time::Instant::now();
     let mut cluster = Cluster::boot(spec).context("cannot boot the cluster")?;
     let crashes = cluster.crash_events();
@@ -81,20 +83,17 @@ pub fn run(mut settings: RunSettings, options: &RunOptions) -> anyhow::Result<Ru
 /// The asynchronous part of a run, on the control runtime.
 async fn drive(
     cluster: Arc<Cluster>,
-    settings: RunSettings,
+    settings: Scenario,
     run_dir: PathBuf,
     boot_started: std::time::Instant,
     crashes: Option<tokio::sync::mpsc::Receiver<crate::runtime::CrashEvent>>,
 ) -> anyhow::Result<CheckResult> {
     cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
     let endpoints = cluster.server_addresses();
-    health::wait_healthy(&endpoints, settings.nodes, Duration::from_secs(HEALTH_TIMEOUT_S)).await?;
-    eprintln!(
-        "cluster healthy after {:.1} s ({} hservers, {} ZooKeeper)",
-        boot_started.elapsed().as_secs_f64(),
-        settings.nodes,
-        settings.zk
-    );
+    let nodes = settings.cluster.nodes;
+    health::wait_healthy(&endpoints, nodes, Duration::from_secs(HEALTH_TIMEOUT_S)).await?;
+    let booted = boot_started.elapsed().as_secs_f64();
+    eprintln!("cluster healthy after {booted:.1} s ({nodes} hservers, {} ZooKeeper)", settings.cluster.zk);
     let recorder = Recorder::create(run_dir.join(HISTORY_FILE)).await?;
     if let Some(crashes) = crashes {
         tokio::spawn(forward_crashes(crashes, recorder.clone()));
@@ -102,7 +101,7 @@ async fn drive(
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(stop_on_signal(stop.clone()));
     let config = queue_config(&settings);
-    let mut workload = QueueWorkload::setup(config, endpoints.clone(), recorder.clone(), settings.seed).await?;
+    let mut workload = QueueWorkload::setup(config, endpoints.clone(), recorder.clone(), settings.seed()).await?;
     let driver = Arc::new(FaultDriver {
         nemesis: Arc::new(Mutex::new(Compose::process_faults())),
         target: cluster.clone() as Arc<dyn ClusterTarget>,
@@ -110,22 +109,27 @@ async fn drive(
         server_addresses: settings.server_names().into_iter().zip(endpoints.iter().cloned()).collect(),
         shards: workload.shards().iter().map(|s| s.shard_id).collect(),
         active: Arc::default(),
+        applied: Mutex::default(),
     });
     recorder.harness_info("phase", json!("workload")).await?;
     let start = Instant::now();
     workload.start();
-    let timeline = settings.timeline.clone();
+    let timeline = settings.faults.timeline.clone();
     let nemesis_task = {
         let (driver, stop_rx) = (driver.clone(), stop_rx.clone());
         tokio::spawn(async move { driver.run(&timeline, start, stop_rx).await })
     };
-    watch_workload(&workload, &driver, Duration::from_secs(settings.time_limit_s), stop_rx.clone()).await;
+    watch_workload(&workload, &driver, settings.time_limit.0, stop_rx.clone()).await;
     let _ = stop.send(true);
     let _ = nemesis_task.await;
     workload.stop_producers().await;
-    final_phase(&cluster, &driver, &recorder, &endpoints, settings.nodes).await?;
+    let mut effective = settings.clone();
+    effective.faults.timeline =
+        faults::executed(&settings.faults.timeline, &driver.applied.lock().unwrap_or_else(|e| e.into_inner()));
+    std::fs::write(run_dir.join(SCENARIO_FILE), effective.to_yaml())?;
+    final_phase(&cluster, &driver, &recorder, &endpoints, nodes).await?;
     recorder.harness_info("phase", json!("drain")).await?;
-    let drained = workload.drain(Duration::from_secs(settings.drain_timeout_s)).await;
+    let drained = workload.drain(settings.drain_timeout.0).await;
     eprintln!(
         "drain: {} of {} acknowledged values received ({:?})",
         drained.ok_values_received, drained.ok_values, drained.end
@@ -212,16 +216,17 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
 }
 
 /// The queue workload's configuration from the run settings.
-pub fn queue_config(settings: &RunSettings) -> QueueConfig {
+pub fn queue_config(settings: &Scenario) -> QueueConfig {
     let w = &settings.workload;
     QueueConfig {
         shard_count: w.shards,
         replication_factor: w.replication_factor,
-        ack_timeout_seconds: w.ack_timeout_s,
+        backlog_seconds: w.backlog.0.as_secs().try_into().unwrap_or(u32::MAX),
+        ack_timeout_seconds: w.ack_timeout.0.as_secs().max(1).try_into().unwrap_or(i32::MAX),
         producers: w.producers,
         consumers: w.consumers,
         rate_records_per_s: w.rate,
-        churn_probability_per_s: w.churn_probability_per_s,
+        churn_probability_per_s: w.churn_per_s,
         ..QueueConfig::default()
     }
 }

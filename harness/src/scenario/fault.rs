@@ -1,0 +1,173 @@
+//! One fault of a scenario: when, what, on which nodes, with which
+//! parameters — and the table of which parameters each fault kind takes.
+
+use nemesis::schedule::TargetSelector;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::duration::Dur;
+
+/// Every fault kind and the parameters it takes.
+pub const FAULT_KINDS: [(&str, &[&str]); 8] = [
+    ("kill", &[]),
+    ("pause", &[]),
+    ("partition", &["kind", "spec", "include_zk", "include_control"]),
+    ("loss", &["percent", "peer"]),
+    ("delay", &["ms", "jitter_ms", "reorder_percent", "duplicate_percent", "peer", "backend"]),
+    ("zk-outage", &["scope"]),
+    ("zk-pause", &["scope"]),
+    ("zk-isolate", &[]),
+];
+
+/// Fault kinds that act on the network (need the `local` runtime).
+pub const NETWORK_FAULTS: [&str; 4] = ["partition", "loss", "delay", "zk-isolate"];
+
+/// A fault in a timeline (with `at` and `for`) or in a mix (without).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultEntry {
+    /// Offset from the start of the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Dur>,
+    /// Fault kind.
+    pub fault: String,
+    /// How long it lasts before it is healed.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Dur>,
+    /// How to choose nodes when `nodes` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<TargetSelector>,
+    /// The nodes hit (concrete in an effective scenario).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// Seeded draw that picks among sequencers at run time (`targets: sequencer`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pick: u64,
+    /// partition: isolate-one, halves, majorities-ring, bridge, one-way, explicit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// partition explicit: `"n1,n2|n3,n4,n5"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    /// partition: ZooKeeper nodes take part in the grudge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_zk: Option<bool>,
+    /// partition: the control namespace (workload clients) takes part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_control: Option<bool>,
+    /// loss: percentage of packets dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// loss, delay: only the link to this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// delay: latency in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms: Option<u64>,
+    /// delay: jitter in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<u64>,
+    /// delay: percentage of packets reordered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reorder_percent: Option<f64>,
+    /// delay: percentage of packets duplicated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_percent: Option<f64>,
+    /// delay: auto, netem or nfqueue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// zk-outage, zk-pause: majority or all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl FaultEntry {
+    /// An entry of `fault` with no parameters.
+    pub fn named(fault: &str) -> FaultEntry {
+        FaultEntry { fault: fault.to_string(), ..FaultEntry::default() }
+    }
+
+    /// The parameters that are set, as the nemesis receives them.
+    pub fn params(&self) -> Value {
+        let mut params = Map::new();
+        let mut put = |name: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                params.insert(name.to_string(), value);
+            }
+        };
+        put("kind", self.kind.clone().map(Value::from));
+        put("spec", self.spec.clone().map(Value::from));
+        put("include_zk", self.include_zk.map(Value::from));
+        put("include_control", self.include_control.map(Value::from));
+        put("percent", self.percent.map(Value::from));
+        put("peer", self.peer.clone().map(Value::from));
+        put("ms", self.ms.map(Value::from));
+        put("jitter_ms", self.jitter_ms.map(Value::from));
+        put("reorder_percent", self.reorder_percent.map(Value::from));
+        put("duplicate_percent", self.duplicate_percent.map(Value::from));
+        put("backend", self.backend.clone().map(Value::from));
+        put("scope", self.scope.clone().map(Value::from));
+        Value::Object(params)
+    }
+
+    /// Checks the fault kind and that every parameter set applies to it.
+    pub fn check_params(&self) -> Result<(), String> {
+        let Some((_, allowed)) = FAULT_KINDS.iter().find(|(name, _)| *name == self.fault) else {
+            let kinds: Vec<&str> = FAULT_KINDS.iter().map(|(n, _)| *n).collect();
+            return Err(format!("unknown fault {:?}; the faults are: {}", self.fault, kinds.join(", ")));
+        };
+        let params = self.params();
+        let set = params.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        if let Some(extra) = set.iter().find(|name| !allowed.contains(&name.as_str())) {
+            let takes = if allowed.is_empty() { "no parameters".to_string() } else { allowed.join(", ") };
+            return Err(format!("`{extra}` does not apply to fault `{}`; it takes: {takes}", self.fault));
+        }
+        if let Some(percent) = self.percent.filter(|p| !(0.0..=100.0).contains(p)) {
+            return Err(format!("percent {percent} out of range; use 0 to 100"));
+        }
+        Ok(())
+    }
+
+    /// When it ends, if timed.
+    pub fn end(&self) -> Option<std::time::Duration> {
+        Some(self.at?.0 + self.duration?.0)
+    }
+
+    /// Whether this fault acts on the network.
+    pub fn is_network(&self) -> bool {
+        NETWORK_FAULTS.contains(&self.fault.as_str())
+    }
+
+    /// Whether this fault acts on ZooKeeper as a whole.
+    pub fn is_zookeeper(&self) -> bool {
+        self.fault.starts_with("zk-")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_must_fit_the_fault_kind() {
+        let ok = FaultEntry { percent: Some(30.0), ..FaultEntry::named("loss") };
+        assert!(ok.check_params().is_ok());
+        let wrong = FaultEntry { percent: Some(30.0), ..FaultEntry::named("partition") };
+        let message = wrong.check_params().unwrap_err();
+        assert!(message.contains("`percent`") && message.contains("kind, spec"), "{message}");
+        let unknown = FaultEntry::named("partiton").check_params().unwrap_err();
+        assert!(unknown.contains("partition, loss"), "{unknown}");
+        let range = FaultEntry { percent: Some(130.0), ..FaultEntry::named("loss") };
+        assert!(range.check_params().unwrap_err().contains("0 to 100"));
+    }
+
+    #[test]
+    fn params_carry_only_what_is_set() {
+        let entry = FaultEntry { ms: Some(50), jitter_ms: Some(10), ..FaultEntry::named("delay") };
+        assert_eq!(entry.params(), serde_json::json!({"ms": 50, "jitter_ms": 10}));
+    }
+}

@@ -1,0 +1,289 @@
+//! Scenario files: one YAML file fully describes a run — cluster, workload,
+//! time limit, seed, and faults as a random mix or an explicit timeline.
+//!
+//! `chaos run` writes the *effective* scenario to the run directory: every
+//! value filled in, the seed, and the concrete timeline that was executed,
+//! so running that file again reproduces the run's faults exactly. Errors
+//! name `file:line:column` and the allowed values. This module only reads,
+//! checks and draws; it runs nothing.
+
+pub mod duration;
+pub mod fault;
+mod locate;
+mod timeline;
+
+use std::path::{Path, PathBuf};
+
+use nemesis::schedule::TargetSelector;
+use serde::{Deserialize, Serialize};
+
+pub use duration::Dur;
+pub use fault::FaultEntry;
+
+/// A run, as a scenario file describes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scenario {
+    /// Seed of every random choice; drawn and printed when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// `local` (network namespaces, needs root) or `loopback`.
+    pub runtime: String,
+    /// The cluster.
+    pub cluster: ClusterSection,
+    /// The workload.
+    pub workload: WorkloadSection,
+    /// Length of the workload phase.
+    pub time_limit: Dur,
+    /// Longest the drain may go without receiving a new value.
+    pub drain_timeout: Dur,
+    /// Faults.
+    pub faults: FaultsSection,
+}
+
+/// Cluster size and make-up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// hserver nodes (`n1`..).
+    pub nodes: usize,
+    /// ZooKeeper nodes (`zk1`..): 1, 3 or 5.
+    pub zk: usize,
+    /// A cluster profile (YAML) instead of the built-in hserver + ZooKeeper one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<PathBuf>,
+    /// Deliberate hserver bugs to switch on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_bugs: Vec<String>,
+}
+
+/// The queue workload's parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadSection {
+    /// Workload name; `queue`.
+    pub name: String,
+    /// Records per second, all producers together.
+    pub rate: u32,
+    /// Producer tasks.
+    pub producers: usize,
+    /// Consumer slots.
+    pub consumers: usize,
+    /// Shards of the stream.
+    pub shards: u32,
+    /// Replication factor of the stream.
+    pub replication_factor: u32,
+    /// Stream backlog (retention).
+    pub backlog: Dur,
+    /// Subscription ack timeout.
+    pub ack_timeout: Dur,
+    /// Chance per second that a consumer disconnects abruptly.
+    pub churn_per_s: f64,
+}
+
+/// Faults: a random mix, or an explicit timeline (which wins when both are given).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsSection {
+    /// Fault kinds to draw from, by name or with parameters.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mix: Vec<MixItem>,
+    /// One fault per interval.
+    pub interval: Dur,
+    /// Which nodes a drawn fault hits.
+    pub targets: TargetSelector,
+    /// The explicit (or, in an effective scenario, the executed) timeline.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<FaultEntry>,
+}
+
+/// A fault kind in a mix: a bare name, or a name with parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MixItem {
+    /// `kill`
+    Name(String),
+    /// `{fault: loss, percent: 20}`
+    Detailed(Box<FaultEntry>),
+}
+
+impl MixItem {
+    /// The entry with the item's parameters (no time yet).
+    pub fn entry(&self) -> FaultEntry {
+        match self {
+            MixItem::Name(name) => FaultEntry::named(name),
+            MixItem::Detailed(entry) => (**entry).clone(),
+        }
+    }
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            seed: None,
+            runtime: "local".into(),
+            cluster: ClusterSection::default(),
+            workload: WorkloadSection::default(),
+            time_limit: Dur::secs(60),
+            drain_timeout: Dur::secs(30),
+            faults: FaultsSection::default(),
+        }
+    }
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection { nodes: 5, zk: 3, profile: None, server_bugs: Vec::new() }
+    }
+}
+
+impl Default for WorkloadSection {
+    fn default() -> Self {
+        WorkloadSection {
+            name: "queue".into(),
+            rate: 2_000,
+            producers: 2,
+            consumers: 2,
+            shards: 4,
+            replication_factor: 3,
+            backlog: Dur::secs(86_400),
+            ack_timeout: Dur::secs(5),
+            churn_per_s: 0.05,
+        }
+    }
+}
+
+impl Default for FaultsSection {
+    fn default() -> Self {
+        FaultsSection {
+            mix: vec![MixItem::Name("kill".into()), MixItem::Name("pause".into())],
+            interval: Dur::secs(10),
+            targets: TargetSelector::One,
+            timeline: Vec::new(),
+        }
+    }
+}
+
+/// A scenario problem: where it is and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}{}: {message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ScenarioError {
+    /// The file (or `command line`).
+    pub origin: String,
+    /// Line and column, when known.
+    pub location: Option<(usize, usize)>,
+    /// What is wrong and the allowed values.
+    pub message: String,
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            origin: origin.clone(),
+            location: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Scenario::from_yaml(&text, &origin)
+    }
+
+    /// Parses and checks scenario text; `origin` names it in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| ScenarioError {
+            origin: origin.to_string(),
+            location: e.location().map(|l| (l.line(), l.column())),
+            message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
+        })?;
+        scenario.check().map_err(|(entry, message)| ScenarioError {
+            origin: origin.to_string(),
+            location: entry.and_then(|i| locate::timeline_entry(text, i)),
+            message,
+        })?;
+        Ok(scenario)
+    }
+
+    /// hserver node names, `n1..`.
+    pub fn server_names(&self) -> Vec<String> {
+        (1..=self.cluster.nodes).map(|i| format!("n{i}")).collect()
+    }
+
+    /// ZooKeeper node names, `zk1..`.
+    pub fn zk_names(&self) -> Vec<String> {
+        (1..=self.cluster.zk).map(|i| format!("zk{i}")).collect()
+    }
+
+    /// Checks values; on error, the timeline entry concerned (if any) and
+    /// a message naming the allowed values.
+    pub fn check(&self) -> Result<(), (Option<usize>, String)> {
+        self.check_sizes().map_err(|m| (None, m))?;
+        for item in &self.faults.mix {
+            let entry = item.entry();
+            entry.check_params().map_err(|m| (None, format!("faults.mix: {m}")))?;
+            if entry.at.is_some() || entry.duration.is_some() {
+                return Err((None, format!("faults.mix: `{}` takes no `at`/`for`; the interval decides", entry.fault)));
+            }
+        }
+        timeline::check(self)
+    }
+
+    fn check_sizes(&self) -> Result<(), String> {
+        if self.workload.name != "queue" {
+            return Err(format!("unknown workload {:?}; the workloads are: queue", self.workload.name));
+        }
+        if !(1..=9).contains(&self.cluster.nodes) {
+            return Err(format!("cluster.nodes {} out of range; use 1 to 9", self.cluster.nodes));
+        }
+        if ![1, 3, 5].contains(&self.cluster.zk) {
+            return Err(format!("cluster.zk {}: a ZooKeeper ensemble has 1, 3 or 5 nodes", self.cluster.zk));
+        }
+        if !["local", "loopback"].contains(&self.runtime.as_str()) {
+            return Err(format!("unknown runtime {:?}; the runtimes are: local, loopback", self.runtime));
+        }
+        if self.workload.replication_factor as usize > self.cluster.nodes || self.workload.replication_factor == 0 {
+            return Err(format!(
+                "workload.replication_factor {} must be 1 to cluster.nodes ({})",
+                self.workload.replication_factor, self.cluster.nodes
+            ));
+        }
+        if self.time_limit.0.as_secs() == 0 {
+            return Err("time_limit must be at least 1s".into());
+        }
+        for bug in &self.cluster.server_bugs {
+            if bug.parse::<hserver::bugs::Bug>().is_err() {
+                let names: Vec<&str> = hserver::bugs::ALL_BUGS.iter().map(|(_, n)| *n).collect();
+                return Err(format!("unknown server bug {bug:?}; the bugs are: {}", names.join(", ")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills the seed (if missing) and draws the timeline from the mix
+    /// (if no timeline is given). Idempotent.
+    pub fn resolve(&mut self, fresh_seed: impl FnOnce() -> u64) -> Result<(), String> {
+        let seed = *self.seed.get_or_insert_with(fresh_seed);
+        if self.faults.timeline.is_empty() && !self.faults.mix.is_empty() {
+            self.faults.timeline = timeline::draw(self, seed)?;
+        } else {
+            timeline::concretize(self, seed);
+        }
+        Ok(())
+    }
+
+    /// The effective scenario as YAML, with a header saying how to rerun it.
+    pub fn to_yaml(&self) -> String {
+        let body = serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot serialize: {e}\n"));
+        format!(
+            "# Effective scenario of a chaos run: every value, the seed and the executed fault timeline.\n\
+             # Rerun exactly this with: chaos run --scenario <this file>\n{body}"
+        )
+    }
+
+    /// The seed (after [`Scenario::resolve`]).
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,91 @@
+//! Scenario parsing: every shipped scenario loads; each kind of invalid
+//! file gets its specific error, with its location.
+
+use super::*;
+
+fn error_of(text: &str) -> String {
+    Scenario::from_yaml(text, "s.yaml").unwrap_err().to_string()
+}
+
+#[test]
+fn every_shipped_scenario_loads_and_draws_a_timeline() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mut scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        scenario.resolve(|| 1).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(scenario.check().is_ok(), "{}", path.display());
+        count += 1;
+    }
+    assert!(count >= 5, "expected the five shipped scenarios, found {count}");
+}
+
+#[test]
+fn the_effective_scenario_reproduces_the_same_timeline() {
+    let mut first = Scenario::from_yaml("seed: 9\nfaults: {mix: [kill, pause], interval: 5s}\n", "s").unwrap();
+    first.resolve(|| 0).unwrap();
+    let mut again = Scenario::from_yaml(&first.to_yaml(), "effective").unwrap();
+    again.resolve(|| 0).unwrap();
+    assert_eq!(first, again);
+    let mut other_seed = Scenario::from_yaml("seed: 10\nfaults: {mix: [kill, pause], interval: 5s}\n", "s").unwrap();
+    other_seed.resolve(|| 0).unwrap();
+    assert_ne!(first.faults.timeline, other_seed.faults.timeline);
+}
+
+#[test]
+fn unknown_keys_name_line_column_and_the_allowed_keys() {
+    let message = error_of("cluster:\n  nodez: 3\n");
+    assert!(message.starts_with("s.yaml:2:3:"), "{message}");
+    assert!(message.contains("nodez") && message.contains("nodes"), "{message}");
+}
+
+#[test]
+fn bad_durations_name_line_column_and_the_format() {
+    let message = error_of("time_limit: 60\n");
+    assert!(message.starts_with("s.yaml:1:"), "{message}");
+    assert!(message.contains("500ms, 10s"), "{message}");
+}
+
+#[test]
+fn unknown_nodes_in_a_timeline_point_at_the_entry() {
+    let text = "cluster: {nodes: 3}\nfaults:\n  timeline:\n    - {at: 1s, fault: kill, for: 2s, nodes: [n1]}\n    - {at: 5s, fault: kill, for: 2s, nodes: [n7]}\n";
+    let message = error_of(text);
+    assert!(message.starts_with("s.yaml:5:5:"), "{message}");
+    assert!(message.contains("\"n7\"") && message.contains("n1, n2, n3"), "{message}");
+}
+
+#[test]
+fn overlapping_incompatible_faults_are_refused() {
+    let text = "faults:\n  timeline:\n    - {at: 1s, fault: kill, for: 10s, nodes: [n2]}\n    - {at: 5s, fault: pause, for: 2s, nodes: [n2]}\n";
+    let message = error_of(text);
+    assert!(message.starts_with("s.yaml:4:5:") && message.contains("overlaps faults.timeline[0]"), "{message}");
+    let partitions = "faults:\n  timeline:\n    - {at: 1s, fault: partition, kind: halves, for: 10s}\n    - {at: 2s, fault: partition, kind: bridge, for: 2s}\n";
+    assert!(error_of(partitions).contains("overlaps"));
+    let disjoint = "faults:\n  timeline:\n    - {at: 1s, fault: kill, for: 10s, nodes: [n2]}\n    - {at: 5s, fault: pause, for: 2s, nodes: [n3]}\n";
+    assert!(Scenario::from_yaml(disjoint, "s").is_ok());
+}
+
+#[test]
+fn parameters_that_do_not_fit_the_fault_are_refused() {
+    let message = error_of("faults:\n  timeline:\n    - {at: 1s, fault: kill, for: 2s, percent: 5}\n");
+    assert!(message.contains("`percent` does not apply to fault `kill`"), "{message}");
+    let unknown = error_of("faults:\n  mix: [kill, partiton]\n");
+    assert!(unknown.contains("partiton") && unknown.contains("partition"), "{unknown}");
+}
+
+#[test]
+fn timed_faults_must_end_within_the_time_limit_and_network_faults_need_namespaces() {
+    let late = error_of("time_limit: 10s\nfaults:\n  timeline:\n    - {at: 8s, fault: kill, for: 5s}\n");
+    assert!(late.contains("after the time limit"), "{late}");
+    let loopback =
+        error_of("runtime: loopback\nfaults:\n  timeline:\n    - {at: 1s, fault: loss, percent: 10, for: 2s}\n");
+    assert!(loopback.contains("runtime: local"), "{loopback}");
+}
+
+#[test]
+fn sizes_and_names_are_checked() {
+    assert!(error_of("cluster: {zk: 2}\n").contains("1, 3 or 5"));
+    assert!(error_of("cluster: {server_bugs: [ack-early]}\n").contains("ack-before-replicate"));
+    assert!(error_of("runtime: docker\n").contains("local, loopback"));
+}

@@ -1,0 +1,145 @@
+//! Timelines: checking an explicit one (known nodes, parameters that fit,
+//! no incompatible overlaps, within the time limit) and drawing a concrete
+//! one from a mix and the seed.
+
+use nemesis::schedule::{self, MixSpec, TargetSelector};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::fault::FaultEntry;
+use super::Scenario;
+
+/// Checks every timeline entry; the error names the entry's index.
+pub fn check(scenario: &Scenario) -> Result<(), (Option<usize>, String)> {
+    let servers = scenario.server_names();
+    let zks = scenario.zk_names();
+    let limit = scenario.time_limit.0;
+    for (i, entry) in scenario.faults.timeline.iter().enumerate() {
+        let fail = |message: String| Err((Some(i), format!("faults.timeline[{i}] ({}): {message}", entry.fault)));
+        if let Err(message) = entry.check_params() {
+            return fail(message);
+        }
+        let Some(end) = entry.end() else {
+            return fail("needs both `at` and `for`, e.g. `at: 10s` and `for: 5s`".into());
+        };
+        if end > limit {
+            return fail(format!("ends at {end:?}, after the time limit {limit:?}"));
+        }
+        let known = |n: &String| servers.contains(n) || zks.contains(n);
+        let named = entry.nodes.iter().chain(entry.peer.iter());
+        if let Some(node) = named.into_iter().find(|n| !known(n)) {
+            return fail(format!(
+                "unknown node {node:?}; the nodes are {}",
+                [servers.clone(), zks.clone()].concat().join(", ")
+            ));
+        }
+        if entry.is_network() && scenario.runtime != "local" {
+            return fail("network faults need `runtime: local` (network namespaces)".into());
+        }
+        if let Some((j, other)) = first_clash(&scenario.faults.timeline[..i], entry) {
+            return fail(format!(
+                "overlaps faults.timeline[{j}] ({} at {}) and cannot run at the same time",
+                other.fault,
+                other.at.unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An earlier entry that overlaps `entry` in time and cannot coexist with
+/// it: both touch a node, or both are partitions, or both act on ZooKeeper.
+fn first_clash<'a>(earlier: &'a [FaultEntry], entry: &FaultEntry) -> Option<(usize, &'a FaultEntry)> {
+    let (start, end) = (entry.at?.0, entry.end()?);
+    earlier.iter().enumerate().find(|(_, other)| {
+        let (Some(other_start), Some(other_end)) = (other.at.map(|d| d.0), other.end()) else { return false };
+        let overlap = start < other_end && other_start < end;
+        let shared_node = entry.nodes.iter().any(|n| other.nodes.contains(n));
+        let both_partitions = entry.fault == "partition" && other.fault == "partition";
+        let both_zookeeper = entry.is_zookeeper() && other.is_zookeeper();
+        overlap && (shared_node || both_partitions || both_zookeeper)
+    })
+}
+
+/// Draws a concrete timeline from the mix: one fault per interval, nodes
+/// chosen with the seed. The result passes [`check`].
+pub fn draw(scenario: &Scenario, seed: u64) -> Result<Vec<FaultEntry>, String> {
+    let mix: Vec<FaultEntry> = scenario.faults.mix.iter().map(|m| m.entry()).collect();
+    // The schedule draws labels; each label is an index into the mix, so two
+    // items of one kind with different parameters stay apart.
+    let spec = MixSpec {
+        faults: (0..mix.len()).map(|i| i.to_string()).collect(),
+        interval: scenario.faults.interval.0,
+        targets: scenario.faults.targets,
+    };
+    let servers = scenario.server_names();
+    schedule::validate(&spec, scenario.time_limit.0, &servers).map_err(|e| format!("faults: {e}"))?;
+    let drawn = schedule::generate(seed, &spec, scenario.time_limit.0, &servers);
+    let mut timeline = Vec::with_capacity(drawn.len());
+    for (i, slot) in drawn.into_iter().enumerate() {
+        let template = slot.fault.parse::<usize>().ok().and_then(|k| mix.get(k)).cloned().unwrap_or_default();
+        let mut rng = entry_rng(seed, i);
+        let entry = FaultEntry {
+            at: Some(super::Dur(slot.at)),
+            duration: Some(super::Dur(slot.duration)),
+            targets: Some(slot.target),
+            nodes: slot.nodes,
+            pick: slot.pick,
+            ..template
+        };
+        timeline.push(concrete_nodes(entry, scenario, &mut rng));
+    }
+    Ok(timeline)
+}
+
+/// Gives every entry of an explicit timeline concrete nodes (drawn with
+/// the seed where it names only a selector), so the effective scenario
+/// replays exactly.
+pub fn concretize(scenario: &mut Scenario, seed: u64) {
+    let servers = scenario.server_names();
+    let snapshot = scenario.clone();
+    for (i, entry) in scenario.faults.timeline.iter_mut().enumerate() {
+        if !entry.nodes.is_empty() {
+            continue;
+        }
+        let mut rng = entry_rng(seed, i);
+        let selector = *entry.targets.get_or_insert(TargetSelector::One);
+        let mut picked = servers.clone();
+        picked.shuffle(&mut rng);
+        picked.truncate(selector.count(servers.len()));
+        picked.sort();
+        entry.nodes = picked;
+        *entry = concrete_nodes(entry.clone(), &snapshot, &mut rng);
+    }
+}
+
+fn entry_rng(seed: u64, index: usize) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// Fault kinds whose nodes are not the selector's servers get theirs here.
+fn concrete_nodes(mut entry: FaultEntry, scenario: &Scenario, rng: &mut ChaCha8Rng) -> FaultEntry {
+    match entry.fault.as_str() {
+        "partition" if entry.spec.is_none() => {
+            let mut all = scenario.server_names();
+            all.shuffle(rng);
+            entry.nodes = all;
+            entry.targets = None;
+            entry.kind.get_or_insert_with(|| "halves".into());
+        }
+        "zk-outage" | "zk-pause" => {
+            let mut zks = scenario.zk_names();
+            zks.shuffle(rng);
+            let all = entry.scope.as_deref() == Some("all");
+            zks.truncate(if all { zks.len() } else { zks.len() / 2 + 1 });
+            zks.sort();
+            entry.nodes = zks;
+            entry.targets = None;
+            entry.scope.get_or_insert_with(|| "majority".into());
+        }
+        _ if entry.targets == Some(TargetSelector::Sequencer) => entry.nodes.clear(),
+        _ => {}
+    }
+    entry
+}
