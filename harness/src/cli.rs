@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use nemesis::schedule::TargetSelector;
 
+use crate::manual::{self, NemesisCommand, UpArgs};
 use crate::orchestrate::{self, RunOptions};
 use crate::scenario::{Dur, MixItem, Scenario};
 use crate::verdict::{self, EXIT_HARNESS_ERROR};
@@ -47,12 +48,30 @@ pub enum Command {
     /// Manage clusters of the harness.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Inject or heal faults on a cluster started with `chaos cluster up`.
+    Nemesis {
+        /// The cluster's run id (default: the only one up).
+        #[arg(long)]
+        run: Option<String>,
+        /// The fault.
+        #[command(subcommand)]
+        command: NemesisCommand,
+    },
 }
 
 /// `chaos cluster ...`
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Remove what a run created (namespaces, processes), from its state file.
+    /// Boot a cluster and leave it running; prints endpoints and how to reach them.
+    Up(UpArgs),
+    /// Endpoints and node states of the cluster that is up.
+    Status {
+        /// The cluster's run id (default: the only one up).
+        #[arg(long)]
+        run: Option<String>,
+    },
+    /// Tear down the cluster that is up; with --run/--all-stale, also clean
+    /// up after a crashed harness from its state file.
     Down {
         /// The run id to clean up.
         #[arg(long)]
@@ -61,6 +80,35 @@ pub enum ClusterCommand {
         #[arg(long)]
         all_stale: bool,
     },
+    /// (internal) The process that owns a cluster started by `up`.
+    #[command(hide = true)]
+    Daemon(DaemonArgs),
+}
+
+/// Arguments of the internal `chaos cluster daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Run directory created by `up`.
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    /// hserver nodes.
+    #[arg(long)]
+    pub nodes: usize,
+    /// ZooKeeper nodes.
+    #[arg(long)]
+    pub zk: usize,
+    /// Runtime.
+    #[arg(long)]
+    pub runtime: String,
+    /// Bugs.
+    #[arg(long = "server-bug")]
+    pub server_bugs: Vec<String>,
+    /// hserver binary.
+    #[arg(long)]
+    pub hserver: Option<PathBuf>,
+    /// Lifetime limit.
+    #[arg(long)]
+    pub lifetime_minutes: u64,
 }
 
 /// `chaos run` flags; each overrides the scenario file's value.
@@ -185,18 +233,55 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", verdict::render(&result));
             Ok(orchestrate::exit_code(&result.valid))
         }
-        Command::Cluster(ClusterCommand::Down { run, all_stale }) => {
-            if run.is_none() && !all_stale {
-                anyhow::bail!("say which cluster: --run ID or --all-stale");
-            }
-            let cleaned = crate::runtime::down(run.as_deref(), all_stale)?;
-            for run in &cleaned {
-                println!("{run:?}");
-            }
-            if cleaned.is_empty() {
-                println!("nothing to clean up");
-            }
+        Command::Cluster(ClusterCommand::Up(args)) => {
+            manual::up(&args)?;
             Ok(0)
         }
+        Command::Cluster(ClusterCommand::Status { run }) => {
+            manual::send(run.as_deref(), manual::protocol::Request::Status)
+        }
+        Command::Cluster(ClusterCommand::Down { run, all_stale }) => down(run, all_stale),
+        Command::Cluster(ClusterCommand::Daemon(args)) => {
+            daemon(args)?;
+            Ok(0)
+        }
+        Command::Nemesis { run, command } => {
+            let request = manual::request_of(command, run.as_deref())?;
+            manual::send(run.as_deref(), request)
+        }
     }
+}
+
+/// `chaos cluster down`: the live cluster through its daemon, or what
+/// stale state files list.
+fn down(run: Option<String>, all_stale: bool) -> anyhow::Result<u8> {
+    if !all_stale {
+        if let Ok(run_dir) = manual::daemon::find_cluster(run.as_deref()) {
+            let reply = manual::protocol::call(&run_dir, &manual::protocol::Request::Down)?;
+            println!("{}", reply.value);
+            return Ok(0);
+        }
+        if run.is_none() {
+            anyhow::bail!("no cluster is up; to clean up after a crashed harness use --run ID or --all-stale");
+        }
+    }
+    let cleaned = crate::runtime::down(run.as_deref(), all_stale)?;
+    for run in &cleaned {
+        println!("{run:?}");
+    }
+    if cleaned.is_empty() {
+        println!("nothing to clean up");
+    }
+    Ok(0)
+}
+
+fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
+    let runtime = args.runtime.parse()?;
+    let name = args.run_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let mut spec = crate::runtime::ClusterSpec::new(runtime, args.nodes, args.zk, &args.run_dir);
+    spec.run_id = name.rsplit('-').next().map(String::from);
+    spec.hserver_bin = args.hserver;
+    spec.bug_flags = args.server_bugs;
+    let lifetime = std::time::Duration::from_secs(args.lifetime_minutes * 60);
+    manual::daemon::run(manual::daemon::DaemonConfig { spec, lifetime })
 }

@@ -8,6 +8,7 @@
 //! - [`scenario`] — scenario files and the effective scenario of a run (seed, sizes, timeline).
 //! - [`faults`] — executes a fault timeline and records it.
 //! - [`health`] — waits for DescribeCluster to list every node.
+//! - [`manual`] — `chaos cluster up|status|down` and `chaos nemesis ...` against a live cluster.
 //! - [`runtime`] — boots real processes in network namespaces or on loopback.
 //! - [`verdict`], [`progress`], [`rundir`], [`logging`] — presentation and files.
 
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod faults;
 pub mod health;
 pub mod logging;
+pub mod manual;
 pub mod orchestrate;
 pub mod progress;
 pub mod rundir;

@@ -1,0 +1,210 @@
+//! Poking a live cluster by hand: `chaos cluster up|status|down` and
+//! `chaos nemesis ...`. `up` starts a daemon that owns the cluster; every
+//! other command finds it through the runtime's state files and talks to it
+//! over a Unix socket in the run directory.
+
+pub mod daemon;
+pub mod protocol;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use crate::rundir;
+use protocol::{Reply, Request};
+
+/// How long `chaos cluster up` waits for the daemon's cluster to be healthy.
+pub const UP_TIMEOUT_S: u64 = 120;
+
+/// `chaos nemesis ...`
+#[derive(Debug, Subcommand)]
+pub enum NemesisCommand {
+    /// SIGKILL nodes (they stay down until `restart`).
+    Kill {
+        /// Nodes (n1.., zk1..).
+        nodes: Vec<String>,
+    },
+    /// SIGSTOP nodes.
+    Pause {
+        /// Nodes.
+        nodes: Vec<String>,
+    },
+    /// SIGCONT paused nodes.
+    Resume {
+        /// Nodes.
+        nodes: Vec<String>,
+    },
+    /// Start nodes that are down.
+    Restart {
+        /// Nodes.
+        nodes: Vec<String>,
+    },
+    /// Partition: a kind (isolate-one, halves, majorities-ring, bridge, one-way) or "n1,n2|n3,n4,n5".
+    Partition {
+        /// Kind or explicit grudge.
+        spec: String,
+    },
+    /// Drop a percentage of a node's packets.
+    Loss {
+        /// Node.
+        node: String,
+        /// Percentage dropped.
+        #[arg(long)]
+        percent: f64,
+    },
+    /// Delay a node's packets.
+    Delay {
+        /// Node.
+        node: String,
+        /// Latency, ms.
+        #[arg(long)]
+        ms: u64,
+        /// Jitter, ms.
+        #[arg(long, default_value_t = 0)]
+        jitter: u64,
+    },
+    /// Kill a majority (or --all) of the ZooKeeper ensemble.
+    ZkOutage {
+        /// The whole ensemble.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Heal every fault.
+    Heal,
+    /// Active faults.
+    List,
+}
+
+/// Options of `chaos cluster up`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// hserver nodes.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// ZooKeeper nodes (1, 3 or 5).
+    #[arg(long, default_value_t = 3)]
+    pub zk: usize,
+    /// Deliberate hserver bug (repeatable).
+    #[arg(long = "server-bug")]
+    pub server_bugs: Vec<String>,
+    /// local (network namespaces) or loopback.
+    #[arg(long, default_value = "local")]
+    pub runtime: String,
+    /// Where the run directory goes.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+    /// hserver binary (default: next to chaos).
+    #[arg(long)]
+    pub hserver: Option<PathBuf>,
+    /// Tear down by itself after this many minutes.
+    #[arg(long, default_value_t = 240)]
+    pub lifetime_minutes: u64,
+}
+
+/// `chaos cluster up`: start the daemon, wait for health, print how to reach it.
+pub fn up(args: &UpArgs) -> anyhow::Result<()> {
+    if let Some(dir) = daemon::running_cluster() {
+        anyhow::bail!("a cluster is already up ({}); `chaos cluster down` it first", dir.display());
+    }
+    let store = crate::orchestrate::absolute(&args.store);
+    let run_dir = rundir::create(&store, &rundir::fresh_run_id())?;
+    let log = std::fs::File::create(run_dir.join("daemon.log"))?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["cluster", "daemon", "--run-dir"]).arg(&run_dir);
+    command.args(["--nodes", &args.nodes.to_string(), "--zk", &args.zk.to_string(), "--runtime", &args.runtime]);
+    command.args(["--lifetime-minutes", &args.lifetime_minutes.to_string()]);
+    for bug in &args.server_bugs {
+        command.args(["--server-bug", bug]);
+    }
+    if let Some(path) = &args.hserver {
+        command.arg("--hserver").arg(path);
+    }
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn()?;
+    let status = daemon::wait_ready(&run_dir, &mut child, Duration::from_secs(UP_TIMEOUT_S))?;
+    print_status(&status);
+    println!("\nrun directory: {}", run_dir.display());
+    println!("faults: chaos nemesis kill n2 | partition halves | heal | list; stop: chaos cluster down");
+    Ok(())
+}
+
+/// Prints endpoints and how to reach them.
+pub fn print_status(status: &Value) {
+    println!("cluster {} ({})", status["run_id"].as_str().unwrap_or("?"), status["runtime"].as_str().unwrap_or("?"));
+    println!("hservers:  {}", status["hservers"]);
+    println!("zookeeper: {}", status["zookeeper"].as_str().unwrap_or("?"));
+    if let Some(namespace) = status["control_namespace"].as_str() {
+        println!("clients reach the nodes from the control namespace: ip netns exec {namespace} <client>");
+    }
+    for node in status["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<5} {:<22} running={} log={}",
+            node["node"].as_str().unwrap_or("?"),
+            node["address"].as_str().unwrap_or("?"),
+            node["running"],
+            node["log"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+/// Sends `request` to the cluster (`run` or the only one up) and prints the reply.
+pub fn send(run: Option<&str>, request: Request) -> anyhow::Result<u8> {
+    let run_dir = daemon::find_cluster(run)?;
+    let is_status = matches!(request, Request::Status);
+    let Reply { ok, value } = protocol::call(&run_dir, &request)?;
+    if is_status && ok {
+        print_status(&value);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    Ok(if ok { 0 } else { crate::verdict::EXIT_HARNESS_ERROR })
+}
+
+/// The request for a nemesis command.
+pub fn request_of(command: NemesisCommand, run: Option<&str>) -> anyhow::Result<Request> {
+    let start = |fault: &str, nodes: Vec<String>, params: Value| Request::Start { fault: fault.into(), nodes, params };
+    Ok(match command {
+        NemesisCommand::Kill { nodes } => start("kill", nodes, Value::Null),
+        NemesisCommand::Pause { nodes } => start("pause", nodes, Value::Null),
+        NemesisCommand::Resume { nodes } => Request::Resume { nodes },
+        NemesisCommand::Restart { nodes } => Request::Restart { nodes },
+        NemesisCommand::Partition { spec } => {
+            let servers = node_names(run, "n")?;
+            if spec.contains('|') {
+                start("partition", servers, json!({"kind": "explicit", "spec": spec}))
+            } else {
+                start("partition", servers, json!({"kind": spec}))
+            }
+        }
+        NemesisCommand::Loss { node, percent } => start("loss", vec![node], json!({"percent": percent})),
+        NemesisCommand::Delay { node, ms, jitter } => {
+            start("delay", vec![node], json!({"ms": ms, "jitter_ms": jitter}))
+        }
+        NemesisCommand::ZkOutage { all } => {
+            let mut zks = node_names(run, "zk")?;
+            if !all {
+                zks.truncate(zks.len() / 2 + 1);
+            }
+            start("zk-outage", zks, json!({"scope": if all { "all" } else { "majority" }}))
+        }
+        NemesisCommand::Heal => Request::Heal,
+        NemesisCommand::List => Request::List,
+    })
+}
+
+/// Names of the live cluster's nodes starting with `prefix` (`n`, `zk`).
+fn node_names(run: Option<&str>, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let run_dir = daemon::find_cluster(run)?;
+    let status = protocol::call(&run_dir, &Request::Status)?.value;
+    Ok(status["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["node"].as_str())
+        .filter(|n| n.starts_with(prefix) && n[prefix.len()..].chars().all(|c| c.is_ascii_digit()))
+        .map(String::from)
+        .collect())
+}
