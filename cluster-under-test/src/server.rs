@@ -34,7 +34,7 @@ pub async fn serve(node: Arc<Node>) -> Result<(), ServeError> {
     let socket: std::net::SocketAddr =
         address.parse().map_err(|e: std::net::AddrParseError| bind_error(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(socket).await.map_err(|e| bind_error(e.to_string()))?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tokio::spawn(node.clone().run_session());
     tokio::spawn(node.clone().run_reconcile());
     tokio::spawn(node.clone().run_trim());
