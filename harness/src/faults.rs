@@ -94,6 +94,7 @@ impl FaultDriver {
         let (spec, targets) = (spec_of(entry), nodes.to_vec());
         let outcome = self.with_nemesis(move |nemesis, target| nemesis.start(&spec, &targets, target)).await;
         let (value, error) = split(outcome);
+        tracing::info!(fault = %entry.fault, ?nodes, %value, ?error, "fault started");
         self.active.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{} {}", entry.fault, nodes.join(",")));
         let _ = self.recorder.nemesis_info(&entry.fault, value, error).await;
     }

@@ -54,6 +54,9 @@ pub fn run(settings: Scenario, options: &RunOptions) -> anyhow::Result<RunOutcom
     let run_id = rundir::fresh_run_id();
     let run_dir = rundir::create(&absolute(&options.store), &run_id)
         .with_context(|| format!("cannot create a run directory under {}", options.store.display()))?;
+    crate::logging::to_file(&run_dir.join(rundir::HARNESS_LOG_FILE))
+        .with_context(|| format!("cannot create {}", run_dir.join(rundir::HARNESS_LOG_FILE).display()))?;
+    tracing::info!(seed = settings.seed(), run = %run_id, "run starts");
     std::fs::write(run_dir.join(SCENARIO_FILE), settings.to_yaml())
         .with_context(|| format!("cannot write {}", run_dir.join(SCENARIO_FILE).display()))?;
     eprintln!("run {run_id}: seed {} → {}", settings.seed(), run_dir.display());
@@ -94,6 +97,7 @@ async fn drive(
     health::wait_healthy(&endpoints, nodes, Duration::from_secs(HEALTH_TIMEOUT_S)).await?;
     let booted = boot_started.elapsed().as_secs_f64();
     eprintln!("cluster healthy after {booted:.1} s ({nodes} hservers, {} ZooKeeper)", settings.cluster.zk);
+    tracing::info!(booted_s = booted, "cluster healthy");
     let recorder = Recorder::create(run_dir.join(HISTORY_FILE)).await?;
     if let Some(crashes) = crashes {
         tokio::spawn(forward_crashes(crashes, recorder.clone()));
@@ -130,6 +134,7 @@ async fn drive(
     final_phase(&cluster, &driver, &recorder, &endpoints, nodes).await?;
     recorder.harness_info("phase", json!("drain")).await?;
     let drained = workload.drain(settings.drain_timeout.0).await;
+    tracing::info!(?drained, "drain finished");
     eprintln!(
         "drain: {} of {} acknowledged values received ({:?})",
         drained.ok_values_received, drained.ok_values, drained.end
