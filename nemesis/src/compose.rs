@@ -7,10 +7,16 @@
 //! or stop tearing down at the first failing member (every member is torn
 //! down, then the failures are reported together).
 
+use crate::delay::DelayNemesis;
 use crate::error::NemesisError;
 use crate::kill::KillNemesis;
+use crate::loss::LossNemesis;
+use crate::partition::PartitionNemesis;
 use crate::pause::PauseNemesis;
 use crate::target::ClusterTarget;
+use crate::zk_isolate::ZkIsolateNemesis;
+use crate::zk_outage::ZkOutageNemesis;
+use crate::zk_pause::ZkPauseNemesis;
 use crate::{FaultSpec, Nemesis};
 use serde_json::Value;
 
@@ -48,6 +54,23 @@ impl Compose {
     pub fn process_faults() -> Compose {
         let members: Vec<Box<dyn Nemesis>> = vec![Box::new(KillNemesis::new()), Box::new(PauseNemesis::new())];
         Compose::new(members).expect("kill and pause handle distinct faults")
+    }
+
+    /// Every fault kind: `kill`, `pause`, `partition`, `loss`, `delay`,
+    /// `zk-outage`, `zk-pause`, `zk-isolate`. Network faults refuse to start
+    /// on a target without network namespaces.
+    pub fn all_faults() -> Compose {
+        let members: Vec<Box<dyn Nemesis>> = vec![
+            Box::new(KillNemesis::new()),
+            Box::new(PauseNemesis::new()),
+            Box::new(PartitionNemesis::new()),
+            Box::new(LossNemesis::new()),
+            Box::new(DelayNemesis::new()),
+            Box::new(ZkOutageNemesis::new()),
+            Box::new(ZkPauseNemesis::new()),
+            Box::new(ZkIsolateNemesis::new()),
+        ];
+        Compose::new(members).expect("every fault kind handles distinct names")
     }
 
     fn route(&mut self, fault: &str) -> Result<&mut Box<dyn Nemesis>, NemesisError> {
@@ -147,6 +170,21 @@ mod tests {
         let error = compose.start(&FaultSpec::named("kil"), &["n1".to_string()], &target).expect_err("unknown");
         assert!(error.to_string().contains("did you mean \"kill\""), "{error}");
         assert!(target.calls().is_empty());
+    }
+
+    /// Goal: every fault kind is routed, and a network fault on a target
+    /// without namespaces fails with the reason while the rest still heal.
+    #[test]
+    fn all_faults_routes_every_kind() {
+        let mut compose = Compose::all_faults();
+        let expected = ["kill", "pause", "partition", "loss", "delay", "zk-outage", "zk-pause", "zk-isolate"];
+        assert_eq!(compose.handled(), expected);
+        let target = FakeTarget::new(&["n1", "zk1"]);
+        let error = compose.start(&FaultSpec::named("loss"), &["n1".to_string()], &target).expect_err("no netns");
+        assert!(error.to_string().contains("--runtime local"), "{error}");
+        compose.start(&FaultSpec::named("zk-outage"), &[], &target).expect("zk-outage");
+        compose.teardown(&target).expect("teardown");
+        assert!(target.node("n1").alive && target.node("zk1").alive);
     }
 
     /// Goal: two members claiming one fault name is a construction error.

@@ -46,6 +46,33 @@ pub enum NemesisError {
         #[source]
         source: Box<TargetError>,
     },
+    /// A fault parameter is missing, of the wrong type, out of range or not
+    /// one of the allowed values.
+    #[error("fault `{fault}`: param `{param}` = {value} is invalid; expected {expected}")]
+    BadParam {
+        /// The fault name.
+        fault: String,
+        /// The parameter (`params` for the parameter object itself).
+        param: String,
+        /// The value given, as JSON (`absent` when missing).
+        value: String,
+        /// What is allowed: the values, the range or the type.
+        expected: String,
+    },
+    /// A network fault was asked of a runtime without network namespaces.
+    #[error("fault `{fault}`: network faults need --runtime local (network namespaces)")]
+    NeedsNetwork {
+        /// The fault name.
+        fault: String,
+    },
+    /// The fault cannot be applied to these nodes, with the reason and the fix.
+    #[error("fault `{fault}`: {reason}")]
+    Unsupported {
+        /// The fault name.
+        fault: String,
+        /// Why, and what to change.
+        reason: String,
+    },
     /// Several nemeses failed during teardown; each message is listed.
     #[error("teardown failed for {count} nemeses: {messages}")]
     Teardown {

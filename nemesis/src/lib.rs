@@ -3,12 +3,18 @@
 //! # Layout
 //!
 //! - [`target`]: [`ClusterTarget`], the narrow trait the harness implements
-//!   (kill, start, pause, resume a node). Faults act only through it.
+//!   (kill, start, pause, resume a node), and [`NetworkControl`], what the
+//!   runtimes with network namespaces add (run a command or a thread inside a
+//!   node's namespace, addresses). Faults act only through them.
 //! - [`Nemesis`]: the trait every fault kind implements: `start` a fault on
 //!   some nodes, `stop` it (heal), `teardown` (heal everything, idempotent).
-//! - One module per fault kind: [`kill`] (SIGKILL, healed by restarting) and
-//!   [`pause`] (SIGSTOP, healed by SIGCONT). Network and ZooKeeper faults plug
-//!   in later as more modules behind the same trait.
+//! - One module per fault kind: [`kill`] (SIGKILL, healed by restarting),
+//!   [`pause`] (SIGSTOP, healed by SIGCONT), [`partition`] (grudges as
+//!   iptables DROP rules), [`loss`] (iptables `statistic`), [`delay`] (netem,
+//!   or the NFQUEUE shaper where the kernel has no netem), [`zk_outage`],
+//!   [`zk_pause`] and [`zk_isolate`].
+//! - [`grudge`]: pure partition graphs (petgraph): who cannot hear whom.
+//! - [`iptables`]: one dedicated, run-tagged chain per fault instance.
 //! - [`compose`]: routes each fault by name to the nemesis that handles it.
 //! - [`schedule`]: pure, seeded generation of a concrete fault timeline.
 //!
@@ -19,22 +25,44 @@
 //! - `schedule` does no I/O and reads no clock: same seed and inputs give the
 //!   same timeline.
 //! - This crate never signals a process itself; only the target does.
+//! - Network faults act only inside the run's namespaces, through
+//!   [`NetworkControl`]; every iptables rule carries the comment
+//!   `hc<run id>` and lives in a chain named `hc<run id>-<fault><n>`, and
+//!   healing removes exactly those chains. Without network namespaces
+//!   (loopback) they refuse to start.
 
 #![warn(missing_docs)]
 
 mod apply;
 pub mod compose;
+pub mod delay;
 pub mod error;
+pub mod grudge;
+pub mod iptables;
 pub mod kill;
+pub mod loss;
+mod network;
+mod params;
+pub mod partition;
 pub mod pause;
 pub mod schedule;
 pub mod target;
+pub mod zk_isolate;
+pub mod zk_outage;
+pub mod zk_pause;
+mod zk_select;
 
 pub use compose::Compose;
+pub use delay::DelayNemesis;
 pub use error::NemesisError;
 pub use kill::KillNemesis;
+pub use loss::LossNemesis;
+pub use partition::PartitionNemesis;
 pub use pause::PauseNemesis;
-pub use target::{ClusterTarget, Role, TargetError};
+pub use target::{ClusterTarget, CommandOutput, NetworkControl, Role, TargetError, CONTROL_NODE};
+pub use zk_isolate::ZkIsolateNemesis;
+pub use zk_outage::ZkOutageNemesis;
+pub use zk_pause::ZkPauseNemesis;
 
 use serde::{Deserialize, Serialize};
 

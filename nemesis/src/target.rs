@@ -10,6 +10,13 @@
 //! started and whether a death is expected.
 
 use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The pseudo-node naming the control namespace (where workload clients run)
+/// in partition specs and [`NetworkControl`] calls.
+pub const CONTROL_NODE: &str = "control";
 
 /// Which kind of process a node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -69,4 +76,71 @@ pub trait ClusterTarget: Send + Sync {
     fn resume(&self, node: &str) -> Result<serde_json::Value, TargetError>;
     /// Whether the node's process is alive (a paused process is alive).
     fn is_running(&self, node: &str) -> bool;
+    /// Network control of the run's namespaces, or `None` when the runtime
+    /// has none (loopback): network faults then refuse to start.
+    fn network(&self) -> Option<&dyn NetworkControl> {
+        None
+    }
+}
+
+/// What one command run in a namespace printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output, lossily decoded.
+    pub stdout: String,
+    /// Standard error, lossily decoded.
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// Whether the command exited with code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// What network faults may do inside the run's own network namespaces;
+/// implemented by runtimes that have them (the harness's `local` runtime).
+///
+/// Node names are those of [`ClusterTarget::nodes`], plus [`CONTROL_NODE`]
+/// for the control namespace. Must never act outside the run's namespaces:
+/// every method resolves a node to a namespace named after the run id.
+pub trait NetworkControl: Send + Sync {
+    /// The run id (6 lowercase hex characters); every iptables rule a fault
+    /// adds carries the comment `hc<run id>`.
+    fn run_id(&self) -> &str;
+    /// The namespace of `node` (or of the control namespace for [`CONTROL_NODE`]).
+    fn namespace(&self, node: &str) -> Result<String, TargetError>;
+    /// The IPv4 address of `node` on the run's bridge.
+    fn address(&self, node: &str) -> Result<Ipv4Addr, TargetError>;
+    /// The name of the node's one interface on the run's bridge (inside its namespace).
+    fn interface(&self, node: &str) -> Result<String, TargetError>;
+    /// Name of the control namespace.
+    fn control_namespace(&self) -> String;
+    /// Address of the control namespace on the run's bridge.
+    fn control_address(&self) -> Ipv4Addr;
+    /// Run `argv` inside `node`'s namespace, feeding it `stdin`, killing it
+    /// after `timeout`; any exit code is returned, a spawn failure or timeout
+    /// is an error.
+    fn run(
+        &self,
+        node: &str,
+        argv: &[&str],
+        stdin: Option<&str>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, TargetError>;
+    /// Run `argv` in a throwaway namespace of the run (created and deleted
+    /// around the call), e.g. to probe kernel features without touching a node.
+    fn run_scratch(&self, argv: &[&str], timeout: Duration) -> Result<CommandOutput, TargetError>;
+    /// Start a thread named `name` that runs `body` inside `node`'s
+    /// namespace; returns once the thread is in it. `body` never runs if the
+    /// thread could not enter the namespace.
+    fn spawn_in(
+        &self,
+        node: &str,
+        name: &str,
+        body: Box<dyn FnOnce() + Send + 'static>,
+    ) -> Result<JoinHandle<()>, TargetError>;
 }

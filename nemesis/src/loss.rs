@@ -1,0 +1,173 @@
+//! The `loss` fault: each target node drops a percentage of the packets it
+//! sends, to everyone or to one peer, with the iptables `statistic` match
+//! (random mode) in its namespace; healing removes exactly those chains.
+//!
+//! Parameters: `{"percent": 30, "peer": "n2"}`. `percent` (0 to 100,
+//! default 30) is the chance that each outbound packet is dropped; `peer`
+//! (optional, any node or `control`) limits the loss to the link towards it.
+//! The loss is outbound only: a ping across the link loses `percent` of its
+//! requests, and its replies are untouched.
+//!
+//! Why separate: one module per fault kind.
+//!
+//! Must never: write a rule outside the run's namespaces or without the
+//! run's comment, or leave a chain behind after `stop`/`teardown` succeeded.
+
+use crate::error::NemesisError;
+use crate::iptables::{self, ChainSpec, Rule};
+use crate::network::{self, InstalledChains};
+use crate::params::Params;
+use crate::target::{ClusterTarget, NetworkControl};
+use crate::{FaultSpec, Nemesis};
+use serde_json::{json, Value};
+
+/// Fault names handled by [`LossNemesis`].
+pub const LOSS_FAULTS: &[&str] = &["loss"];
+
+/// Parameters `loss` accepts.
+pub const LOSS_PARAMS: &[&str] = &["percent", "peer"];
+
+/// Default loss, in percent.
+pub const LOSS_PERCENT_DEFAULT: f64 = 30.0;
+
+/// What a loss fault does, decided from its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossPlan {
+    /// Nodes that lose packets they send.
+    pub nodes: Vec<String>,
+    /// Chance of dropping each packet, in percent.
+    pub percent: f64,
+    /// Only packets to this node, when set.
+    pub peer: Option<String>,
+}
+
+/// Decide the loss fault for `params` on `targets`, given every node a
+/// network fault may name (`known`). Pure: no I/O.
+pub fn plan(params: &Value, targets: &[String], known: &[String]) -> Result<LossPlan, NemesisError> {
+    let fault = LOSS_FAULTS[0];
+    let reader = Params::new(fault, params, LOSS_PARAMS)?;
+    let percent = reader.number("percent", 0.0, 100.0, LOSS_PERCENT_DEFAULT)?;
+    let peer = reader.text("peer", "a node name")?;
+    if targets.is_empty() {
+        return Err(NemesisError::NoTargets { fault: fault.to_string() });
+    }
+    let nodes = network::checked_nodes(fault, "targets", targets, known)?;
+    if let Some(peer) = &peer {
+        crate::params::known_node(fault, "peer", peer, known)?;
+        if nodes.contains(peer) {
+            return Err(reader.error("peer", peer, "a node that is not one of the targets"));
+        }
+    }
+    Ok(LossPlan { nodes, percent, peer })
+}
+
+/// The statistic match's probability for `percent`, as iptables writes it.
+pub fn probability(percent: f64) -> String {
+    assert!((0.0..=100.0).contains(&percent), "percent {percent} out of range");
+    format!("{:.6}", percent / 100.0)
+}
+
+/// The OUTPUT chain of one node for `plan`.
+fn chain_for(net: &dyn NetworkControl, plan: &LossPlan, node: &str, chain: &str) -> Result<ChainSpec, NemesisError> {
+    let fault = LOSS_FAULTS[0];
+    let interface = net.interface(node).map_err(network::at(fault, node))?;
+    let mut matches = format!("-o {interface}");
+    if let Some(peer) = &plan.peer {
+        let address = net.address(peer).map_err(network::at(fault, peer))?;
+        matches.push_str(&format!(" -d {address}/32"));
+    }
+    matches.push_str(&format!(" -m statistic --mode random --probability {}", probability(plan.percent)));
+    let rules = vec![Rule { matches, target: "DROP".to_string() }];
+    Ok(ChainSpec { node: node.to_string(), table: "filter", hook: "OUTPUT", chain: chain.to_string(), rules })
+}
+
+/// Drops packets and remembers its chains so `stop`/`teardown` remove them.
+#[derive(Debug, Default)]
+pub struct LossNemesis {
+    chains: InstalledChains,
+}
+
+impl LossNemesis {
+    /// A nemesis with no loss applied.
+    pub fn new() -> LossNemesis {
+        LossNemesis::default()
+    }
+
+    fn heal(&mut self, fault: &str, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
+        let Some(net) = target.network() else {
+            return Ok(json!({"fault": fault, "forgotten": self.chains.forget_all()}));
+        };
+        let removed = self.chains.remove_all(fault, net)?;
+        Ok(json!({"fault": fault, "removed": removed}))
+    }
+}
+
+impl Nemesis for LossNemesis {
+    fn handled(&self) -> &'static [&'static str] {
+        LOSS_FAULTS
+    }
+
+    fn start(
+        &mut self,
+        fault: &FaultSpec,
+        targets: &[String],
+        target: &dyn ClusterTarget,
+    ) -> Result<Value, NemesisError> {
+        assert!(LOSS_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
+        let net = network::require(&fault.name, target)?;
+        let decided = plan(&fault.params, targets, &network::network_nodes(target))?;
+        let chain = iptables::chain_name(net.run_id(), "loss", self.chains.next_instance());
+        let specs =
+            decided.nodes.iter().map(|node| chain_for(net, &decided, node, &chain)).collect::<Result<Vec<_>, _>>()?;
+        let rules = self.chains.install_all(&fault.name, net, specs)?;
+        Ok(json!({
+            "fault": fault.name,
+            "percent": decided.percent,
+            "peer": decided.peer,
+            "direction": "outbound",
+            "nodes": decided.nodes,
+            "rules": rules,
+        }))
+    }
+
+    fn stop(&mut self, fault: &FaultSpec, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
+        assert!(LOSS_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
+        self.heal(&fault.name, target)
+    }
+
+    fn teardown(&mut self, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
+        self.heal(LOSS_FAULTS[0], target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| name.to_string()).collect()
+    }
+
+    /// Goal: valid parameters give the plan; bad ones name the param and the range.
+    #[test]
+    fn plan_validates_percent_and_peer() {
+        let known = names(&["n1", "n2", "n3", "control"]);
+        let decided = plan(&json!({"percent": 12.5, "peer": "n2"}), &names(&["n1", "n1"]), &known).expect("plan");
+        assert_eq!(decided, LossPlan { nodes: names(&["n1"]), percent: 12.5, peer: Some("n2".to_string()) });
+        assert_eq!(plan(&Value::Null, &names(&["n3"]), &known).expect("defaults").percent, 30.0);
+        let high = plan(&json!({"percent": 130}), &names(&["n1"]), &known).expect_err("range").to_string();
+        assert!(high.contains("param `percent` = 130") && high.contains("from 0 to 100"), "{high}");
+        let peer = plan(&json!({"peer": "n9"}), &names(&["n1"]), &known).expect_err("peer").to_string();
+        assert!(peer.contains("param `peer` = \"n9\""), "{peer}");
+        let own = plan(&json!({"peer": "n1"}), &names(&["n1"]), &known).expect_err("own").to_string();
+        assert!(own.contains("not one of the targets"), "{own}");
+        assert!(matches!(plan(&Value::Null, &[], &known), Err(NemesisError::NoTargets { .. })));
+    }
+
+    /// Goal: the probability is written with fixed precision.
+    #[test]
+    fn probability_is_a_fraction() {
+        assert_eq!(probability(30.0), "0.300000");
+        assert_eq!(probability(100.0), "1.000000");
+    }
+}
