@@ -40,6 +40,9 @@ Exit codes: 0 valid, 1 anomalies found, 2 harness or set-up error, 3 unknown.";
 pub enum Command {
     /// Boot a cluster, run a workload under faults, check the history.
     Run(Box<RunArgs>),
+    /// Rerun a past run: same seed, workload values, server bugs and the
+    /// same concrete fault timeline; prints both verdicts.
+    Replay(Box<ReplayArgs>),
     /// Re-check a run directory or a history.jsonl offline.
     Check {
         /// A run directory (store/<run>) or a history.jsonl file.
@@ -109,6 +112,19 @@ pub struct DaemonArgs {
     /// Lifetime limit.
     #[arg(long)]
     pub lifetime_minutes: u64,
+}
+
+/// `chaos replay` arguments.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The run directory to replay (store/<run>).
+    pub run_dir: PathBuf,
+    /// Where the new run directory goes.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+    /// hserver binary (default: next to chaos).
+    #[arg(long)]
+    pub hserver: Option<PathBuf>,
 }
 
 /// `chaos run` flags; each overrides the scenario file's value.
@@ -224,6 +240,19 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             orchestrate::print_outcome(&outcome, seed);
             Ok(orchestrate::exit_code(&outcome.result.valid))
         }
+        Command::Replay(args) => {
+            let (original, scenario) = replay_inputs(&args.run_dir)?;
+            let seed = scenario.seed();
+            let options = RunOptions { store: args.store.clone(), hserver_bin: args.hserver.clone() };
+            let outcome = orchestrate::run(scenario, &options)?;
+            orchestrate::print_outcome(&outcome, seed);
+            println!(
+                "original verdict: {}; replayed verdict: {}",
+                verdict::name(&original),
+                verdict::name(&outcome.result.valid)
+            );
+            Ok(orchestrate::exit_code(&outcome.result.valid))
+        }
         Command::Check { path } => {
             let history = verdict::history_path(&path)?;
             let (result, warnings) = verdict::check_file(&history)?;
@@ -250,6 +279,15 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             manual::send(run.as_deref(), request)
         }
     }
+}
+
+/// The original verdict and the effective scenario of a past run.
+fn replay_inputs(run_dir: &std::path::Path) -> anyhow::Result<(checker::Validity, Scenario)> {
+    let scenario = Scenario::load(&run_dir.join(crate::rundir::SCENARIO_FILE))?;
+    let results = std::fs::read_to_string(run_dir.join(crate::rundir::RESULTS_FILE))
+        .map_err(|e| anyhow::anyhow!("{}: {e}; replay needs a finished run", run_dir.join("results.json").display()))?;
+    let original: checker::CheckResult = serde_json::from_str(&results)?;
+    Ok((original.valid, scenario))
 }
 
 /// `chaos cluster down`: the live cluster through its daemon, or what

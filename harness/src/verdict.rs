@@ -52,6 +52,15 @@ pub fn write_results(run_dir: &Path, result: &CheckResult) -> std::io::Result<()
     std::fs::write(run_dir.join(RESULTS_FILE), text + "\n")
 }
 
+/// The verdict's one-word name.
+pub fn name(validity: &Validity) -> &'static str {
+    match validity {
+        Validity::Valid => "valid",
+        Validity::Invalid => "invalid",
+        Validity::Unknown => "unknown",
+    }
+}
+
 /// The verdict table: one line per anomaly, then the verdict.
 pub fn render(result: &CheckResult) -> String {
     let mut out = String::new();

@@ -134,3 +134,65 @@ fn chaos_check_rechecks_a_run_offline_with_the_same_verdict() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no such history file"));
     assert_nothing_left(&done.run_dir);
 }
+
+/// Nemesis operations of a history: (f, nodes, seconds since the workload
+/// phase began), for starts only (invoke of a fault).
+fn fault_starts(run_dir: &Path) -> Vec<(String, serde_json::Value, f64)> {
+    let text = std::fs::read_to_string(run_dir.join("history.jsonl")).unwrap();
+    let ops: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let phase_start =
+        ops.iter().find(|o| o["f"] == "phase" && o["value"] == "workload").unwrap()["time"].as_u64().unwrap();
+    ops.iter()
+        .filter(|o| {
+            o["process"] == "nemesis" && o["type"] == "invoke" && ["kill", "pause"].contains(&o["f"].as_str().unwrap())
+        })
+        .map(|o| {
+            let offset = (o["time"].as_u64().unwrap() - phase_start) as f64 / 1e9;
+            (o["f"].as_str().unwrap().to_string(), o["value"]["nodes"].clone(), offset)
+        })
+        .collect()
+}
+
+/// `chaos replay` reruns the concrete timeline: the same fault kinds on the
+/// same nodes at the same offsets (within 1 s), including faults whose node
+/// was chosen at run time (`sequencer`).
+#[test]
+fn replay_repeats_the_fault_timeline() {
+    let store = tempfile::tempdir().unwrap();
+    let args = [
+        "--time-limit",
+        "20",
+        "--nemesis",
+        "kill,pause",
+        "--nemesis-interval",
+        "5",
+        "--nemesis-targets",
+        "sequencer",
+        "--seed",
+        "21",
+    ];
+    let original = run(store.path(), &args);
+    assert_eq!(original.code, 0, "{}", original.output);
+    let output = Command::new(chaos())
+        .arg("replay")
+        .arg(&original.run_dir)
+        .arg("--store")
+        .arg(store.path())
+        .arg("--hserver")
+        .arg(hserver())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(output.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("original verdict: valid; replayed verdict: valid"), "{text}");
+    let replayed_dir = std::fs::canonicalize(store.path().join("latest")).unwrap();
+    assert_ne!(replayed_dir, original.run_dir);
+    let (before, after) = (fault_starts(&original.run_dir), fault_starts(&replayed_dir));
+    assert!(!before.is_empty());
+    assert_eq!(before.len(), after.len(), "{before:?} vs {after:?}");
+    for ((f1, n1, t1), (f2, n2, t2)) in before.iter().zip(&after) {
+        assert_eq!((f1, n1), (f2, n2));
+        assert!((t1 - t2).abs() <= 1.0, "offsets {t1} vs {t2}");
+    }
+    assert_nothing_left(&replayed_dir);
+}
