@@ -4,9 +4,10 @@
 //! Roles (shard sequencers, subscription owners) are decided by
 //! [`crate::placement`] from the last ZooKeeper snapshot and taken through
 //! versioned writes. Losing ZooKeeper for a while changes nothing: the node
-//! keeps its roles and serves from its last view. Only when the session has
-//! expired does the node step down from everything, register again and let
-//! the reconcile loop take roles back.
+//! keeps its roles and serves from its last view. When the session has
+//! expired the node registers again and the reconcile loop gives up the
+//! roles ZooKeeper has meanwhile given to others (fencing makes the old
+//! roles harmless until then).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -131,7 +132,14 @@ impl Node {
             self.watch_session(client.state_watcher()).await;
             self.zk_connected.store(false, Ordering::Relaxed);
             self.meta.set_client(None).await;
-            self.step_down_everything("ZooKeeper session expired");
+            // Roles are kept: the client library also declares a session
+            // expired when it merely could not reach ZooKeeper in time, and
+            // stepping down then would stop every append for the outage.
+            // Keeping them is safe: a successor seals the replicas (fencing
+            // our sequencers) and bumps the owner epoch (failing our
+            // checkpoint writes); once registered again, the reconcile loop
+            // gives up exactly the roles ZooKeeper now names someone else for.
+            tracing::warn!(node = self.info.id, "ZooKeeper session ended; keeping roles and registering again");
         }
     }
 
@@ -183,14 +191,6 @@ impl Node {
         if self.bugs().has(Bug::ExitOnZkLoss) {
             tracing::error!("FATAL: ZooKeeper session lost ({why}); exiting");
             std::process::exit(1);
-        }
-    }
-
-    fn step_down_everything(&self, why: &str) {
-        self.logs.step_down_all(why);
-        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, handle) in owners.drain() {
-            handle.stop();
         }
     }
 

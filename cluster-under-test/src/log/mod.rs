@@ -56,14 +56,6 @@ impl Logs {
         }
     }
 
-    /// Steps down from every shard.
-    pub fn step_down_all(&self, why: &str) {
-        let mut sequencers = self.sequencers.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, old) in sequencers.drain() {
-            old.depose(why);
-        }
-    }
-
     /// `(shard, epoch)` of every live sequencer here.
     pub fn held(&self) -> Vec<(u64, u64)> {
         let sequencers = self.sequencers.lock().unwrap_or_else(|e| e.into_inner());
