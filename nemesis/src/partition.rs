@@ -5,10 +5,12 @@
 //! Parameters (all optional):
 //! `{"kind": "isolate-one"|"halves"|"majorities-ring"|"bridge"|"one-way"|"explicit",
 //!   "spec": "n1,n2|n3,n4,n5", "include_zk": bool, "include_control": bool}`.
-//! `kind` defaults to `halves`. The participants are the target nodes in the
-//! order given (all servers when none are given), then the ZooKeeper nodes
-//! if `include_zk`, then the control namespace if `include_control`; nodes
-//! that do not participate keep hearing everyone. `explicit` takes its
+//! `kind` defaults to `halves`. The participants, in order, are the target
+//! nodes as given (the seeded timeline shuffles them, so they decide who is
+//! cut: `isolate-one` isolates the first target, `halves` puts the targets
+//! first), then the other servers in cluster order, then the ZooKeeper
+//! nodes if `include_zk`, then the control namespace if `include_control`.
+//! Nodes that do not participate keep hearing everyone. `explicit` takes its
 //! participants from `spec` alone (which may name `zk*` nodes and `control`).
 //! See [`crate::grudge`] for what each kind cuts.
 //!
@@ -70,18 +72,7 @@ pub fn plan(
         if reader.has("spec") {
             return Err(reader.error("spec", "(given)", "no spec unless kind is explicit"));
         }
-        let mut participants = if targets.is_empty() {
-            servers.to_vec()
-        } else {
-            network::checked_nodes(fault, "targets", targets, &known)?
-        };
-        let extra = if include_zk { zookeepers.to_vec() } else { Vec::new() };
-        let control = if include_control { vec![CONTROL_NODE.to_string()] } else { Vec::new() };
-        for node in extra.into_iter().chain(control) {
-            if !participants.contains(&node) {
-                participants.push(node);
-            }
-        }
+        let participants = participants(targets, servers, zookeepers, [include_zk, include_control], &known)?;
         build(kind, &participants)
     };
     if grudge.is_empty() {
@@ -93,6 +84,26 @@ pub fn plan(
         return Err(NemesisError::Unsupported { fault: fault.to_string(), reason });
     }
     Ok(PartitionPlan { kind, grudge })
+}
+
+/// Targets as given, then the other servers, then (if asked) the ZooKeeper
+/// nodes and the control namespace; each once.
+fn participants(
+    targets: &[String],
+    servers: &[String],
+    zookeepers: &[String],
+    [include_zk, include_control]: [bool; 2],
+    known: &[String],
+) -> Result<Vec<String>, NemesisError> {
+    let mut participants = network::checked_nodes(PARTITION_FAULTS[0], "targets", targets, known)?;
+    let extra = if include_zk { zookeepers.to_vec() } else { Vec::new() };
+    let control = if include_control { vec![CONTROL_NODE.to_string()] } else { Vec::new() };
+    for node in servers.iter().cloned().chain(extra).chain(control) {
+        if !participants.contains(&node) {
+            participants.push(node);
+        }
+    }
+    Ok(participants)
 }
 
 fn explicit_grudge(reader: &Params<'_>, known: &[String]) -> Result<Grudge, NemesisError> {
@@ -207,13 +218,15 @@ mod tests {
         names(&["zk1", "zk2", "zk3"])
     }
 
-    /// Goal: the target order decides who is cut, ZooKeeper and control join
-    /// only when asked, and no targets means all servers.
+    /// Goal: the target order decides who is cut (targets first, then the
+    /// other servers), ZooKeeper and control join only when asked, and no
+    /// targets means the servers in cluster order.
     #[test]
     fn plan_uses_target_order_and_optional_zookeeper_and_control() {
-        let targets = names(&["n4", "n2", "n5", "n1", "n3"]);
+        let targets = names(&["n4", "n2"]);
         let plan_one = plan(&json!({"kind": "isolate-one"}), &targets, &servers(), &zookeepers()).expect("plan");
-        assert_eq!(plan_one.grudge.unheard_by("n4"), ["n2", "n5", "n1", "n3"]);
+        assert_eq!(plan_one.grudge.nodes(), names(&["n4", "n2", "n1", "n3", "n5"]));
+        assert_eq!(plan_one.grudge.unheard_by("n4"), ["n2", "n1", "n3", "n5"]);
         assert!(!plan_one.grudge.blocks("zk1", "n4"));
         let with_zk = json!({"kind": "isolate-one", "include_zk": true, "include_control": true});
         let plan_zk = plan(&with_zk, &targets, &servers(), &zookeepers()).expect("plan");
@@ -245,9 +258,9 @@ mod tests {
     /// target are clear errors.
     #[test]
     fn impossible_partitions_are_refused_with_the_reason() {
-        let one = plan(&json!({"kind": "halves"}), &names(&["n1"]), &servers(), &zookeepers()).expect_err("one");
+        let one = plan(&json!({"kind": "halves"}), &names(&["n1"]), &names(&["n1"]), &[]).expect_err("one");
         assert!(one.to_string().contains("needs at least 2 nodes"), "{one}");
-        let ring = plan(&json!({"kind": "majorities-ring"}), &names(&["n1", "n2"]), &servers(), &[]).expect_err("2");
+        let ring = plan(&json!({"kind": "majorities-ring"}), &[], &names(&["n1", "n2"]), &[]).expect_err("2");
         assert!(ring.to_string().contains("at least 3"), "{ring}");
         let kind = plan(&json!({"kind": "triangle"}), &[], &servers(), &[]).expect_err("kind").to_string();
         assert!(kind.contains("isolate-one, halves, majorities-ring, bridge, one-way, explicit"), "{kind}");

@@ -8,15 +8,18 @@
 //! quorum → hservers. Any failure tears down what was created.
 //!
 //! Why separate: this is the one owner of a run's processes and namespaces;
-//! the nemesis reaches them only through [`nemesis::ClusterTarget`].
+//! the nemesis reaches them only through [`nemesis::ClusterTarget`] and, in
+//! the `local` runtime, [`nemesis::NetworkControl`] (`cluster/network.rs`).
 //!
 //! Must never: leave anything behind after `teardown` (or `Drop`), create a
 //! name without the run id, or signal a process it did not start.
 
+mod network;
 mod plan;
 mod target;
 mod teardown;
 
+pub use network::{SCRATCH_SUFFIX, SPAWN_READY_WAIT_MS};
 pub use plan::{resolve_hserver, CONTROL_HOST};
 pub use teardown::TeardownReport;
 
@@ -137,6 +140,8 @@ pub struct Cluster {
     server_port: u16,
     grace_period_ms: u64,
     torn_down: bool,
+    /// Held while the throwaway probe namespace exists (one at a time).
+    scratch: Mutex<()>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -204,6 +209,7 @@ impl Cluster {
             server_port: spec.profile.server.port,
             grace_period_ms: spec.grace_period_ms,
             torn_down: false,
+            scratch: Mutex::new(()),
         }
     }
 

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 /// How often bounded waits poll.
 pub const POLL_INTERVAL_MS: u64 = 20;
 
+/// How long [`run_captured`] waits for a command's output after it exited.
+pub const PIPE_READ_WAIT_MS: u64 = 2_000;
+
 /// How many bytes at the end of a log [`log_tail`] reads.
 pub const LOG_TAIL_BYTES_MAX: u64 = 64 * 1024;
 
@@ -157,40 +160,93 @@ pub fn log_tail(path: &Path, line_count: usize) -> Vec<String> {
     lines[skip..].iter().map(|line| line.to_string()).collect()
 }
 
-/// Run a short external command to completion within `timeout`; returns its
-/// stdout. Fails with the command line, status and stderr. Meant for commands
-/// with small output (< 64 KiB, the pipe buffer), such as `ip`.
-pub fn run_command(argv: &[&str], timeout: Duration) -> Result<String, RuntimeError> {
+/// What a finished command printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// Exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output, lossily decoded.
+    pub stdout: String,
+    /// Standard error, lossily decoded.
+    pub stderr: String,
+}
+
+/// Run an external command to completion within `timeout`, feeding it
+/// `stdin`; returns its exit code and output whatever the code. Fails only if
+/// it cannot be spawned or outlives `timeout` (it is then killed by its pid,
+/// which is still ours because it was not reaped). Output is read by threads,
+/// so a large output cannot block the command.
+pub fn run_captured(argv: &[&str], stdin: Option<&str>, timeout: Duration) -> Result<Captured, RuntimeError> {
     assert!(!argv.is_empty());
     let command_line = argv.join(" ");
     let failed = |message: String| RuntimeError::Command { command: command_line.clone(), message };
     let mut child = Command::new(argv[0])
         .args(&argv[1..])
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|error| failed(error.to_string()))?;
+    let readers = [child.stdout.take().map(read_all), child.stderr.take().map(read_all)];
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        // A command that exits without reading its input is not an error here.
+        let _ = pipe.write_all(text.as_bytes());
+    }
+    let status = wait_bounded(&mut child, timeout).map_err(|error| failed(error.to_string()))?;
+    // A grandchild may still hold a pipe open: wait for the readers, bounded.
+    let read_wait = Duration::from_millis(PIPE_READ_WAIT_MS);
+    let [stdout, stderr] =
+        readers.map(|reader| reader.and_then(|output| output.recv_timeout(read_wait).ok()).unwrap_or_default());
+    match status {
+        Some(status) => Ok(Captured { code: status.code(), stdout, stderr }),
+        None => Err(failed(format!("timed out after {} ms", timeout.as_millis()))),
+    }
+}
+
+/// A thread reading a pipe to its end; its text (lossily decoded) arrives
+/// on the returned channel.
+fn read_all(mut pipe: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        let _ = sender.send(String::from_utf8_lossy(&bytes).into_owned());
+    });
+    receiver
+}
+
+/// Wait for `child` until `timeout`; on timeout kill it (not reaped yet, so
+/// the pid is still ours), reap it and return `None`.
+fn wait_bounded(child: &mut Child, timeout: Duration) -> std::io::Result<Option<std::process::ExitStatus>> {
     let deadline = Instant::now() + timeout;
     let poll_count_max = timeout.as_millis() as u64 / POLL_INTERVAL_MS + 1;
-    for _ in 0..poll_count_max {
-        if child.try_wait().map_err(|error| failed(error.to_string()))?.is_some() || Instant::now() >= deadline {
+    for _ in 0..=poll_count_max {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
             break;
         }
-        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
+        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS).min(deadline - Instant::now()));
     }
-    if child.try_wait().map_err(|error| failed(error.to_string()))?.is_none() {
-        // Not reaped yet, so the pid is still ours.
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(failed(format!("timed out after {} ms", timeout.as_millis())));
+    if let Some(status) = child.try_wait()? {
+        return Ok(Some(status));
     }
-    let output = child.wait_with_output().map_err(|error| failed(error.to_string()))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        return Err(failed(format!("{}: {stderr}", output.status)));
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(None)
+}
+
+/// Run a short external command to completion within `timeout`; returns its
+/// stdout. Fails with the command line, status and stderr.
+pub fn run_command(argv: &[&str], timeout: Duration) -> Result<String, RuntimeError> {
+    let captured = run_captured(argv, None, timeout)?;
+    if captured.code != Some(0) {
+        let message = format!("exit {:?}: {}", captured.code, captured.stderr.trim());
+        return Err(RuntimeError::Command { command: argv.join(" "), message });
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    Ok(captured.stdout)
 }
 
 #[cfg(test)]
@@ -215,5 +271,19 @@ mod tests {
         assert_eq!(output.trim(), "hello");
         let error = run_command(&["ls", "/definitely/not/here"], Duration::from_secs(5)).expect_err("ls");
         assert!(error.to_string().contains("ls /definitely/not/here"), "{error}");
+    }
+
+    /// Goal: stdin reaches the command, any exit code is reported, and a
+    /// command outliving its deadline is killed and reported as timed out.
+    #[test]
+    fn run_captured_feeds_stdin_and_bounds_time() {
+        let echoed = run_captured(&["cat"], Some("line\n"), Duration::from_secs(5)).expect("cat");
+        assert_eq!((echoed.code, echoed.stdout.as_str()), (Some(0), "line\n"));
+        let failing = run_captured(&["sh", "-c", "echo oops >&2; exit 3"], None, Duration::from_secs(5)).expect("sh");
+        assert_eq!((failing.code, failing.stderr.trim()), (Some(3), "oops"));
+        let started = Instant::now();
+        let slow = run_captured(&["sleep", "5"], None, Duration::from_millis(200)).expect_err("timeout");
+        assert!(slow.to_string().contains("timed out"), "{slow}");
+        assert!(started.elapsed() < Duration::from_secs(3));
     }
 }

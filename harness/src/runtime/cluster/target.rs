@@ -8,11 +8,11 @@
 //! Must never: signal a node that is not alive, or kill without marking the
 //! death as expected first.
 
-use super::Cluster;
+use super::{Cluster, RuntimeKind};
 use crate::runtime::error::RuntimeError;
 use crate::runtime::process::{self, ProcessId};
 use crate::runtime::supervisor::{self, NodeSlot};
-use nemesis::{ClusterTarget, Role, TargetError};
+use nemesis::{ClusterTarget, NetworkControl, Role, TargetError};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -126,7 +126,7 @@ impl Cluster {
     }
 
     /// Map a runtime error on `node` to the nemesis's error type.
-    fn target_error(&self, node: &str, action: &'static str, error: RuntimeError) -> TargetError {
+    pub(super) fn target_error(&self, node: &str, action: &'static str, error: RuntimeError) -> TargetError {
         match (error, self.is_alive(node)) {
             (RuntimeError::UnknownNode { node, known }, _) => TargetError::UnknownNode { node, known },
             (_, Some(false)) if action != "start" => TargetError::NotRunning { node: node.to_string() },
@@ -171,5 +171,10 @@ impl ClusterTarget for Cluster {
 
     fn is_running(&self, node: &str) -> bool {
         self.is_alive(node).unwrap_or(false)
+    }
+
+    fn network(&self) -> Option<&dyn NetworkControl> {
+        let has_namespaces = self.runtime == RuntimeKind::Local && !self.torn_down;
+        has_namespaces.then_some(self as &dyn NetworkControl)
     }
 }

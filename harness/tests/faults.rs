@@ -1,0 +1,570 @@
+//! Network and ZooKeeper faults measured for their effect in real network
+//! namespaces (`local` runtime): partitions block TCP connects across the cut
+//! and not within a side, one-way cuts one direction only, loss and delay
+//! hold their configured values, ZooKeeper outages heal, and nothing of the
+//! run (rule, queue listener, thread, namespace) is left afterwards.
+//!
+//! Method: small clusters booted with `Cluster::boot` — real ZooKeeper nodes,
+//! and `/bin/sleep` standing in for hservers (only their namespaces matter
+//! here). Probes are threads the test starts inside node namespaces through
+//! `NetworkControl::spawn_in` (TCP connects, UDP streams) and `ping` run via
+//! `NetworkControl::run`.
+//!
+//! Needs root, the Debian `zookeeper`, `iptables` and `iputils-ping`
+//! packages; skipped with a message otherwise. Tests take a shared lock so
+//! that one cluster runs at a time.
+
+use harness::runtime::{netns, Cluster, ClusterSpec, RuntimeKind};
+use nemesis::delay::live_shaper_threads;
+use nemesis::{ClusterTarget, Compose, FaultSpec, Nemesis, NetworkControl, CONTROL_NODE};
+use serde_json::{json, Value};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Serializes the tests: each boots a cluster.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Port of the test's own TCP listeners inside node namespaces.
+const PROBE_PORT: u16 = 7_700;
+
+/// How long one TCP connect probe waits before calling the link cut.
+const CONNECT_TIMEOUT_MS: u64 = 700;
+
+/// Longest any helper thread in a namespace lives.
+const HELPER_LIFETIME_MS_MAX: u64 = 60_000;
+
+/// Deadline for ZooKeeper quorum after boot or restart.
+const QUORUM_TIMEOUT_MS: u64 = 30_000;
+
+/// Deadline for a `ping` run.
+const PING_TIMEOUT_MS: u64 = 60_000;
+
+fn prerequisites_met() -> bool {
+    let checks = [
+        (nix::unistd::geteuid().is_root(), "the local runtime needs root"),
+        (std::path::Path::new("/usr/share/java/zookeeper.jar").is_file(), "apt-get install -y zookeeper"),
+        (which("iptables-restore"), "apt-get install -y iptables"),
+        (which("ping"), "apt-get install -y iputils-ping"),
+    ];
+    for (met, fix) in checks {
+        if !met {
+            eprintln!("skipped: {fix}");
+            return false;
+        }
+    }
+    true
+}
+
+fn which(program: &str) -> bool {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().any(|dir| std::path::Path::new(dir).join(program).exists())
+}
+
+/// Boot `servers` stand-in hservers (`sleep`) and `zookeepers` real ones.
+fn boot(servers: usize, zookeepers: usize, run_dir: &std::path::Path) -> Cluster {
+    let mut spec = ClusterSpec::new(RuntimeKind::Local, servers, zookeepers, run_dir);
+    spec.grace_period_ms = 2_000;
+    spec.hserver_bin = Some("/bin/sleep".into());
+    spec.profile.server.argv = vec!["{bin}".to_string(), "3600".to_string()];
+    Cluster::boot(spec).expect("boot")
+}
+
+fn net(cluster: &Cluster) -> &dyn NetworkControl {
+    cluster.network().expect("local runtime has network control")
+}
+
+fn fault(name: &str, params: Value) -> FaultSpec {
+    FaultSpec { name: name.to_string(), params }
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|name| name.to_string()).collect()
+}
+
+/// A thread serving TCP connects (accept and close) in a node's namespace.
+struct Listener {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn listen(net: &dyn NetworkControl, node: &str, port: u16) -> Listener {
+    let address = SocketAddr::from((net.address(node).expect("address"), port));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let (bound_sender, bound_receiver) = mpsc::channel();
+    let body = Box::new(move || {
+        let listener = TcpListener::bind(address).expect("bind probe listener");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let _ = bound_sender.send(());
+        let deadline = Instant::now() + Duration::from_millis(HELPER_LIFETIME_MS_MAX);
+        while !flag.load(Ordering::SeqCst) && Instant::now() < deadline {
+            if listener.accept().is_err() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    let thread = net.spawn_in(node, &format!("listen-{node}"), body).expect("listener thread");
+    bound_receiver.recv_timeout(Duration::from_secs(5)).expect("listener bound");
+    Listener { stop, thread: Some(thread) }
+}
+
+/// Try a TCP connect from `from` to every `(to, port)` at once; whether each succeeded.
+fn connects(net: &dyn NetworkControl, pairs: &[(&str, &str, u16)]) -> Vec<bool> {
+    let mut results = Vec::with_capacity(pairs.len());
+    for (from, to, port) in pairs {
+        let address = SocketAddr::from((net.address(to).expect("address"), *port));
+        let (sender, receiver) = mpsc::channel();
+        let body = Box::new(move || {
+            let connected = TcpStream::connect_timeout(&address, Duration::from_millis(CONNECT_TIMEOUT_MS)).is_ok();
+            let _ = sender.send(connected);
+        });
+        let thread = net.spawn_in(from, &format!("connect-{from}"), body).expect("connect thread");
+        results.push((thread, receiver));
+    }
+    let wait = Duration::from_millis(CONNECT_TIMEOUT_MS * 3);
+    results
+        .into_iter()
+        .map(|(thread, receiver)| {
+            let connected = receiver.recv_timeout(wait).unwrap_or(false);
+            let _ = thread.join();
+            connected
+        })
+        .collect()
+}
+
+/// Send `count` UDP datagrams from `from` to `to` and count those received.
+fn udp_delivered(net: &dyn NetworkControl, from: &str, to: &str, port: u16, count: usize) -> usize {
+    let target = SocketAddr::from((net.address(to).expect("address"), port));
+    let (ready_sender, ready_receiver) = mpsc::channel();
+    let (count_sender, count_receiver) = mpsc::channel();
+    let receive = Box::new(move || {
+        let socket = UdpSocket::bind(target).expect("bind udp");
+        socket.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+        let _ = ready_sender.send(());
+        let mut received = 0;
+        let mut buffer = [0u8; 64];
+        for _ in 0..count {
+            if socket.recv(&mut buffer).is_err() {
+                break;
+            }
+            received += 1;
+        }
+        let _ = count_sender.send(received);
+    });
+    let receiver_thread = net.spawn_in(to, &format!("udprecv-{to}"), receive).expect("receiver");
+    ready_receiver.recv_timeout(Duration::from_secs(5)).expect("receiver bound");
+    let send = Box::new(move || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind sender");
+        for index in 0..count {
+            let _ = socket.send_to(&(index as u64).to_be_bytes(), target);
+            if index % 10 == 9 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    net.spawn_in(from, &format!("udpsend-{from}"), send).expect("sender").join().expect("sender ends");
+    let received = count_receiver.recv_timeout(Duration::from_secs(10)).expect("receiver ends");
+    receiver_thread.join().expect("receiver joins");
+    received
+}
+
+/// What `ping -q` reported.
+#[derive(Debug)]
+struct PingSummary {
+    transmitted: u64,
+    received: u64,
+    average_ms: Option<f64>,
+}
+
+impl PingSummary {
+    fn loss_percent(&self) -> f64 {
+        100.0 * (self.transmitted - self.received) as f64 / self.transmitted as f64
+    }
+}
+
+fn ping(net: &dyn NetworkControl, from: &str, to: &str, count: u32, interval: &str) -> PingSummary {
+    let address = net.address(to).expect("address").to_string();
+    let count = count.to_string();
+    let argv = ["ping", "-q", "-n", "-c", count.as_str(), "-i", interval, "-W", "1", address.as_str()];
+    let output = net.run(from, &argv, None, Duration::from_millis(PING_TIMEOUT_MS)).expect("ping runs");
+    let text = output.stdout;
+    let line = text.lines().find(|line| line.contains("packets transmitted")).unwrap_or_else(|| panic!("{text}"));
+    let numbers: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|part| part.parse().ok()).collect();
+    let average_ms = text
+        .lines()
+        .find(|line| line.starts_with("rtt"))
+        .and_then(|line| line.split('=').nth(1))
+        .and_then(|values| values.trim().split('/').nth(1))
+        .and_then(|average| average.parse().ok());
+    PingSummary { transmitted: numbers[0], received: numbers[1], average_ms }
+}
+
+/// Every node's namespace, and the control namespace.
+fn every_node(cluster: &Cluster) -> Vec<String> {
+    let mut nodes = cluster.node_names();
+    nodes.push(CONTROL_NODE.to_string());
+    nodes
+}
+
+/// No iptables rule or chain of the run, no bound NFQUEUE and no shaper thread.
+fn assert_network_clean(cluster: &Cluster) {
+    let net = net(cluster);
+    for node in every_node(cluster) {
+        let leftovers = nemesis::iptables::leftovers(net, &node).expect("iptables-save");
+        assert!(leftovers.is_empty(), "{node}: rules of the run left: {leftovers:?}");
+        let queues = net.run(&node, &["cat", "/proc/net/netfilter/nfnetlink_queue"], None, Duration::from_secs(5));
+        let queues = queues.expect("read queue list").stdout;
+        assert!(queues.trim().is_empty(), "{node}: NFQUEUE still bound: {queues}");
+    }
+    assert!(live_shaper_threads().is_empty(), "shaper threads left: {:?}", live_shaper_threads());
+}
+
+/// Tear down and check no namespace of the run is left.
+fn teardown_and_assert_gone(mut cluster: Cluster) {
+    let run_id = cluster.run_id().to_string();
+    cluster.teardown().expect("teardown");
+    let left: Vec<String> =
+        netns::list_namespaces().expect("ip netns").into_iter().filter(|name| name.contains(&run_id)).collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+}
+
+/// Goal: `halves` blocks TCP connects across the cut in both directions and
+/// not within a side; a node outside the partition (control) still reaches
+/// everyone; heal restores every link and removes every rule.
+#[test]
+fn partition_blocks_connects_across_the_cut_and_heal_restores_them() {
+    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !prerequisites_met() {
+        return;
+    }
+    let run_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = boot(4, 1, run_dir.path());
+    let net = net(&cluster);
+    let nodes = ["n1", "n2", "n3", "n4"];
+    let _listeners: Vec<Listener> = nodes.iter().map(|node| listen(net, node, PROBE_PORT)).collect();
+    let mut pairs = Vec::new();
+    for from in nodes {
+        for to in nodes.iter().filter(|to| **to != from) {
+            pairs.push((from, *to, PROBE_PORT));
+        }
+    }
+    assert!(connects(net, &pairs).iter().all(|connected| *connected), "links must work before the fault");
+
+    let mut nemesis = Compose::all_faults();
+    let spec = fault("partition", json!({"kind": "halves"}));
+    let record = nemesis.start(&spec, &names(&nodes), &cluster).expect("partition");
+    assert_eq!(record["cannot_hear"]["n1"], json!(["n3", "n4"]), "{record}");
+    let side = |node: &str| if node == "n1" || node == "n2" { 0 } else { 1 };
+    for ((from, to, _), connected) in pairs.iter().zip(connects(net, &pairs)) {
+        assert_eq!(connected, side(from) == side(to), "{from} -> {to} during the partition");
+    }
+    let from_control: Vec<(&str, &str, u16)> = nodes.iter().map(|node| (CONTROL_NODE, *node, PROBE_PORT)).collect();
+    assert!(connects(net, &from_control).iter().all(|connected| *connected), "control is not in the partition");
+
+    nemesis.stop(&spec, &cluster).expect("heal");
+    assert!(connects(net, &pairs).iter().all(|connected| *connected), "heal must restore every link");
+    assert_network_clean(&cluster);
+    teardown_and_assert_gone(cluster);
+}
+
+/// Goal: `one-way` with [n1, n2] lets n1 send to n2 while nothing n2 sends
+/// reaches n1 (UDP, which needs no reply); `isolate-one` with
+/// `include_control` cuts the control namespace from n1 too.
+#[test]
+fn one_way_partition_blocks_one_direction_only() {
+    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !prerequisites_met() {
+        return;
+    }
+    let run_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = boot(2, 1, run_dir.path());
+    let net = net(&cluster);
+    let mut nemesis = Compose::all_faults();
+    let spec = fault("partition", json!({"kind": "one-way"}));
+    nemesis.start(&spec, &names(&["n1", "n2"]), &cluster).expect("one-way");
+    let forward = udp_delivered(net, "n1", "n2", PROBE_PORT + 1, 200);
+    let backward = udp_delivered(net, "n2", "n1", PROBE_PORT + 2, 200);
+    assert!(forward >= 195, "n1 -> n2 must pass: {forward} of 200");
+    assert_eq!(backward, 0, "n2 -> n1 must be cut");
+    nemesis.stop(&spec, &cluster).expect("heal");
+    assert_eq!(udp_delivered(net, "n2", "n1", PROBE_PORT + 3, 200), 200, "heal restores n2 -> n1");
+
+    let isolate = fault("partition", json!({"kind": "isolate-one", "include_control": true}));
+    nemesis.start(&isolate, &names(&["n1", "n2"]), &cluster).expect("isolate-one");
+    let _listener = listen(net, "n1", PROBE_PORT);
+    assert_eq!(connects(net, &[(CONTROL_NODE, "n1", PROBE_PORT)]), [false], "control is inside the cut");
+    nemesis.teardown(&cluster).expect("teardown heals");
+    assert_eq!(connects(net, &[(CONTROL_NODE, "n1", PROBE_PORT)]), [true]);
+    assert_network_clean(&cluster);
+    teardown_and_assert_gone(cluster);
+}
+
+/// Goal: 30 % loss on the n1 → n2 link is measured within ±8 points over
+/// 2 000 pings, the reverse link and other links are untouched, and heal
+/// brings loss back to zero.
+#[test]
+fn loss_of_30_percent_is_measured_within_8_points() {
+    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !prerequisites_met() {
+        return;
+    }
+    let run_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = boot(2, 1, run_dir.path());
+    let net = net(&cluster);
+    let mut nemesis = Compose::all_faults();
+    let spec = fault("loss", json!({"percent": 30, "peer": "n2"}));
+    let record = nemesis.start(&spec, &names(&["n1"]), &cluster).expect("loss");
+    assert_eq!(record["direction"], "outbound", "{record}");
+    let lossy = ping(net, "n1", "n2", 2_000, "0.002");
+    eprintln!("loss 30 %: measured {:.1} % over {} pings", lossy.loss_percent(), lossy.transmitted);
+    assert_eq!(lossy.transmitted, 2_000);
+    assert!((22.0..=38.0).contains(&lossy.loss_percent()), "{lossy:?}");
+    let other = ping(net, "n1", "zk1", 300, "0.002");
+    assert_eq!(other.received, 300, "only the n1 -> n2 link loses: {other:?}");
+    nemesis.stop(&spec, &cluster).expect("heal");
+    let healed = ping(net, "n1", "n2", 500, "0.002");
+    assert_eq!(healed.received, 500, "{healed:?}");
+    assert_network_clean(&cluster);
+    teardown_and_assert_gone(cluster);
+}
+
+/// UDP echo measurement: RTTs and the send rate achieved.
+struct EchoRun {
+    sent: usize,
+    received: usize,
+    rtt_ms_mean: f64,
+    rtt_ms_min: f64,
+    rtt_ms_max: f64,
+    send_rate_per_second: f64,
+}
+
+/// Send `count` stamped UDP packets from `from` to an echo in `to` at
+/// `rate_per_second`, and measure each packet's round trip as it comes back.
+fn udp_echo(
+    net: &dyn NetworkControl,
+    from: &str,
+    to: &str,
+    port: u16,
+    count: usize,
+    rate_per_second: usize,
+) -> EchoRun {
+    let echo_address = SocketAddr::from((net.address(to).expect("address"), port));
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo_stop = Arc::clone(&stop);
+    let (ready_sender, ready_receiver) = mpsc::channel();
+    let echo = Box::new(move || {
+        let socket = UdpSocket::bind(echo_address).expect("bind echo");
+        socket.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+        let _ = ready_sender.send(());
+        let mut buffer = [0u8; 64];
+        let deadline = Instant::now() + Duration::from_millis(HELPER_LIFETIME_MS_MAX);
+        while !echo_stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+            if let Ok((length, peer)) = socket.recv_from(&mut buffer) {
+                let _ = socket.send_to(&buffer[..length], peer);
+            }
+        }
+    });
+    let echo_thread = net.spawn_in(to, &format!("echo-{to}"), echo).expect("echo thread");
+    ready_receiver.recv_timeout(Duration::from_secs(5)).expect("echo bound");
+    let (result_sender, result_receiver) = mpsc::channel();
+    let client = Box::new(move || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind client");
+        let _ = result_sender.send(echo_client(&socket, echo_address, count, rate_per_second));
+    });
+    let client_thread = net.spawn_in(from, &format!("client-{from}"), client).expect("client thread");
+    let run = result_receiver.recv_timeout(Duration::from_secs(60)).expect("client result");
+    client_thread.join().expect("client joins");
+    stop.store(true, Ordering::SeqCst);
+    echo_thread.join().expect("echo joins");
+    run
+}
+
+/// The client side of [`udp_echo`]: a receiving thread records RTTs while
+/// this one paces the sends in 1 ms batches.
+fn echo_client(socket: &UdpSocket, echo: SocketAddr, count: usize, rate_per_second: usize) -> EchoRun {
+    let base = Instant::now();
+    let receiver = socket.try_clone().expect("clone socket");
+    receiver.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+    let collector = std::thread::spawn(move || {
+        let mut rtts = Vec::with_capacity(count);
+        let mut buffer = [0u8; 64];
+        for _ in 0..count {
+            let Ok(length) = receiver.recv(&mut buffer) else { break };
+            if length == 8 {
+                let sent_ns = u64::from_be_bytes(buffer[..8].try_into().expect("8 bytes"));
+                rtts.push((base.elapsed().as_nanos() as u64 - sent_ns) as f64 / 1e6);
+            }
+        }
+        rtts
+    });
+    let per_millisecond = rate_per_second.div_ceil(1_000);
+    let started = Instant::now();
+    for batch in 0..count.div_ceil(per_millisecond) {
+        let due = started + Duration::from_millis(batch as u64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        for _ in 0..per_millisecond.min(count - batch * per_millisecond) {
+            let stamp = (base.elapsed().as_nanos() as u64).to_be_bytes();
+            let _ = socket.send_to(&stamp, echo);
+        }
+    }
+    let send_rate_per_second = count as f64 / started.elapsed().as_secs_f64();
+    let rtts = collector.join().expect("collector");
+    let mean = rtts.iter().sum::<f64>() / rtts.len().max(1) as f64;
+    let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = rtts.iter().copied().fold(0.0, f64::max);
+    EchoRun {
+        sent: count,
+        received: rtts.len(),
+        rtt_ms_mean: mean,
+        rtt_ms_min: min,
+        rtt_ms_max: max,
+        send_rate_per_second,
+    }
+}
+
+/// Goal: the delay backend chosen here (NFQUEUE shaper, the kernel has no
+/// netem) holds 50 ms ± 10 ms on the n1 → n2 link within ±20 %: ping's mean
+/// RTT, and the mean RTT of a UDP stream at ≥ 5 000 packets/s of which
+/// nearly all arrive; jitter stays within its bounds; heal removes the delay,
+/// the rules, the queue and the thread.
+#[test]
+fn shaper_holds_50_ms_within_20_percent_at_5000_packets_per_second() {
+    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !prerequisites_met() {
+        return;
+    }
+    let run_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = boot(2, 1, run_dir.path());
+    let net = net(&cluster);
+    let mut nemesis = Compose::all_faults();
+    let spec = fault("delay", json!({"ms": 50, "jitter_ms": 10, "peer": "n2", "backend": "auto"}));
+    let record = nemesis.start(&spec, &names(&["n1"]), &cluster).expect("delay");
+    eprintln!("delay backend: {} ({})", record["backend"], record["backend_reason"]);
+    assert!(record["backend"] == "nfqueue" || record["backend"] == "netem", "{record}");
+
+    let pinged = ping(net, "n1", "n2", 100, "0.01");
+    let average = pinged.average_ms.expect("replies");
+    eprintln!("delay 50±10 ms: ping mean RTT {average:.2} ms over {} replies", pinged.received);
+    assert_eq!(pinged.received, 100);
+    assert!((40.0..=60.0).contains(&average), "{pinged:?}");
+    let untouched = ping(net, "n1", "zk1", 20, "0.01").average_ms.expect("replies");
+    assert!(untouched < 5.0, "only the n1 -> n2 link is delayed: {untouched} ms");
+
+    let run = udp_echo(net, "n1", "n2", PROBE_PORT + 4, 15_000, 6_000);
+    eprintln!(
+        "delay 50±10 ms under load: sent {} at {:.0}/s, received {}, RTT mean {:.2} ms (min {:.2}, max {:.2})",
+        run.sent, run.send_rate_per_second, run.received, run.rtt_ms_mean, run.rtt_ms_min, run.rtt_ms_max
+    );
+    assert!(run.send_rate_per_second >= 5_000.0, "sent only {:.0}/s", run.send_rate_per_second);
+    assert!(run.received * 100 >= run.sent * 99, "lost {} of {}", run.sent - run.received, run.sent);
+    assert!((40.0..=60.0).contains(&run.rtt_ms_mean), "mean {:.2} ms", run.rtt_ms_mean);
+    assert!(
+        run.rtt_ms_min >= 39.0 && run.rtt_ms_max <= 75.0,
+        "jitter out of bounds: {:.2}..{:.2}",
+        run.rtt_ms_min,
+        run.rtt_ms_max
+    );
+
+    let healed = nemesis.stop(&spec, &cluster).expect("heal");
+    eprintln!("delay heal: {healed}");
+    let after = ping(net, "n1", "n2", 20, "0.01").average_ms.expect("replies");
+    assert!(after < 5.0, "delay must be gone: {after} ms");
+    assert_network_clean(&cluster);
+    teardown_and_assert_gone(cluster);
+}
+
+/// Goal: `zk-isolate` cuts the chosen hserver from ZooKeeper both ways
+/// (its connects to the client port and ZooKeeper's connects to it) while
+/// another hserver still reaches ZooKeeper; heal restores both directions.
+#[test]
+fn zk_isolate_cuts_servers_from_zookeeper_both_ways() {
+    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !prerequisites_met() {
+        return;
+    }
+    let run_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = boot(2, 1, run_dir.path());
+    let net = net(&cluster);
+    let _listener = listen(net, "n2", PROBE_PORT);
+    let probes = [("n2", "zk1", 2181), ("zk1", "n2", PROBE_PORT), ("n1", "zk1", 2181)];
+    assert_eq!(connects(net, &probes), [true, true, true]);
+    let mut nemesis = Compose::all_faults();
+    let spec = fault("zk-isolate", json!({"servers": "one"}));
+    let record = nemesis.start(&spec, &names(&["n2"]), &cluster).expect("zk-isolate");
+    assert_eq!(record["servers"], json!(["n2"]), "{record}");
+    assert_eq!(connects(net, &probes), [false, false, true]);
+    nemesis.stop(&spec, &cluster).expect("heal");
+    assert_eq!(connects(net, &probes), [true, true, true]);
+    assert_network_clean(&cluster);
+    teardown_and_assert_gone(cluster);
+}
+
+/// Goal: losing the whole ZooKeeper ensemble (zk-outage all) or pausing it
+/// (zk-pause all) takes quorum away, and stopping the fault gets it back.
+#[test]
+fn zk_outage_and_pause_of_all_lose_quorum_and_heal_restores_it() {
+    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !prerequisites_met() {
+        return;
+    }
+    let run_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = boot(0, 3, run_dir.path());
+    let quorum_timeout = Duration::from_millis(QUORUM_TIMEOUT_MS);
+    cluster.wait_zk_quorum_blocking(quorum_timeout).expect("quorum after boot");
+    let mut nemesis = Compose::all_faults();
+    for (name, verb) in [("zk-outage", "killed"), ("zk-pause", "paused")] {
+        let spec = fault(name, json!({"scope": "all"}));
+        let record = nemesis.start(&spec, &[], &cluster).expect("start");
+        assert_eq!(record[verb].as_array().map(Vec::len), Some(3), "{record}");
+        let lost = cluster.wait_zk_quorum_blocking(Duration::from_millis(1_500));
+        assert!(lost.is_err(), "{name}: quorum must be gone: {lost:?}");
+        nemesis.stop(&spec, &cluster).expect("heal");
+        let back = cluster.wait_zk_quorum_blocking(quorum_timeout).expect("quorum after heal");
+        eprintln!("{name} all, then heal: quorum back, leader {:?}", back.leader);
+    }
+    teardown_and_assert_gone(cluster);
+}
+
+/// Goal: teardown of the composed nemesis heals partition, loss and a delay
+/// with duplicates all at once, leaving no rule, no queue and no shaper
+/// thread; after the cluster's teardown no namespace of the run remains.
+#[test]
+fn teardown_heals_every_network_fault_and_leaves_nothing_of_the_run() {
+    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !prerequisites_met() {
+        return;
+    }
+    let run_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = boot(3, 1, run_dir.path());
+    let net = net(&cluster);
+    let mut nemesis = Compose::all_faults();
+    let partition = fault("partition", json!({"kind": "isolate-one", "include_zk": true}));
+    nemesis.start(&partition, &names(&["n3"]), &cluster).expect("partition");
+    nemesis.start(&fault("loss", json!({"percent": 10, "peer": "zk1"})), &names(&["n1"]), &cluster).expect("loss");
+    let delay = fault("delay", json!({"ms": 20, "duplicate_percent": 50, "reorder_percent": 10, "backend": "nfqueue"}));
+    let record = nemesis.start(&delay, &names(&["n2"]), &cluster).expect("delay");
+    assert_eq!(record["backend"], "nfqueue");
+    assert_eq!(live_shaper_threads(), ["shp-n2"]);
+    let duplicated = ping(net, "n2", "n1", 100, "0.005");
+    assert!(duplicated.received >= 95, "{duplicated:?}");
+    let leftovers = nemesis::iptables::leftovers(net, "n2").expect("iptables-save");
+    assert!(leftovers.iter().any(|line| line.contains("TEE")), "{leftovers:?}");
+    let healed = nemesis.teardown(&cluster).expect("teardown heals");
+    eprintln!("teardown: {healed}");
+    assert_network_clean(&cluster);
+    let pairs = [("n1", "n3", PROBE_PORT), ("n3", "zk1", 2181)];
+    let _listener = listen(net, "n3", PROBE_PORT);
+    assert_eq!(connects(net, &pairs), [true, true]);
+    teardown_and_assert_gone(cluster);
+}
