@@ -538,7 +538,8 @@ fn zk_outage_and_pause_of_all_lose_quorum_and_heal_restores_it() {
 
 /// Goal: teardown of the composed nemesis heals partition, loss and a delay
 /// with duplicates all at once, leaving no rule, no queue and no shaper
-/// thread; after the cluster's teardown no namespace of the run remains.
+/// thread; rules whose nemesis is gone are removed by the sweep; after the
+/// cluster's teardown no namespace of the run remains.
 #[test]
 fn teardown_heals_every_network_fault_and_leaves_nothing_of_the_run() {
     let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -562,6 +563,14 @@ fn teardown_heals_every_network_fault_and_leaves_nothing_of_the_run() {
     assert!(leftovers.iter().any(|line| line.contains("TEE")), "{leftovers:?}");
     let healed = nemesis.teardown(&cluster).expect("teardown heals");
     eprintln!("teardown: {healed}");
+    assert_network_clean(&cluster);
+    // A process that did not start a fault (e.g. a later CLI call) heals it with the sweep.
+    let mut forgetful = nemesis::LossNemesis::new();
+    forgetful.start(&fault("loss", json!({"percent": 5})), &names(&["n1", "zk1"]), &cluster).expect("loss");
+    drop(forgetful);
+    let swept: usize =
+        every_node(&cluster).iter().map(|node| nemesis::iptables::sweep(net, node).expect("sweep")).sum();
+    assert_eq!(swept, 2, "one table in each of n1 and zk1");
     assert_network_clean(&cluster);
     let pairs = [("n1", "n3", PROBE_PORT), ("n3", "zk1", 2181)];
     let _listener = listen(net, "n3", PROBE_PORT);
