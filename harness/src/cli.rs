@@ -43,6 +43,12 @@ pub enum Command {
     /// Rerun a past run: same seed, workload values, server bugs and the
     /// same concrete fault timeline; prints both verdicts.
     Replay(Box<ReplayArgs>),
+    /// Find a smaller fault timeline that still breaks the system the same way.
+    Shrink(Box<ShrinkArgs>),
+    /// Run a plan of scenarios × seeds within a budget; JUnit, summary, trend.
+    Nightly(Box<NightlyArgs>),
+    /// Prove the harness still catches every deliberate hserver bug.
+    Selftest(Box<SelftestArgs>),
     /// Re-check a run directory or a history.jsonl offline.
     Check {
         /// A run directory (store/<run>) or a history.jsonl file.
@@ -125,6 +131,78 @@ pub struct ReplayArgs {
     /// hserver binary (default: next to chaos).
     #[arg(long)]
     pub hserver: Option<PathBuf>,
+}
+
+/// `chaos nightly` arguments.
+#[derive(Debug, Args)]
+pub struct NightlyArgs {
+    /// The plan (YAML): scenarios × seeds × server bugs.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// Stop starting runs after this long, e.g. 2h (default: the plan's, else 2h).
+    #[arg(long, value_parser = parse_dur)]
+    pub budget: Option<Dur>,
+    /// Runs at once (each in its own namespaces).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Output directory (summary.json, summary.html, junit.xml, trend.jsonl, runs/).
+    #[arg(long, default_value = "nightly")]
+    pub out: PathBuf,
+    /// Passing run directories kept.
+    #[arg(long, default_value_t = 5)]
+    pub keep_passing: usize,
+    /// Master seed for `seeds: N` entries (default: the plan's, else drawn and printed).
+    #[arg(long)]
+    pub master_seed: Option<u64>,
+    /// hserver binary (default: next to chaos).
+    #[arg(long)]
+    pub hserver: Option<PathBuf>,
+}
+
+/// `chaos selftest` arguments.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// Runs per bug, and of the correct server.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Overrides each scenario's time limit, seconds.
+    #[arg(long)]
+    pub time_limit: Option<u64>,
+    /// Bug → scenario mapping.
+    #[arg(long, default_value = "plans/selftest.yaml")]
+    pub plan: PathBuf,
+    /// Only these bugs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub bugs: Vec<String>,
+    /// Output directory (matrix.md, matrix.json, runs/).
+    #[arg(long, default_value = "selftest")]
+    pub out: PathBuf,
+    /// hserver binary (default: next to chaos).
+    #[arg(long)]
+    pub hserver: Option<PathBuf>,
+}
+
+/// `chaos shrink` arguments.
+#[derive(Debug, Args)]
+pub struct ShrinkArgs {
+    /// An invalid run's directory (store/<run>).
+    pub run_dir: PathBuf,
+    /// Runs per candidate; one reproduction counts.
+    #[arg(long, default_value_t = 3)]
+    pub attempts: usize,
+    /// Longest the search may take, e.g. 30m.
+    #[arg(long, default_value = "30m", value_parser = parse_dur)]
+    pub budget: Dur,
+    /// Where candidate runs go.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+    /// hserver binary (default: next to chaos).
+    #[arg(long)]
+    pub hserver: Option<PathBuf>,
+}
+
+fn parse_dur(text: &str) -> Result<Dur, String> {
+    Dur::parse(text)
 }
 
 /// `chaos run` flags; each overrides the scenario file's value.
@@ -253,6 +331,33 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(orchestrate::exit_code(&outcome.result.valid))
         }
+        Command::Shrink(args) => {
+            let run = RunOptions { store: args.store.clone(), hserver_bin: args.hserver.clone() };
+            let options = crate::shrink::ShrinkOptions { attempts: args.attempts.max(1), budget: args.budget.0, run };
+            let shrunk = crate::shrink::shrink(&args.run_dir, &options)?;
+            for step in &shrunk.steps {
+                println!("{step}");
+            }
+            println!("shrunk scenario: {} (run it with chaos run --scenario)", shrunk.path.display());
+            Ok(0)
+        }
+        Command::Nightly(args) => crate::nightly::run(&crate::nightly::NightlyOptions {
+            plan: args.plan.clone(),
+            budget: args.budget.map(|d| d.0),
+            jobs: args.jobs,
+            out: args.out.clone(),
+            keep_passing: args.keep_passing,
+            master_seed: args.master_seed,
+            hserver: args.hserver.clone(),
+        }),
+        Command::Selftest(args) => crate::selftest::run(&crate::selftest::SelftestOptions {
+            plan: args.plan.clone(),
+            runs: args.runs.max(1),
+            time_limit_s: args.time_limit,
+            only: args.bugs.clone(),
+            out: args.out.clone(),
+            hserver: args.hserver.clone(),
+        }),
         Command::Check { path } => {
             let history = verdict::history_path(&path)?;
             let (result, warnings) = verdict::check_file(&history)?;

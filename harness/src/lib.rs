@@ -6,20 +6,26 @@
 //! - [`cli`] — the command line and exit codes.
 //! - [`orchestrate`] — `chaos run`: boot → workload + faults → heal → drain → check.
 //! - [`scenario`] — scenario files and the effective scenario of a run (seed, sizes, timeline).
+//! - [`shrink`] — `chaos shrink`: delta debugging of a failing fault timeline.
+//! - [`nightly`], [`selftest`], [`batch`] — many runs: plans, JUnit, trend, detection matrix.
 //! - [`faults`] — executes a fault timeline and records it.
 //! - [`health`] — waits for DescribeCluster to list every node.
 //! - [`manual`] — `chaos cluster up|status|down` and `chaos nemesis ...` against a live cluster.
 //! - [`runtime`] — boots real processes in network namespaces or on loopback.
 //! - [`verdict`], [`progress`], [`rundir`], [`logging`] — presentation and files.
 
+pub mod batch;
 pub mod cli;
 pub mod faults;
 pub mod health;
 pub mod logging;
 pub mod manual;
+pub mod nightly;
 pub mod orchestrate;
 pub mod progress;
 pub mod rundir;
 pub mod runtime;
 pub mod scenario;
+pub mod selftest;
+pub mod shrink;
 pub mod verdict;
