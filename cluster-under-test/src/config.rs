@@ -6,6 +6,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::bugs::Bug;
+use crate::tls::TlsPaths;
 
 /// Command-line flags. Every flag can also be set in the `--config` file
 /// under the same name (with dashes).
@@ -36,6 +37,20 @@ pub struct Flags {
     /// Switch on a deliberate bug (repeatable); see the README.
     #[arg(long = "bug")]
     pub bugs: Vec<Bug>,
+    /// Serve TLS (public API and replication); needs --tls-key-path and
+    /// --tls-cert-path. Without it the three paths are ignored.
+    #[arg(long)]
+    pub enable_tls: bool,
+    /// The node's private key (PEM).
+    #[arg(long)]
+    pub tls_key_path: Option<PathBuf>,
+    /// The node's certificate (PEM), optionally followed by its issuers.
+    #[arg(long)]
+    pub tls_cert_path: Option<PathBuf>,
+    /// CA certificate(s) (PEM): demand client certificates signed by it
+    /// (mutual TLS); peers also trust it.
+    #[arg(long)]
+    pub tls_ca_path: Option<PathBuf>,
 }
 
 /// The `--config` file.
@@ -50,6 +65,10 @@ pub struct FileConfig {
     log_level: Option<String>,
     #[serde(default)]
     bugs: Vec<String>,
+    enable_tls: Option<bool>,
+    tls_key_path: Option<PathBuf>,
+    tls_cert_path: Option<PathBuf>,
+    tls_ca_path: Option<PathBuf>,
 }
 
 /// The effective configuration.
@@ -71,6 +90,9 @@ pub struct Config {
     pub log_level: String,
     /// Deliberate bugs.
     pub bugs: Vec<Bug>,
+    /// TLS files when `enable-tls` is on (checked at startup by
+    /// [`crate::tls::TlsMaterial::load`]).
+    pub tls: Option<TlsPaths>,
 }
 
 /// A configuration problem, naming the setting and the fix.
@@ -111,6 +133,7 @@ impl Config {
                     .map_err(|e: crate::bugs::UnknownBug| ConfigError::Bad { name: "bugs", reason: e.to_string() })?,
             );
         }
+        let tls = tls_paths(&flags, &file)?;
         let node_id = flags.node_id.or(file.node_id).ok_or(ConfigError::Missing("node-id"))?;
         if node_id == 0 {
             return Err(ConfigError::Bad { name: "node-id", reason: "must be > 0".into() });
@@ -127,8 +150,28 @@ impl Config {
             data_dir: flags.data_dir.or(file.data_dir).ok_or(ConfigError::Missing("data-dir"))?,
             log_level: flags.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
             bugs,
+            tls,
         })
     }
+}
+
+/// The TLS files when TLS is on (flag or file); as in HStreamDB the paths
+/// are ignored while it is off, and on it needs a key and a certificate.
+fn tls_paths(flags: &Flags, file: &FileConfig) -> Result<Option<TlsPaths>, ConfigError> {
+    if !flags.enable_tls && file.enable_tls != Some(true) {
+        return Ok(None);
+    }
+    let needed = |name: &'static str, value: Option<&PathBuf>| {
+        value.cloned().ok_or_else(|| ConfigError::Bad {
+            name,
+            reason: format!("enable-tls needs it: pass --{name} FILE or set `{name}:` in the --config file"),
+        })
+    };
+    Ok(Some(TlsPaths {
+        key: needed("tls-key-path", flags.tls_key_path.as_ref().or(file.tls_key_path.as_ref()))?,
+        cert: needed("tls-cert-path", flags.tls_cert_path.as_ref().or(file.tls_cert_path.as_ref()))?,
+        ca: flags.tls_ca_path.clone().or_else(|| file.tls_ca_path.clone()),
+    }))
 }
 
 fn read_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
@@ -143,4 +186,31 @@ fn split_address(address: &str) -> Result<(String, u16), ConfigError> {
     let (host, port) = address.rsplit_once(':').ok_or_else(|| bad(format!("{address:?} is not host:port")))?;
     let port = port.parse().map_err(|_| bad(format!("{port:?} is not a port number")))?;
     Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(extra: &[&str]) -> Result<Config, ConfigError> {
+        let base = ["hserver", "--node-id", "1", "--bind", "127.0.0.1:6570", "--zk", "127.0.0.1:2181"];
+        let argv = base.iter().chain(["--data-dir", "/tmp/hs"].iter()).chain(extra.iter());
+        Config::load(Flags::try_parse_from(argv).expect("flags parse"))
+    }
+
+    /// Goal: `enable-tls` needs a key and a certificate, a CA is optional,
+    /// and without `enable-tls` the paths are ignored (as in HStreamDB).
+    #[test]
+    fn tls_settings_follow_the_upstream_meaning() {
+        let error = load(&["--enable-tls", "--tls-cert-path", "c.pem"]).expect_err("no key").to_string();
+        assert!(error.contains("tls-key-path") && error.contains("enable-tls needs it"), "{error}");
+        let error = load(&["--enable-tls", "--tls-key-path", "k.pem"]).expect_err("no cert").to_string();
+        assert!(error.contains("tls-cert-path"), "{error}");
+        let server_only = load(&["--enable-tls", "--tls-key-path", "k.pem", "--tls-cert-path", "c.pem"]).unwrap();
+        let paths = server_only.tls.expect("TLS on");
+        assert_eq!((paths.key, paths.cert, paths.ca), ("k.pem".into(), "c.pem".into(), None));
+        let mutual = ["--enable-tls", "--tls-key-path", "k.pem", "--tls-cert-path", "c.pem", "--tls-ca-path", "ca.pem"];
+        assert_eq!(load(&mutual).unwrap().tls.and_then(|paths| paths.ca), Some(PathBuf::from("ca.pem")));
+        assert!(load(&["--tls-key-path", "k.pem", "--tls-cert-path", "c.pem"]).unwrap().tls.is_none());
+    }
 }

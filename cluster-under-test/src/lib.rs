@@ -12,6 +12,7 @@
 //! - [`codec`], [`hashing`] — batches and key hashing as upstream defines them.
 //! - [`bugs`] — the deliberate, switchable bugs.
 //! - [`server`] — wiring it all to sockets and signals.
+//! - [`tls`] — checking TLS files at startup; server and peer TLS configuration.
 
 pub mod api;
 pub mod bugs;
@@ -26,4 +27,5 @@ pub mod placement;
 pub mod server;
 pub mod store;
 pub mod subscription;
+pub mod tls;
 pub mod view;

@@ -20,10 +20,12 @@ use crate::bugs::{Bug, Bugs};
 use crate::config::Config;
 use crate::log::{recovery, LogContext, Logs};
 use crate::meta::{Checkpoint, Meta, MetaError, NodeInfo, OwnerMeta, ShardMeta, StreamMeta, SubscriptionMeta};
+use crate::peers::Peers;
 use crate::placement::{self, NodeId};
 use crate::store::{Store, StoreOptions};
 use crate::subscription::owner::{self, OwnerSetup};
 use crate::subscription::OwnerHandle;
+use crate::tls::TlsMaterial;
 use crate::view::View;
 
 /// ZooKeeper session timeout hserver asks for.
@@ -57,6 +59,9 @@ pub struct Node {
     zk_connected: AtomicBool,
     /// When the node started.
     pub started: Instant,
+    /// Checked TLS files when TLS is on (server side in [`crate::server`],
+    /// peer side in the log context's [`crate::peers::Peers`]).
+    pub tls: Option<TlsMaterial>,
 }
 
 /// Why the node could not start.
@@ -73,12 +78,14 @@ pub enum NodeError {
 }
 
 impl Node {
-    /// Opens the store and prepares the node; nothing runs yet.
-    pub fn open(config: Config) -> Result<Arc<Node>, NodeError> {
+    /// Opens the store and prepares the node; nothing runs yet. `tls` is
+    /// the material [`TlsMaterial::load`] checked from `config.tls`.
+    pub fn open(config: Config, tls: Option<TlsMaterial>) -> Result<Arc<Node>, NodeError> {
+        assert_eq!(config.tls.is_some(), tls.is_some(), "TLS material must come from config.tls");
         let store = Store::open(&config.data_dir, StoreOptions::default())
             .map_err(|e| NodeError::Store { path: config.data_dir.display().to_string(), reason: e.to_string() })?;
         let bugs = Bugs::new(config.bugs.iter().copied());
-        let ctx = Arc::new(LogContext::new(config.node_id, store, bugs));
+        let ctx = Arc::new(LogContext::new(config.node_id, store, bugs, Peers::new(tls.as_ref())));
         let info = NodeInfo { id: config.node_id, host: config.host.clone(), port: config.port };
         ctx.learn_addresses([(info.id, info.address())]);
         Ok(Arc::new(Node {
@@ -91,6 +98,7 @@ impl Node {
             next_connection: AtomicU32::new(1),
             zk_connected: AtomicBool::new(false),
             started: Instant::now(),
+            tls,
             config,
         }))
     }

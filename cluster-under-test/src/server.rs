@@ -1,4 +1,7 @@
-//! Wires a node to its listening socket and to SIGTERM/SIGINT.
+//! Wires a node to its listening socket and to SIGTERM/SIGINT. With TLS
+//! on, every accepted connection must complete a TLS handshake (with a
+//! client certificate signed by the CA when one is configured) before any
+//! request is read; a failed handshake drops only that connection.
 
 use std::sync::Arc;
 
@@ -25,6 +28,9 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(String),
+    /// The TLS configuration was refused by the gRPC server.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Serves until SIGTERM or SIGINT, then stops accepting and returns.
@@ -44,8 +50,13 @@ pub async fn serve(node: Arc<Node>) -> Result<(), ServeError> {
     let replica = ReplicaServer::new(ReplicaService::new(node.logs.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tracing::info!(node = node.info.id, %address, bugs = ?node.bugs().names(), "hserver serving");
-    tonic::transport::Server::builder()
+    let tls = node.tls.as_ref().map(|material| if material.is_mutual() { "mutual" } else { "server" });
+    tracing::info!(node = node.info.id, %address, bugs = ?node.bugs().names(), tls = tls.unwrap_or("off"), "hserver serving");
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(material) = &node.tls {
+        builder = builder.tls_config(material.server_config()).map_err(|e| ServeError::Tls(e.to_string()))?;
+    }
+    builder
         .tcp_nodelay(true)
         .add_service(api)
         .add_service(replica)

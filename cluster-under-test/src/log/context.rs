@@ -27,16 +27,9 @@ pub struct LogContext {
 }
 
 impl LogContext {
-    /// A context for node `node_id`.
-    pub fn new(node_id: NodeId, store: Store, bugs: Bugs) -> Self {
-        LogContext {
-            node_id,
-            store,
-            peers: Peers::default(),
-            bugs,
-            addresses: RwLock::new(BTreeMap::new()),
-            fences: Mutex::default(),
-        }
+    /// A context for node `node_id`, reaching other nodes through `peers`.
+    pub fn new(node_id: NodeId, store: Store, bugs: Bugs, peers: Peers) -> Self {
+        LogContext { node_id, store, peers, bugs, addresses: RwLock::new(BTreeMap::new()), fences: Mutex::default() }
     }
 
     /// Remembers where nodes listen (from ZooKeeper). Entries are only ever
