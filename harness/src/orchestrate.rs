@@ -107,7 +107,7 @@ async fn drive(
     let config = queue_config(&settings);
     let mut workload = QueueWorkload::setup(config, endpoints.clone(), recorder.clone(), settings.seed()).await?;
     let driver = Arc::new(FaultDriver {
-        nemesis: Arc::new(Mutex::new(Compose::process_faults())),
+        nemesis: Arc::new(Mutex::new(Compose::all_faults())),
         target: cluster.clone() as Arc<dyn ClusterTarget>,
         recorder: recorder.clone(),
         server_addresses: settings.server_names().into_iter().zip(endpoints.iter().cloned()).collect(),

@@ -59,7 +59,7 @@ async fn serve(cluster: Arc<Cluster>, run_dir: PathBuf, servers: usize, lifetime
     let socket = run_dir.join(SOCKET_FILE);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)?;
-    let state = Arc::new(Daemon { cluster, nemesis: Mutex::new(Compose::process_faults()), active: Mutex::default() });
+    let state = Arc::new(Daemon { cluster, nemesis: Mutex::new(Compose::all_faults()), active: Mutex::default() });
     std::fs::write(run_dir.join(READY_FILE), serde_json::to_string_pretty(&state.status())?)?;
     let deadline = Instant::now() + lifetime;
     loop {

@@ -7,16 +7,17 @@ use serde_json::{Map, Value};
 
 use super::duration::Dur;
 
-/// Every fault kind and the parameters it takes.
+/// Every fault kind and the parameters it takes (the nemesis validates
+/// their values; this table lets scenario errors point at the file line).
 pub const FAULT_KINDS: [(&str, &[&str]); 8] = [
     ("kill", &[]),
     ("pause", &[]),
-    ("partition", &["kind", "spec", "include_zk", "include_control"]),
-    ("loss", &["percent", "peer"]),
-    ("delay", &["ms", "jitter_ms", "reorder_percent", "duplicate_percent", "peer", "backend"]),
+    ("partition", nemesis::partition::PARTITION_PARAMS),
+    ("loss", nemesis::loss::LOSS_PARAMS),
+    ("delay", nemesis::delay::DELAY_PARAMS),
     ("zk-outage", &["scope"]),
     ("zk-pause", &["scope"]),
-    ("zk-isolate", &[]),
+    ("zk-isolate", &["servers"]),
 ];
 
 /// Fault kinds that act on the network (need the `local` runtime).
@@ -76,9 +77,12 @@ pub struct FaultEntry {
     /// delay: auto, netem or nfqueue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
-    /// zk-outage, zk-pause: majority or all.
+    /// zk-outage, zk-pause: one, some, majority or all of the ensemble.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// zk-isolate (without nodes): one, some or all hservers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<String>,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -111,6 +115,7 @@ impl FaultEntry {
         put("duplicate_percent", self.duplicate_percent.map(Value::from));
         put("backend", self.backend.clone().map(Value::from));
         put("scope", self.scope.clone().map(Value::from));
+        put("servers", self.servers.clone().map(Value::from));
         Value::Object(params)
     }
 

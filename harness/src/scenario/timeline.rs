@@ -131,8 +131,13 @@ fn concrete_nodes(mut entry: FaultEntry, scenario: &Scenario, rng: &mut ChaCha8R
         "zk-outage" | "zk-pause" => {
             let mut zks = scenario.zk_names();
             zks.shuffle(rng);
-            let all = entry.scope.as_deref() == Some("all");
-            zks.truncate(if all { zks.len() } else { zks.len() / 2 + 1 });
+            let count = match entry.scope.as_deref() {
+                Some("all") => zks.len(),
+                Some("one") => 1,
+                Some("some") => zks.len().div_ceil(2).min(zks.len().saturating_sub(1)).max(1),
+                _ => zks.len() / 2 + 1,
+            };
+            zks.truncate(count);
             zks.sort();
             entry.nodes = zks;
             entry.targets = None;

@@ -1,0 +1,112 @@
+//! Shipped scenarios and the ZooKeeper-fault tooling end to end: real
+//! ZooKeeper, real hservers, real namespaces (root).
+//!
+//! Goal: the correct server survives every fault kind and ZooKeeper going
+//! away; a server that exits on ZooKeeper loss is caught as `crash`, and
+//! `chaos shrink` boils a failing timeline down to the fault that matters.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn chaos() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+struct Done {
+    code: i32,
+    run_dir: PathBuf,
+    results: serde_json::Value,
+    output: String,
+}
+
+fn run(store: &Path, args: &[&str]) -> Done {
+    let output = Command::new(chaos())
+        .arg("run")
+        .arg("--store")
+        .arg(store)
+        .arg("--hserver")
+        .arg(chaos().with_file_name("hserver"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let run_dir = std::fs::canonicalize(store.join("latest")).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let results = std::fs::read_to_string(run_dir.join("results.json")).unwrap_or_else(|e| panic!("{e}: {text}"));
+    Done { code: output.status.code().unwrap_or(-1), run_dir, results: serde_json::from_str(&results).unwrap(), output: text }
+}
+
+fn count(results: &serde_json::Value, name: &str) -> u64 {
+    results["anomalies"][name]["count"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn zookeeper_outage_of_20s_leaves_the_correct_server_valid() {
+    let store = tempfile::tempdir().unwrap();
+    let scenario = repo("scenarios/zk-outage.yaml");
+    let done = run(store.path(), &["--scenario", scenario.to_str().unwrap(), "--seed", "31"]);
+    assert_eq!(done.code, 0, "{}\n{}", done.output, done.results);
+    assert_eq!(count(&done.results, "crash"), 0);
+}
+
+#[test]
+fn exit_on_zk_loss_is_caught_as_a_crash() {
+    let store = tempfile::tempdir().unwrap();
+    let scenario = repo("scenarios/zk-outage.yaml");
+    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "32", "--server-bug", "exit-on-zk-loss", "--drain-timeout", "10"];
+    let done = run(store.path(), &args);
+    assert_eq!(done.code, 1, "{}", done.output);
+    assert!(count(&done.results, "crash") > 0, "{}", done.results);
+}
+
+#[test]
+fn default_scenario_with_every_fault_kind_is_valid_for_60s() {
+    let store = tempfile::tempdir().unwrap();
+    let scenario = repo("scenarios/default.yaml");
+    let done = run(store.path(), &["--scenario", scenario.to_str().unwrap(), "--seed", "33"]);
+    assert_eq!(done.code, 0, "{}\n{}", done.output, done.results);
+    let history = std::fs::read_to_string(done.run_dir.join("history.jsonl")).unwrap();
+    let kinds: std::collections::BTreeSet<String> = history
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|o| o["process"] == "nemesis" && o["type"] == "invoke")
+        .map(|o| o["f"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.len() >= 4, "expected several fault kinds in 60 s, saw {kinds:?}");
+}
+
+/// Shrinking keeps the ZooKeeper outage (the cause of the crash), drops
+/// other faults, and the shrunk file reproduces `crash`.
+#[test]
+fn shrink_keeps_the_zookeeper_outage_and_drops_the_rest() {
+    let store = tempfile::tempdir().unwrap();
+    let scenario = repo("harness/tests/data/zk-mixed.yaml");
+    let done = run(store.path(), &["--scenario", scenario.to_str().unwrap(), "--seed", "34", "--server-bug", "exit-on-zk-loss"]);
+    assert_eq!(done.code, 1, "{}", done.output);
+    let output = Command::new(chaos())
+        .arg("shrink")
+        .arg(&done.run_dir)
+        .args(["--attempts", "1", "--budget", "15m", "--store"])
+        .arg(store.path())
+        .arg("--hserver")
+        .arg(chaos().with_file_name("hserver"))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let shrunk_path = done.run_dir.join("shrunk.yaml");
+    let shrunk: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&shrunk_path).unwrap()).unwrap();
+    let faults: Vec<String> = shrunk["faults"]["timeline"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|f| f["fault"].as_str().unwrap().to_string())
+        .collect();
+    assert!(faults.contains(&"zk-outage".to_string()), "{faults:?}\n{text}");
+    assert!(faults.len() < 4, "{faults:?}\n{text}");
+    let again = run(store.path(), &["--scenario", shrunk_path.to_str().unwrap()]);
+    assert!(count(&again.results, "crash") > 0, "the shrunk timeline reproduces crash: {}", again.results);
+}
