@@ -11,9 +11,11 @@
 //! workload decision, and a retried write is a new operation. Every call is
 //! bounded by [`ClientConfig`]; connections must be created from inside a
 //! tokio task (the harness's runtime threads live in a network namespace).
+//! With [`ClientConfig::tls`] set, connections use `https://` (see [`tls`]).
 
 mod records;
 mod sharding;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::error::Error as _;
@@ -33,6 +35,7 @@ use tonic::{Code, Status};
 
 pub use records::{decode_batch, decode_received, encode_batch, DecodeError, DeliveredRecord};
 pub use sharding::{hash_range, key_hash, shard_for_key};
+pub use tls::{ClientIdentity, ClientTls, TlsFileError};
 
 /// Largest response message accepted (a delivered batch).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -56,6 +59,9 @@ pub struct ClientConfig {
     /// How long a keepalive ping may go unanswered before the connection is
     /// declared dead. Default 3000 ms.
     pub keepalive_timeout_ms: u64,
+    /// TLS towards the servers (CA, and a client certificate for mutual
+    /// TLS); `None` (the default) connects in plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -65,6 +71,7 @@ impl Default for ClientConfig {
             request_timeout_ms: 5_000,
             keepalive_interval_ms: 1_000,
             keepalive_timeout_ms: 3_000,
+            tls: None,
         }
     }
 }
@@ -178,14 +185,21 @@ impl HStreamClient {
     pub async fn connect(address: &str, config: &ClientConfig) -> Result<HStreamClient, CallError> {
         let not_sent =
             |status: Status| CallError { call: "connect", address: address.to_string(), status, sent: false };
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
             .map_err(|error| not_sent(Status::invalid_argument(error.to_string())))?
-            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .connect_timeout(connect_timeout)
             .http2_keep_alive_interval(Duration::from_millis(config.keepalive_interval_ms))
             .keep_alive_timeout(Duration::from_millis(config.keepalive_timeout_ms))
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
-        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        if let Some(tls) = &config.tls {
+            let tls_config =
+                tls.config(connect_timeout).await.map_err(|e| not_sent(Status::invalid_argument(e.to_string())))?;
+            endpoint =
+                endpoint.tls_config(tls_config).map_err(|e| not_sent(Status::invalid_argument(error_chain(&e))))?;
+        }
         let channel = match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
             Ok(Ok(channel)) => channel,
             Ok(Err(error)) => return Err(not_sent(Status::unavailable(error_chain(&error)))),
