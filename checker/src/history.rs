@@ -7,6 +7,7 @@
 //! in one place, so the decoding can get faster without touching the format.
 
 mod parse;
+pub(crate) mod rules;
 
 use std::fmt;
 

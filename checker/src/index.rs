@@ -1,25 +1,31 @@
-//! The shared pre-pass: one walk over the history that decodes every
-//! operation's value once into compact typed tables the analyses share.
+//! The shared pre-pass: one walk over the decoded operations that builds
+//! compact, interned tables every analysis reads.
 //!
-//! Analyses never touch JSON except to build examples; they read these
-//! tables, which hold integers and small structs, so each analysis is a
-//! linear pass with integer-keyed maps. Positions here are positions in
-//! `History::ops` (equal to `Op::index` for a parsed history); ordering
-//! questions ("was A acknowledged before B was invoked") compare positions.
+//! Values and record ids are interned into dense numbers (`record`, `id`),
+//! so per-record and per-id facts live in plain vectors indexed by number
+//! instead of hash maps, and one delivery costs 16 bytes. Positions are
+//! positions in the history (equal to `Op::index` for a history that passed
+//! the reader), stored as `u32`. Ordering questions ("was A acknowledged
+//! before B was invoked") compare positions.
 //!
 //! The pre-pass never judges the system under test. Values that break
 //! HISTORY.md are collected as [`Malformed`] instead of failing the check.
+//! It sees each operation once, in order, and keeps nothing of its JSON
+//! except for the rare operations (nemesis, crash, observe) that examples
+//! quote whole.
 
-mod decode;
+mod builder;
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
 
 use serde_json::{json, Value};
 
-use crate::fast_hash::FastMap;
-use crate::history::{History, Op, OpType, Process};
+use crate::history::OpType;
+
+pub(crate) use builder::Builder;
+
+/// "No such thing" in the `u32` tables (no writer, no delivery yet, ...).
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// A record id `[shardId, batchId, batchIndex]`.
 ///
@@ -55,322 +61,267 @@ pub(crate) enum Outcome {
     Unfinished,
 }
 
-/// One append operation: its invoke, its completion and its values.
+/// One append operation: its invoke, its completion and its records.
 #[derive(Debug, Clone)]
 pub(crate) struct Append {
     /// Position of the invoke.
-    pub invoke: usize,
-    /// Position of the completion, if the history has one.
-    pub completion: Option<usize>,
+    pub invoke: u32,
+    /// Position of the completion, or [`NONE`].
+    pub completion: u32,
     pub outcome: Outcome,
-    /// Range in [`Index::append_values`].
-    pub values: Range<usize>,
-    /// Range in [`Index::sightings`] of the `Written` sightings; empty
-    /// unless the append ended `ok`.
-    pub written: Range<usize>,
+    /// The key (a string number), or [`NONE`].
+    pub key: u32,
+    /// The completion's error (a string number), or [`NONE`].
+    pub error: u32,
+    /// Start of its records in [`Index::append_records`] / `append_ids`.
+    pub start: u32,
+    /// How many values it sent.
+    pub len: u32,
 }
 
-/// Where a (value, id) pair was seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Source {
-    /// In the `ids` of an append `ok` (index into [`Index::appends`]).
-    Written { append: u32 },
-    /// In the records of a receive `ok` on a connection (index into
-    /// [`Index::connections`]).
-    Delivered { connection: u32 },
+impl Append {
+    /// The completion position, if any.
+    pub fn completed_at(&self) -> Option<u32> {
+        (self.completion != NONE).then_some(self.completion)
+    }
 }
 
-/// One (value, record id) pair observed at one position of the history.
+/// One delivered record: 16 bytes, the bulk of a big index.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Sighting {
-    /// Position of the append `ok` or receive `ok`.
-    pub position: usize,
-    pub value: u64,
-    pub id: RecordId,
-    pub source: Source,
+pub(crate) struct Delivery {
+    /// Position of the receive `ok`.
+    pub position: u32,
+    pub record: u32,
+    pub id: u32,
+    pub connection: u32,
+}
+
+/// A StreamingFetch session.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    /// Its name (a string number).
+    pub name: u32,
+    /// Its subscription (a string number), or [`NONE`] if never named.
+    pub subscription: u32,
+    /// Whether a receive on it completed `ok`.
+    pub received: bool,
+}
+
+/// A (record, id) sighting that disagrees with the first id seen for the
+/// record or the first record seen at the id: the raw material of
+/// `inconsistent-id` and `duplicate-write`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mismatch {
+    pub position: u32,
+    pub record: u32,
+    pub id: u32,
+    /// The delivering connection, or [`NONE`] for an append `ok`.
+    pub connection: u32,
+}
+
+/// A rare operation kept whole: nemesis ops, crash events, observations.
+#[derive(Debug, Clone)]
+pub(crate) struct Kept {
+    pub position: u32,
+    pub kind: OpType,
+    /// The operation name (a string number).
+    pub f: u32,
+    pub value: Value,
 }
 
 /// An operation whose value breaks HISTORY.md; ignored by the analyses.
 #[derive(Debug, Clone)]
 pub(crate) struct Malformed {
-    pub position: usize,
+    pub position: u32,
     pub reason: String,
+}
+
+/// What an operation was, one byte per op, for describing positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tag {
+    AppendInvoke,
+    AppendOk,
+    AppendEnd,
+    ReceiveOk,
+    Other,
 }
 
 /// Counts that cost nothing to gather during the walk.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Counts {
-    pub ops_by_type: BTreeMap<String, u64>,
-    pub ops_by_f: BTreeMap<String, u64>,
+    /// Operations by type: invoke, ok, fail, info.
+    pub ops_by_type: [u64; 4],
+    /// Operations by `f` (a string number).
+    pub ops_by_f: Vec<(u32, u64)>,
     pub receives_ok: u64,
     pub acks_ok: u64,
     pub nemesis_ops: u64,
     pub last_phase: Option<String>,
 }
 
-/// The typed tables, borrowed from one history.
-#[derive(Debug)]
-pub(crate) struct Index<'h> {
-    pub history: &'h History,
+/// Interned strings: connection names, keys, errors, operation names.
+#[derive(Debug, Default)]
+pub(crate) struct Strings {
+    list: Vec<Box<str>>,
+    numbers: crate::fast_hash::FastMap<Box<str>, u32>,
+}
+
+impl Strings {
+    /// The number of a string, adding it if new.
+    pub fn intern(&mut self, text: &str) -> u32 {
+        if let Some(&number) = self.numbers.get(text) {
+            return number;
+        }
+        let number = self.list.len() as u32;
+        self.list.push(text.into());
+        self.numbers.insert(text.into(), number);
+        number
+    }
+
+    /// The string of a number ("?" for [`NONE`]).
+    pub fn get(&self, number: u32) -> &str {
+        self.list.get(number as usize).map_or("?", |text| text)
+    }
+}
+
+/// The typed tables of one history.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// `time` of every op, by position.
+    pub times: Vec<u64>,
+    /// `index` of every op, only when some op's index differs from its
+    /// position (hand-built histories); otherwise index == position.
+    pub op_indexes: Option<Vec<u64>>,
+    pub tags: Vec<Tag>,
+    pub strings: Strings,
+    /// Per record (distinct value): the value.
+    pub record_values: Vec<u64>,
+    /// Per record: the append that sent it, or [`NONE`].
+    pub record_writer: Vec<u32>,
+    /// Per record: the id of its first sighting, or [`NONE`].
+    pub record_id: Vec<u32>,
+    /// Per record: position of its first sighting, or [`NONE`].
+    pub record_first_sighting: Vec<u32>,
+    /// Per record: its first delivery (index into `deliveries`), or [`NONE`].
+    pub record_first_delivery: Vec<u32>,
+    /// Per id: the id.
+    pub ids: Vec<RecordId>,
+    /// Per id: the record of its first sighting, or [`NONE`] (acked only).
+    pub id_record: Vec<u32>,
+    /// Per id: position of its first sighting, or [`NONE`].
+    pub id_first_sighting: Vec<u32>,
+    /// Per id: position of the first append `ok` that reported it, or [`NONE`].
+    pub id_written: Vec<u32>,
+    /// Per id: position of the first `ack` `ok` naming it, or [`NONE`].
+    pub id_first_ack: Vec<u32>,
+    /// Per id: its first delivery (index into `deliveries`), or [`NONE`].
+    pub id_first_delivery: Vec<u32>,
     /// Appends in invoke order.
     pub appends: Vec<Append>,
-    pub append_values: Vec<u64>,
-    /// Every (value, id) pair from append oks and receive oks, in history
-    /// order; deliveries within one receive keep their arrival order.
-    pub sightings: Vec<Sighting>,
-    /// Which append sent each value.
-    pub value_writer: FastMap<u64, u32>,
-    /// The first `Delivered` sighting (index into `sightings`) of each value.
-    pub value_first_delivery: FastMap<u64, usize>,
-    /// Position of the first `ack` `ok` naming each record id.
-    pub first_ack: FastMap<RecordId, usize>,
-    /// Connection names, indexed by `Source::Delivered::connection`.
-    pub connections: Vec<String>,
-    /// Positions of harness `crash` events.
-    pub crashes: Vec<usize>,
+    /// Records each append sent, in order ([`Append::start`]).
+    pub append_records: Vec<u32>,
+    /// Aligned with `append_records`: the id an append `ok` reported, or
+    /// [`NONE`].
+    pub append_ids: Vec<u32>,
+    /// Every delivered record in history order; deliveries within one
+    /// receive keep their arrival order.
+    pub deliveries: Vec<Delivery>,
+    pub connections: Vec<Connection>,
+    /// Receives that ended `fail` or `info`: (position, connection).
+    pub receive_ends: Vec<(u32, u32)>,
+    pub nemesis: Vec<Kept>,
+    pub crashes: Vec<Kept>,
+    /// `observe` oks, with the position of their invoke.
+    pub observations: Vec<(u32, Kept)>,
+    pub mismatches: Vec<Mismatch>,
     pub malformed: Vec<Malformed>,
     pub counts: Counts,
 }
 
-impl<'h> Index<'h> {
-    /// Walks the history once and builds every table.
-    pub fn build(history: &'h History) -> Index<'h> {
-        let mut builder = Builder::new(history);
-        for (position, op) in history.iter().enumerate() {
-            builder.op(position, op);
-        }
-        builder.index
-    }
-
-    /// The op at a position; positions come from this index, so they exist.
-    pub fn op(&self, position: usize) -> &'h Op {
-        &self.history.ops[position]
+impl Index {
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.times.len()
     }
 
     /// The history `index` of the op at a position, for examples.
-    pub fn op_index(&self, position: usize) -> u64 {
-        self.op(position).index
+    pub fn op_index(&self, position: u32) -> u64 {
+        match &self.op_indexes {
+            Some(indexes) => indexes[position as usize],
+            None => u64::from(position),
+        }
     }
 
-    /// The `key` of an append, for examples (absent keys read as null).
+    /// The time of the op at a position, in nanoseconds since the start.
+    pub fn time(&self, position: u32) -> u64 {
+        self.times[position as usize]
+    }
+
+    /// The time of the op at a position as "12.345 s" since the start.
+    pub fn seconds(&self, position: u32) -> String {
+        seconds(self.time(position))
+    }
+
+    /// The time of the last op (0 for an empty history).
+    pub fn end_time(&self) -> u64 {
+        self.times.last().copied().unwrap_or(0)
+    }
+
+    /// The values an append sent, as record numbers.
+    pub fn append_records(&self, append: &Append) -> &[u32] {
+        &self.append_records[append.start as usize..(append.start + append.len) as usize]
+    }
+
+    /// The ids an append `ok` reported, aligned with its records.
+    pub fn append_ids(&self, append: &Append) -> &[u32] {
+        &self.append_ids[append.start as usize..(append.start + append.len) as usize]
+    }
+
+    /// The key of an append as JSON (null when absent).
     pub fn append_key(&self, append: &Append) -> Value {
-        self.op(append.invoke).value.get("key").cloned().unwrap_or(Value::Null)
-    }
-
-    /// The `Written` sightings (value, id) of an append.
-    pub fn written(&self, append: &Append) -> &[Sighting] {
-        &self.sightings[append.written.clone()]
-    }
-
-    /// The values an append sent.
-    pub fn values(&self, append: &Append) -> &[u64] {
-        &self.append_values[append.values.clone()]
+        if append.key == NONE {
+            return Value::Null;
+        }
+        Value::String(self.strings.get(append.key).to_string())
     }
 
     /// The name of a connection.
     pub fn connection(&self, connection: u32) -> &str {
-        &self.connections[connection as usize]
+        self.connections.get(connection as usize).map_or("?", |connection| self.strings.get(connection.name))
+    }
+
+    /// The value of a record.
+    pub fn value(&self, record: u32) -> u64 {
+        self.record_values[record as usize]
+    }
+
+    /// The id with a number.
+    pub fn id(&self, id: u32) -> RecordId {
+        self.ids[id as usize]
+    }
+
+    /// The connection that delivered something at a receive position, or
+    /// [`NONE`] if the position holds no delivery (an append `ok`).
+    pub fn connection_at(&self, position: u32) -> u32 {
+        let found = self.deliveries.partition_point(|delivery| delivery.position < position);
+        match self.deliveries.get(found) {
+            Some(delivery) if delivery.position == position => delivery.connection,
+            _ => NONE,
+        }
+    }
+
+    /// Says where a sighting came from, for explanations: "the append ok at
+    /// op 6" or "a delivery on connection c0#1 at op 9".
+    pub fn describe(&self, position: u32, connection: u32) -> String {
+        let op = self.op_index(position);
+        if connection == NONE {
+            return format!("the append ok at op {op}");
+        }
+        format!("a delivery on connection {} at op {op}", self.connection(connection))
     }
 }
 
-/// The mutable state of the walk.
-struct Builder<'h> {
-    index: Index<'h>,
-    /// The open append of each client; `None` when its invoke was malformed.
-    open_appends: FastMap<u64, Option<u32>>,
-    connection_numbers: FastMap<String, u32>,
-    scratch_values: Vec<u64>,
-    scratch_ids: Vec<RecordId>,
-    scratch_records: Vec<(u64, RecordId)>,
-}
-
-impl<'h> Builder<'h> {
-    fn new(history: &'h History) -> Self {
-        Builder {
-            index: Index {
-                history,
-                appends: Vec::new(),
-                append_values: Vec::new(),
-                sightings: Vec::new(),
-                value_writer: FastMap::default(),
-                value_first_delivery: FastMap::default(),
-                first_ack: FastMap::default(),
-                connections: Vec::new(),
-                crashes: Vec::new(),
-                malformed: Vec::new(),
-                counts: Counts::default(),
-            },
-            open_appends: FastMap::default(),
-            connection_numbers: FastMap::default(),
-            scratch_values: Vec::new(),
-            scratch_ids: Vec::new(),
-            scratch_records: Vec::new(),
-        }
-    }
-
-    fn malformed(&mut self, position: usize, reason: String) {
-        self.index.malformed.push(Malformed { position, reason });
-    }
-
-    fn op(&mut self, position: usize, op: &Op) {
-        self.count(op);
-        let client = match op.process {
-            Process::Client(client) => client,
-            Process::Nemesis => {
-                self.index.counts.nemesis_ops += 1;
-                return;
-            }
-            Process::Harness => return self.harness_event(position, op),
-        };
-        match (op.f.as_str(), op.kind) {
-            ("append", OpType::Invoke) => self.append_invoke(position, client, op),
-            ("append", _) => self.append_completion(position, client, op),
-            ("receive", OpType::Ok) => self.receive_ok(position, op),
-            ("ack", OpType::Ok) => self.ack_ok(position, op),
-            _ => {}
-        }
-    }
-
-    fn count(&mut self, op: &Op) {
-        let counts = &mut self.index.counts;
-        *counts.ops_by_type.entry(op.kind.as_str().to_string()).or_default() += 1;
-        if let Some(count) = counts.ops_by_f.get_mut(&op.f) {
-            *count += 1;
-        } else {
-            counts.ops_by_f.insert(op.f.clone(), 1);
-        }
-    }
-
-    fn harness_event(&mut self, position: usize, op: &Op) {
-        match op.f.as_str() {
-            "crash" => self.index.crashes.push(position),
-            "phase" => self.index.counts.last_phase = decode::phase(&op.value).map(str::to_string),
-            _ => {}
-        }
-    }
-
-    fn append_invoke(&mut self, position: usize, client: u64, op: &Op) {
-        let start = self.index.append_values.len();
-        if let Err(reason) = decode::append_values(&op.value, &mut self.index.append_values) {
-            self.index.append_values.truncate(start);
-            self.open_appends.insert(client, None);
-            return self.malformed(position, format!("append invoke: {reason}"));
-        }
-        let number = self.index.appends.len() as u32;
-        for offset in start..self.index.append_values.len() {
-            let value = self.index.append_values[offset];
-            if let Some(&earlier) = self.index.value_writer.get(&value) {
-                // The earlier sender may be this very append (a value listed twice).
-                let earlier = match self.index.appends.get(earlier as usize) {
-                    Some(append) => self.index.op_index(append.invoke),
-                    None => op.index,
-                };
-                let reason = format!(
-                    "value {value} is sent again (first by the append invoked at op \
-                     {earlier}); the client must never send a value twice"
-                );
-                self.malformed(position, reason);
-            } else {
-                self.index.value_writer.insert(value, number);
-            }
-        }
-        let end = self.index.append_values.len();
-        self.index.appends.push(Append {
-            invoke: position,
-            completion: None,
-            outcome: Outcome::Unfinished,
-            values: start..end,
-            written: 0..0,
-        });
-        self.open_appends.insert(client, Some(number));
-    }
-
-    fn append_completion(&mut self, position: usize, client: u64, op: &Op) {
-        let number = match self.open_appends.remove(&client) {
-            Some(Some(number)) => number as usize,
-            Some(None) => return,
-            None => {
-                let reason = format!("append `{}` without an open invoke", op.kind);
-                return self.malformed(position, reason);
-            }
-        };
-        let append = &mut self.index.appends[number];
-        append.completion = Some(position);
-        append.outcome = match op.kind {
-            OpType::Ok => Outcome::Ok,
-            OpType::Fail => Outcome::Fail,
-            OpType::Info | OpType::Invoke => Outcome::Info,
-        };
-        if op.kind == OpType::Ok {
-            if let Err(reason) = self.append_ok(position, number, op) {
-                self.malformed(position, format!("append ok: {reason}"));
-            }
-        }
-    }
-
-    /// Records the ids an append `ok` reports, after checking they line up
-    /// with the values its invoke sent.
-    fn append_ok(&mut self, position: usize, number: usize, op: &Op) -> Result<(), String> {
-        self.scratch_values.clear();
-        self.scratch_ids.clear();
-        decode::append_values(&op.value, &mut self.scratch_values)?;
-        decode::ids(&op.value, &mut self.scratch_ids)?;
-        let sent = self.index.values(&self.index.appends[number]);
-        if sent != self.scratch_values.as_slice() {
-            return Err(format!("values {:?} differ from the invoke's {:?}", self.scratch_values, sent));
-        }
-        if self.scratch_ids.len() != sent.len() {
-            return Err(format!(
-                "{} ids for {} values; ids must be aligned with values",
-                self.scratch_ids.len(),
-                sent.len()
-            ));
-        }
-        let start = self.index.sightings.len();
-        for (&value, &id) in self.scratch_values.iter().zip(&self.scratch_ids) {
-            self.index.sightings.push(Sighting {
-                position,
-                value,
-                id,
-                source: Source::Written { append: number as u32 },
-            });
-        }
-        self.index.appends[number].written = start..self.index.sightings.len();
-        Ok(())
-    }
-
-    fn receive_ok(&mut self, position: usize, op: &Op) {
-        self.index.counts.receives_ok += 1;
-        self.scratch_records.clear();
-        let connection = match decode::receive(&op.value, &mut self.scratch_records) {
-            Ok(connection) => self.connection_number(connection),
-            Err(reason) => return self.malformed(position, format!("receive ok: {reason}")),
-        };
-        for &(value, id) in &self.scratch_records {
-            let sighting = self.index.sightings.len();
-            self.index.value_first_delivery.entry(value).or_insert(sighting);
-            self.index.sightings.push(Sighting { position, value, id, source: Source::Delivered { connection } });
-        }
-    }
-
-    fn connection_number(&mut self, name: &str) -> u32 {
-        if let Some(&number) = self.connection_numbers.get(name) {
-            return number;
-        }
-        let number = self.index.connections.len() as u32;
-        self.index.connections.push(name.to_string());
-        self.connection_numbers.insert(name.to_string(), number);
-        number
-    }
-
-    fn ack_ok(&mut self, position: usize, op: &Op) {
-        self.index.counts.acks_ok += 1;
-        self.scratch_ids.clear();
-        if let Err(reason) = decode::ids(&op.value, &mut self.scratch_ids) {
-            return self.malformed(position, format!("ack ok: {reason}"));
-        }
-        for &id in &self.scratch_ids {
-            self.index.first_ack.entry(id).or_insert(position);
-        }
-    }
+/// Nanoseconds as "12.345 s".
+pub(crate) fn seconds(nanoseconds: u64) -> String {
+    format!("{:.3} s", nanoseconds as f64 / 1e9)
 }

@@ -11,14 +11,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::fast_hash::FastSet;
-use crate::index::{Index, Outcome, Source};
+use crate::index::{Index, Outcome, NONE};
 use crate::result::MAX_EXAMPLES;
 
 /// Counts over one history; part of `results.json`.
 ///
 /// Unknown fields are ignored and missing ones default to zero when read
 /// back, so older results stay readable as fields are added.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Stats {
     /// Operations in the history.
@@ -74,6 +74,16 @@ pub struct Stats {
     /// The last harness phase seen; anything but `"done"` means the run
     /// stopped early, so `lost` values may simply not have been drained.
     pub last_phase: Option<String>,
+    /// Redeliveries after a completed ack with no fault and no consumer
+    /// churn in between (`stale-redelivery`).
+    pub stale_redeliveries: u64,
+    /// `stale_redeliveries` per record id named by an `ok` ack.
+    pub stale_redeliveries_per_acked_record: f64,
+    /// `stale_redeliveries` as a share of all redeliveries.
+    pub stale_share_of_redeliveries: f64,
+    /// Per shard with `unseen-at-end` records: how far behind it was.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub shards_behind: BTreeMap<u64, ShardBehind>,
     /// Operations whose value breaks HISTORY.md; the analyses skip them.
     pub malformed_ops: u64,
     /// Up to 16 malformed operations, with `ops` and `explanation`.
@@ -84,41 +94,74 @@ pub struct Stats {
     pub unknown_reason: Option<String>,
 }
 
+/// How far behind one shard's deliveries were when the history ended, for
+/// shards with `unseen-at-end` records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShardBehind {
+    /// Acknowledged records of the shard never delivered (and not lost or
+    /// expired).
+    pub unseen: u64,
+    /// The largest id ever delivered on the shard, if any.
+    pub last_delivered_id: Option<Value>,
+    /// Seconds since the start of the shard's last delivery, if any.
+    pub last_delivery_s: Option<f64>,
+    /// Seconds since the start when the oldest unseen record was acknowledged.
+    pub oldest_unseen_acknowledged_s: f64,
+    /// How long the oldest unseen record had waited when the history ended.
+    pub waiting_s: f64,
+}
+
 /// Fills every count the pre-pass can answer directly; analyses add the
 /// ones they compute on the way (redeliveries).
 pub(crate) fn gather(index: &Index) -> Stats {
     let counts = &index.counts;
+    let ops_by_type = ["invoke", "ok", "fail", "info"]
+        .iter()
+        .zip(counts.ops_by_type)
+        .filter(|(_, count)| *count > 0)
+        .map(|(name, count)| (name.to_string(), count))
+        .collect();
+    let ops_by_f = counts.ops_by_f.iter().map(|&(f, count)| (index.strings.get(f).to_string(), count)).collect();
     let mut stats = Stats {
-        ops: index.history.len() as u64,
-        ops_by_type: counts.ops_by_type.clone(),
-        ops_by_f: counts.ops_by_f.clone(),
+        ops: index.len() as u64,
+        ops_by_type,
+        ops_by_f,
         receives_ok: counts.receives_ok,
         acks_ok: counts.acks_ok,
         nemesis_ops: counts.nemesis_ops,
         last_phase: counts.last_phase.clone(),
-        values_received: index.value_first_delivery.len() as u64,
-        records_acked: index.first_ack.len() as u64,
-        connections: index.connections.len() as u64,
+        values_received: index.record_first_delivery.iter().filter(|&&first| first != NONE).count() as u64,
+        records_acked: index.id_first_ack.iter().filter(|&&first| first != NONE).count() as u64,
+        connections: index.connections.iter().filter(|connection| connection.received).count() as u64,
         crashes: index.crashes.len() as u64,
+        records_delivered: index.deliveries.len() as u64,
         ..Stats::default()
     };
+    let mut shards = FastSet::default();
+    for (number, id) in index.ids.iter().enumerate() {
+        if index.id_first_sighting[number] != NONE {
+            shards.insert(id.shard);
+        }
+    }
+    stats.shards = shards.len() as u64;
     count_appends(index, &mut stats);
-    count_sightings(index, &mut stats);
     record_malformed(index, &mut stats);
     stats
 }
 
 fn count_appends(index: &Index, stats: &mut Stats) {
     for append in &index.appends {
-        let values = index.values(append);
+        let records = index.append_records(append);
+        let values = records.len() as u64;
         match append.outcome {
             Outcome::Ok => {
                 stats.appends_ok += 1;
-                stats.values_acknowledged += values.len() as u64;
+                stats.values_acknowledged += values;
             }
             Outcome::Fail => {
                 stats.appends_fail += 1;
-                stats.values_failed += values.len() as u64;
+                stats.values_failed += values;
             }
             Outcome::Info | Outcome::Unfinished => {
                 if append.outcome == Outcome::Info {
@@ -126,23 +169,13 @@ fn count_appends(index: &Index, stats: &mut Stats) {
                 } else {
                     stats.appends_unfinished += 1;
                 }
-                let seen = values.iter().filter(|value| index.value_first_delivery.contains_key(value)).count() as u64;
-                stats.info_values_seen += seen;
-                stats.info_values_unseen += values.len() as u64 - seen;
+                let seen =
+                    records.iter().filter(|&&record| index.record_first_delivery[record as usize] != NONE).count();
+                stats.info_values_seen += seen as u64;
+                stats.info_values_unseen += values - seen as u64;
             }
         }
     }
-}
-
-fn count_sightings(index: &Index, stats: &mut Stats) {
-    let mut shards = FastSet::default();
-    for sighting in &index.sightings {
-        shards.insert(sighting.id.shard);
-        if let Source::Delivered { .. } = sighting.source {
-            stats.records_delivered += 1;
-        }
-    }
-    stats.shards = shards.len() as u64;
 }
 
 fn record_malformed(index: &Index, stats: &mut Stats) {

@@ -6,7 +6,8 @@
 
 use serde_json::{json, Value};
 
-use crate::index::Index;
+use super::{Context, Report};
+use crate::index::Kept;
 use crate::result::{Anomaly, Severity};
 
 /// Keep the end of a node's log in examples; the start rarely explains a
@@ -14,27 +15,28 @@ use crate::result::{Anomaly, Severity};
 const LOG_TAIL_BYTES_MAX: usize = 2000;
 
 /// Counts one occurrence per harness crash event.
-pub(super) fn analyse(index: &Index) -> Anomaly {
+pub(super) fn analyse(context: &Context) -> Report {
     let mut anomaly = Anomaly::new(Severity::Violation);
-    for &position in &index.crashes {
-        anomaly.record(|| example(index, position));
+    for crash in &context.index.crashes {
+        anomaly.record(|| example(context, crash));
     }
-    anomaly
+    anomaly.into()
 }
 
-fn example(index: &Index, position: usize) -> Value {
-    let op = index.op(position);
-    let text = |field: &str| op.value.get(field).and_then(Value::as_str).unwrap_or("?");
+fn example(context: &Context, crash: &Kept) -> Value {
+    let text = |field: &str| crash.value.get(field).and_then(Value::as_str).unwrap_or("?");
     let node = text("node");
     let status = text("status");
+    let op = context.index.op_index(crash.position);
     json!({
         "node": node,
         "status": status,
         "log_tail": tail(text("log_tail")),
-        "ops": [op.index],
+        "ops": [op],
         "explanation": format!(
-            "node {node} exited on its own ({status}) at op {}; the nemesis did not kill it",
-            op.index
+            "node {node} exited on its own ({status}) at {}; the nemesis did not kill it; {}",
+            context.moment(crash.position),
+            context.faults_at(crash.position)
         ),
     })
 }

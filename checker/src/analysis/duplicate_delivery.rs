@@ -6,63 +6,71 @@
 //! rebalance; redelivery after a completed ack means acks are being lost,
 //! which a reader wants to see separately in the stats.
 
-use std::collections::hash_map::Entry;
-
 use serde_json::json;
 
-use crate::fast_hash::{FastMap, FastSet};
-use crate::index::{Index, Sighting};
+use super::{Bits, Context, Report};
+use crate::index::{Delivery, NONE};
 use crate::result::{Anomaly, Severity};
-use crate::stats::Stats;
-
-use super::{deliveries, describe};
 
 /// Counts one occurrence per delivery after the first of a record id, and
 /// fills the redelivery stats.
-pub(super) fn analyse(index: &Index, stats: &mut Stats) -> Anomaly {
+pub(super) fn analyse(context: &Context) -> Report {
+    let index = context.index;
     let mut anomaly = Anomaly::new(Severity::Allowed);
-    let mut first: FastMap<_, &Sighting> = FastMap::default();
-    let mut redelivered = FastSet::default();
-    for (sighting, _) in deliveries(index) {
-        let earlier = match first.entry(sighting.id) {
-            Entry::Vacant(vacant) => {
-                vacant.insert(sighting);
-                continue;
-            }
-            Entry::Occupied(occupied) => *occupied.get(),
-        };
-        redelivered.insert(sighting.id);
-        let ack = index.first_ack.get(&sighting.id).copied().filter(|&ack| ack < sighting.position);
-        if ack.is_some() {
-            stats.duplicate_deliveries_after_ack += 1;
-        } else {
-            stats.duplicate_deliveries_before_ack += 1;
+    let mut redelivered = Bits::new(index.ids.len());
+    let (mut records_redelivered, mut before_ack, mut after_ack) = (0u64, 0u64, 0u64);
+    for (number, delivery) in index.deliveries.iter().enumerate() {
+        let first = index.id_first_delivery[delivery.id as usize];
+        if first == number as u32 {
+            continue;
         }
-        anomaly.record(|| {
-            let mut ops = vec![index.op_index(earlier.position), index.op_index(sighting.position)];
-            let acked = match ack {
-                Some(ack) => {
-                    ops.push(index.op_index(ack));
-                    format!("after an ack completed at op {}", index.op_index(ack))
-                }
-                None => "before any ack of it completed".to_string(),
-            };
-            json!({
-                "id": sighting.id.to_json(),
-                "value": sighting.value,
-                "after_ack": ack.is_some(),
-                "ops": ops,
-                "explanation": format!(
-                    "record {} (value {}) was delivered in {} and again in {}, {acked}",
-                    sighting.id,
-                    sighting.value,
-                    describe(index, earlier),
-                    describe(index, sighting)
-                ),
-            })
-        });
+        if redelivered.insert(delivery.id) {
+            records_redelivered += 1;
+        }
+        let ack = index.id_first_ack[delivery.id as usize];
+        let ack = (ack != NONE && ack < delivery.position).then_some(ack);
+        if ack.is_some() {
+            after_ack += 1;
+        } else {
+            before_ack += 1;
+        }
+        anomaly.record(|| example(context, &index.deliveries[first as usize], delivery, ack));
     }
-    stats.duplicate_deliveries = anomaly.count;
-    stats.records_redelivered = redelivered.len() as u64;
-    anomaly
+    let count = anomaly.count;
+    Report {
+        anomaly,
+        stats: Some(Box::new(move |stats| {
+            stats.duplicate_deliveries = count;
+            stats.duplicate_deliveries_before_ack = before_ack;
+            stats.duplicate_deliveries_after_ack = after_ack;
+            stats.records_redelivered = records_redelivered;
+        })),
+    }
+}
+
+fn example(context: &Context, earlier: &Delivery, later: &Delivery, ack: Option<u32>) -> serde_json::Value {
+    let index = context.index;
+    let mut ops = vec![index.op_index(earlier.position), index.op_index(later.position)];
+    let acked = match ack {
+        Some(ack) => {
+            ops.push(index.op_index(ack));
+            format!("after an ack completed at {}", context.moment(ack))
+        }
+        None => "before any ack of it completed".to_string(),
+    };
+    let id = index.id(later.id);
+    let value = index.value(later.record);
+    json!({
+        "id": id.to_json(),
+        "value": value,
+        "after_ack": ack.is_some(),
+        "ops": ops,
+        "explanation": format!(
+            "record {id} (value {value}) was delivered in {} and again in {} ({}), {acked}; {}",
+            index.describe(earlier.position, earlier.connection),
+            index.describe(later.position, later.connection),
+            index.seconds(later.position),
+            context.faults_at(later.position)
+        ),
+    })
 }

@@ -7,37 +7,38 @@
 
 use serde_json::json;
 
-use crate::fast_hash::{FastMap, FastSet};
-use crate::index::{Index, Sighting};
+use super::{Bits, Context, Report};
 use crate::result::{Anomaly, Severity};
 
-use super::describe;
-
 /// Counts one occurrence per record id with more than one value.
-pub(super) fn analyse(index: &Index) -> Anomaly {
+pub(super) fn analyse(context: &Context) -> Report {
+    let index = context.index;
     let mut anomaly = Anomaly::new(Severity::Violation);
-    let mut first: FastMap<_, &Sighting> = FastMap::default();
-    let mut reported = FastSet::default();
-    for sighting in &index.sightings {
-        let earlier = *first.entry(sighting.id).or_insert(sighting);
-        if earlier.value == sighting.value || !reported.insert(sighting.id) {
+    let mut reported = Bits::new(index.ids.len());
+    for mismatch in &index.mismatches {
+        let first_record = index.id_record[mismatch.id as usize];
+        if first_record == mismatch.record || !reported.insert(mismatch.id) {
             continue;
         }
         anomaly.record(|| {
+            let earlier = index.id_first_sighting[mismatch.id as usize];
+            let earlier_connection = index.connection_at(earlier);
+            let id = index.id(mismatch.id);
+            let (first_value, value) = (index.value(first_record), index.value(mismatch.record));
             json!({
-                "id": sighting.id.to_json(),
-                "values": [earlier.value, sighting.value],
-                "ops": [index.op_index(earlier.position), index.op_index(sighting.position)],
+                "id": id.to_json(),
+                "values": [first_value, value],
+                "ops": [index.op_index(earlier), index.op_index(mismatch.position)],
                 "explanation": format!(
-                    "record id {} carried value {} in {} but value {} in {}",
-                    sighting.id,
-                    earlier.value,
-                    describe(index, earlier),
-                    sighting.value,
-                    describe(index, sighting)
+                    "record id {id} carried value {first_value} in {} ({}) but value {value} in {} ({}); {}",
+                    index.describe(earlier, earlier_connection),
+                    index.seconds(earlier),
+                    index.describe(mismatch.position, mismatch.connection),
+                    index.seconds(mismatch.position),
+                    context.faults_at(mismatch.position)
                 ),
             })
         });
     }
-    anomaly
+    anomaly.into()
 }

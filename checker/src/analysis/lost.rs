@@ -1,46 +1,60 @@
 //! `lost`: a value acknowledged by an append `ok` that no consumer ever
-//! received. The central at-least-once guarantee.
+//! received, although deliveries on its shard went past its id. The
+//! central at-least-once guarantee.
 //!
 //! Only `ok` appends count: `info` and unfinished appends may legitimately
 //! never exist (they are counted in stats instead), and `fail` appends must
-//! not. When no receive completed at all the analysis reports nothing: the
-//! verdict is then `Unknown`, since a dead consumer looks the same as total
-//! loss.
+//! not. Records the drain never reached are `unseen-at-end`, and records
+//! retention may have deleted are `expired` (see `undelivered`).
 
 use serde_json::{json, Value};
 
-use crate::index::{Append, Index, Outcome, Sighting};
+use super::undelivered::{Fate, Missing};
+use super::{Context, Report};
 use crate::result::{Anomaly, Severity};
 
-/// Counts one occurrence per acknowledged value never delivered.
-pub(super) fn analyse(index: &Index) -> Anomaly {
+/// Counts one occurrence per acknowledged value never delivered that its
+/// shard's deliveries went past.
+pub(super) fn analyse(context: &Context) -> Report {
     let mut anomaly = Anomaly::new(Severity::Violation);
-    if index.counts.receives_ok == 0 {
-        return anomaly;
+    for missing in context.undelivered.of(Fate::Lost) {
+        anomaly.record(|| example(context, missing));
     }
-    let acknowledged = index.appends.iter().filter(|append| append.outcome == Outcome::Ok);
-    for append in acknowledged {
-        for sighting in index.written(append) {
-            if !index.value_first_delivery.contains_key(&sighting.value) {
-                anomaly.record(|| example(index, append, sighting));
-            }
-        }
-    }
-    anomaly
+    anomaly.into()
 }
 
-fn example(index: &Index, append: &Append, sighting: &Sighting) -> Value {
-    let invoke = index.op_index(append.invoke);
-    let ok = index.op_index(sighting.position);
+fn example(context: &Context, missing: &Missing) -> Value {
+    let index = context.index;
+    let append = &index.appends[missing.append as usize];
+    let ok_position = append.completed_at().unwrap_or(append.invoke);
+    let (invoke, ok) = (index.op_index(append.invoke), index.op_index(ok_position));
+    let (value, id) = (index.value(missing.record), index.id(missing.id));
+    let mut ops = vec![invoke, ok];
+    let passed = match context.undelivered.frontier(index, missing.id) {
+        Some(frontier) => {
+            let delivery = &index.deliveries[frontier as usize];
+            ops.push(index.op_index(delivery.position));
+            format!(
+                ", although deliveries on shard {} went past it: record {} was delivered on \
+                 connection {} at {}",
+                id.shard,
+                index.id(delivery.id),
+                index.connection(delivery.connection),
+                context.moment(delivery.position)
+            )
+        }
+        None => String::new(),
+    };
     json!({
-        "value": sighting.value,
-        "id": sighting.id.to_json(),
+        "value": value,
+        "id": id.to_json(),
         "key": index.append_key(append),
-        "ops": [invoke, ok],
+        "ops": ops,
         "explanation": format!(
-            "value {} was acknowledged by the append invoked at op {invoke} \
-             (ok at op {ok}, id {}) but no consumer ever received it",
-            sighting.value, sighting.id
+            "value {value} was acknowledged by the append invoked at op {invoke} (ok at {}, id {id}) \
+             but no consumer ever received it{passed}; when it was acknowledged, {}",
+            context.moment(ok_position),
+            context.faults_at(ok_position)
         ),
     })
 }

@@ -1,62 +1,183 @@
-//! The analyses: one module per anomaly, each a linear pass over the
-//! pre-pass tables in [`crate::index`].
+//! The analyses: one module per anomaly, each a pass over the pre-pass
+//! tables in [`crate::index`].
 //!
-//! Each analysis is independent and returns one [`Anomaly`]; this module
-//! only runs them in a fixed order and keeps those that occurred. Analyses
-//! must never read the JSON except to build examples, and must emit
+//! Each analysis is independent and returns one [`Anomaly`] (and, for a
+//! few, stats of its own); this module runs them on a small pool of scoped
+//! threads, keeps those that occurred and merges in fixed order, so the
+//! result never depends on scheduling. A panicking analysis does not crash
+//! the check: it is reported, and the verdict becomes at least `Unknown`.
+//! Analyses never read JSON except the rare kept operations, and emit
 //! examples in history order so a report is reproducible.
 
 mod crash;
+mod delivery_skip;
 mod duplicate_delivery;
 mod duplicate_write;
+mod expired;
+mod imbalance;
 mod inconsistent_id;
+mod log_pattern;
 mod lost;
 mod nonmonotonic_append;
 mod nonmonotonic_delivery;
+mod order_cycle;
+mod stale_redelivery;
+mod unavailable;
+mod undelivered;
 mod unexpected;
+mod unseen_at_end;
 
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::index::{Index, Sighting, Source};
+use crate::faults::Faults;
+use crate::index::{Index, NONE};
 use crate::names;
+use crate::options::CheckOptions;
 use crate::result::Anomaly;
 use crate::stats::Stats;
 
-/// Runs every analysis; returns the anomalies that occurred, by name.
-pub(crate) fn run_all(index: &Index, stats: &mut Stats) -> BTreeMap<String, Anomaly> {
-    let results = [
-        (names::LOST, lost::analyse(index)),
-        (names::UNEXPECTED, unexpected::analyse(index)),
-        (names::INCONSISTENT_ID, inconsistent_id::analyse(index)),
-        (names::DUPLICATE_WRITE, duplicate_write::analyse(index)),
-        (names::NONMONOTONIC_APPEND, nonmonotonic_append::analyse(index)),
-        (names::NONMONOTONIC_DELIVERY, nonmonotonic_delivery::analyse(index)),
-        (names::CRASH, crash::analyse(index)),
-        (names::DUPLICATE_DELIVERY, duplicate_delivery::analyse(index, stats)),
-    ];
-    results
-        .into_iter()
-        .filter(|(_, anomaly)| anomaly.count > 0)
-        .map(|(name, anomaly)| (name.to_string(), anomaly))
-        .collect()
+pub(crate) use undelivered::Undelivered;
+
+/// Everything an analysis may read.
+pub(crate) struct Context<'a> {
+    pub index: &'a Index,
+    pub options: &'a CheckOptions,
+    pub faults: &'a Faults,
+    pub undelivered: &'a Undelivered,
 }
 
-/// The deliveries among the sightings, with their connection, in order.
-fn deliveries<'i>(index: &'i Index) -> impl Iterator<Item = (&'i Sighting, u32)> + 'i {
-    index.sightings.iter().filter_map(|sighting| match sighting.source {
-        Source::Delivered { connection } => Some((sighting, connection)),
-        Source::Written { .. } => None,
+impl Context<'_> {
+    /// "op 12 at 1.234 s".
+    pub fn moment(&self, position: u32) -> String {
+        format!("op {} at {}", self.index.op_index(position), self.index.seconds(position))
+    }
+
+    /// The faults active when the op at `position` happened.
+    pub fn faults_at(&self, position: u32) -> String {
+        self.faults.describe_at(self.index.time(position))
+    }
+}
+
+/// Stats an analysis contributes, applied after all analyses finished.
+pub(crate) type StatsUpdate = Box<dyn FnOnce(&mut Stats) + Send>;
+
+/// What one analysis found.
+pub(crate) struct Report {
+    pub anomaly: Anomaly,
+    pub stats: Option<StatsUpdate>,
+}
+
+impl From<Anomaly> for Report {
+    fn from(anomaly: Anomaly) -> Report {
+        Report { anomaly, stats: None }
+    }
+}
+
+type Analysis = fn(&Context) -> Report;
+
+/// Every analysis, roughly most expensive first so the pool stays busy.
+const ANALYSES: [(&str, Analysis); 16] = [
+    (names::DUPLICATE_DELIVERY, duplicate_delivery::analyse),
+    (names::ORDER_CYCLE, order_cycle::analyse),
+    (names::DELIVERY_SKIP, delivery_skip::analyse),
+    (names::STALE_REDELIVERY, stale_redelivery::analyse),
+    (names::NONMONOTONIC_DELIVERY, nonmonotonic_delivery::analyse),
+    (names::UNEXPECTED, unexpected::analyse),
+    (names::NONMONOTONIC_APPEND, nonmonotonic_append::analyse),
+    (names::UNAVAILABLE, unavailable::analyse),
+    (names::LOST, lost::analyse),
+    (names::UNSEEN_AT_END, unseen_at_end::analyse),
+    (names::EXPIRED, expired::analyse),
+    (names::INCONSISTENT_ID, inconsistent_id::analyse),
+    (names::DUPLICATE_WRITE, duplicate_write::analyse),
+    (names::IMBALANCE, imbalance::analyse),
+    (names::LOG_PATTERN, log_pattern::analyse),
+    (names::CRASH, crash::analyse),
+];
+
+/// Runs every analysis; returns the anomalies that occurred, by name, and
+/// the names of analyses that panicked with their messages.
+pub(crate) fn run_all(
+    context: &Context,
+    stats: &mut Stats,
+    threads: usize,
+) -> (BTreeMap<String, Anomaly>, Vec<String>) {
+    let reports = run_pool(context, threads.max(1));
+    let mut anomalies = BTreeMap::new();
+    let mut failures = Vec::new();
+    for ((name, _), report) in ANALYSES.iter().zip(reports) {
+        match report {
+            Ok(report) => {
+                if let Some(update) = report.stats {
+                    update(stats);
+                }
+                if report.anomaly.count > 0 {
+                    anomalies.insert(name.to_string(), report.anomaly);
+                }
+            }
+            Err(message) => failures.push(format!("analysis {name} panicked: {message}")),
+        }
+    }
+    (anomalies, failures)
+}
+
+/// Runs the analyses on `threads` scoped threads taking the next one from a
+/// shared counter; results come back in table order.
+fn run_pool(context: &Context, threads: usize) -> Vec<Result<Report, String>> {
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Report, String>>> = (0..ANALYSES.len()).map(|_| None).collect();
+    let done: Vec<(usize, Result<Report, String>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.min(ANALYSES.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    // Bounded: each iteration takes a distinct task number.
+                    loop {
+                        let task = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((_, analysis)) = ANALYSES.get(task) else { break };
+                        done.push((task, run_one(*analysis, context)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().unwrap_or_default()).collect()
+    });
+    for (task, result) in done {
+        results[task] = Some(result);
+    }
+    results.into_iter().map(|result| result.unwrap_or_else(|| Err("did not run".to_string()))).collect()
+}
+
+fn run_one(analysis: Analysis, context: &Context) -> Result<Report, String> {
+    catch_unwind(AssertUnwindSafe(|| analysis(context))).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+            .unwrap_or_else(|| "unknown panic".to_string())
     })
 }
 
-/// Says where a sighting came from, for explanations: "the append ok at
-/// op 6" or "a delivery on connection c0#1 at op 9".
-fn describe(index: &Index, sighting: &Sighting) -> String {
-    let op = index.op_index(sighting.position);
-    match sighting.source {
-        Source::Written { .. } => format!("the append ok at op {op}"),
-        Source::Delivered { connection } => {
-            format!("a delivery on connection {} at op {op}", index.connection(connection))
-        }
+/// A bit per number: which records or ids were seen.
+pub(crate) struct Bits {
+    words: Vec<u64>,
+}
+
+impl Bits {
+    /// `size` bits, all clear.
+    pub fn new(size: usize) -> Bits {
+        Bits { words: vec![0; size.div_ceil(64)] }
+    }
+
+    /// Sets a bit; returns whether it was clear before.
+    pub fn insert(&mut self, number: u32) -> bool {
+        debug_assert!(number != NONE, "NONE is never a number");
+        let (word, bit) = ((number / 64) as usize, number % 64);
+        let was_clear = self.words[word] & (1 << bit) == 0;
+        self.words[word] |= 1 << bit;
+        was_clear
     }
 }

@@ -12,8 +12,9 @@
 
 use serde_json::{json, Value};
 
+use super::{Context, Report};
 use crate::fast_hash::FastMap;
-use crate::index::{Append, Index, Outcome, RecordId};
+use crate::index::{Append, Index, Outcome, RecordId, NONE};
 use crate::result::{Anomaly, Severity};
 
 /// The ids one append got on one shard.
@@ -28,14 +29,15 @@ struct Span {
 /// the largest id acknowledged on the shard up to and including it.
 #[derive(Debug, Clone, Copy)]
 struct Frontier {
-    acknowledged_at: usize,
+    acknowledged_at: u32,
     largest: RecordId,
     append: u32,
 }
 
 /// Counts one occurrence per (append, shard) whose smallest id is below an
 /// id acknowledged before the append was invoked.
-pub(super) fn analyse(index: &Index) -> Anomaly {
+pub(super) fn analyse(context: &Context) -> Report {
+    let index = context.index;
     let mut anomaly = Anomaly::new(Severity::Violation);
     let frontiers = frontiers(index);
     let acknowledged = index.appends.iter().filter(|append| append.outcome == Outcome::Ok);
@@ -50,21 +52,21 @@ pub(super) fn analyse(index: &Index) -> Anomaly {
             };
             if span.smallest < best.largest {
                 let earlier = &index.appends[best.append as usize];
-                anomaly.record(|| example(index, earlier, best.largest, later, span));
+                anomaly.record(|| example(context, earlier, best.largest, later, span));
             }
         }
     }
-    anomaly
+    anomaly.into()
 }
 
 /// Per shard, acknowledged appends by ok position with running maxima.
 fn frontiers(index: &Index) -> FastMap<u64, Vec<Frontier>> {
-    let mut by_completion: Vec<(usize, u32)> = index
+    let mut by_completion: Vec<(u32, u32)> = index
         .appends
         .iter()
         .enumerate()
         .filter(|(_, append)| append.outcome == Outcome::Ok)
-        .filter_map(|(number, append)| Some((append.completion?, number as u32)))
+        .filter_map(|(number, append)| Some((append.completed_at()?, number as u32)))
         .collect();
     by_completion.sort_unstable();
     let mut frontiers: FastMap<u64, Vec<Frontier>> = FastMap::default();
@@ -88,8 +90,8 @@ fn frontiers(index: &Index) -> FastMap<u64, Vec<Frontier>> {
 /// (almost always exactly one shard, since a batch has one key).
 fn spans(index: &Index, append: &Append) -> Vec<Span> {
     let mut spans: Vec<Span> = Vec::with_capacity(1);
-    for sighting in index.written(append) {
-        let id = sighting.id;
+    for &id in index.append_ids(append).iter().filter(|&&id| id != NONE) {
+        let id = index.id(id);
         match spans.iter_mut().find(|span| span.shard == id.shard) {
             Some(span) => {
                 span.smallest = span.smallest.min(id);
@@ -101,9 +103,10 @@ fn spans(index: &Index, append: &Append) -> Vec<Span> {
     spans
 }
 
-fn example(index: &Index, earlier: &Append, earlier_id: RecordId, later: &Append, span: Span) -> Value {
-    let op = |position: Option<usize>| position.map(|position| index.op_index(position));
-    let earlier_ok = op(earlier.completion);
+fn example(context: &Context, earlier: &Append, earlier_id: RecordId, later: &Append, span: Span) -> Value {
+    let index = context.index;
+    let op = |position: Option<u32>| position.map(|position| index.op_index(position));
+    let earlier_ok = op(earlier.completed_at());
     let later_invoke = index.op_index(later.invoke);
     json!({
         "shard": span.shard,
@@ -113,15 +116,17 @@ fn example(index: &Index, earlier: &Append, earlier_id: RecordId, later: &Append
             index.op_index(earlier.invoke),
             earlier_ok,
             later_invoke,
-            op(later.completion),
+            op(later.completed_at()),
         ],
         "explanation": format!(
-            "on shard {}, the append invoked at op {later_invoke} got id {}, smaller \
-             than id {earlier_id} of the append acknowledged at op {} before op \
-             {later_invoke} was invoked",
+            "on shard {}, the append invoked at {} got id {}, smaller than id {earlier_id} of \
+             the append acknowledged at op {} ({}) before op {later_invoke} was invoked; {}",
             span.shard,
+            context.moment(later.invoke),
             span.smallest,
             earlier_ok.map_or_else(|| "?".to_string(), |ok| ok.to_string()),
+            earlier.completed_at().map_or_else(|| "?".to_string(), |ok| index.seconds(ok)),
+            context.faults_at(later.invoke)
         ),
     })
 }

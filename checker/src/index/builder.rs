@@ -1,0 +1,399 @@
+//! Builds an [`Index`] from decoded operations, one at a time, in history
+//! order.
+//!
+//! Separate from the table definitions because this is the only code that
+//! interns values and ids, and the hot loop of a big check: per record it
+//! costs one hash lookup for the value and, only when a sighting's id is not
+//! the record's known id, one for the id. The interning maps live here and
+//! are dropped when the index is finished, before the analyses allocate.
+
+use std::collections::hash_map::Entry as MapEntry;
+
+use super::{Append, Connection, Delivery, Index, Kept, Malformed, Mismatch, Outcome, RecordId, Tag, NONE};
+use crate::fast_hash::FastMap;
+use crate::history::{OpType, Process};
+use crate::input::{Batch, Body, Entry, Name};
+
+/// The mutable state of the walk.
+#[derive(Debug, Default)]
+pub(crate) struct Builder {
+    index: Index,
+    /// The open append of each client; [`NONE`] when its invoke was
+    /// malformed.
+    open_appends: FastMap<u64, u32>,
+    value_records: FastMap<u64, u32>,
+    id_numbers: FastMap<RecordId, u32>,
+    /// The open `observe` of each client: the position of its invoke.
+    open_observes: FastMap<u64, u32>,
+    /// Connection number by the number of its name.
+    connection_numbers: FastMap<u32, u32>,
+    /// `ops_by_f` slot by operation name number.
+    f_slots: FastMap<u32, usize>,
+    /// String numbers of the fixed operation names, by [`Name`] variant.
+    fixed_names: [u32; 6],
+}
+
+impl Builder {
+    /// An empty builder.
+    pub fn new() -> Builder {
+        let mut builder = Builder::default();
+        for (slot, name) in ["append", "receive", "ack", "observe", "phase", "crash"].into_iter().enumerate() {
+            builder.fixed_names[slot] = builder.index.strings.intern(name);
+        }
+        builder
+    }
+
+    /// The finished tables; the interning maps are dropped here.
+    pub fn finish(self) -> Index {
+        self.index
+    }
+
+    fn malformed(&mut self, position: u32, reason: String) {
+        self.index.malformed.push(Malformed { position, reason });
+    }
+
+    fn f_number(&mut self, batch: &Batch, f: &Name) -> u32 {
+        match f {
+            Name::Append => self.fixed_names[0],
+            Name::Receive => self.fixed_names[1],
+            Name::Ack => self.fixed_names[2],
+            Name::Observe => self.fixed_names[3],
+            Name::Phase => self.fixed_names[4],
+            Name::Crash => self.fixed_names[5],
+            Name::Other(text) => self.index.strings.intern(batch.text(text)),
+        }
+    }
+
+    /// Adds one operation; its position is the number of operations so far.
+    pub fn entry(&mut self, batch: &Batch, entry: &Entry) {
+        let position = u32::try_from(self.index.times.len()).unwrap_or(NONE - 1);
+        self.index.times.push(entry.time);
+        self.track_index(position, entry.index);
+        let f = self.f_number(batch, &entry.f);
+        self.count(f, entry.kind);
+        self.index.tags.push(tag(&entry.f, entry.kind));
+        if let Body::Malformed(reason) = &entry.body {
+            let reason = batch.text(reason).to_string();
+            return self.malformed_entry(batch, position, entry, reason);
+        }
+        match entry.process {
+            Process::Client(client) => self.client(batch, entry, position, client),
+            Process::Nemesis => {
+                self.index.counts.nemesis_ops += 1;
+                if let Body::Json(value) = entry.body {
+                    let value = batch.json[value as usize].clone();
+                    self.index.nemesis.push(Kept { position, kind: entry.kind, f, value });
+                }
+            }
+            Process::Harness => self.harness(batch, entry, position, f),
+        }
+    }
+
+    /// Remembers op indexes only once one differs from its position.
+    fn track_index(&mut self, position: u32, op_index: u64) {
+        if let Some(indexes) = &mut self.index.op_indexes {
+            indexes.push(op_index);
+        } else if op_index != u64::from(position) {
+            let mut indexes: Vec<u64> = (0..u64::from(position)).collect();
+            indexes.push(op_index);
+            self.index.op_indexes = Some(indexes);
+        }
+    }
+
+    fn count(&mut self, f: u32, kind: OpType) {
+        let counts = &mut self.index.counts;
+        counts.ops_by_type[kind as usize] += 1;
+        let slot = *self.f_slots.entry(f).or_insert_with(|| {
+            counts.ops_by_f.push((f, 0));
+            counts.ops_by_f.len() - 1
+        });
+        counts.ops_by_f[slot].1 += 1;
+    }
+
+    /// A malformed value still completes what it completes.
+    fn malformed_entry(&mut self, batch: &Batch, position: u32, entry: &Entry, reason: String) {
+        match (entry.process, &entry.f, entry.kind) {
+            (Process::Client(client), Name::Append, OpType::Invoke) => {
+                self.open_appends.insert(client, NONE);
+            }
+            (Process::Client(client), Name::Append, _) => {
+                self.append_completion(batch, position, client, entry);
+            }
+            (Process::Client(_), Name::Receive, OpType::Ok) => self.index.counts.receives_ok += 1,
+            (Process::Client(_), Name::Ack, OpType::Ok) => self.index.counts.acks_ok += 1,
+            _ => {}
+        }
+        self.malformed(position, reason);
+    }
+
+    fn harness(&mut self, batch: &Batch, entry: &Entry, position: u32, f: u32) {
+        match &entry.body {
+            Body::Phase(name) => {
+                self.index.counts.last_phase = name.as_ref().map(|name| batch.text(name).to_string());
+            }
+            Body::Json(value) if entry.f == Name::Crash => {
+                let value = batch.json[*value as usize].clone();
+                self.index.crashes.push(Kept { position, kind: entry.kind, f, value });
+            }
+            _ => {}
+        }
+    }
+
+    fn client(&mut self, batch: &Batch, entry: &Entry, position: u32, client: u64) {
+        match (&entry.f, entry.kind, &entry.body) {
+            (Name::Append, OpType::Invoke, Body::Append { key, values, .. }) => {
+                let key = key.as_ref().map_or(NONE, |key| self.index.strings.intern(batch.text(key)));
+                self.append_invoke(position, client, key, batch.numbers(values), entry.index);
+            }
+            (Name::Append, OpType::Invoke, _) => {}
+            (Name::Append, _, body) => {
+                let number = self.append_completion(batch, position, client, entry);
+                if let (Some(number), OpType::Ok, Body::Append { values, ids: Some(ids), .. }) =
+                    (number, entry.kind, body)
+                {
+                    self.append_ok(position, number, batch.numbers(values), batch.ids(ids));
+                }
+            }
+            (Name::Receive, kind, Body::Receive { subscription, connection, records }) => {
+                let connection = match connection {
+                    Some(name) => self.connection(batch.text(name), subscription.as_ref().map(|s| batch.text(s))),
+                    None => NONE,
+                };
+                match kind {
+                    OpType::Ok => self.receive_ok(position, connection, batch.records(records)),
+                    OpType::Fail | OpType::Info if connection != NONE => {
+                        self.index.receive_ends.push((position, connection));
+                    }
+                    _ => {}
+                }
+            }
+            (Name::Ack, OpType::Ok, Body::Ack { ids }) => self.ack_ok(position, batch.ids(ids)),
+            (Name::Observe, OpType::Invoke, _) => {
+                self.open_observes.insert(client, position);
+            }
+            (Name::Observe, OpType::Ok, Body::Json(value)) => {
+                let invoke = self.open_observes.remove(&client).unwrap_or(NONE);
+                let value = batch.json[*value as usize].clone();
+                let kept = Kept { position, kind: entry.kind, f: self.fixed_names[3], value };
+                self.index.observations.push((invoke, kept));
+            }
+            (Name::Observe, _, _) => {
+                self.open_observes.remove(&client);
+            }
+            _ => {}
+        }
+    }
+
+    fn new_record(&mut self, value: u64, writer: u32) -> u32 {
+        let index = &mut self.index;
+        let record = index.record_values.len() as u32;
+        index.record_values.push(value);
+        index.record_writer.push(writer);
+        index.record_id.push(NONE);
+        index.record_first_sighting.push(NONE);
+        index.record_first_delivery.push(NONE);
+        record
+    }
+
+    fn append_invoke(&mut self, position: u32, client: u64, key: u32, values: &[u64], op_index: u64) {
+        let number = self.index.appends.len() as u32;
+        let start = self.index.append_records.len() as u32;
+        for &value in values {
+            let record = match self.value_records.get(&value) {
+                Some(&record) => record,
+                None => {
+                    let record = self.new_record(value, NONE);
+                    self.value_records.insert(value, record);
+                    record
+                }
+            };
+            self.claim(position, record, number, value, op_index);
+            self.index.append_records.push(record);
+            self.index.append_ids.push(NONE);
+        }
+        self.index.appends.push(Append {
+            invoke: position,
+            completion: NONE,
+            outcome: Outcome::Unfinished,
+            key,
+            error: NONE,
+            start,
+            len: values.len() as u32,
+        });
+        self.open_appends.insert(client, number);
+    }
+
+    /// Makes append `number` the writer of `record`, unless another append
+    /// (or this one, listing the value twice) sent it first.
+    fn claim(&mut self, position: u32, record: u32, number: u32, value: u64, op_index: u64) {
+        let writer = self.index.record_writer[record as usize];
+        if writer == NONE {
+            self.index.record_writer[record as usize] = number;
+            return;
+        }
+        // The earlier sender may be this very append (a value listed twice).
+        let earlier = match self.index.appends.get(writer as usize) {
+            Some(append) => self.index.op_index(append.invoke),
+            None => op_index,
+        };
+        let reason = format!(
+            "append invoke: value {value} is sent again (first by the append invoked at op \
+             {earlier}); the client must never send a value twice"
+        );
+        self.malformed(position, reason);
+    }
+
+    /// Records how an append ended; returns its number.
+    fn append_completion(&mut self, batch: &Batch, position: u32, client: u64, entry: &Entry) -> Option<usize> {
+        let number = match self.open_appends.remove(&client) {
+            Some(NONE) => return None,
+            Some(number) => number as usize,
+            None => {
+                let reason = format!("append `{}` without an open invoke", entry.kind);
+                self.malformed(position, reason);
+                return None;
+            }
+        };
+        let error = entry.error.as_ref().map_or(NONE, |error| self.index.strings.intern(batch.text(error)));
+        let append = &mut self.index.appends[number];
+        append.completion = position;
+        append.error = error;
+        append.outcome = match entry.kind {
+            OpType::Ok => Outcome::Ok,
+            OpType::Fail => Outcome::Fail,
+            OpType::Info | OpType::Invoke => Outcome::Info,
+        };
+        Some(number)
+    }
+
+    /// Records the ids an append `ok` reports, after checking they line up
+    /// with the values its invoke sent.
+    fn append_ok(&mut self, position: u32, number: usize, values: &[u64], ids: &[RecordId]) {
+        let append = self.index.appends[number].clone();
+        let records = self.index.append_records(&append);
+        let same = records.len() == values.len()
+            && records.iter().zip(values).all(|(&record, &value)| self.index.value(record) == value);
+        if !same {
+            let sent: Vec<u64> = records.iter().map(|&record| self.index.value(record)).collect();
+            let reason = format!("append ok: values {values:?} differ from the invoke's {sent:?}");
+            return self.malformed(position, reason);
+        }
+        if ids.len() != values.len() {
+            let reason =
+                format!("append ok: {} ids for {} values; ids must be aligned with values", ids.len(), values.len());
+            return self.malformed(position, reason);
+        }
+        for (offset, &id) in ids.iter().enumerate() {
+            let slot = append.start as usize + offset;
+            let record = self.index.append_records[slot];
+            let id = self.sighting(position, record, id, NONE);
+            self.index.append_ids[slot] = id;
+            if self.index.id_written[id as usize] == NONE {
+                self.index.id_written[id as usize] = position;
+            }
+        }
+    }
+
+    /// The number of an id, adding it if new.
+    fn id_number(&mut self, id: RecordId) -> u32 {
+        match self.id_numbers.entry(id) {
+            MapEntry::Occupied(occupied) => *occupied.get(),
+            MapEntry::Vacant(vacant) => {
+                let index = &mut self.index;
+                let number = index.ids.len() as u32;
+                index.ids.push(id);
+                index.id_record.push(NONE);
+                index.id_first_sighting.push(NONE);
+                index.id_written.push(NONE);
+                index.id_first_ack.push(NONE);
+                index.id_first_delivery.push(NONE);
+                vacant.insert(number);
+                number
+            }
+        }
+    }
+
+    /// Notes that `record` was seen at `id`; returns the id's number.
+    fn sighting(&mut self, position: u32, record: u32, id: RecordId, connection: u32) -> u32 {
+        let known = self.index.record_id[record as usize];
+        let number = if known != NONE && self.index.ids[known as usize] == id { known } else { self.id_number(id) };
+        let index = &mut self.index;
+        if known == NONE {
+            index.record_id[record as usize] = number;
+            index.record_first_sighting[record as usize] = position;
+        }
+        let slot = number as usize;
+        if index.id_record[slot] == NONE {
+            index.id_record[slot] = record;
+            index.id_first_sighting[slot] = position;
+        }
+        if index.record_id[record as usize] != number || index.id_record[slot] != record {
+            index.mismatches.push(Mismatch { position, record, id: number, connection });
+        }
+        number
+    }
+
+    fn connection(&mut self, name: &str, subscription: Option<&str>) -> u32 {
+        let name = self.index.strings.intern(name);
+        let subscription = subscription.map_or(NONE, |subscription| self.index.strings.intern(subscription));
+        let connections = &mut self.index.connections;
+        let number = *self.connection_numbers.entry(name).or_insert_with(|| {
+            connections.push(Connection { name, subscription: NONE, received: false });
+            connections.len() as u32 - 1
+        });
+        let connection = &mut connections[number as usize];
+        if connection.subscription == NONE {
+            connection.subscription = subscription;
+        }
+        number
+    }
+
+    fn receive_ok(&mut self, position: u32, connection: u32, records: &[(u64, RecordId)]) {
+        self.index.counts.receives_ok += 1;
+        if let Some(connection) = self.index.connections.get_mut(connection as usize) {
+            connection.received = true;
+        }
+        for &(value, id) in records {
+            let record = match self.value_records.get(&value) {
+                Some(&record) => record,
+                None => {
+                    let record = self.new_record(value, NONE);
+                    self.value_records.insert(value, record);
+                    record
+                }
+            };
+            let id = self.sighting(position, record, id, connection);
+            let delivery = self.index.deliveries.len() as u32;
+            self.index.deliveries.push(Delivery { position, record, id, connection });
+            let first = &mut self.index.record_first_delivery[record as usize];
+            if *first == NONE {
+                *first = delivery;
+            }
+            let first = &mut self.index.id_first_delivery[id as usize];
+            if *first == NONE {
+                *first = delivery;
+            }
+        }
+    }
+
+    fn ack_ok(&mut self, position: u32, ids: &[RecordId]) {
+        self.index.counts.acks_ok += 1;
+        for &id in ids {
+            let id = self.id_number(id);
+            let first = &mut self.index.id_first_ack[id as usize];
+            if *first == NONE {
+                *first = position;
+            }
+        }
+    }
+}
+
+fn tag(f: &Name, kind: OpType) -> Tag {
+    match (f, kind) {
+        (Name::Append, OpType::Invoke) => Tag::AppendInvoke,
+        (Name::Append, OpType::Ok) => Tag::AppendOk,
+        (Name::Append, _) => Tag::AppendEnd,
+        (Name::Receive, OpType::Ok) => Tag::ReceiveOk,
+        _ => Tag::Other,
+    }
+}

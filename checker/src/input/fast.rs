@@ -1,0 +1,548 @@
+//! A fast reader for the common lines of `history.jsonl`: client `append`,
+//! `receive` and `ack` operations and harness phases, decoded straight from
+//! the bytes into a [`Batch`] without building a JSON tree.
+//!
+//! Separate from the reference decoding in [`super::push_op`] because it
+//! trades generality for speed: it accepts only what it fully understands
+//! (plain strings without escapes, non-negative integers, the documented
+//! fields) and hands every other line, byte for byte, to serde_json and the
+//! reference decoding. So the two can never disagree about a line: either
+//! this reader produces exactly what the reference would, or it declines.
+//! It must never accept a line that serde_json would reject.
+
+use std::str;
+
+use super::{push_op, Batch, Body, Entry, Item, Name, Problem, Text};
+use crate::history::{Op, OpType, Process};
+use crate::index::RecordId;
+
+/// Nested arrays/objects deeper than this are left to serde_json, whose own
+/// limit is 128.
+const DEPTH_MAX: usize = 64;
+
+/// Why the fast reader declined a line; the line goes to serde_json.
+#[derive(Debug)]
+struct Decline;
+
+type Parsed<T> = Result<T, Decline>;
+
+/// Decodes one line (without its newline) into `batch`: the fast way when
+/// possible, otherwise through serde_json; a line that is not an operation
+/// becomes a [`Problem`].
+pub(crate) fn push_line(batch: &mut Batch, line: &[u8], number: u64) {
+    let mark = Mark::of(batch);
+    let mut reader = Reader { bytes: line, at: 0, batch };
+    if reader.op(number).is_err() {
+        mark.rollback(batch);
+        push_slow(batch, line, number);
+    }
+}
+
+/// The reference path: serde_json into [`Op`], then [`push_op`].
+pub(crate) fn push_slow(batch: &mut Batch, line: &[u8], number: u64) {
+    match serde_json::from_slice::<Op>(line) {
+        Ok(op) => push_op(batch, &op, number),
+        Err(error) => {
+            let torn =
+                matches!(error.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof);
+            let error = error.to_string();
+            let problem =
+                if torn { Problem::Torn { line: number, error } } else { Problem::Invalid { line: number, error } };
+            batch.items.push(Item::Problem(problem));
+        }
+    }
+}
+
+/// Arena lengths before a line, to undo a half-decoded line.
+struct Mark {
+    items: usize,
+    text: usize,
+    numbers: usize,
+    ids: usize,
+    records: usize,
+}
+
+impl Mark {
+    fn of(batch: &Batch) -> Mark {
+        Mark {
+            items: batch.items.len(),
+            text: batch.text.len(),
+            numbers: batch.numbers.len(),
+            ids: batch.ids.len(),
+            records: batch.records.len(),
+        }
+    }
+
+    fn rollback(&self, batch: &mut Batch) {
+        batch.items.truncate(self.items);
+        batch.text.truncate(self.text);
+        batch.numbers.truncate(self.numbers);
+        batch.ids.truncate(self.ids);
+        batch.records.truncate(self.records);
+    }
+}
+
+/// The fields of the top-level object seen so far.
+#[derive(Default)]
+struct Fields {
+    index: Option<u64>,
+    time: Option<u64>,
+    process: Option<Process>,
+    kind: Option<OpType>,
+    f: Option<Name>,
+    error: Option<Option<Text>>,
+    body: Option<Body>,
+}
+
+/// A cursor over one line.
+struct Reader<'l, 'b> {
+    bytes: &'l [u8],
+    at: usize,
+    batch: &'b mut Batch,
+}
+
+impl<'l> Reader<'l, '_> {
+    /// The whole line: one object, then only whitespace.
+    fn op(&mut self, number: u64) -> Parsed<()> {
+        let mut fields = Fields::default();
+        self.expect(b'{')?;
+        if self.peek_after_space() == Some(b'}') {
+            return Err(Decline);
+        }
+        loop {
+            let key = self.key()?;
+            self.field(key, &mut fields)?;
+            match self.next_after_space() {
+                Some(b',') => continue,
+                Some(b'}') => break,
+                _ => return Err(Decline),
+            }
+        }
+        if self.peek_after_space().is_some() {
+            return Err(Decline);
+        }
+        let entry = Entry {
+            line: number,
+            index: fields.index.ok_or(Decline)?,
+            time: fields.time.ok_or(Decline)?,
+            process: fields.process.ok_or(Decline)?,
+            kind: fields.kind.ok_or(Decline)?,
+            f: fields.f.ok_or(Decline)?,
+            error: fields.error.unwrap_or(None),
+            body: fields.body.ok_or(Decline)?,
+        };
+        self.batch.items.push(Item::Op(entry));
+        Ok(())
+    }
+
+    /// One top-level field; a repeated field is left to serde_json.
+    fn field(&mut self, key: &'l [u8], fields: &mut Fields) -> Parsed<()> {
+        match key {
+            b"index" if fields.index.is_none() => fields.index = Some(self.unsigned()?),
+            b"time" if fields.time.is_none() => fields.time = Some(self.unsigned()?),
+            b"process" if fields.process.is_none() => fields.process = Some(self.process()?),
+            b"type" if fields.kind.is_none() => fields.kind = Some(self.kind()?),
+            b"f" if fields.f.is_none() => {
+                let f = self.string()?;
+                fields.f = Some(match f {
+                    "append" => Name::Append,
+                    "receive" => Name::Receive,
+                    "ack" => Name::Ack,
+                    "phase" => Name::Phase,
+                    _ => return Err(Decline),
+                });
+            }
+            b"value" if fields.body.is_none() => {
+                let (process, kind, f) = match (&fields.process, &fields.kind, &fields.f) {
+                    (Some(process), Some(kind), Some(f)) => (*process, *kind, f.clone()),
+                    _ => return Err(Decline),
+                };
+                fields.body = Some(self.body(process, kind, &f)?);
+            }
+            b"error" if fields.error.is_none() => {
+                self.skip_space();
+                fields.error = Some(if self.literal(b"null") {
+                    None
+                } else {
+                    let error = self.string()?;
+                    Some(self.batch.push_text(error))
+                });
+            }
+            _ => return Err(Decline),
+        }
+        Ok(())
+    }
+
+    fn process(&mut self) -> Parsed<Process> {
+        self.skip_space();
+        if self.peek() == Some(b'"') {
+            return match self.string()? {
+                "nemesis" => Ok(Process::Nemesis),
+                "harness" => Ok(Process::Harness),
+                _ => Err(Decline),
+            };
+        }
+        Ok(Process::Client(self.unsigned()?))
+    }
+
+    fn kind(&mut self) -> Parsed<OpType> {
+        match self.string()? {
+            "invoke" => Ok(OpType::Invoke),
+            "ok" => Ok(OpType::Ok),
+            "fail" => Ok(OpType::Fail),
+            "info" => Ok(OpType::Info),
+            _ => Err(Decline),
+        }
+    }
+
+    /// The value, decoded exactly as [`super::push_op`] would.
+    fn body(&mut self, process: Process, kind: OpType, f: &Name) -> Parsed<Body> {
+        match (process, f, kind) {
+            (Process::Harness, Name::Phase, _) => {
+                let name = self.string()?;
+                Ok(Body::Phase(Some(self.batch.push_text(name))))
+            }
+            (Process::Client(_), Name::Append, OpType::Invoke) => self.append(false),
+            (Process::Client(_), Name::Append, OpType::Ok) => self.append(true),
+            (Process::Client(_), Name::Receive, _) => self.receive(kind == OpType::Ok),
+            (Process::Client(_), Name::Ack, OpType::Ok) => self.ack(),
+            (Process::Client(_), Name::Append | Name::Ack, _) => {
+                self.skip_value(0)?;
+                Ok(Body::Empty)
+            }
+            _ => Err(Decline),
+        }
+    }
+
+    fn append(&mut self, with_ids: bool) -> Parsed<Body> {
+        let (mut key, mut values, mut ids) = (None, None, None);
+        self.object(|reader, name| {
+            match name {
+                b"values" => once(&mut values, reader.numbers()?)?,
+                b"ids" if with_ids => once(&mut ids, reader.ids()?)?,
+                b"key" => {
+                    let text = reader.optional_string()?.map(|text| reader.batch.push_text(text));
+                    once(&mut key, text)?;
+                }
+                _ => reader.skip_value(1)?,
+            }
+            Ok(())
+        })?;
+        let values = values.ok_or(Decline)?;
+        if with_ids && ids.is_none() {
+            return Err(Decline);
+        }
+        Ok(Body::Append { key: key.unwrap_or(None), values, ids })
+    }
+
+    fn receive(&mut self, ok: bool) -> Parsed<Body> {
+        let (mut subscription, mut connection, mut records) = (None, None, None);
+        self.object(|reader, name| {
+            match name {
+                b"subscription" => once(&mut subscription, reader.stored_string()?)?,
+                b"connection" => once(&mut connection, reader.stored_string()?)?,
+                b"records" if ok => once(&mut records, reader.records()?)?,
+                _ => reader.skip_value(1)?,
+            }
+            Ok(())
+        })?;
+        let records = match records {
+            Some(records) => records,
+            None if ok => return Err(Decline),
+            None => 0..0,
+        };
+        if ok && connection.is_none() {
+            return Err(Decline);
+        }
+        Ok(Body::Receive { subscription, connection, records })
+    }
+
+    fn ack(&mut self) -> Parsed<Body> {
+        let mut ids = None;
+        self.object(|reader, name| {
+            match name {
+                b"ids" => once(&mut ids, reader.ids()?)?,
+                _ => reader.skip_value(1)?,
+            }
+            Ok(())
+        })?;
+        Ok(Body::Ack { ids: ids.ok_or(Decline)? })
+    }
+
+    /// An object whose every field goes to `field`.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'l [u8]) -> Parsed<()>) -> Parsed<()> {
+        self.expect(b'{')?;
+        if self.peek_after_space() == Some(b'}') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            let key = self.key()?;
+            field(self, key)?;
+            match self.next_after_space() {
+                Some(b',') => continue,
+                Some(b'}') => return Ok(()),
+                _ => return Err(Decline),
+            }
+        }
+    }
+
+    /// A key and its colon; keys with escapes are declined.
+    fn key(&mut self) -> Parsed<&'l [u8]> {
+        let key = self.string()?;
+        self.expect(b':')?;
+        Ok(key.as_bytes())
+    }
+
+    /// `[n, n, ...]` of non-negative integers, into the batch's numbers.
+    fn numbers(&mut self) -> Parsed<std::ops::Range<u32>> {
+        let start = self.batch.numbers.len() as u32;
+        self.array(|reader| {
+            let number = reader.unsigned()?;
+            reader.batch.numbers.push(number);
+            Ok(())
+        })?;
+        Ok(start..self.batch.numbers.len() as u32)
+    }
+
+    /// `[[s, b, i], ...]`, into the batch's ids.
+    fn ids(&mut self) -> Parsed<std::ops::Range<u32>> {
+        let start = self.batch.ids.len() as u32;
+        self.array(|reader| {
+            let id = reader.record_id()?;
+            reader.batch.ids.push(id);
+            Ok(())
+        })?;
+        Ok(start..self.batch.ids.len() as u32)
+    }
+
+    /// `[{"value": v, "id": [s, b, i], ...}, ...]`, into the batch's records.
+    fn records(&mut self) -> Parsed<std::ops::Range<u32>> {
+        let start = self.batch.records.len() as u32;
+        self.array(|reader| {
+            let (mut value, mut id) = (None, None);
+            reader.object(|reader, name| {
+                match name {
+                    b"value" => once(&mut value, reader.unsigned()?)?,
+                    b"id" => once(&mut id, reader.record_id()?)?,
+                    _ => reader.skip_value(3)?,
+                }
+                Ok(())
+            })?;
+            reader.batch.records.push((value.ok_or(Decline)?, id.ok_or(Decline)?));
+            Ok(())
+        })?;
+        Ok(start..self.batch.records.len() as u32)
+    }
+
+    fn record_id(&mut self) -> Parsed<RecordId> {
+        self.expect(b'[')?;
+        let shard = self.unsigned()?;
+        self.expect(b',')?;
+        let batch = self.unsigned()?;
+        self.expect(b',')?;
+        let batch_index = self.unsigned()?;
+        self.expect(b']')?;
+        Ok(RecordId { shard, batch, batch_index })
+    }
+
+    /// An array whose every element goes to `element`.
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Parsed<()>) -> Parsed<()> {
+        self.expect(b'[')?;
+        if self.peek_after_space() == Some(b']') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            match self.next_after_space() {
+                Some(b',') => continue,
+                Some(b']') => return Ok(()),
+                _ => return Err(Decline),
+            }
+        }
+    }
+
+    /// A string stored in the batch.
+    fn stored_string(&mut self) -> Parsed<Text> {
+        let text = self.string()?;
+        Ok(self.batch.push_text(text))
+    }
+
+    /// A string, or `None` for any other JSON value (skipped).
+    fn optional_string(&mut self) -> Parsed<Option<&'l str>> {
+        self.skip_space();
+        if self.peek() == Some(b'"') {
+            return self.string().map(Some);
+        }
+        self.skip_value(1)?;
+        Ok(None)
+    }
+
+    /// A string without escapes or control characters, borrowed from the
+    /// line.
+    fn string(&mut self) -> Parsed<&'l str> {
+        self.expect(b'"')?;
+        let bytes: &'l [u8] = self.bytes;
+        let start = self.at;
+        let rest = &bytes[start..];
+        let length = rest.iter().position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20).ok_or(Decline)?;
+        if rest[length] != b'"' {
+            return Err(Decline);
+        }
+        self.at = start + length + 1;
+        str::from_utf8(&bytes[start..start + length]).map_err(|_| Decline)
+    }
+
+    /// A non-negative integer that fits `u64`; anything else (signs,
+    /// fractions, exponents, leading zeros) is declined.
+    fn unsigned(&mut self) -> Parsed<u64> {
+        self.skip_space();
+        let digits = self.bytes[self.at..].iter().take_while(|byte| byte.is_ascii_digit()).count();
+        if digits == 0 || digits > 20 {
+            return Err(Decline);
+        }
+        let slice = &self.bytes[self.at..self.at + digits];
+        if digits > 1 && slice[0] == b'0' {
+            return Err(Decline);
+        }
+        if matches!(self.bytes.get(self.at + digits), Some(b'.' | b'e' | b'E')) {
+            return Err(Decline);
+        }
+        let mut number: u64 = 0;
+        for &digit in slice {
+            number = number.checked_mul(10).and_then(|n| n.checked_add(u64::from(digit - b'0'))).ok_or(Decline)?;
+        }
+        self.at += digits;
+        Ok(number)
+    }
+
+    /// Skips any JSON value, validating it as strictly as serde_json does.
+    fn skip_value(&mut self, depth: usize) -> Parsed<()> {
+        if depth > DEPTH_MAX {
+            return Err(Decline);
+        }
+        self.skip_space();
+        match self.peek().ok_or(Decline)? {
+            b'"' => self.skip_string(),
+            b'{' => self.object(|reader, _| reader.skip_value(depth + 1)),
+            b'[' => self.array(|reader| reader.skip_value(depth + 1)),
+            b't' if self.literal(b"true") => Ok(()),
+            b'f' if self.literal(b"false") => Ok(()),
+            b'n' if self.literal(b"null") => Ok(()),
+            b'-' | b'0'..=b'9' => self.skip_number(),
+            _ => Err(Decline),
+        }
+    }
+
+    /// Any string; escapes are checked, the content must be UTF-8.
+    fn skip_string(&mut self) -> Parsed<()> {
+        self.expect(b'"')?;
+        let start = self.at;
+        loop {
+            let byte = *self.bytes.get(self.at).ok_or(Decline)?;
+            self.at += 1;
+            match byte {
+                b'"' => break,
+                b'\\' => self.skip_escape()?,
+                0..=0x1f => return Err(Decline),
+                _ => {}
+            }
+        }
+        str::from_utf8(&self.bytes[start..self.at - 1]).map_err(|_| Decline)?;
+        Ok(())
+    }
+
+    fn skip_escape(&mut self) -> Parsed<()> {
+        let byte = *self.bytes.get(self.at).ok_or(Decline)?;
+        self.at += 1;
+        match byte {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
+            // \u escapes may form surrogate pairs; serde_json checks those.
+            _ => Err(Decline),
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn skip_number(&mut self) -> Parsed<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.at += 1,
+            Some(b'1'..=b'9') => self.skip_digits(),
+            _ => return Err(Decline),
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if !self.peek().is_some_and(|byte| byte.is_ascii_digit()) {
+                return Err(Decline);
+            }
+            self.skip_digits();
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            if !self.peek().is_some_and(|byte| byte.is_ascii_digit()) {
+                return Err(Decline);
+            }
+            self.skip_digits();
+        }
+        Ok(())
+    }
+
+    fn skip_digits(&mut self) {
+        while self.peek().is_some_and(|byte| byte.is_ascii_digit()) {
+            self.at += 1;
+        }
+    }
+
+    /// Consumes `word` if it comes next.
+    fn literal(&mut self, word: &[u8]) -> bool {
+        if self.bytes[self.at..].starts_with(word) {
+            self.at += word.len();
+            return true;
+        }
+        false
+    }
+
+    fn expect(&mut self, byte: u8) -> Parsed<()> {
+        if self.next_after_space() == Some(byte) {
+            return Ok(());
+        }
+        Err(Decline)
+    }
+
+    fn next_after_space(&mut self) -> Option<u8> {
+        let byte = self.peek_after_space()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn peek_after_space(&mut self) -> Option<u8> {
+        self.skip_space();
+        self.peek()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.at += 1;
+        }
+    }
+}
+
+/// Sets a field seen for the first time; a repeated field is left to
+/// serde_json (whose maps keep the last occurrence).
+fn once<T>(slot: &mut Option<T>, value: T) -> Parsed<()> {
+    if slot.is_some() {
+        return Err(Decline);
+    }
+    *slot = Some(value);
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! What a check needs beyond the history: facts the history does not
+//! record (the stream's retention), tolerances (the recovery budget) and
+//! node logs, all passed in by the caller so the checker stays pure.
+
+use std::time::Duration;
+
+/// How long the cluster may take to serve again after the last fault
+/// healed before that counts as `unavailable`.
+pub const RECOVERY_BUDGET_DEFAULT: Duration = Duration::from_secs(20);
+
+/// Options of [`crate::check_with`] and [`crate::check_reader`].
+///
+/// `CheckOptions::default()` is what [`crate::check`] uses: no retention,
+/// a 20 s recovery budget, no logs.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// The stream's backlog (retention) in seconds, if it has one. A record
+    /// not delivered by the end of the history that may have been older
+    /// than this is `expired`, not `lost`.
+    pub backlog_seconds: Option<u64>,
+    /// After the last fault healed, the longest time without a successful
+    /// append or delivery (while there was work) that is still fine.
+    pub recovery_budget: Duration,
+    /// Node logs as `(file name, content)`, read by the caller; scanned by
+    /// `log-pattern` for panics, `FATAL` and failed assertions.
+    pub logs: Vec<(String, String)>,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions { backlog_seconds: None, recovery_budget: RECOVERY_BUDGET_DEFAULT, logs: Vec::new() }
+    }
+}
