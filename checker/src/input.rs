@@ -161,6 +161,54 @@ impl Batch {
     }
 }
 
+#[cfg(test)]
+impl Batch {
+    /// Every item with its ranges resolved, for comparing two batches.
+    pub fn render(&self) -> Vec<String> {
+        let text = |range: &Option<Text>| range.as_ref().map(|range| self.text(range).to_string());
+        self.items
+            .iter()
+            .map(|item| match item {
+                Item::Problem(problem) => format!("{problem:?}"),
+                Item::Op(entry) => {
+                    let f = match &entry.f {
+                        Name::Other(name) => format!("Other({})", self.text(name)),
+                        other => format!("{other:?}"),
+                    };
+                    let body = match &entry.body {
+                        Body::Empty => "Empty".to_string(),
+                        Body::Append { key, values, ids } => format!(
+                            "Append {:?} {:?} {:?}",
+                            text(key),
+                            self.numbers(values),
+                            ids.as_ref().map(|ids| self.ids(ids))
+                        ),
+                        Body::Receive { subscription, connection, records } => format!(
+                            "Receive {:?} {:?} {:?}",
+                            text(subscription),
+                            text(connection),
+                            self.records(records)
+                        ),
+                        Body::Ack { ids } => format!("Ack {:?}", self.ids(ids)),
+                        Body::Phase(name) => format!("Phase {:?}", text(name)),
+                        Body::Json(value) => format!("Json {}", self.json[*value as usize]),
+                        Body::Malformed(reason) => format!("Malformed {}", self.text(reason)),
+                    };
+                    format!(
+                        "{} {} {} {:?} {} {f} {:?} {body}",
+                        entry.line,
+                        entry.index,
+                        entry.time,
+                        entry.process,
+                        entry.kind,
+                        text(&entry.error)
+                    )
+                }
+            })
+            .collect()
+    }
+}
+
 /// Decodes a typed op into `batch`: the reference decoding of every value
 /// shape, used for in-memory histories and for every line the fast reader
 /// declines.

@@ -204,3 +204,76 @@ fn op_constructors_pair_and_serialize_error_only_when_set() {
     assert_eq!(info_json["error"], "deadline exceeded");
     assert_eq!(info_json["type"], "info");
 }
+
+/// Both readers on one text: `parse_history` + `check`, and the streaming
+/// `check_reader`. They must accept the same files with the same warnings
+/// and results, and reject the same files with the same message.
+fn both_readers_agree(text: &str) {
+    let options = checker::CheckOptions::default();
+    let typed = parse_history(text.as_bytes(), "history.jsonl");
+    let streamed = checker::check_reader(text.as_bytes(), "history.jsonl", &options);
+    match (typed, streamed) {
+        (Ok((history, warnings)), Ok(checked)) => {
+            assert_eq!(checked.warnings, warnings);
+            assert_eq!(checked.result, checker::check(&history));
+        }
+        (Err(typed), Err(streamed)) => assert_eq!(streamed.to_string(), typed.to_string()),
+        (typed, streamed) => panic!("readers disagree: {typed:?} vs {streamed:?}"),
+    }
+}
+
+/// Goal: the streaming reader enforces exactly the typed reader's rules:
+/// torn and blank last lines, bad middle lines, pairing, dense indexes,
+/// retired clients, open operations at the end.
+#[test]
+fn streaming_reader_matches_the_typed_reader_on_every_rule() {
+    let receive = r#"{"index":2,"time":6,"process":1,"type":"invoke","f":"receive","value":{"connection":"c"}}"#;
+    let texts = [
+        String::new(),
+        format!("{APPEND_INVOKE}\n{APPEND_OK}\n"),
+        format!("{APPEND_INVOKE}\n{APPEND_OK}\n\n"),
+        format!("{APPEND_INVOKE}\n{APPEND_OK}\n   "),
+        format!("{APPEND_INVOKE}\n{APPEND_OK}"),
+        format!("{APPEND_INVOKE}\n{APPEND_OK}\n{{\"index\":2,\"time\":9,\"proc"),
+        format!("{APPEND_INVOKE}\n{APPEND_OK}\n{{\"index\":2,\n"),
+        format!("{APPEND_INVOKE}\n{{\"index\":1,\n{APPEND_OK}\n"),
+        format!("{APPEND_INVOKE}\n\n{APPEND_OK}\n"),
+        format!("{APPEND_INVOKE}\n{{\"index\":1}}\n"),
+        format!("{APPEND_OK}\n"),
+        format!("{APPEND_INVOKE}\n{APPEND_INVOKE}\n"),
+        format!("{APPEND_INVOKE}\n{receive}\n"),
+        format!("{APPEND_INVOKE}\n{}\n", APPEND_OK.replace("\"index\":1", "\"index\":3")),
+        format!("{APPEND_INVOKE}\n{}\n", APPEND_OK.replace("\"f\":\"append\"", "\"f\":\"ack\"")),
+        format!("{APPEND_INVOKE}\n{}\n", APPEND_OK.replace("\"type\":\"ok\"", "\"type\":\"info\"")),
+        format!(
+            "{APPEND_INVOKE}\n{}\n{}\n",
+            APPEND_OK.replace("\"type\":\"ok\"", "\"type\":\"info\""),
+            APPEND_INVOKE.replace("\"index\":0", "\"index\":2")
+        ),
+        r#"{"index":0,"time":0,"process":"harness","type":"invoke","f":"phase","value":"x"}"#.to_string() + "\n",
+    ];
+    for text in &texts {
+        both_readers_agree(text);
+    }
+}
+
+/// Goal: the same holds across the streaming reader's block boundaries
+/// (blocks are 2 MiB): a long valid history, and the same with a broken
+/// line deep inside and with a torn last line.
+#[test]
+fn streaming_reader_matches_across_blocks() {
+    let mut text = String::new();
+    for number in 0..40_000u64 {
+        let (invoke, ok) = (2 * number, 2 * number + 1);
+        text.push_str(&format!(
+            "{{\"index\":{invoke},\"time\":{invoke},\"process\":0,\"type\":\"invoke\",\"f\":\"append\",\"value\":{{\"stream\":\"s\",\"key\":\"k\",\"values\":[{number}]}}}}\n\
+             {{\"index\":{ok},\"time\":{ok},\"process\":0,\"type\":\"ok\",\"f\":\"append\",\"value\":{{\"stream\":\"s\",\"key\":\"k\",\"values\":[{number}],\"ids\":[[0,{number},0]]}}}}\n"
+        ));
+    }
+    assert!(text.len() > 5 << 20, "spans several blocks");
+    both_readers_agree(&text);
+    both_readers_agree(&format!("{text}{{\"index\":80000,\"ti"));
+    let middle = text.len() / 2;
+    let cut = middle + text[middle..].find('\n').expect("a newline") + 1;
+    both_readers_agree(&format!("{}{{\"index\":oops}}\n{}", &text[..cut], &text[cut..]));
+}

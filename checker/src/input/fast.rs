@@ -546,3 +546,63 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Parsed<()> {
     *slot = Some(value);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fast reader must decode exactly like the reference, or decline.
+
+    use super::{push_line, push_slow};
+    use crate::input::Batch;
+
+    /// Decodes `line` both ways and compares the results item by item.
+    fn agree(line: &str) {
+        let (mut fast, mut slow) = (Batch::default(), Batch::default());
+        push_line(&mut fast, line.as_bytes(), 7);
+        push_slow(&mut slow, line.as_bytes(), 7);
+        assert_eq!(fast.render(), slow.render(), "line: {line}");
+    }
+
+    /// Goal: every common shape, in any key order and spacing, and every
+    /// oddity (escapes, negative numbers, duplicates, missing fields,
+    /// unknown f, torn JSON) decodes the same way on both paths.
+    #[test]
+    fn fast_and_reference_decoding_agree() {
+        let lines = [
+            r#"{"index":1,"time":2,"process":3,"type":"invoke","f":"append","value":{"key":"k","stream":"s","values":[1,2]}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"ok","f":"append","value":{"ids":[[0,1,0],[0,1,1]],"key":"k","stream":"s","values":[1,2]}}"#,
+            r#"{ "index" : 1 , "time":2,"process":3,"type":"ok","f":"append","value":{"values":[1,2],"ids":[[0,1,0],[0,1,1]],"key":"k"} } "#,
+            r#"{"index":1,"time":2,"process":3,"type":"ok","f":"append","value":{"values":[1,2],"ids":[[0,1,0]]}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"ok","f":"append","value":{"values":[1,-2],"ids":[[0,1,0],[0,1,1]]}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"ok","f":"append","value":{"values":[1,2]}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"ok","f":"append","value":{"values":[1],"values":[2],"ids":[[0,1,0]]}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"fail","f":"append","value":{"values":[1]},"error":"UNAVAILABLE: \"x\""}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"info","f":"append","value":{"values":[1.5]},"error":null}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"invoke","f":"append","value":{"key":7,"values":[1]}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"invoke","f":"append","value":{"key":"k\u00e9","values":[01]}}"#,
+            r#"{"index":1,"time":2,"process":4,"type":"ok","f":"receive","value":{"connection":"c0#1","consumer":"c0","records":[{"id":[4,2199023256656,0],"key":"k3-0","value":3298534890746}],"subscription":"sub"}}"#,
+            r#"{"index":1,"time":2,"process":4,"type":"ok","f":"receive","value":{"records":[{"value":1,"id":[4,5,0],"extra":{"a":[true,false,null,-1.5e3]}}],"connection":"c"}}"#,
+            r#"{"index":1,"time":2,"process":4,"type":"ok","f":"receive","value":{"records":[{"value":1}],"connection":"c"}}"#,
+            r#"{"index":1,"time":2,"process":4,"type":"ok","f":"receive","value":{"records":[],"subscription":"sub"}}"#,
+            r#"{"index":1,"time":2,"process":4,"type":"info","f":"receive","value":{"connection":"c0#1","consumer":"c0","subscription":"sub"},"error":"stream error"}"#,
+            r#"{"index":1,"time":2,"process":4,"type":"invoke","f":"receive","value":{"connection":5}}"#,
+            r#"{"index":1,"time":2,"process":5,"type":"ok","f":"ack","value":{"connection":"c","ids":[[1,2,3]]}}"#,
+            r#"{"index":1,"time":2,"process":5,"type":"ok","f":"ack","value":{"connection":"c","ids":["1-2-3"]}}"#,
+            r#"{"index":1,"time":2,"process":5,"type":"invoke","f":"ack","value":{"connection":"c","ids":[[1,2,3]]}}"#,
+            r#"{"index":1,"time":2,"process":"harness","type":"info","f":"phase","value":"drain"}"#,
+            r#"{"index":1,"time":2,"process":"harness","type":"info","f":"crash","value":{"node":"n1"}}"#,
+            r#"{"index":1,"time":2,"process":"nemesis","type":"info","f":"kill","value":{"nodes":["n1"]}}"#,
+            r#"{"index":1,"time":2,"process":8,"type":"ok","f":"observe","value":{"nodes":["a"],"shards":{"1":"a"}}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"invoke","f":"append","value":{"values":[1]},"extra":1}"#,
+            r#"{"index":1,"time":2,"process":-3,"type":"invoke","f":"append","value":{"values":[1]}}"#,
+            r#"{"index":1,"time":2,"process":"client","type":"invoke","f":"append","value":{"values":[1]}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"invoke","f":"append","value":{"values":[1]}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"invoke","f":"append","value":{"values":[1]}} x"#,
+            r#"{"index":1,"process":3,"type":"invoke","f":"append","value":{"values":[1]}}"#,
+            r#"{"index":18446744073709551616,"time":2,"process":3,"type":"invoke","f":"append","value":{"values":[1]}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"invoke","f":"append"}"#,
+        ];
+        for line in lines {
+            agree(line);
+        }
+    }
+}

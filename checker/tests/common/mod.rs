@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use checker::{parse_history, CheckResult, Validity};
+use checker::{parse_history, CheckOptions, CheckResult, Validity};
 
 /// What a test expects of a history: the verdict and the exact anomalies
 /// (name, count) that occur; anything not listed must not occur.
@@ -27,12 +27,20 @@ pub fn jsonl(text: &str) -> String {
 /// Parses and checks `history`, asserts `expect`, returns the result for
 /// further assertions on examples and stats.
 pub fn check(history: &str, expect: Expect) -> CheckResult {
+    check_with(history, &CheckOptions::default(), expect)
+}
+
+/// Like [`check`] with explicit options. Also checks the same text with
+/// the streaming reader, which must agree exactly.
+pub fn check_with(history: &str, options: &CheckOptions, expect: Expect) -> CheckResult {
     let text = jsonl(history);
     let (history, _warnings) = match parse_history(text.as_bytes(), "test.jsonl") {
         Ok(parsed) => parsed,
         Err(error) => panic!("test history does not parse: {error}"),
     };
-    let result = checker::check(&history);
+    let result = checker::check_with(&history, options);
+    let streamed = checker::check_reader(text.as_bytes(), "test.jsonl", options).expect("the stream reads it");
+    assert_eq!(streamed.result, result, "the streaming reader disagrees with the typed one");
     let pretty = serde_json::to_string_pretty(&result).expect("results serialize");
     let found: BTreeMap<&str, u64> =
         result.anomalies.iter().map(|(name, anomaly)| (name.as_str(), anomaly.count)).collect();

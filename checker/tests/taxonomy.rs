@@ -1,0 +1,445 @@
+//! The anomalies beyond the core ones: for each a history that has it, a
+//! near miss that must not be flagged, and the explanation checked for the
+//! key facts (values, ids, ops, times, faults). Histories are built with a
+//! small writer so times can be given in seconds; every test goes through
+//! `common::check_with`, which also runs the streaming reader.
+
+mod common;
+
+use checker::names::{
+    DELIVERY_SKIP, DUPLICATE_DELIVERY, EXPIRED, IMBALANCE, LOG_PATTERN, LOST, NONMONOTONIC_DELIVERY, ORDER_CYCLE,
+    STALE_REDELIVERY, UNAVAILABLE, UNSEEN_AT_END,
+};
+use checker::{CheckOptions, CheckResult, Severity, Validity};
+use common::{check_with, Expect};
+use serde_json::{json, Value};
+
+const VALID: Expect = Expect { valid: Validity::Valid, anomalies: &[] };
+
+/// Writes history lines with dense indexes; times are in seconds.
+#[derive(Default)]
+struct Writer {
+    lines: Vec<String>,
+}
+
+impl Writer {
+    fn op(&mut self, seconds: f64, process: Value, kind: &str, f: &str, value: Value) -> &mut Self {
+        let line = json!({
+            "index": self.lines.len(),
+            "time": (seconds * 1e9) as u64,
+            "process": process,
+            "type": kind,
+            "f": f,
+            "value": value,
+        });
+        self.lines.push(line.to_string());
+        self
+    }
+
+    /// An append invoke + ok of `values` with ids `[shard, batch, 0..]`.
+    fn append(&mut self, seconds: f64, process: u64, values: &[u64], shard: u64, batch: u64) -> &mut Self {
+        let ids: Vec<[u64; 3]> = (0..values.len() as u64).map(|offset| [shard, batch, offset]).collect();
+        let invoke = json!({"stream": "s", "key": "k", "values": values});
+        let mut ok = invoke.clone();
+        ok["ids"] = json!(ids);
+        self.op(seconds, json!(process), "invoke", "append", invoke).op(seconds, json!(process), "ok", "append", ok)
+    }
+
+    /// A receive invoke + ok delivering `records` as (value, [s, b, i]).
+    fn receive(&mut self, seconds: f64, process: u64, connection: &str, records: &[(u64, [u64; 3])]) -> &mut Self {
+        let invoke = json!({"subscription": "sub", "consumer": "c", "connection": connection});
+        let mut ok = invoke.clone();
+        ok["records"] =
+            records.iter().map(|(value, id)| json!({"value": value, "key": "k", "id": id})).collect::<Vec<_>>().into();
+        self.op(seconds, json!(process), "invoke", "receive", invoke).op(seconds, json!(process), "ok", "receive", ok)
+    }
+
+    /// An ack invoke + ok of ids.
+    fn ack(&mut self, seconds: f64, process: u64, connection: &str, ids: &[[u64; 3]]) -> &mut Self {
+        let value = json!({"subscription": "sub", "consumer": "c", "connection": connection, "ids": ids});
+        self.op(seconds, json!(process), "invoke", "ack", value.clone()).op(seconds, json!(process), "ok", "ack", value)
+    }
+
+    /// A nemesis invoke + info of `f` on `node`.
+    fn nemesis(&mut self, seconds: f64, f: &str, node: &str) -> &mut Self {
+        self.op(seconds, json!("nemesis"), "invoke", f, json!({"nodes": [node]})).op(
+            seconds,
+            json!("nemesis"),
+            "info",
+            f,
+            json!({"nodes": [node]}),
+        )
+    }
+
+    fn text(&self) -> String {
+        self.lines.iter().map(|line| format!("{line}\n")).collect()
+    }
+}
+
+fn options() -> CheckOptions {
+    CheckOptions::default()
+}
+
+fn explanation(result: &CheckResult, name: &str) -> String {
+    result.anomalies[name].examples[0]["explanation"].as_str().expect("an explanation").to_string()
+}
+
+fn assert_mentions(text: &str, facts: &[&str]) {
+    for fact in facts {
+        assert!(text.contains(fact), "missing {fact:?} in: {text}");
+    }
+}
+
+// ---- order-cycle -----------------------------------------------------------
+
+/// Goal: a connection receiving [0,2,0] before [0,1,0] contradicts the
+/// sequencer's order: one component, whose cycle names both observers and
+/// the ops of each edge.
+#[test]
+fn connection_order_against_sequencer_order_is_an_order_cycle() {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).append(2.0, 0, &[2], 0, 2);
+    history.receive(3.0, 1, "c0#0", &[(2, [0, 2, 0])]).receive(4.0, 1, "c0#0", &[(1, [0, 1, 0])]);
+    let result = check_with(
+        &history.text(),
+        &options(),
+        Expect { valid: Validity::Invalid, anomalies: &[(NONMONOTONIC_DELIVERY, 1), (ORDER_CYCLE, 1)] },
+    );
+    let example = &result.anomalies[ORDER_CYCLE].examples[0];
+    assert_eq!(example["shard"], 0);
+    assert_eq!(example["records"], 2);
+    assert_eq!(example["ops"], json!([1, 3, 5, 7]));
+    let observers: Vec<&str> =
+        example["cycle"].as_array().expect("edges").iter().filter_map(|e| e["observer"].as_str()).collect();
+    assert!(observers.contains(&"sequencer") && observers.contains(&"connection c0#0"), "{observers:?}");
+    assert_mentions(
+        &explanation(&result, ORDER_CYCLE),
+        &["shard 0", "[0,1,0]", "[0,2,0]", "connection c0#0 received [0,2,0] (value 2) at op 5 at 3.000 s"],
+    );
+}
+
+/// Goal: the same records in id order on the connection: no disagreement.
+#[test]
+fn deliveries_in_sequencer_order_make_no_cycle() {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).append(2.0, 0, &[2], 0, 2);
+    history.receive(3.0, 1, "c0#0", &[(1, [0, 1, 0])]).receive(4.0, 1, "c0#0", &[(2, [0, 2, 0])]);
+    check_with(&history.text(), &options(), VALID);
+}
+
+// ---- delivery-skip -----------------------------------------------------------
+
+/// Goal: [0,1,0] acknowledged at 1 s, [0,2,0] first delivered at 3 s on
+/// c1#0, [0,1,0] first delivered only at 4 s on c0#0: a skip across the
+/// hand-over, explained with both connections and all three ops.
+#[test]
+fn acknowledged_record_delivered_after_a_larger_one_elsewhere_is_a_skip() {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).append(2.0, 0, &[2], 0, 2);
+    history.nemesis(2.5, "kill", "n1");
+    history.receive(3.0, 1, "c1#0", &[(2, [0, 2, 0])]).receive(4.0, 2, "c0#0", &[(1, [0, 1, 0])]);
+    let result =
+        check_with(&history.text(), &options(), Expect { valid: Validity::Invalid, anomalies: &[(DELIVERY_SKIP, 1)] });
+    let example = &result.anomalies[DELIVERY_SKIP].examples[0];
+    assert_eq!(example["id"], json!([0, 1, 0]));
+    assert_eq!(example["skipped_by"]["connection"], "c1#0");
+    assert_eq!(example["ops"], json!([1, 7, 9]));
+    assert_mentions(
+        &explanation(&result, DELIVERY_SKIP),
+        &[
+            "record [0,1,0] (value 1) was acknowledged at op 1 at 1.000 s",
+            "op 9 at 4.000 s on connection c0#0",
+            "[0,2,0]",
+            "op 7 at 3.000 s on connection c1#0",
+            "kill of n1 (from 2.500 s",
+        ],
+    );
+}
+
+/// Goal: a record acknowledged only after the larger one was delivered was
+/// not skipped: it did not exist for the consumer yet.
+#[test]
+fn record_acknowledged_after_the_larger_delivery_is_not_a_skip() {
+    let mut history = Writer::default();
+    let (one, two) =
+        (json!({"stream": "s", "key": "k", "values": [1]}), json!({"stream": "s", "key": "k", "values": [2]}));
+    history.op(1.0, json!(0), "invoke", "append", one.clone()).op(1.5, json!(5), "invoke", "append", two.clone());
+    let mut two_ok = two;
+    two_ok["ids"] = json!([[0, 2, 0]]);
+    history.op(2.0, json!(5), "ok", "append", two_ok).receive(3.0, 1, "c1#0", &[(2, [0, 2, 0])]);
+    let mut one_ok = one;
+    one_ok["ids"] = json!([[0, 1, 0]]);
+    history.op(3.5, json!(0), "ok", "append", one_ok).receive(4.0, 2, "c0#0", &[(1, [0, 1, 0])]);
+    check_with(&history.text(), &options(), VALID);
+}
+
+/// Goal: the same disorder on one connection is nonmonotonic-delivery (and
+/// its cycle) only: delivery-skip does not report it again.
+#[test]
+fn skip_on_the_same_connection_is_left_to_nonmonotonic_delivery() {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).append(2.0, 0, &[2], 0, 2);
+    history.receive(3.0, 1, "c0#0", &[(2, [0, 2, 0])]).receive(4.0, 1, "c0#0", &[(1, [0, 1, 0])]);
+    check_with(
+        &history.text(),
+        &options(),
+        Expect { valid: Validity::Invalid, anomalies: &[(NONMONOTONIC_DELIVERY, 1), (ORDER_CYCLE, 1)] },
+    );
+}
+
+// ---- unseen-at-end and expired -----------------------------------------------
+
+/// Goal: a record above everything its shard ever delivered is
+/// unseen-at-end, not lost, with how far behind the shard was.
+#[test]
+fn record_the_drain_never_reached_is_unseen_at_end() {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1, 2], 0, 1);
+    history.receive(2.0, 1, "c0#0", &[(1, [0, 1, 0])]);
+    history.op(9.0, json!("harness"), "info", "phase", json!("done"));
+    let result =
+        check_with(&history.text(), &options(), Expect { valid: Validity::Invalid, anomalies: &[(UNSEEN_AT_END, 1)] });
+    let behind = &result.stats.shards_behind[&0];
+    assert_eq!(behind.unseen, 1);
+    assert_eq!(behind.last_delivered_id, Some(json!([0, 1, 0])));
+    assert!((behind.waiting_s - 8.0).abs() < 1e-9, "{behind:?}");
+    assert_mentions(
+        &explanation(&result, UNSEEN_AT_END),
+        &["value 2 (id [0,1,1])", "op 1 at 1.000 s", "never got past id [0,1,0]", "9.000 s", "waiting 8.000 s"],
+    );
+}
+
+/// Goal: with a backlog of 10 s, a record 20 s old at the end may have
+/// been removed by retention: expired (allowed), not lost.
+#[test]
+fn record_older_than_the_backlog_is_expired_not_lost() {
+    let mut history = Writer::default();
+    history.append(0.0, 0, &[1, 2], 0, 1);
+    history.receive(20.0, 1, "c0#0", &[(2, [0, 1, 1])]);
+    let options = CheckOptions { backlog_seconds: Some(10), ..CheckOptions::default() };
+    let result = check_with(&history.text(), &options, Expect { valid: Validity::Valid, anomalies: &[(EXPIRED, 1)] });
+    assert_eq!(result.anomalies[EXPIRED].severity, Severity::Allowed);
+    assert_mentions(&explanation(&result, EXPIRED), &["value 1 (id [0,1,0])", "20.000 s old", "backlog of 10 s"]);
+}
+
+/// Goal: the same record within a longer backlog is lost after all.
+#[test]
+fn record_within_the_backlog_is_still_lost() {
+    let mut history = Writer::default();
+    history.append(0.0, 0, &[1, 2], 0, 1);
+    history.receive(20.0, 1, "c0#0", &[(2, [0, 1, 1])]);
+    let options = CheckOptions { backlog_seconds: Some(60), ..CheckOptions::default() };
+    check_with(&history.text(), &options, Expect { valid: Validity::Invalid, anomalies: &[(LOST, 1)] });
+}
+
+// ---- stale-redelivery ----------------------------------------------------------
+
+/// The shared start: value 1 delivered on c0#0 at 2 s and acked at 3 s.
+fn delivered_and_acked() -> Writer {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1);
+    history.receive(2.0, 1, "c0#0", &[(1, [0, 1, 0])]).ack(3.0, 2, "c0#0", &[[0, 1, 0]]);
+    history
+}
+
+/// Goal: redelivered after its ack with nothing in between: a stale
+/// redelivery (allowed), with rates in the stats.
+#[test]
+fn redelivery_after_ack_with_nothing_in_between_is_stale() {
+    let mut history = delivered_and_acked();
+    history.receive(4.0, 1, "c0#0", &[(1, [0, 1, 0])]);
+    let result = check_with(
+        &history.text(),
+        &options(),
+        Expect { valid: Validity::Valid, anomalies: &[(DUPLICATE_DELIVERY, 1), (STALE_REDELIVERY, 1)] },
+    );
+    assert_eq!(result.stats.stale_redeliveries, 1);
+    assert!((result.stats.stale_share_of_redeliveries - 1.0).abs() < 1e-9);
+    assert!((result.stats.stale_redeliveries_per_acked_record - 1.0).abs() < 1e-9);
+    let example = &result.anomalies[STALE_REDELIVERY].examples[0];
+    assert_eq!(example["ops"], json!([3, 5, 7]));
+    assert_mentions(
+        &explanation(&result, STALE_REDELIVERY),
+        &["[0,1,0] (value 1)", "op 5 at 3.000 s", "op 7 at 4.000 s"],
+    );
+}
+
+/// Goal: a fault between the ack and the redelivery explains it.
+#[test]
+fn redelivery_after_a_fault_is_not_stale() {
+    let mut history = delivered_and_acked();
+    history.nemesis(3.5, "kill", "n1");
+    history.receive(4.0, 1, "c0#0", &[(1, [0, 1, 0])]);
+    check_with(&history.text(), &options(), Expect { valid: Validity::Valid, anomalies: &[(DUPLICATE_DELIVERY, 1)] });
+}
+
+/// Goal: a consumer of the subscription losing its connection explains it.
+#[test]
+fn redelivery_after_consumer_churn_is_not_stale() {
+    let mut history = delivered_and_acked();
+    let ended = json!({"subscription": "sub", "consumer": "c", "connection": "c0#0"});
+    history.op(3.5, json!(1), "invoke", "receive", ended.clone()).op(3.6, json!(1), "info", "receive", ended);
+    history.receive(4.0, 3, "c0#1", &[(1, [0, 1, 0])]);
+    check_with(&history.text(), &options(), Expect { valid: Validity::Valid, anomalies: &[(DUPLICATE_DELIVERY, 1)] });
+}
+
+// ---- unavailable ----------------------------------------------------------------
+
+/// A kill at 2 s healed at 5 s, then an append invoked at 6 s that is
+/// acknowledged only at `ok_s`, and delivered a second later.
+fn slow_recovery(ok_s: f64) -> String {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+    history.nemesis(2.0, "kill", "n2").nemesis(5.0, "restart", "n2");
+    let invoke = json!({"stream": "s", "key": "k", "values": [2]});
+    history.op(6.0, json!(0), "invoke", "append", invoke);
+    history.op(ok_s, json!(0), "ok", "append", json!({"stream": "s", "key": "k", "values": [2], "ids": [[0, 2, 0]]}));
+    history.receive(ok_s + 1.0, 1, "c0#0", &[(2, [0, 2, 0])]);
+    history.text()
+}
+
+/// Goal: 25 s without success after the last heal, with an append waiting,
+/// exceeds the 20 s budget: unavailable, explained with the times.
+#[test]
+fn no_success_for_longer_than_the_budget_after_healing_is_unavailable() {
+    let result = check_with(
+        &slow_recovery(30.0),
+        &options(),
+        Expect { valid: Validity::Invalid, anomalies: &[(UNAVAILABLE, 1)] },
+    );
+    let example = &result.anomalies[UNAVAILABLE].examples[0];
+    assert_eq!(example["appends_in_flight"], 1);
+    assert_eq!(example["ops"], json!([7, 7, 9]));
+    assert!((example["seconds"].as_f64().unwrap_or(0.0) - 25.0).abs() < 1e-9, "{example}");
+    assert_mentions(
+        &explanation(&result, UNAVAILABLE),
+        &["op 7 at 5.000 s", "25.000 s (budget 20 s)", "until op 9 at 30.000 s", "1 append(s) were in flight"],
+    );
+}
+
+/// Goal: the same recovery within a larger budget, and a recovery within
+/// the default budget, are fine.
+#[test]
+fn recovery_within_the_budget_is_available() {
+    let options = CheckOptions { recovery_budget: std::time::Duration::from_secs(30), ..CheckOptions::default() };
+    check_with(&slow_recovery(30.0), &options, VALID);
+    check_with(&slow_recovery(20.0), &CheckOptions::default(), VALID);
+}
+
+/// Goal: an idle cluster (nothing to append or deliver) after the heal is
+/// not unavailable, however long the quiet lasts.
+#[test]
+fn quiet_after_healing_with_no_work_is_not_unavailable() {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+    history.nemesis(2.0, "kill", "n2").nemesis(5.0, "restart", "n2");
+    history.op(60.0, json!("harness"), "info", "phase", json!("done"));
+    check_with(&history.text(), &options(), VALID);
+}
+
+// ---- imbalance -------------------------------------------------------------------
+
+/// A cluster observation at `seconds` with sequencers per node as given.
+fn observation(history: &mut Writer, seconds: f64, per_node: &[usize]) {
+    let nodes: Vec<String> = (0..per_node.len()).map(|node| format!("10.0.0.{node}:6570")).collect();
+    let mut shards = serde_json::Map::new();
+    for (node, &count) in per_node.iter().enumerate() {
+        for _ in 0..count {
+            shards.insert((shards.len() + 1).to_string(), json!(nodes[node]));
+        }
+    }
+    let value = json!({"what": "cluster", "nodes": nodes, "shards": shards, "subscriptions": {"sub": nodes[0]}});
+    history.op(seconds, json!(9), "invoke", "observe", json!({"what": "cluster"}));
+    history.op(seconds + 0.1, json!(9), "ok", "observe", value);
+}
+
+fn settled_run(placements: &[(f64, &[usize])], fault_at: Option<f64>) -> String {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+    if let Some(seconds) = fault_at {
+        history.nemesis(seconds, "kill", "n1");
+    }
+    for (seconds, per_node) in placements {
+        observation(&mut history, *seconds, per_node);
+    }
+    history.text()
+}
+
+/// Goal: 8 shards on 4 settled nodes as 5/1/1/1 is imbalanced; two such
+/// observations in a row are one episode; the explanation names the nodes.
+#[test]
+fn uneven_sequencers_on_a_settled_cluster_are_an_imbalance() {
+    let text = settled_run(&[(20.0, &[5, 1, 1, 1]), (22.0, &[5, 1, 1, 1])], Some(3.0));
+    let result = check_with(&text, &options(), Expect { valid: Validity::Invalid, anomalies: &[(IMBALANCE, 1)] });
+    let example = &result.anomalies[IMBALANCE].examples[0];
+    assert_eq!(example["most"], 5);
+    assert_eq!(example["least"], 1);
+    assert_eq!(example["sequencers_per_node"]["10.0.0.0:6570"], 5);
+    assert_mentions(
+        &explanation(&result, IMBALANCE),
+        &[
+            "op 7 at 20.100 s",
+            "17.100 s after the last nemesis operation",
+            "10.0.0.0:6570: 5",
+            "8 shards on 4 live nodes",
+        ],
+    );
+}
+
+/// Goal: the same placement within 10 s of a fault is not judged; a
+/// balanced one, or too few shards to balance, is fine.
+#[test]
+fn unsettled_balanced_or_unbalanceable_placements_are_fine() {
+    check_with(&settled_run(&[(8.0, &[5, 1, 1, 1])], Some(3.0)), &options(), VALID);
+    check_with(&settled_run(&[(20.0, &[2, 2, 2, 2]), (22.0, &[3, 2, 2, 2])], None), &options(), VALID);
+    check_with(&settled_run(&[(20.0, &[3, 1, 0, 0])], None), &options(), VALID);
+}
+
+// ---- log-pattern ------------------------------------------------------------------
+
+fn small_run() -> String {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+    history.op(
+        2.0,
+        json!("harness"),
+        "info",
+        "crash",
+        json!({"node": "n1", "status": "exit status: 101", "log_tail": ""}),
+    );
+    history.text()
+}
+
+/// Goal: a panic line in n1's log is reported with file and line, and tied
+/// to the harness's crash event of n1.
+#[test]
+fn panic_in_a_node_log_is_a_log_pattern() {
+    let log = "2026-11-26T13:31:39Z INFO serving\nthread 'tokio-runtime-worker' panicked at src/log/recovery.rs:88:9:\nboom\n";
+    let options = CheckOptions { logs: vec![("nodes/n1/n1.log".to_string(), log.to_string())], ..options() };
+    let result = check_with(
+        &small_run(),
+        &options,
+        Expect { valid: Validity::Invalid, anomalies: &[(LOG_PATTERN, 1), (checker::names::CRASH, 1)] },
+    );
+    let example = &result.anomalies[LOG_PATTERN].examples[0];
+    assert_eq!(example["line"], 2);
+    assert_eq!(example["ops"], json!([4]));
+    assert_mentions(
+        &explanation(&result, LOG_PATTERN),
+        &["nodes/n1/n1.log:2", "panic", "recovery.rs:88:9", "op 4 at 2.000 s"],
+    );
+}
+
+/// Goal: ordinary lines, even ones mentioning panics or errors in passing,
+/// are not flagged; FATAL and failed assertions are.
+#[test]
+fn only_panics_fatal_and_failed_assertions_match() {
+    let quiet = "INFO panic_count=0\nERROR connection reset\nWARN assertion checks enabled\n";
+    let options = CheckOptions { logs: vec![("n2.log".to_string(), quiet.to_string())], ..options() };
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+    check_with(&history.text(), &options, VALID);
+    let loud = "FATAL out of disk\nassertion `left == right` failed\n";
+    let options = CheckOptions { logs: vec![("n2.log".to_string(), loud.to_string())], ..CheckOptions::default() };
+    check_with(&history.text(), &options, Expect { valid: Validity::Invalid, anomalies: &[(LOG_PATTERN, 2)] });
+}
