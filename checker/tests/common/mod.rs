@@ -26,6 +26,7 @@ pub fn jsonl(text: &str) -> String {
 
 /// Parses and checks `history`, asserts `expect`, returns the result for
 /// further assertions on examples and stats.
+#[allow(dead_code)] // not every test file uses both helpers
 pub fn check(history: &str, expect: Expect) -> CheckResult {
     check_with(history, &CheckOptions::default(), expect)
 }
