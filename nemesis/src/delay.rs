@@ -36,7 +36,7 @@ use crate::{FaultSpec, Nemesis};
 use serde_json::{json, Value};
 use shaper::{Shaper, ShaperConfig, SHAPER_LIFETIME_MS_MAX};
 
-pub use shaper::{live_shaper_threads, ShaperStats};
+pub use shaper::{live_shaper_threads, set_thread_nice, ShaperStats};
 
 /// Fault names handled by [`DelayNemesis`].
 pub const DELAY_FAULTS: &[&str] = &["delay"];
