@@ -12,6 +12,7 @@ use nemesis::schedule::TargetSelector;
 
 use crate::manual::{self, NemesisCommand, UpArgs};
 use crate::orchestrate::{self, RunOptions};
+use crate::runtime::TlsMode;
 use crate::scenario::{Dur, MixItem, Scenario};
 use crate::verdict::{self, EXIT_HARNESS_ERROR};
 
@@ -30,6 +31,7 @@ const EXAMPLES: &str = "Examples:
   chaos run --server-bug ack-before-replicate --nemesis kill --nemesis-targets sequencer
   chaos run --scenario store/latest/scenario.yaml   # rerun a past run's exact fault timeline
   chaos run --runtime loopback               # no root: processes on 127.0.x.y, process faults only
+  chaos run --tls mtls                       # mutual TLS everywhere, with certificates made for the run
   chaos check store/latest                   # re-check a run offline
   chaos cluster down --all-stale             # clean up after a crashed harness
 
@@ -118,6 +120,9 @@ pub struct DaemonArgs {
     /// Lifetime limit.
     #[arg(long)]
     pub lifetime_minutes: u64,
+    /// TLS mode.
+    #[arg(long, default_value_t = TlsMode::Off)]
+    pub tls: TlsMode,
 }
 
 /// `chaos replay` arguments.
@@ -256,6 +261,10 @@ pub struct RunArgs {
     /// Cluster profile (YAML): how to start, stop and health-check nodes.
     #[arg(long)]
     pub profile: Option<PathBuf>,
+    /// off, tls or mtls: TLS (mutual with mtls) between clients and
+    /// hservers and among hservers, with certificates made for the run.
+    #[arg(long)]
+    pub tls: Option<TlsMode>,
 }
 
 impl RunArgs {
@@ -287,6 +296,7 @@ impl RunArgs {
         }
         s.drain_timeout = self.drain_timeout.map(Dur::secs).unwrap_or(s.drain_timeout);
         s.runtime = self.runtime.clone().unwrap_or(s.runtime);
+        s.tls = self.tls.unwrap_or(s.tls);
         s.cluster.profile = self.profile.clone().or(s.cluster.profile);
         s.resolve(|| u64::from(rand::random::<u32>())).map_err(anyhow::Error::msg)?;
         s.check().map_err(|(entry, message)| match entry {
@@ -425,6 +435,7 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     spec.run_id = name.rsplit('-').next().map(String::from);
     spec.hserver_bin = args.hserver;
     spec.bug_flags = args.server_bugs;
+    spec.tls = args.tls;
     let lifetime = std::time::Duration::from_secs(args.lifetime_minutes * 60);
     manual::daemon::run(manual::daemon::DaemonConfig { spec, lifetime })
 }

@@ -12,7 +12,7 @@ use nemesis::{ClusterTarget, Compose, FaultSpec, Nemesis};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use workloads::client::{node_address, ClientConfig, HStreamClient};
+use workloads::client::{node_address, ClientConfig, ClientTls, HStreamClient};
 use workloads::Recorder;
 
 use crate::scenario::FaultEntry;
@@ -32,6 +32,8 @@ pub struct FaultDriver {
     pub server_addresses: Vec<(String, String)>,
     /// Shards whose sequencers `sequencer` may pick from.
     pub shards: Vec<u64>,
+    /// TLS for the `sequencer` lookups (the cluster's client settings).
+    pub client_tls: Option<ClientTls>,
     /// What is applied now.
     pub active: ActiveFaults,
     /// The nodes each timeline entry (by index) was applied to, so the
@@ -138,7 +140,9 @@ impl FaultDriver {
     /// Names of the nodes that sequence some shard now (from `LookupShard`
     /// on the first server that answers).
     async fn sequencers(&self) -> Vec<String> {
-        let config = ClientConfig { connect_timeout_ms: 500, request_timeout_ms: 1_000, ..ClientConfig::default() };
+        let tls = self.client_tls.clone();
+        let config =
+            ClientConfig { connect_timeout_ms: 500, request_timeout_ms: 1_000, tls, ..ClientConfig::default() };
         for (_, address) in &self.server_addresses {
             let Ok(client) = HStreamClient::connect(address, &config).await else { continue };
             let mut names = Vec::new();

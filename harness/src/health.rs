@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use workloads::client::{ClientConfig, HStreamClient};
+use workloads::client::{ClientConfig, ClientTls, HStreamClient};
 
 /// Pause between health probes.
 pub const HEALTH_POLL_MS: u64 = 200;
@@ -19,11 +19,17 @@ pub struct Unhealthy {
     pub last: String,
 }
 
-/// Waits until some endpoint's `DescribeCluster` lists `expected` nodes.
-/// Must run on the control runtime (it opens connections).
-pub async fn wait_healthy(endpoints: &[String], expected: usize, timeout: Duration) -> Result<Duration, Unhealthy> {
+/// Waits until some endpoint's `DescribeCluster` lists `expected` nodes,
+/// connecting with `tls` when the cluster uses TLS. Must run on the control
+/// runtime (it opens connections).
+pub async fn wait_healthy(
+    endpoints: &[String],
+    expected: usize,
+    timeout: Duration,
+    tls: Option<ClientTls>,
+) -> Result<Duration, Unhealthy> {
     let start = Instant::now();
-    let config = ClientConfig { connect_timeout_ms: 500, request_timeout_ms: 1_000, ..ClientConfig::default() };
+    let config = ClientConfig { connect_timeout_ms: 500, request_timeout_ms: 1_000, tls, ..ClientConfig::default() };
     let mut last = String::from("no probe finished");
     let attempts_max = timeout.as_millis() as u64 / HEALTH_POLL_MS + 1;
     for _attempt in 0..attempts_max {

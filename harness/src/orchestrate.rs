@@ -65,6 +65,7 @@ pub fn run(settings: Scenario, options: &RunOptions) -> anyhow::Result<RunOutcom
     spec.run_id = Some(run_id);
     spec.hserver_bin = options.hserver_bin.clone();
     spec.bug_flags = settings.cluster.server_bugs.clone();
+    spec.tls = settings.tls;
     if let Some(path) = &settings.cluster.profile {
         spec.profile = Profile::load(path)?;
     }
@@ -94,7 +95,7 @@ async fn drive(
     cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
     let endpoints = cluster.server_addresses();
     let nodes = settings.cluster.nodes;
-    health::wait_healthy(&endpoints, nodes, Duration::from_secs(HEALTH_TIMEOUT_S)).await?;
+    health::wait_healthy(&endpoints, nodes, Duration::from_secs(HEALTH_TIMEOUT_S), cluster.client_tls()).await?;
     let booted = boot_started.elapsed().as_secs_f64();
     eprintln!("cluster healthy after {booted:.1} s ({nodes} hservers, {} ZooKeeper)", settings.cluster.zk);
     tracing::info!(booted_s = booted, "cluster healthy");
@@ -104,7 +105,8 @@ async fn drive(
     }
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(stop_on_signal(stop.clone()));
-    let config = queue_config(&settings);
+    let mut config = queue_config(&settings);
+    config.client.tls = cluster.client_tls();
     let mut workload = QueueWorkload::setup(config, endpoints.clone(), recorder.clone(), settings.seed()).await?;
     let driver = Arc::new(FaultDriver {
         nemesis: Arc::new(Mutex::new(Compose::all_faults())),
@@ -112,6 +114,7 @@ async fn drive(
         recorder: recorder.clone(),
         server_addresses: settings.server_names().into_iter().zip(endpoints.iter().cloned()).collect(),
         shards: workload.shards().iter().map(|s| s.shard_id).collect(),
+        client_tls: cluster.client_tls(),
         active: Arc::default(),
         applied: Mutex::default(),
     });
@@ -193,7 +196,7 @@ async fn final_phase(
         let _ = recorder.harness_info("restart", json!({"node": node, "result": format!("{started:?}")})).await;
     }
     cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
-    health::wait_healthy(endpoints, nodes, Duration::from_secs(HEALTH_TIMEOUT_S)).await?;
+    health::wait_healthy(endpoints, nodes, Duration::from_secs(HEALTH_TIMEOUT_S), cluster.client_tls()).await?;
     Ok(())
 }
 

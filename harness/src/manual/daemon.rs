@@ -55,7 +55,8 @@ pub fn run(config: DaemonConfig) -> anyhow::Result<()> {
 async fn serve(cluster: Arc<Cluster>, run_dir: PathBuf, servers: usize, lifetime: Duration) -> anyhow::Result<()> {
     cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
     let endpoints = cluster.server_addresses();
-    health::wait_healthy(&endpoints, servers, Duration::from_secs(HEALTH_TIMEOUT_S)).await?;
+    let client_tls = cluster.client_tls();
+    health::wait_healthy(&endpoints, servers, Duration::from_secs(HEALTH_TIMEOUT_S), client_tls).await?;
     let socket = run_dir.join(SOCKET_FILE);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)?;
@@ -108,7 +109,21 @@ impl Daemon {
             "zookeeper": self.cluster.zk_connect(),
             "control_namespace": self.cluster.namespaces().into_iter().find(|n| n.ends_with("-ctl")),
             "nodes": nodes,
+            "tls": self.tls_status(),
         })
+    }
+
+    /// The TLS mode and the files a client needs.
+    fn tls_status(&self) -> Value {
+        match self.cluster.certificates() {
+            None => json!({"mode": "off"}),
+            Some(certs) => json!({
+                "mode": certs.mode.name(),
+                "ca": certs.ca_cert(),
+                "client_cert": certs.client_cert(),
+                "client_key": certs.client_key(),
+            }),
+        }
     }
 
     fn handle(&self, request: Request) -> Reply {

@@ -102,6 +102,9 @@ pub struct UpArgs {
     /// Tear down by itself after this many minutes.
     #[arg(long, default_value_t = 240)]
     pub lifetime_minutes: u64,
+    /// off, tls or mtls; prints where the client certificate and CA are.
+    #[arg(long, default_value_t = crate::runtime::TlsMode::Off)]
+    pub tls: crate::runtime::TlsMode,
 }
 
 /// `chaos cluster up`: start the daemon, wait for health, print how to reach it.
@@ -116,6 +119,7 @@ pub fn up(args: &UpArgs) -> anyhow::Result<()> {
     command.args(["cluster", "daemon", "--run-dir"]).arg(&run_dir);
     command.args(["--nodes", &args.nodes.to_string(), "--zk", &args.zk.to_string(), "--runtime", &args.runtime]);
     command.args(["--lifetime-minutes", &args.lifetime_minutes.to_string()]);
+    command.args(["--tls", args.tls.name()]);
     for bug in &args.server_bugs {
         command.args(["--server-bug", bug]);
     }
@@ -139,6 +143,7 @@ pub fn print_status(status: &Value) {
     if let Some(namespace) = status["control_namespace"].as_str() {
         println!("clients reach the nodes from the control namespace: ip netns exec {namespace} <client>");
     }
+    print_tls(&status["tls"]);
     for node in status["nodes"].as_array().into_iter().flatten() {
         println!(
             "  {:<5} {:<22} running={} log={}",
@@ -147,6 +152,22 @@ pub fn print_status(status: &Value) {
             node["running"],
             node["log"].as_str().unwrap_or("?")
         );
+    }
+}
+
+/// Prints the TLS mode and, with TLS, the files a client needs.
+fn print_tls(tls: &Value) {
+    let text = |key: &str| tls[key].as_str().unwrap_or("?").to_string();
+    match tls["mode"].as_str() {
+        None | Some("off") => println!("tls:       off (plaintext)"),
+        Some(mode) => {
+            println!("tls:       {mode}; servers' certificates are signed by the run's CA");
+            println!("  CA certificate:     {}", text("ca"));
+            if mode == "mtls" {
+                println!("  client certificate: {}", text("client_cert"));
+                println!("  client key:         {}", text("client_key"));
+            }
+        }
     }
 }
 

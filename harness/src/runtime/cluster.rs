@@ -23,6 +23,7 @@ pub use network::{SCRATCH_SUFFIX, SPAWN_READY_WAIT_MS};
 pub use plan::{resolve_hserver, CONTROL_HOST};
 pub use teardown::TeardownReport;
 
+use super::certs::{RunCertificates, TlsMode};
 use super::control::client_runtime;
 use super::error::RuntimeError;
 use super::netns;
@@ -40,6 +41,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::mpsc;
+use workloads::client::ClientTls;
 
 /// Default time boot waits for ZooKeeper quorum before starting hservers.
 pub const BOOT_TIMEOUT_MS_DEFAULT: u64 = 60_000;
@@ -104,6 +106,9 @@ pub struct ClusterSpec {
     /// Run id to use (6 lowercase hex characters, e.g. the run directory's);
     /// `None` draws a fresh one.
     pub run_id: Option<String>,
+    /// TLS between clients and hservers and among hservers: with `tls` or
+    /// `mtls`, boot makes the run's certificates under `<run_dir>/tls`.
+    pub tls: TlsMode,
 }
 
 impl ClusterSpec {
@@ -120,6 +125,7 @@ impl ClusterSpec {
             boot_timeout_ms: BOOT_TIMEOUT_MS_DEFAULT,
             grace_period_ms: GRACE_PERIOD_MS_DEFAULT,
             run_id: None,
+            tls: TlsMode::Off,
         }
     }
 }
@@ -142,6 +148,8 @@ pub struct Cluster {
     torn_down: bool,
     /// Held while the throwaway probe namespace exists (one at a time).
     scratch: Mutex<()>,
+    /// The run's certificates when it uses TLS.
+    certificates: Option<RunCertificates>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -210,6 +218,7 @@ impl Cluster {
             grace_period_ms: spec.grace_period_ms,
             torn_down: false,
             scratch: Mutex::new(()),
+            certificates: RunCertificates::plan(&spec.run_dir, spec.tls),
         }
     }
 
@@ -223,6 +232,12 @@ impl Cluster {
             RuntimeKind::Loopback => None,
         };
         self.control = Some(client_runtime(control_namespace.as_deref())?);
+        if let Some(certificates) = &self.certificates {
+            let servers = self.slots_with_role(Role::Server);
+            let nodes: Vec<(String, String)> =
+                servers.iter().map(|slot| (slot.name.clone(), slot.address.clone())).collect();
+            certificates.create(&nodes, &self.run_id)?;
+        }
         plan::write_zookeeper_configs(&self.slots, &spec.profile.zookeeper)?;
         for slot in self.slots_with_role(Role::ZooKeeper) {
             self.start_node(&slot)?;
@@ -308,6 +323,17 @@ impl Cluster {
     pub fn server_addresses(&self) -> Vec<String> {
         let servers = self.slots.iter().filter(|slot| slot.role == Role::Server);
         servers.map(|slot| format!("{}:{}", slot.address, self.server_port)).collect()
+    }
+
+    /// The run's certificates (CA, per node, client), when it uses TLS.
+    pub fn certificates(&self) -> Option<&RunCertificates> {
+        self.certificates.as_ref()
+    }
+
+    /// The TLS settings workload clients need for this cluster (`None`
+    /// when it is plaintext).
+    pub fn client_tls(&self) -> Option<ClientTls> {
+        self.certificates.as_ref().map(RunCertificates::client_tls)
     }
 
     /// The ZooKeeper connect string `a:2181,b:2181,...`.

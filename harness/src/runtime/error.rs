@@ -165,6 +165,14 @@ pub enum RuntimeError {
         /// Each node's last answer to `srvr`.
         last: String,
     },
+    /// A run certificate could not be made.
+    #[error("cannot make the {what} certificate: {message}")]
+    Certificate {
+        /// Which certificate (`CA`, a node name, `client`).
+        what: String,
+        /// rcgen's error.
+        message: String,
+    },
     /// The cluster was already torn down.
     #[error("cluster `{run_id}` is torn down; boot a new one")]
     TornDown {

@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`profile`]: how to start each kind of node, as YAML-able data.
+//! - [`certs`]: a run's throwaway CA, node and client certificates (TLS).
 //! - [`cluster`]: [`Cluster::boot`], node actions for the nemesis
 //!   ([`nemesis::ClusterTarget`]), quorum wait, teardown.
 //! - [`netns`]: namespaces, bridge and veths via `ip`; isolation checks.
@@ -28,6 +29,7 @@
 //!   start time.
 //! - The gRPC health check of hservers is the orchestrator's job, not ours.
 
+pub mod certs;
 pub mod cluster;
 pub mod control;
 pub mod error;
@@ -38,6 +40,7 @@ pub mod state;
 pub mod supervisor;
 pub mod zookeeper;
 
+pub use certs::{RunCertificates, TlsMode};
 pub use cluster::{Cluster, ClusterSpec, RuntimeKind, TeardownReport};
 pub use control::client_runtime;
 pub use error::RuntimeError;

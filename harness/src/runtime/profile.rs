@@ -77,7 +77,9 @@ pub struct Profile {
 }
 
 /// Placeholders an argv or log template may use. `{bug_flags}` must be a whole
-/// argv element and expands to `--bug NAME` pairs (or to nothing).
+/// argv element and expands to `--bug NAME` pairs (or to nothing);
+/// `{tls_flags}` likewise expands to hserver's TLS flags when the run uses
+/// TLS (or to nothing), and must be present for a TLS run.
 pub const PLACEHOLDERS: &[&str] = &[
     "bin",
     "node",
@@ -90,6 +92,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "config",
     "netns",
     "bug_flags",
+    "tls_flags",
 ];
 
 /// The ZooKeeper classpath from the Debian `zookeeper` package.
@@ -134,6 +137,7 @@ impl Default for Profile {
                     "--log-level",
                     "info",
                     "{bug_flags}",
+                    "{tls_flags}",
                 ]),
                 port: 6570,
                 health: HealthCheck::GrpcDescribeCluster,
@@ -169,12 +173,19 @@ pub struct Placeholders {
     pub values: BTreeMap<&'static str, String>,
     /// Names for `{bug_flags}`; each becomes `--bug NAME`.
     pub bug_flags: Vec<String>,
+    /// Arguments `{tls_flags}` expands to, as they are.
+    pub tls_flags: Vec<String>,
 }
 
-/// Render an argv template: substitute every `{name}`, expand `{bug_flags}`.
+/// Render an argv template: substitute every `{name}`, expand `{bug_flags}`
+/// and `{tls_flags}`.
 pub fn render_argv(template: &[String], placeholders: &Placeholders) -> Result<Vec<String>, RuntimeError> {
     let mut argv = Vec::with_capacity(template.len() + 2 * placeholders.bug_flags.len());
     for element in template {
+        if element == "{tls_flags}" {
+            argv.extend(placeholders.tls_flags.iter().cloned());
+            continue;
+        }
         if element == "{bug_flags}" {
             for flag in &placeholders.bug_flags {
                 argv.push("--bug".to_string());

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use nemesis::schedule::TargetSelector;
 use serde::{Deserialize, Serialize};
 
+pub use crate::runtime::TlsMode;
 pub use duration::Dur;
 pub use fault::FaultEntry;
 
@@ -29,6 +30,9 @@ pub struct Scenario {
     pub seed: Option<u64>,
     /// `local` (network namespaces, needs root) or `loopback`.
     pub runtime: String,
+    /// `off`, `tls` (clients verify servers) or `mtls` (servers also demand
+    /// client certificates); the run makes its own certificates.
+    pub tls: TlsMode,
     /// The cluster.
     pub cluster: ClusterSection,
     /// The workload.
@@ -122,6 +126,7 @@ impl Default for Scenario {
         Scenario {
             seed: None,
             runtime: "local".into(),
+            tls: TlsMode::Off,
             cluster: ClusterSection::default(),
             workload: WorkloadSection::default(),
             time_limit: Dur::secs(60),

@@ -89,3 +89,15 @@ fn sizes_and_names_are_checked() {
     assert!(error_of("cluster: {server_bugs: [ack-early]}\n").contains("ack-before-replicate"));
     assert!(error_of("runtime: docker\n").contains("local, loopback"));
 }
+
+/// Goal: `tls:` takes off, tls or mtls, defaults to off, is recorded in the
+/// effective scenario, and a typo names the allowed values.
+#[test]
+fn tls_mode_is_read_recorded_and_checked() {
+    let scenario = Scenario::from_yaml("tls: mtls\n", "s.yaml").unwrap();
+    assert_eq!(scenario.tls, TlsMode::Mtls);
+    assert!(scenario.to_yaml().contains("\ntls: mtls\n"), "{}", scenario.to_yaml());
+    assert_eq!(Scenario::from_yaml("time_limit: 5s\n", "s.yaml").unwrap().tls, TlsMode::Off);
+    let error = Scenario::from_yaml("tls: mtsl\n", "s.yaml").expect_err("typo").to_string();
+    assert!(error.contains("mtls") && error.starts_with("s.yaml:1:"), "{error}");
+}

@@ -6,6 +6,7 @@
 //! Must never: start a process or create a namespace.
 
 use super::{ClusterSpec, RuntimeKind};
+use crate::runtime::certs::RunCertificates;
 use crate::runtime::error::RuntimeError;
 use crate::runtime::netns;
 use crate::runtime::process::Launch;
@@ -96,8 +97,17 @@ pub fn plan_nodes(
         (0..spec.zookeepers).map(|index| address(spec.runtime, subnet, ZOOKEEPER_HOST_FIRST + index as u8)).collect();
     let zk_connect = zookeeper::connect_string(&zk_addresses, spec.profile.zookeeper.client_port);
     let mut slots = Vec::with_capacity(spec.servers + spec.zookeepers);
+    let certificates = RunCertificates::plan(&spec.run_dir, spec.tls);
+    if certificates.is_some() && !spec.profile.server.argv.iter().any(|element| element == "{tls_flags}") {
+        let message = format!(
+            "server argv has no `{{tls_flags}}` element, so hserver cannot get the run's TLS flags ({}); add it",
+            spec.tls
+        );
+        return Err(RuntimeError::Profile { origin: "cluster profile".to_string(), message });
+    }
     for index in 0..spec.servers {
-        let mut placeholders = node_placeholders(spec, run_id, &format!("n{}", index + 1), index);
+        let name = format!("n{}", index + 1);
+        let mut placeholders = node_placeholders(spec, run_id, &name, index);
         let node_address = address(spec.runtime, subnet, SERVER_HOST_FIRST + index as u8);
         let bin = hserver.map(|path| path.display().to_string()).unwrap_or_default();
         placeholders.values.insert("bin", bin);
@@ -105,6 +115,7 @@ pub fn plan_nodes(
         placeholders.values.insert("port", spec.profile.server.port.to_string());
         placeholders.values.insert("zk_connect", zk_connect.clone());
         placeholders.bug_flags = spec.bug_flags.clone();
+        placeholders.tls_flags = certificates.as_ref().map(|certs| certs.server_flags(&name)).unwrap_or_default();
         let server = &spec.profile.server;
         slots.push(slot(Role::Server, node_address, &server.argv, &server.log, &placeholders)?);
     }
@@ -188,6 +199,23 @@ mod tests {
         let argv = slots[0].launch.argv.join(" ");
         assert!(argv.contains("--zk 127.0.7.101:2181,127.0.7.102:2181,127.0.7.103:2181"), "{argv}");
         assert_eq!(slots[2].launch.argv.last().map(String::as_str), Some("/tmp/run/nodes/zk1/zoo.cfg"));
+    }
+
+    /// Goal: a TLS run passes each server its own key and certificate (and
+    /// the CA in `mtls`), and a profile that cannot take them is refused.
+    #[test]
+    fn tls_runs_pass_each_server_its_certificate_flags() {
+        let mut spec = ClusterSpec::new(RuntimeKind::Loopback, 2, 1, Path::new("/tmp/run"));
+        spec.tls = crate::runtime::TlsMode::Mtls;
+        let slots = plan_nodes(&spec, "abc123", 7, Some(Path::new("/bin/hserver"))).expect("plan");
+        let argv = slots[1].launch.argv.join(" ");
+        let expected = "--enable-tls --tls-key-path /tmp/run/tls/n2.key --tls-cert-path /tmp/run/tls/n2.pem \
+                        --tls-ca-path /tmp/run/tls/ca.pem";
+        assert!(argv.ends_with(expected), "{argv}");
+        assert!(!slots[2].launch.argv.join(" ").contains("tls"), "ZooKeeper stays plaintext");
+        spec.profile.server.argv.retain(|element| element != "{tls_flags}");
+        let error = plan_nodes(&spec, "abc123", 7, Some(Path::new("/bin/hserver"))).expect_err("no {tls_flags}");
+        assert!(error.to_string().contains("{tls_flags}"), "{error}");
     }
 
     /// Goal: a missing hserver names the path looked at and how to build it.
