@@ -370,7 +370,7 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
         }),
         Command::Check { path } => {
             let history = verdict::history_path(&path)?;
-            let (result, warnings) = verdict::check_file(&history)?;
+            let (result, warnings) = verdict::check_file(&history, &verdict::options_for(&history))?;
             for warning in warnings {
                 eprintln!("warning: {warning}");
             }

@@ -147,7 +147,7 @@ async fn drive(
     recorder.close().await?;
     let (result, warnings) = tokio::task::spawn_blocking({
         let history = run_dir.join(HISTORY_FILE);
-        move || verdict::check_file(&history)
+        move || verdict::check_file(&history, &verdict::options_for(&history))
     })
     .await??;
     for warning in warnings {

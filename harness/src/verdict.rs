@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use checker::{CheckResult, Severity, Validity};
+use checker::{CheckOptions, CheckResult, Severity, Validity};
 
 use crate::rundir::{HISTORY_FILE, RESULTS_FILE};
 
@@ -37,13 +37,40 @@ pub fn history_path(path: &Path) -> Result<PathBuf, CheckError> {
     Ok(candidate)
 }
 
-/// Parses and checks a history file; returns the result and parser warnings.
-pub fn check_file(history: &Path) -> Result<(CheckResult, Vec<String>), CheckError> {
+/// Parses and checks a history file in one streaming pass; returns the
+/// result and the reader's warnings.
+pub fn check_file(history: &Path, options: &CheckOptions) -> Result<(CheckResult, Vec<String>), CheckError> {
     let file = std::fs::File::open(history)
         .map_err(|e| CheckError::Path { path: history.to_path_buf(), reason: e.to_string() })?;
     let source = history.display().to_string();
-    let (parsed, warnings) = checker::parse_history(BufReader::new(file), &source)?;
-    Ok((checker::check(&parsed), warnings))
+    let checked = checker::check_reader(BufReader::new(file), &source, options)?;
+    Ok((checked.result, checked.warnings))
+}
+
+/// The checker's options for a run directory: the stream's backlog from the
+/// effective scenario and every node log under `nodes/` (for
+/// `log-pattern`). A bare history file gets the defaults.
+pub fn options_for(history: &Path) -> CheckOptions {
+    let mut options = CheckOptions::default();
+    let Some(run_dir) = history.parent() else { return options };
+    if let Ok(scenario) = crate::scenario::Scenario::load(&run_dir.join(crate::rundir::SCENARIO_FILE)) {
+        options.backlog_seconds = Some(scenario.workload.backlog.0.as_secs());
+    }
+    let nodes = run_dir.join("nodes");
+    let Ok(entries) = std::fs::read_dir(&nodes) else { return options };
+    let mut logs = Vec::new();
+    for node in entries.flatten() {
+        let Ok(files) = std::fs::read_dir(node.path()) else { continue };
+        for file in files.flatten().filter(|f| f.path().extension().is_some_and(|e| e == "log")) {
+            if let Ok(content) = std::fs::read_to_string(file.path()) {
+                let name = file.path().strip_prefix(run_dir).unwrap_or(&file.path()).display().to_string();
+                logs.push((name, content));
+            }
+        }
+    }
+    logs.sort();
+    options.logs = logs;
+    options
 }
 
 /// Writes `results.json` into `run_dir`.
