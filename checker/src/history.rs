@@ -15,7 +15,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-pub use parse::{parse_history, HistoryError};
+pub use parse::{parse_history, read_ops, HistoryError};
 
 /// Who performed an operation.
 ///

@@ -25,6 +25,7 @@
 //!   (16 bytes per delivery).
 //! - `analysis`: one module per anomaly, run in parallel on scoped threads.
 //! - `faults`: the fault timeline, for explanations.
+//! - [`edn`]: operations as Jepsen-compatible EDN, for `chaos export`.
 //! - [`synth`]: a seeded generator of synthetic histories with injected
 //!   anomalies, for benchmarks and tests.
 //! - `stats`, [`names`] and the result types: what ends up in results.json.
@@ -34,6 +35,7 @@
 //! synthetic one to any `Write`) and returns data, so re-checking a saved
 //! history always gives the same answer, however many threads ran.
 
+pub mod edn;
 pub mod history;
 pub mod names;
 pub mod synth;
@@ -47,7 +49,7 @@ mod options;
 mod result;
 mod stats;
 
-pub use history::{parse_history, History, HistoryError, Op, OpType, Process};
+pub use history::{parse_history, read_ops, History, HistoryError, Op, OpType, Process};
 pub use options::{CheckOptions, RECOVERY_BUDGET_DEFAULT};
 pub use result::{Anomaly, CheckResult, Severity, Validity, MAX_EXAMPLES};
 pub use stats::{ShardBehind, Stats};

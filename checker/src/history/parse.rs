@@ -76,8 +76,25 @@ impl std::error::Error for HistoryError {
 /// Returns the history and warnings (a dropped torn last line, operations
 /// still open at the end). Only one line is decoded at a time, so memory is
 /// the typed ops plus two line buffers.
-pub fn parse_history(mut reader: impl BufRead, source: &str) -> Result<(History, Vec<String>), HistoryError> {
-    let mut parser = Parser::new(source);
+pub fn parse_history(reader: impl BufRead, source: &str) -> Result<(History, Vec<String>), HistoryError> {
+    let mut ops = Vec::new();
+    let warnings = read_ops(reader, source, |op| {
+        ops.push(op);
+        true
+    })?;
+    Ok((History::new(ops), warnings))
+}
+
+/// Reads a history like [`parse_history`] but hands each operation to
+/// `visit` instead of keeping it, so any size streams in constant memory.
+/// `visit` returns false to stop early (the rest is not read). Returns the
+/// warnings.
+pub fn read_ops(
+    mut reader: impl BufRead,
+    source: &str,
+    visit: impl FnMut(Op) -> bool,
+) -> Result<Vec<String>, HistoryError> {
+    let mut parser = Parser::new(source, visit);
     let mut current = Vec::new();
     let mut next = Vec::new();
     let mut line = 1;
@@ -85,7 +102,9 @@ pub fn parse_history(mut reader: impl BufRead, source: &str) -> Result<(History,
     // Bounded by the file: every iteration consumes one non-empty line.
     while has_current {
         let has_next = read_line(&mut reader, &mut next, source, line + 1)?;
-        parser.line(&current, line, !has_next)?;
+        if !parser.line(&current, line, !has_next)? {
+            break;
+        }
         std::mem::swap(&mut current, &mut next);
         has_current = has_next;
         line += 1;
@@ -102,20 +121,22 @@ fn read_line(reader: &mut impl BufRead, buffer: &mut Vec<u8>, source: &str, line
     }
 }
 
-/// Accumulates ops while checking the structural rules line by line.
-struct Parser<'s> {
-    ops: Vec<Op>,
+/// Hands ops to the visitor while checking the structural rules line by
+/// line.
+struct Parser<'s, V> {
+    visit: V,
     warnings: Vec<String>,
     rules: Rules<'s>,
 }
 
-impl<'s> Parser<'s> {
-    fn new(source: &'s str) -> Self {
-        Parser { ops: Vec::new(), warnings: Vec::new(), rules: Rules::new(source) }
+impl<'s, V: FnMut(Op) -> bool> Parser<'s, V> {
+    fn new(source: &'s str, visit: V) -> Self {
+        Parser { visit, warnings: Vec::new(), rules: Rules::new(source) }
     }
 
-    /// Handles one raw line; `is_last` marks the only line allowed to be torn.
-    fn line(&mut self, raw: &[u8], line: u64, is_last: bool) -> Result<(), HistoryError> {
+    /// Handles one raw line; `is_last` marks the only line allowed to be
+    /// torn. Returns false when the visitor asked to stop.
+    fn line(&mut self, raw: &[u8], line: u64, is_last: bool) -> Result<bool, HistoryError> {
         let terminated = raw.last() == Some(&b'\n');
         let content = raw.strip_suffix(b"\n").unwrap_or(raw);
         let problem = if content.iter().all(u8::is_ascii_whitespace) {
@@ -138,21 +159,20 @@ impl<'s> Parser<'s> {
             }
         };
         self.rules.op(line, op.index, op.process, op.kind, &op.f)?;
-        self.ops.push(op);
-        Ok(())
+        Ok((self.visit)(op))
     }
 
-    fn tolerate(&mut self, problem: &Problem, is_last: bool) -> Result<(), HistoryError> {
+    fn tolerate(&mut self, problem: &Problem, is_last: bool) -> Result<bool, HistoryError> {
         if let Some(warning) = self.rules.problem(problem, is_last)? {
             self.warnings.push(warning);
         }
-        Ok(())
+        Ok(true)
     }
 
-    fn finish(mut self) -> (History, Vec<String>) {
+    fn finish(mut self) -> Vec<String> {
         if let Some(warning) = self.rules.finish() {
             self.warnings.push(warning);
         }
-        (History::new(self.ops), self.warnings)
+        self.warnings
     }
 }
