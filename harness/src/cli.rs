@@ -56,6 +56,10 @@ pub enum Command {
         /// A run directory (store/<run>) or a history.jsonl file.
         path: PathBuf,
     },
+    /// Measure the checker on a synthetic history: throughput, peak memory, injected anomalies found.
+    BenchChecker(Box<crate::bench_checker::BenchArgs>),
+    /// Export a run's history for other tools (edn: Jepsen's format, history.edn).
+    Export(crate::export::ExportArgs),
     /// Manage clusters of the harness.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -377,6 +381,8 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", verdict::render(&result));
             Ok(orchestrate::exit_code(&result.valid))
         }
+        Command::BenchChecker(args) => crate::bench_checker::run(&args),
+        Command::Export(args) => crate::export::run(&args),
         Command::Cluster(ClusterCommand::Up(args)) => {
             manual::up(&args)?;
             Ok(0)

@@ -13,9 +13,12 @@
 //! - [`manual`] — `chaos cluster up|status|down` and `chaos nemesis ...` against a live cluster.
 //! - [`runtime`] — boots real processes in network namespaces or on loopback.
 //! - [`verdict`], [`progress`], [`rundir`], [`logging`] — presentation and files.
+//! - [`bench_checker`], [`export`] — `chaos bench-checker` (checker speed) and `chaos export` (Jepsen EDN).
 
 pub mod batch;
+pub mod bench_checker;
 pub mod cli;
+pub mod export;
 pub mod faults;
 pub mod health;
 pub mod logging;
