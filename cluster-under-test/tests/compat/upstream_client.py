@@ -5,14 +5,22 @@ records (gzip for half of the batches), create a subscription from EARLIEST,
 consume and ack everything, and check that every record arrived and that
 within each shard the first deliveries arrive in record-id order.
 
-Usage: python upstream_client.py HOST:PORT [RUN_TAG]
+Usage: python upstream_client.py HOST:PORT [RUN_TAG] [--replication-factor N]
+                                 [--ca CA.pem [--cert CERT.pem --key KEY.pem]]
+With --ca the client connects with TLS through `hstreamdb.aio.client.secure_client`
+(root certificate = CA; with --cert/--key also the client certificate chain and
+key, for servers that demand one). Note: hstreamdb 0.5.0 uses TLS only for the
+node it was given; channels it opens to other nodes (after LookupShard or
+LookupSubscription) are plaintext, so over TLS run it against a single node.
 Exits 0 on success, 1 with a message on failure.
 """
 
+import argparse
 import asyncio
 import sys
 
 from hstreamdb import insecure_client
+from hstreamdb.aio.client import secure_client
 from hstreamdb.types import SpecialOffset
 
 RECORDS = 1000
@@ -60,11 +68,32 @@ async def consume(client, subscription, expected):
     return seen, order
 
 
-async def main(address, tag):
-    host, port = address.rsplit(":", 1)
-    stream, subscription = "compat-%s" % tag, "compat-sub-%s" % tag
-    async with await insecure_client(host=host, port=int(port)) as client:
-        await client.create_stream(stream, replication_factor=3, backlog=3600, shard_count=4)
+def read(path):
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+async def connect(host, port, args):
+    if args.ca is None:
+        return await insecure_client(host=host, port=port)
+    if (args.cert is None) != (args.key is None):
+        raise SystemExit("--cert and --key go together")
+    return await secure_client(
+        host=host,
+        port=port,
+        root_certificates=read(args.ca),
+        private_key=read(args.key),
+        certificate_chain=read(args.cert),
+    )
+
+
+async def main(args):
+    host, port = args.address.rsplit(":", 1)
+    stream, subscription = "compat-%s" % args.tag, "compat-sub-%s" % args.tag
+    async with await connect(host, int(port), args) as client:
+        await client.create_stream(stream, replication_factor=args.replication_factor, backlog=3600, shard_count=4)
         expected = await produce(client, stream)
         await client.create_subscription(
             subscription, stream, ack_timeout=10, max_unacks=10000, offset=SpecialOffset.EARLIEST
@@ -82,4 +111,11 @@ async def main(address, tag):
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "1")))
+    parser = argparse.ArgumentParser(description="round trip with the upstream HStream client")
+    parser.add_argument("address", help="HOST:PORT of any server")
+    parser.add_argument("tag", nargs="?", default="1", help="suffix of the stream and subscription names")
+    parser.add_argument("--replication-factor", type=int, default=3, help="of the stream (default 3)")
+    parser.add_argument("--ca", help="CA certificate (PEM): connect with TLS")
+    parser.add_argument("--cert", help="client certificate chain (PEM), for mutual TLS")
+    parser.add_argument("--key", help="client private key (PEM), for mutual TLS")
+    sys.exit(asyncio.run(main(parser.parse_args())))
