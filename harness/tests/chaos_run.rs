@@ -91,27 +91,15 @@ fn correct_server_under_kill_and_pause_is_valid() {
     assert_nothing_left(&done.run_dir);
 }
 
-/// Killing the node that sequences a shard every few seconds loses the
-/// records the buggy server acknowledged before replicating them.
+/// Killing the node that sequences a shard for longer than the session
+/// timeout (so another node recovers the shard) loses the records the buggy
+/// server acknowledged before replicating them.
 #[test]
 fn ack_before_replicate_is_caught_as_lost_records() {
     let store = tempfile::tempdir().unwrap();
-    let args = [
-        "--time-limit",
-        "45",
-        "--nemesis",
-        "kill",
-        "--nemesis-targets",
-        "sequencer",
-        "--nemesis-interval",
-        "5",
-        "--server-bug",
-        "ack-before-replicate",
-        "--drain-timeout",
-        "10",
-        "--seed",
-        "12",
-    ];
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/sequencer-kill.yaml");
+    let args =
+        ["--scenario", scenario.to_str().unwrap(), "--server-bug", "ack-before-replicate", "--drain-timeout", "10", "--seed", "12"];
     let done = run(store.path(), &args);
     assert_eq!(done.code, 1, "{}", done.output);
     assert_eq!(done.results["valid"], serde_json::json!(false));
