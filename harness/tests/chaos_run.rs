@@ -98,8 +98,16 @@ fn correct_server_under_kill_and_pause_is_valid() {
 fn ack_before_replicate_is_caught_as_lost_records() {
     let store = tempfile::tempdir().unwrap();
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/sequencer-kill.yaml");
-    let args =
-        ["--scenario", scenario.to_str().unwrap(), "--server-bug", "ack-before-replicate", "--drain-timeout", "10", "--seed", "12"];
+    let args = [
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--server-bug",
+        "ack-before-replicate",
+        "--drain-timeout",
+        "10",
+        "--seed",
+        "12",
+    ];
     let done = run(store.path(), &args);
     assert_eq!(done.code, 1, "{}", done.output);
     assert_eq!(done.results["valid"], serde_json::json!(false));

@@ -36,7 +36,12 @@ fn run(store: &Path, args: &[&str]) -> Done {
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     let run_dir = std::fs::canonicalize(store.join("latest")).unwrap_or_else(|e| panic!("{e}: {text}"));
     let results = std::fs::read_to_string(run_dir.join("results.json")).unwrap_or_else(|e| panic!("{e}: {text}"));
-    Done { code: output.status.code().unwrap_or(-1), run_dir, results: serde_json::from_str(&results).unwrap(), output: text }
+    Done {
+        code: output.status.code().unwrap_or(-1),
+        run_dir,
+        results: serde_json::from_str(&results).unwrap(),
+        output: text,
+    }
 }
 
 fn count(results: &serde_json::Value, name: &str) -> u64 {
@@ -56,7 +61,16 @@ fn zookeeper_outage_of_20s_leaves_the_correct_server_valid() {
 fn exit_on_zk_loss_is_caught_as_a_crash() {
     let store = tempfile::tempdir().unwrap();
     let scenario = repo("scenarios/zk-outage.yaml");
-    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "32", "--server-bug", "exit-on-zk-loss", "--drain-timeout", "10"];
+    let args = [
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--seed",
+        "32",
+        "--server-bug",
+        "exit-on-zk-loss",
+        "--drain-timeout",
+        "10",
+    ];
     let done = run(store.path(), &args);
     assert_eq!(done.code, 1, "{}", done.output);
     assert!(count(&done.results, "crash") > 0, "{}", done.results);
@@ -84,7 +98,10 @@ fn default_scenario_with_every_fault_kind_is_valid_for_60s() {
 fn shrink_keeps_the_zookeeper_outage_and_drops_the_rest() {
     let store = tempfile::tempdir().unwrap();
     let scenario = repo("harness/tests/data/zk-mixed.yaml");
-    let done = run(store.path(), &["--scenario", scenario.to_str().unwrap(), "--seed", "34", "--server-bug", "exit-on-zk-loss"]);
+    let done = run(
+        store.path(),
+        &["--scenario", scenario.to_str().unwrap(), "--seed", "34", "--server-bug", "exit-on-zk-loss"],
+    );
     assert_eq!(done.code, 1, "{}", done.output);
     let output = Command::new(chaos())
         .arg("shrink")

@@ -13,7 +13,15 @@ fn selftest_detects_three_bugs_and_no_false_alarm() {
     let out = tempfile::tempdir().unwrap();
     let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plans/selftest.yaml");
     let output = Command::new(&chaos)
-        .args(["selftest", "--runs", "1", "--time-limit", "25", "--bugs", "ack-before-replicate,reorder-delivery,no-redeliver"])
+        .args([
+            "selftest",
+            "--runs",
+            "1",
+            "--time-limit",
+            "25",
+            "--bugs",
+            "ack-before-replicate,reorder-delivery,no-redeliver",
+        ])
         .arg("--plan")
         .arg(plan)
         .arg("--out")
