@@ -62,3 +62,57 @@ impl Hasher for FastHasher {
         self.add(value as u64);
     }
 }
+
+/// Client numbers below this live in a vector, above it in a map.
+const DENSE_CLIENTS_MAX: u64 = 1 << 20;
+
+/// Per-client state keyed by client number: a plain vector for the small,
+/// dense numbers workloads use, a map for anything else. Saves a hash per
+/// operation on the hottest per-op tables.
+#[derive(Debug, Clone)]
+pub(crate) struct ByClient<T> {
+    dense: Vec<Option<T>>,
+    sparse: FastMap<u64, T>,
+}
+
+impl<T> Default for ByClient<T> {
+    fn default() -> Self {
+        ByClient { dense: Vec::new(), sparse: FastMap::default() }
+    }
+}
+
+impl<T> ByClient<T> {
+    /// The state of a client, if any.
+    pub fn get(&self, client: u64) -> Option<&T> {
+        if client < DENSE_CLIENTS_MAX {
+            return self.dense.get(client as usize).and_then(Option::as_ref);
+        }
+        self.sparse.get(&client)
+    }
+
+    /// Sets a client's state.
+    pub fn insert(&mut self, client: u64, value: T) {
+        if client < DENSE_CLIENTS_MAX {
+            let slot = client as usize;
+            if self.dense.len() <= slot {
+                self.dense.resize_with(slot + 1, || None);
+            }
+            self.dense[slot] = Some(value);
+            return;
+        }
+        self.sparse.insert(client, value);
+    }
+
+    /// Takes a client's state out.
+    pub fn remove(&mut self, client: u64) -> Option<T> {
+        if client < DENSE_CLIENTS_MAX {
+            return self.dense.get_mut(client as usize).and_then(Option::take);
+        }
+        self.sparse.remove(&client)
+    }
+
+    /// Every state, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.dense.iter().flatten().chain(self.sparse.values())
+    }
+}

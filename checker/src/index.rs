@@ -15,6 +15,7 @@
 //! quote whole.
 
 mod builder;
+mod values;
 
 use std::fmt;
 
@@ -238,7 +239,37 @@ pub(crate) struct Index {
     pub counts: Counts,
 }
 
+/// Elements of `T` in 32 MiB: above the C allocator's largest threshold
+/// for serving memory from its heap.
+fn room<T>() -> Vec<T> {
+    Vec::with_capacity((32 << 20) / std::mem::size_of::<T>().max(1))
+}
+
 impl Index {
+    /// Empty tables with room reserved (virtual memory only).
+    pub fn with_room() -> Index {
+        Index {
+            times: room(),
+            tags: room(),
+            record_values: room(),
+            record_writer: room(),
+            record_id: room(),
+            record_first_sighting: room(),
+            record_first_delivery: room(),
+            ids: room(),
+            id_record: room(),
+            id_first_sighting: room(),
+            id_written: room(),
+            id_first_ack: room(),
+            id_first_delivery: room(),
+            appends: room(),
+            append_records: room(),
+            append_ids: room(),
+            deliveries: room(),
+            ..Index::default()
+        }
+    }
+
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.times.len()

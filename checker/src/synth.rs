@@ -346,12 +346,11 @@ impl<W: Write> Sim<'_, W> {
     fn run(&mut self) -> io::Result<()> {
         self.phase("workload")?;
         let workload_ops = self.config.ops.saturating_sub(self.config.ops / 50 + 40);
-        let actors = self.producers.len() + self.consumers.len();
         let nemesis_every = (self.config.ops / 12).max(2_000);
         let observe_every = (self.config.ops / 40).max(1_000);
         let (mut next_nemesis, mut next_observe) = (nemesis_every / 2, observe_every / 3);
-        // Bounded by the op budget: every round writes at least one line
-        // (a producer can always act).
+        // Bounded by the op budget: producers can always act, and get 40 %
+        // of the turns.
         while self.ops < workload_ops {
             if self.ops >= next_nemesis {
                 self.nemesis()?;
@@ -361,11 +360,14 @@ impl<W: Write> Sim<'_, W> {
                 self.observe()?;
                 next_observe += observe_every;
             }
-            let actor = self.random.below(actors as u64) as usize;
-            if actor < self.producers.len() {
-                self.step_producer(actor)?;
+            // Consumers get 60 % of the turns, so delivery keeps up with
+            // appends (a turn with nothing to deliver writes nothing).
+            if self.random.below(10) < 4 {
+                let producer = self.random.below(self.producers.len() as u64) as usize;
+                self.step_producer(producer)?;
             } else {
-                self.step_consumer(actor - self.producers.len(), false)?;
+                let consumer = self.random.below(self.consumers.len() as u64) as usize;
+                self.step_consumer(consumer, false)?;
             }
         }
         Ok(())

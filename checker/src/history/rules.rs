@@ -8,7 +8,7 @@
 //! and word their errors the same way. Holds one entry per process with an
 //! operation in flight, never the operations themselves.
 
-use crate::fast_hash::{FastMap, FastSet};
+use crate::fast_hash::ByClient;
 use crate::history::{HistoryError, OpType, Process};
 use crate::input::Problem;
 
@@ -27,9 +27,12 @@ pub(crate) struct Rules<'s> {
     source: &'s str,
     /// The index the next operation must have.
     expected: u64,
-    open: FastMap<Process, Open>,
+    /// The open operation of each client.
+    open: ByClient<Open>,
+    /// The open operation of the nemesis (the harness never opens one).
+    nemesis: Option<Open>,
     /// Clients whose last operation ended `info`: they must not come back.
-    retired: FastSet<u64>,
+    retired: ByClient<()>,
     /// Operation names seen, for the open table (a handful in practice).
     names: Vec<String>,
 }
@@ -37,7 +40,14 @@ pub(crate) struct Rules<'s> {
 impl<'s> Rules<'s> {
     /// Rules for the file named `source` in messages.
     pub fn new(source: &'s str) -> Self {
-        Rules { source, expected: 0, open: FastMap::default(), retired: FastSet::default(), names: Vec::new() }
+        Rules {
+            source,
+            expected: 0,
+            open: ByClient::default(),
+            nemesis: None,
+            retired: ByClient::default(),
+            names: Vec::new(),
+        }
     }
 
     fn bad_line(&self, line: u64, reason: String) -> HistoryError {
@@ -94,8 +104,28 @@ impl<'s> Rules<'s> {
         self.names.len() as u32 - 1
     }
 
+    /// The open operation of a process (never the harness's).
+    fn open_of(&self, process: Process) -> Option<Open> {
+        match process {
+            Process::Client(client) => self.open.get(client).copied(),
+            Process::Nemesis => self.nemesis,
+            Process::Harness => None,
+        }
+    }
+
+    fn set_open(&mut self, process: Process, open: Option<Open>) {
+        match (process, open) {
+            (Process::Client(client), Some(open)) => self.open.insert(client, open),
+            (Process::Client(client), None) => {
+                self.open.remove(client);
+            }
+            (Process::Nemesis, open) => self.nemesis = open,
+            (Process::Harness, _) => {}
+        }
+    }
+
     fn open_invoke(&mut self, line: u64, process: Process, f: &str) -> Result<(), HistoryError> {
-        if let Some(open) = self.open.get(&process) {
+        if let Some(open) = self.open_of(process) {
             let reason = format!(
                 "process {process} invokes `{f}` while its `{}` from line {} is still open \
                  (hint: a process has at most one operation in flight; record the \
@@ -105,7 +135,7 @@ impl<'s> Rules<'s> {
             return Err(self.bad_line(line, reason));
         }
         if let Process::Client(number) = process {
-            if self.retired.contains(&number) {
+            if self.retired.get(number).is_some() {
                 return Err(self.bad_line(
                     line,
                     format!(
@@ -117,12 +147,12 @@ impl<'s> Rules<'s> {
             }
         }
         let f = self.name(f);
-        self.open.insert(process, Open { line, f });
+        self.set_open(process, Some(Open { line, f }));
         Ok(())
     }
 
     fn close_invoke(&mut self, line: u64, process: Process, kind: OpType, f: &str) -> Result<(), HistoryError> {
-        let Some(open) = self.open.get(&process).copied() else {
+        let Some(open) = self.open_of(process) else {
             return Err(self.bad_line(
                 line,
                 format!(
@@ -142,9 +172,9 @@ impl<'s> Rules<'s> {
             );
             return Err(self.bad_line(line, reason));
         }
-        self.open.remove(&process);
+        self.set_open(process, None);
         if let (OpType::Info, Process::Client(number)) = (kind, process) {
-            self.retired.insert(number);
+            self.retired.insert(number, ());
         }
         Ok(())
     }
@@ -189,19 +219,20 @@ impl<'s> Rules<'s> {
 
     /// The warning about operations still open at the end, if any.
     pub fn finish(&self) -> Option<String> {
-        if self.open.is_empty() {
+        let mut lines: Vec<u64> = self.open.values().chain(&self.nemesis).map(|open| open.line).collect();
+        if lines.is_empty() {
             return None;
         }
-        let mut lines: Vec<u64> = self.open.values().map(|open| open.line).collect();
+        let open = lines.len();
         lines.sort_unstable();
         lines.truncate(8);
         Some(format!(
             "{}: {} operation(s) were still open when the history ended (invoked \
              on lines {:?}{}); their outcome is treated as unknown",
             self.source,
-            self.open.len(),
+            open,
             lines,
-            if self.open.len() > lines.len() { ", ..." } else { "" }
+            if open > lines.len() { ", ..." } else { "" }
         ))
     }
 }

@@ -7,10 +7,9 @@
 //! the record's known id, one for the id. The interning maps live here and
 //! are dropped when the index is finished, before the analyses allocate.
 
-use std::collections::hash_map::Entry as MapEntry;
-
+use super::values::ValueTable;
 use super::{Append, Connection, Delivery, Index, Kept, Malformed, Mismatch, Outcome, RecordId, Tag, NONE};
-use crate::fast_hash::FastMap;
+use crate::fast_hash::{ByClient, FastMap};
 use crate::history::{OpType, Process};
 use crate::input::{Batch, Body, Entry, Name};
 
@@ -20,25 +19,42 @@ pub(crate) struct Builder {
     index: Index,
     /// The open append of each client; [`NONE`] when its invoke was
     /// malformed.
-    open_appends: FastMap<u64, u32>,
-    value_records: FastMap<u64, u32>,
+    open_appends: ByClient<u32>,
+    value_records: ValueTable,
+    /// Ids interned in runs: (shard, batch) -> (first id number, count),
+    /// covering batch indexes 0..count. Most ids live here: one entry per
+    /// batch instead of one per record.
+    batches: FastMap<(u64, u64), (u32, u32)>,
+    /// The batch looked up last: records of one receive or ack usually
+    /// share it.
+    last_batch: Option<((u64, u64), (u32, u32))>,
+    /// Ids that did not fit a run (odd order, gaps).
     id_numbers: FastMap<RecordId, u32>,
     /// The open `observe` of each client: the position of its invoke.
-    open_observes: FastMap<u64, u32>,
+    open_observes: ByClient<u32>,
+    /// The connection each client received on last: receives of one
+    /// connection come from one client, so this saves interning its name.
+    last_connection: ByClient<u32>,
     /// Connection number by the number of its name.
     connection_numbers: FastMap<u32, u32>,
-    /// `ops_by_f` slot by operation name number.
+    /// `ops_by_f` slot by operation name number, for names beyond the
+    /// fixed ones (whose slots are their variant numbers).
     f_slots: FastMap<u32, usize>,
     /// String numbers of the fixed operation names, by [`Name`] variant.
     fixed_names: [u32; 6],
 }
 
 impl Builder {
-    /// An empty builder.
+    /// An empty builder. The big tables start with room for 32 MiB each:
+    /// only touched pages count, and allocations that size are memory
+    /// mappings that grow in place, so a big index does not leave the
+    /// copies of its growing tables behind in the heap.
     pub fn new() -> Builder {
-        let mut builder = Builder::default();
+        let mut builder = Builder { index: Index::with_room(), ..Builder::default() };
         for (slot, name) in ["append", "receive", "ack", "observe", "phase", "crash"].into_iter().enumerate() {
-            builder.fixed_names[slot] = builder.index.strings.intern(name);
+            let number = builder.index.strings.intern(name);
+            builder.fixed_names[slot] = number;
+            builder.index.counts.ops_by_f.push((number, 0));
         }
         builder
     }
@@ -103,10 +119,13 @@ impl Builder {
     fn count(&mut self, f: u32, kind: OpType) {
         let counts = &mut self.index.counts;
         counts.ops_by_type[kind as usize] += 1;
-        let slot = *self.f_slots.entry(f).or_insert_with(|| {
-            counts.ops_by_f.push((f, 0));
-            counts.ops_by_f.len() - 1
-        });
+        let slot = match self.fixed_names.iter().position(|&fixed| fixed == f) {
+            Some(slot) => slot,
+            None => *self.f_slots.entry(f).or_insert_with(|| {
+                counts.ops_by_f.push((f, 0));
+                counts.ops_by_f.len() - 1
+            }),
+        };
         counts.ops_by_f[slot].1 += 1;
     }
 
@@ -156,7 +175,10 @@ impl Builder {
             }
             (Name::Receive, kind, Body::Receive { subscription, connection, records }) => {
                 let connection = match connection {
-                    Some(name) => self.connection(batch.text(name), subscription.as_ref().map(|s| batch.text(s))),
+                    Some(name) => {
+                        let subscription = subscription.as_ref().map(|s| batch.text(s));
+                        self.client_connection(client, batch.text(name), subscription)
+                    }
                     None => NONE,
                 };
                 match kind {
@@ -172,13 +194,13 @@ impl Builder {
                 self.open_observes.insert(client, position);
             }
             (Name::Observe, OpType::Ok, Body::Json(value)) => {
-                let invoke = self.open_observes.remove(&client).unwrap_or(NONE);
+                let invoke = self.open_observes.remove(client).unwrap_or(NONE);
                 let value = batch.json[*value as usize].clone();
                 let kept = Kept { position, kind: entry.kind, f: self.fixed_names[3], value };
                 self.index.observations.push((invoke, kept));
             }
             (Name::Observe, _, _) => {
-                self.open_observes.remove(&client);
+                self.open_observes.remove(client);
             }
             _ => {}
         }
@@ -199,11 +221,11 @@ impl Builder {
         let number = self.index.appends.len() as u32;
         let start = self.index.append_records.len() as u32;
         for &value in values {
-            let record = match self.value_records.get(&value) {
-                Some(&record) => record,
+            let record = match self.value_records.get(value, &self.index.record_values) {
+                Some(record) => record,
                 None => {
                     let record = self.new_record(value, NONE);
-                    self.value_records.insert(value, record);
+                    self.value_records.insert(record, &self.index.record_values);
                     record
                 }
             };
@@ -245,7 +267,7 @@ impl Builder {
 
     /// Records how an append ended; returns its number.
     fn append_completion(&mut self, batch: &Batch, position: u32, client: u64, entry: &Entry) -> Option<usize> {
-        let number = match self.open_appends.remove(&client) {
+        let number = match self.open_appends.remove(client) {
             Some(NONE) => return None,
             Some(number) => number as usize,
             None => {
@@ -294,21 +316,54 @@ impl Builder {
         }
     }
 
+    /// The number of a known id, if any.
+    fn find_id(&mut self, id: RecordId) -> Option<u32> {
+        let key = (id.shard, id.batch);
+        let run = match self.last_batch {
+            Some((cached, run)) if cached == key => Some(run),
+            _ => self.batches.get(&key).copied().inspect(|&run| self.last_batch = Some((key, run))),
+        };
+        if let Some((first, count)) = run {
+            if id.batch_index < u64::from(count) {
+                let number = first + id.batch_index as u32;
+                debug_assert_eq!(self.index.ids[number as usize], id, "runs hold consecutive batch indexes");
+                return Some(number);
+            }
+        }
+        self.id_numbers.get(&id).copied()
+    }
+
     /// The number of an id, adding it if new.
     fn id_number(&mut self, id: RecordId) -> u32 {
-        match self.id_numbers.entry(id) {
-            MapEntry::Occupied(occupied) => *occupied.get(),
-            MapEntry::Vacant(vacant) => {
-                let index = &mut self.index;
-                let number = index.ids.len() as u32;
-                index.ids.push(id);
-                index.id_record.push(NONE);
-                index.id_first_sighting.push(NONE);
-                index.id_written.push(NONE);
-                index.id_first_ack.push(NONE);
-                index.id_first_delivery.push(NONE);
-                vacant.insert(number);
-                number
+        if let Some(number) = self.find_id(id) {
+            return number;
+        }
+        let index = &mut self.index;
+        let number = index.ids.len() as u32;
+        index.ids.push(id);
+        index.id_record.push(NONE);
+        index.id_first_sighting.push(NONE);
+        index.id_written.push(NONE);
+        index.id_first_ack.push(NONE);
+        index.id_first_delivery.push(NONE);
+        self.register(id, number);
+        number
+    }
+
+    /// Files a new id under its batch's run when it extends it, else apart.
+    fn register(&mut self, id: RecordId, number: u32) {
+        let key = (id.shard, id.batch);
+        match self.batches.get_mut(&key) {
+            Some((first, count)) if *first + *count == number && id.batch_index == u64::from(*count) => {
+                *count += 1;
+                self.last_batch = Some((key, (*first, *count)));
+            }
+            None if id.batch_index == 0 => {
+                self.batches.insert(key, (number, 1));
+                self.last_batch = Some((key, (number, 1)));
+            }
+            _ => {
+                self.id_numbers.insert(id, number);
             }
         }
     }
@@ -317,8 +372,14 @@ impl Builder {
     fn sighting(&mut self, position: u32, record: u32, id: RecordId, connection: u32) -> u32 {
         let known = self.index.record_id[record as usize];
         let number = if known != NONE && self.index.ids[known as usize] == id { known } else { self.id_number(id) };
+        self.sighting_of(position, record, number, connection);
+        number
+    }
+
+    /// Notes that `record` was seen at id `number`.
+    fn sighting_of(&mut self, position: u32, record: u32, number: u32, connection: u32) {
         let index = &mut self.index;
-        if known == NONE {
+        if index.record_id[record as usize] == NONE {
             index.record_id[record as usize] = number;
             index.record_first_sighting[record as usize] = position;
         }
@@ -330,7 +391,21 @@ impl Builder {
         if index.record_id[record as usize] != number || index.id_record[slot] != record {
             index.mismatches.push(Mismatch { position, record, id: number, connection });
         }
-        number
+    }
+
+    /// The connection a client names, trying the one it used last first.
+    fn client_connection(&mut self, client: u64, name: &str, subscription: Option<&str>) -> u32 {
+        if let Some(&last) = self.last_connection.get(client) {
+            let connection = &self.index.connections[last as usize];
+            if self.index.strings.get(connection.name) == name
+                && (subscription.is_none() || connection.subscription != NONE)
+            {
+                return last;
+            }
+        }
+        let connection = self.connection(name, subscription);
+        self.last_connection.insert(client, connection);
+        connection
     }
 
     fn connection(&mut self, name: &str, subscription: Option<&str>) -> u32 {
@@ -354,15 +429,23 @@ impl Builder {
             connection.received = true;
         }
         for &(value, id) in records {
-            let record = match self.value_records.get(&value) {
-                Some(&record) => record,
+            // Usually the id is known and its record carries this value: no
+            // lookup by value needed.
+            let known = self.find_id(id).filter(|&number| {
+                let record = self.index.id_record[number as usize];
+                record != NONE && self.index.record_values[record as usize] == value
+            });
+            let (record, id) = match known {
+                Some(number) => {
+                    let record = self.index.id_record[number as usize];
+                    self.sighting_of(position, record, number, connection);
+                    (record, number)
+                }
                 None => {
-                    let record = self.new_record(value, NONE);
-                    self.value_records.insert(value, record);
-                    record
+                    let record = self.record_of(value);
+                    (record, self.sighting(position, record, id, connection))
                 }
             };
-            let id = self.sighting(position, record, id, connection);
             let delivery = self.index.deliveries.len() as u32;
             self.index.deliveries.push(Delivery { position, record, id, connection });
             let first = &mut self.index.record_first_delivery[record as usize];
@@ -374,6 +457,16 @@ impl Builder {
                 *first = delivery;
             }
         }
+    }
+
+    /// The record of a value, created (without a writer) if new.
+    fn record_of(&mut self, value: u64) -> u32 {
+        if let Some(record) = self.value_records.get(value, &self.index.record_values) {
+            return record;
+        }
+        let record = self.new_record(value, NONE);
+        self.value_records.insert(record, &self.index.record_values);
+        record
     }
 
     fn ack_ok(&mut self, position: u32, ids: &[RecordId]) {

@@ -30,8 +30,13 @@ type Parsed<T> = Result<T, Decline>;
 /// possible, otherwise through serde_json; a line that is not an operation
 /// becomes a [`Problem`].
 pub(crate) fn push_line(batch: &mut Batch, line: &[u8], number: u64) {
+    // One UTF-8 check for the whole line (fast for ASCII); strings are then
+    // sliced from it. Invalid UTF-8 is for serde_json to report.
+    let Ok(text) = str::from_utf8(line) else {
+        return push_slow(batch, line, number);
+    };
     let mark = Mark::of(batch);
-    let mut reader = Reader { bytes: line, at: 0, batch };
+    let mut reader = Reader { text, bytes: line, at: 0, batch };
     if reader.op(number).is_err() {
         mark.rollback(batch);
         push_slow(batch, line, number);
@@ -94,8 +99,9 @@ struct Fields {
     body: Option<Body>,
 }
 
-/// A cursor over one line.
+/// A cursor over one line, valid UTF-8.
 struct Reader<'l, 'b> {
+    text: &'l str,
     bytes: &'l [u8],
     at: usize,
     batch: &'b mut Batch,
@@ -383,37 +389,54 @@ impl<'l> Reader<'l, '_> {
     /// line.
     fn string(&mut self) -> Parsed<&'l str> {
         self.expect(b'"')?;
-        let bytes: &'l [u8] = self.bytes;
         let start = self.at;
-        let rest = &bytes[start..];
-        let length = rest.iter().position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20).ok_or(Decline)?;
-        if rest[length] != b'"' {
-            return Err(Decline);
+        let mut end = start;
+        // Bounded by the line.
+        loop {
+            match self.bytes.get(end) {
+                Some(b'"') => break,
+                Some(b'\\') | None => return Err(Decline),
+                Some(&byte) if byte < 0x20 => return Err(Decline),
+                Some(_) => end += 1,
+            }
         }
-        self.at = start + length + 1;
-        str::from_utf8(&bytes[start..start + length]).map_err(|_| Decline)
+        self.at = end + 1;
+        // Both ends are ASCII quotes, so they are character boundaries.
+        self.text.get(start..end).ok_or(Decline)
     }
 
     /// A non-negative integer that fits `u64`; anything else (signs,
-    /// fractions, exponents, leading zeros) is declined.
+    /// fractions, exponents, leading zeros) is declined. Eight digits at a
+    /// time while there are eight.
     fn unsigned(&mut self) -> Parsed<u64> {
         self.skip_space();
-        let digits = self.bytes[self.at..].iter().take_while(|byte| byte.is_ascii_digit()).count();
-        if digits == 0 || digits > 20 {
-            return Err(Decline);
-        }
-        let slice = &self.bytes[self.at..self.at + digits];
-        if digits > 1 && slice[0] == b'0' {
-            return Err(Decline);
-        }
-        if matches!(self.bytes.get(self.at + digits), Some(b'.' | b'e' | b'E')) {
-            return Err(Decline);
-        }
+        let start = self.at;
         let mut number: u64 = 0;
-        for &digit in slice {
-            number = number.checked_mul(10).and_then(|n| n.checked_add(u64::from(digit - b'0'))).ok_or(Decline)?;
+        // Bounded by the line: each round consumes eight digits.
+        while let Some(chunk) = self.bytes.get(self.at..self.at + 8) {
+            let word =
+                u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+            if !eight_digits(word) {
+                break;
+            }
+            number = number.checked_mul(100_000_000).and_then(|n| n.checked_add(eight_value(word))).ok_or(Decline)?;
+            self.at += 8;
         }
-        self.at += digits;
+        // Bounded by the line.
+        while let Some(&byte) = self.bytes.get(self.at) {
+            if !byte.is_ascii_digit() {
+                break;
+            }
+            number = number.checked_mul(10).and_then(|n| n.checked_add(u64::from(byte - b'0'))).ok_or(Decline)?;
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        if digits == 0 || (digits > 1 && self.bytes[start] == b'0') {
+            return Err(Decline);
+        }
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return Err(Decline);
+        }
         Ok(number)
     }
 
@@ -435,10 +458,9 @@ impl<'l> Reader<'l, '_> {
         }
     }
 
-    /// Any string; escapes are checked, the content must be UTF-8.
+    /// Any string; escapes are checked (the line is valid UTF-8).
     fn skip_string(&mut self) -> Parsed<()> {
         self.expect(b'"')?;
-        let start = self.at;
         loop {
             let byte = *self.bytes.get(self.at).ok_or(Decline)?;
             self.at += 1;
@@ -449,7 +471,6 @@ impl<'l> Reader<'l, '_> {
                 _ => {}
             }
         }
-        str::from_utf8(&self.bytes[start..self.at - 1]).map_err(|_| Decline)?;
         Ok(())
     }
 
@@ -537,6 +558,24 @@ impl<'l> Reader<'l, '_> {
     }
 }
 
+/// Whether eight little-endian bytes are all ASCII digits.
+fn eight_digits(word: u64) -> bool {
+    let high = word & 0xF0F0_F0F0_F0F0_F0F0;
+    let carried = word.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0;
+    (high | (carried >> 4)) == 0x3333_3333_3333_3333
+}
+
+/// The value of eight ASCII digits (little-endian bytes, first digit
+/// lowest), by the usual multiply-and-shift reduction.
+fn eight_value(word: u64) -> u64 {
+    let mut digits = word.wrapping_sub(0x3030_3030_3030_3030);
+    digits = digits.wrapping_mul(10).wrapping_add(digits >> 8);
+    let pairs = 0x0000_00FF_0000_00FF;
+    let hundreds = (digits & pairs).wrapping_mul(100 + (1_000_000 << 32));
+    let units = ((digits >> 16) & pairs).wrapping_mul(1 + (10_000 << 32));
+    (hundreds.wrapping_add(units) >> 32) & 0xFFFF_FFFF
+}
+
 /// Sets a field seen for the first time; a repeated field is left to
 /// serde_json (whose maps keep the last occurrence).
 fn once<T>(slot: &mut Option<T>, value: T) -> Parsed<()> {
@@ -604,5 +643,25 @@ mod tests {
         for line in lines {
             agree(line);
         }
+    }
+
+    /// Goal: the eight-digit shortcut reads every length and value right.
+    #[test]
+    fn numbers_of_every_length_parse_exactly() {
+        for number in [0u64, 7, 12_345_678, 123_456_789, 9_999_999_999_999_999, u64::MAX, 5_497_558_138_881] {
+            agree(&format!(
+                r#"{{"index":{number},"time":{number},"process":1,"type":"invoke","f":"ack","value":{{}}}}"#
+            ));
+            let (mut batch, text) = (
+                Batch::default(),
+                format!(
+                    r#"{{"index":1,"time":{number},"process":1,"type":"invoke","f":"append","value":{{"values":[{number}]}}}}"#
+                ),
+            );
+            push_line(&mut batch, text.as_bytes(), 1);
+            assert_eq!(batch.numbers, vec![number]);
+        }
+        agree(r#"{"index":1,"time":18446744073709551616,"process":1,"type":"invoke","f":"ack","value":{}}"#);
+        agree(r#"{"index":1,"time":12345678a,"process":1,"type":"invoke","f":"ack","value":{}}"#);
     }
 }

@@ -28,10 +28,11 @@ use crate::index::{Builder, Index};
 /// bigger block).
 const BLOCK_BYTES: usize = 2 << 20;
 
-/// Whole lines of the input, numbered from `sequence`.
+/// Whole lines of the input, numbered from `sequence`: `bytes[..len]`.
 struct Block {
     sequence: u64,
     bytes: Vec<u8>,
+    len: usize,
     /// The last block: its final bytes may lack a newline.
     last: bool,
 }
@@ -51,16 +52,21 @@ struct Pools {
 }
 
 impl Pools {
+    /// A zeroed buffer of at least a block and a bit (initialised once, so
+    /// reads can go straight into it).
     fn block(&self) -> Vec<u8> {
-        self.blocks.lock().ok().and_then(|mut pool| pool.pop()).unwrap_or_else(|| Vec::with_capacity(BLOCK_BYTES * 2))
+        self.blocks
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop())
+            .unwrap_or_else(|| vec![0; BLOCK_BYTES + BLOCK_BYTES / 4])
     }
 
     fn batch(&self) -> Batch {
         self.batches.lock().ok().and_then(|mut pool| pool.pop()).unwrap_or_default()
     }
 
-    fn give_block(&self, mut block: Vec<u8>) {
-        block.clear();
+    fn give_block(&self, block: Vec<u8>) {
         if let Ok(mut pool) = self.blocks.lock() {
             pool.push(block);
         }
@@ -118,40 +124,49 @@ fn split(mut reader: impl BufRead, senders: &[SyncSender<Block>], pools: &Pools)
     // Bounded by the input: every iteration consumes at least one read.
     for sequence in 0u64.. {
         let mut bytes = pools.block();
-        bytes.append(&mut carry);
-        let at_end = fill(&mut reader, &mut bytes)?;
+        if bytes.len() < carry.len() * 2 {
+            bytes.resize(carry.len() * 2, 0);
+        }
+        bytes[..carry.len()].copy_from_slice(&carry);
+        let (filled, at_end) = fill(&mut reader, &mut bytes, carry.len())?;
+        let mut len = filled;
+        carry.clear();
         if !at_end {
-            if let Some(newline) = bytes.iter().rposition(|&byte| byte == b'\n') {
-                carry.extend_from_slice(&bytes[newline + 1..]);
-                bytes.truncate(newline + 1);
+            if let Some(newline) = memchr::memrchr(b'\n', &bytes[..filled]) {
+                carry.extend_from_slice(&bytes[newline + 1..filled]);
+                len = newline + 1;
             }
         }
         let sender = &senders[sequence as usize % senders.len()];
-        if sender.send(Block { sequence, bytes, last: at_end }).is_err() || at_end {
+        if sender.send(Block { sequence, bytes, len, last: at_end }).is_err() || at_end {
             return Ok(());
         }
     }
     Ok(())
 }
 
-/// Reads until `bytes` holds a block's worth and a newline, or the input
-/// ends (true).
-fn fill(reader: &mut impl BufRead, bytes: &mut Vec<u8>) -> std::io::Result<bool> {
+/// Reads into `bytes` after `filled` until a block's worth holding a
+/// newline, or the end of the input; returns the bytes held and whether
+/// the input ended. Reads go straight into the buffer.
+fn fill(reader: &mut impl BufRead, bytes: &mut Vec<u8>, mut filled: usize) -> std::io::Result<(usize, bool)> {
+    let mut newline_seen = memchr::memchr(b'\n', &bytes[..filled]).is_some();
     // Bounded by the input: each round reads at least one byte or ends.
     loop {
-        let available = match reader.fill_buf() {
-            Ok(available) => available,
+        if filled == bytes.len() {
+            bytes.resize(bytes.len() * 2, 0);
+        }
+        let read = match reader.read(&mut bytes[filled..]) {
+            Ok(read) => read,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),
         };
-        if available.is_empty() {
-            return Ok(true);
+        if read == 0 {
+            return Ok((filled, true));
         }
-        let taken = available.len();
-        bytes.extend_from_slice(available);
-        reader.consume(taken);
-        if bytes.len() >= BLOCK_BYTES && bytes.contains(&b'\n') {
-            return Ok(false);
+        newline_seen = newline_seen || memchr::memchr(b'\n', &bytes[filled..filled + read]).is_some();
+        filled += read;
+        if filled >= BLOCK_BYTES && newline_seen {
+            return Ok((filled, false));
         }
     }
 }
@@ -161,7 +176,7 @@ fn decode(blocks: Receiver<Block>, decoded: SyncSender<Decoded>, pools: &Pools) 
     // Bounded: ends when the reader is done or the builder is gone.
     while let Ok(block) = blocks.recv() {
         let mut batch = pools.batch();
-        let lines = decode_block(&mut batch, &block.bytes, block.last);
+        let lines = decode_block(&mut batch, &block.bytes[..block.len], block.last);
         pools.give_block(block.bytes);
         if decoded.send(Decoded { sequence: block.sequence, batch, lines }).is_err() {
             return;
@@ -173,10 +188,13 @@ fn decode(blocks: Receiver<Block>, decoded: SyncSender<Decoded>, pools: &Pools) 
 /// lines the block held (an unterminated last fragment included).
 fn decode_block(batch: &mut Batch, bytes: &[u8], last: bool) -> u64 {
     let mut line = 0;
-    for raw in bytes.split_inclusive(|&byte| byte == b'\n') {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', bytes).map(|newline| (newline, true));
+    let tail = (!bytes.is_empty() && bytes.last() != Some(&b'\n')).then_some((bytes.len(), false));
+    for (end, terminated) in ends.chain(tail) {
         line += 1;
-        let terminated = raw.last() == Some(&b'\n');
-        let content = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let content = &bytes[start..end];
+        start = end + 1;
         if content.iter().all(u8::is_ascii_whitespace) {
             batch.items.push(Item::Problem(Problem::Blank { line }));
         } else if !terminated {
