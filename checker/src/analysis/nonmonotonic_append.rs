@@ -87,20 +87,45 @@ fn frontiers(index: &Index) -> FastMap<u64, Vec<Frontier>> {
 }
 
 /// The smallest and largest id an append got on each shard it touched
-/// (almost always exactly one shard, since a batch has one key).
-fn spans(index: &Index, append: &Append) -> Vec<Span> {
-    let mut spans: Vec<Span> = Vec::with_capacity(1);
+/// (almost always exactly one shard, since a batch has one key, so the
+/// common case allocates nothing).
+fn spans(index: &Index, append: &Append) -> Spans {
+    let mut spans = Spans { first: None, more: Vec::new() };
     for &id in index.append_ids(append).iter().filter(|&&id| id != NONE) {
         let id = index.id(id);
-        match spans.iter_mut().find(|span| span.shard == id.shard) {
-            Some(span) => {
-                span.smallest = span.smallest.min(id);
-                span.largest = span.largest.max(id);
+        let span = match &mut spans.first {
+            Some(first) if first.shard == id.shard => first,
+            Some(_) => match spans.more.iter_mut().find(|span| span.shard == id.shard) {
+                Some(span) => span,
+                None => {
+                    spans.more.push(Span { shard: id.shard, smallest: id, largest: id });
+                    continue;
+                }
+            },
+            None => {
+                spans.first = Some(Span { shard: id.shard, smallest: id, largest: id });
+                continue;
             }
-            None => spans.push(Span { shard: id.shard, smallest: id, largest: id }),
-        }
+        };
+        span.smallest = span.smallest.min(id);
+        span.largest = span.largest.max(id);
     }
     spans
+}
+
+/// The spans of one append: the first shard's inline, others apart.
+struct Spans {
+    first: Option<Span>,
+    more: Vec<Span>,
+}
+
+impl IntoIterator for Spans {
+    type Item = Span;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Span>, std::vec::IntoIter<Span>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.more)
+    }
 }
 
 fn example(context: &Context, earlier: &Append, earlier_id: RecordId, later: &Append, span: Span) -> Value {

@@ -7,11 +7,20 @@
 //! the record's known id, one for the id. The interning maps live here and
 //! are dropped when the index is finished, before the analyses allocate.
 
-use super::values::ValueTable;
+use super::values::{HandleTable, Home};
 use super::{Append, Connection, Delivery, Index, Kept, Malformed, Mismatch, Outcome, RecordId, Tag, NONE};
 use crate::fast_hash::{ByClient, FastMap};
 use crate::history::{OpType, Process};
 use crate::input::{Batch, Body, Entry, Name};
+
+/// Consecutive ids `[shard, batch, 0..count]` numbered from `first`.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    shard: u64,
+    batch: u64,
+    first: u32,
+    count: u32,
+}
 
 /// The mutable state of the walk.
 #[derive(Debug, Default)]
@@ -20,13 +29,16 @@ pub(crate) struct Builder {
     /// The open append of each client; [`NONE`] when its invoke was
     /// malformed.
     open_appends: ByClient<u32>,
-    value_records: ValueTable,
-    /// Ids interned in runs: (shard, batch) -> (first id number, count),
-    /// covering batch indexes 0..count. Most ids live here: one entry per
-    /// batch instead of one per record.
-    batches: FastMap<(u64, u64), (u32, u32)>,
-    /// The batch looked up last: records of one receive or ack usually
-    /// share it.
+    /// Records by value.
+    value_records: HandleTable,
+    /// Ids interned in runs, one per (shard, batch): the run's first id
+    /// number and count cover batch indexes 0..count. Most ids live here:
+    /// one entry per batch instead of one per record.
+    runs: Vec<Run>,
+    /// Runs by (shard, batch).
+    run_table: HandleTable,
+    /// The batch looked up last and its run: records of one receive or ack
+    /// usually share it.
     last_batch: Option<((u64, u64), (u32, u32))>,
     /// Ids that did not fit a run (odd order, gaps).
     id_numbers: FastMap<RecordId, u32>,
@@ -221,14 +233,7 @@ impl Builder {
         let number = self.index.appends.len() as u32;
         let start = self.index.append_records.len() as u32;
         for &value in values {
-            let record = match self.value_records.get(value, &self.index.record_values) {
-                Some(record) => record,
-                None => {
-                    let record = self.new_record(value, NONE);
-                    self.value_records.insert(record, &self.index.record_values);
-                    record
-                }
-            };
+            let record = self.record_of(value);
             self.claim(position, record, number, value, op_index);
             self.index.append_records.push(record);
             self.index.append_ids.push(NONE);
@@ -316,16 +321,28 @@ impl Builder {
         }
     }
 
+    /// The run of a (shard, batch), if any.
+    fn run_of(&mut self, shard: u64, batch: u64) -> Option<u32> {
+        if let Some((cached, run)) = self.last_batch {
+            if cached == (shard, batch) {
+                return Some(run.0);
+            }
+        }
+        let runs = &self.runs;
+        let found = self.run_table.get(Home::of_pair(shard, batch), |run| {
+            let run = &runs[run as usize];
+            run.shard == shard && run.batch == batch
+        })?;
+        self.last_batch = Some(((shard, batch), (found, 0)));
+        Some(found)
+    }
+
     /// The number of a known id, if any.
     fn find_id(&mut self, id: RecordId) -> Option<u32> {
-        let key = (id.shard, id.batch);
-        let run = match self.last_batch {
-            Some((cached, run)) if cached == key => Some(run),
-            _ => self.batches.get(&key).copied().inspect(|&run| self.last_batch = Some((key, run))),
-        };
-        if let Some((first, count)) = run {
-            if id.batch_index < u64::from(count) {
-                let number = first + id.batch_index as u32;
+        if let Some(run) = self.run_of(id.shard, id.batch) {
+            let run = self.runs[run as usize];
+            if id.batch_index < u64::from(run.count) {
+                let number = run.first + id.batch_index as u32;
                 debug_assert_eq!(self.index.ids[number as usize], id, "runs hold consecutive batch indexes");
                 return Some(number);
             }
@@ -352,17 +369,24 @@ impl Builder {
 
     /// Files a new id under its batch's run when it extends it, else apart.
     fn register(&mut self, id: RecordId, number: u32) {
-        let key = (id.shard, id.batch);
-        match self.batches.get_mut(&key) {
-            Some((first, count)) if *first + *count == number && id.batch_index == u64::from(*count) => {
-                *count += 1;
-                self.last_batch = Some((key, (*first, *count)));
+        match self.run_of(id.shard, id.batch) {
+            Some(run) => {
+                let run = &mut self.runs[run as usize];
+                if run.first + run.count == number && id.batch_index == u64::from(run.count) {
+                    run.count += 1;
+                } else {
+                    self.id_numbers.insert(id, number);
+                }
             }
             None if id.batch_index == 0 => {
-                self.batches.insert(key, (number, 1));
-                self.last_batch = Some((key, (number, 1)));
+                let handle = self.runs.len() as u32;
+                self.runs.push(Run { shard: id.shard, batch: id.batch, first: number, count: 1 });
+                let runs = &self.runs;
+                let home_of = |run: u32| Home::of_pair(runs[run as usize].shard, runs[run as usize].batch);
+                self.run_table.insert(handle, Home::of_pair(id.shard, id.batch), home_of);
+                self.last_batch = Some(((id.shard, id.batch), (handle, 0)));
             }
-            _ => {
+            None => {
                 self.id_numbers.insert(id, number);
             }
         }
@@ -461,11 +485,13 @@ impl Builder {
 
     /// The record of a value, created (without a writer) if new.
     fn record_of(&mut self, value: u64) -> u32 {
-        if let Some(record) = self.value_records.get(value, &self.index.record_values) {
+        let values = &self.index.record_values;
+        if let Some(record) = self.value_records.get(Home::of(value), |record| values[record as usize] == value) {
             return record;
         }
         let record = self.new_record(value, NONE);
-        self.value_records.insert(record, &self.index.record_values);
+        let values = &self.index.record_values;
+        self.value_records.insert(record, Home::of(value), |record| Home::of(values[record as usize]));
         record
     }
 

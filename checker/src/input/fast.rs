@@ -20,6 +20,16 @@ use crate::index::RecordId;
 /// limit is 128.
 const DEPTH_MAX: usize = 64;
 
+/// Key orders our writers produce (serde_json writes struct fields in
+/// order and map keys sorted), tried before reading keys the general way.
+const TOP_KEYS: &[&[u8]] =
+    &[b"\"index\":", b"\"time\":", b"\"process\":", b"\"type\":", b"\"f\":", b"\"value\":", b"\"error\":"];
+const APPEND_OK_KEYS: &[&[u8]] = &[b"\"ids\":", b"\"key\":", b"\"stream\":", b"\"values\":"];
+const RECEIVE_OK_KEYS: &[&[u8]] = &[b"\"connection\":", b"\"consumer\":", b"\"records\":", b"\"subscription\":"];
+const RECEIVE_KEYS: &[&[u8]] = &[b"\"connection\":", b"\"consumer\":", b"\"subscription\":"];
+const ACK_KEYS: &[&[u8]] = &[b"\"connection\":", b"\"consumer\":", b"\"ids\":", b"\"subscription\":"];
+const RECORD_KEYS: &[&[u8]] = &[b"\"id\":", b"\"key\":", b"\"value\":"];
+
 /// Why the fast reader declined a line; the line goes to serde_json.
 #[derive(Debug)]
 struct Decline;
@@ -115,8 +125,9 @@ impl<'l> Reader<'l, '_> {
         if self.peek_after_space() == Some(b'}') {
             return Err(Decline);
         }
+        let mut next = 0;
         loop {
-            let key = self.key()?;
+            let key = self.key_expecting(TOP_KEYS, &mut next)?;
             self.field(key, &mut fields)?;
             match self.next_after_space() {
                 Some(b',') => continue,
@@ -222,7 +233,8 @@ impl<'l> Reader<'l, '_> {
 
     fn append(&mut self, with_ids: bool) -> Parsed<Body> {
         let (mut key, mut values, mut ids) = (None, None, None);
-        self.object(|reader, name| {
+        let expected: &[&'static [u8]] = if with_ids { APPEND_OK_KEYS } else { &APPEND_OK_KEYS[1..] };
+        self.object(expected, |reader, name| {
             match name {
                 b"values" => once(&mut values, reader.numbers()?)?,
                 b"ids" if with_ids => once(&mut ids, reader.ids()?)?,
@@ -243,7 +255,8 @@ impl<'l> Reader<'l, '_> {
 
     fn receive(&mut self, ok: bool) -> Parsed<Body> {
         let (mut subscription, mut connection, mut records) = (None, None, None);
-        self.object(|reader, name| {
+        let expected = if ok { RECEIVE_OK_KEYS } else { RECEIVE_KEYS };
+        self.object(expected, |reader, name| {
             match name {
                 b"subscription" => once(&mut subscription, reader.stored_string()?)?,
                 b"connection" => once(&mut connection, reader.stored_string()?)?,
@@ -265,7 +278,7 @@ impl<'l> Reader<'l, '_> {
 
     fn ack(&mut self) -> Parsed<Body> {
         let mut ids = None;
-        self.object(|reader, name| {
+        self.object(ACK_KEYS, |reader, name| {
             match name {
                 b"ids" => once(&mut ids, reader.ids()?)?,
                 _ => reader.skip_value(1)?,
@@ -275,15 +288,21 @@ impl<'l> Reader<'l, '_> {
         Ok(Body::Ack { ids: ids.ok_or(Decline)? })
     }
 
-    /// An object whose every field goes to `field`.
-    fn object(&mut self, mut field: impl FnMut(&mut Self, &'l [u8]) -> Parsed<()>) -> Parsed<()> {
+    /// An object whose every field goes to `field`; `expected` is the key
+    /// order our writers use, tried first.
+    fn object(
+        &mut self,
+        expected: &[&'static [u8]],
+        mut field: impl FnMut(&mut Self, &'l [u8]) -> Parsed<()>,
+    ) -> Parsed<()> {
         self.expect(b'{')?;
         if self.peek_after_space() == Some(b'}') {
             self.at += 1;
             return Ok(());
         }
+        let mut next = 0;
         loop {
-            let key = self.key()?;
+            let key = self.key_expecting(expected, &mut next)?;
             field(self, key)?;
             match self.next_after_space() {
                 Some(b',') => continue,
@@ -291,6 +310,21 @@ impl<'l> Reader<'l, '_> {
                 _ => return Err(Decline),
             }
         }
+    }
+
+    /// The next key: if it is `expected[next]` written exactly (`"name":`,
+    /// no spaces), a byte comparison suffices; otherwise the general way.
+    fn key_expecting(&mut self, expected: &[&'static [u8]], next: &mut usize) -> Parsed<&'l [u8]> {
+        if let Some(&literal) = expected.get(*next) {
+            // A short loop beats a call to memcmp for these few bytes.
+            let rest = &self.bytes[self.at..];
+            if rest.len() >= literal.len() && literal.iter().zip(rest).all(|(want, have)| want == have) {
+                self.at += literal.len();
+                *next += 1;
+                return Ok(&literal[1..literal.len() - 2]);
+            }
+        }
+        self.key()
     }
 
     /// A key and its colon; keys with escapes are declined.
@@ -327,7 +361,7 @@ impl<'l> Reader<'l, '_> {
         let start = self.batch.records.len() as u32;
         self.array(|reader| {
             let (mut value, mut id) = (None, None);
-            reader.object(|reader, name| {
+            reader.object(RECORD_KEYS, |reader, name| {
                 match name {
                     b"value" => once(&mut value, reader.unsigned()?)?,
                     b"id" => once(&mut id, reader.record_id()?)?,
@@ -419,16 +453,20 @@ impl<'l> Reader<'l, '_> {
             if !eight_digits(word) {
                 break;
             }
-            number = number.checked_mul(100_000_000).and_then(|n| n.checked_add(eight_value(word))).ok_or(Decline)?;
+            number = number.wrapping_mul(100_000_000).wrapping_add(eight_value(word));
             self.at += 8;
         }
-        // Bounded by the line.
+        // Bounded by the line. Up to 19 digits cannot overflow; longer
+        // numbers are read again with checks below.
         while let Some(&byte) = self.bytes.get(self.at) {
             if !byte.is_ascii_digit() {
                 break;
             }
-            number = number.checked_mul(10).and_then(|n| n.checked_add(u64::from(byte - b'0'))).ok_or(Decline)?;
+            number = number.wrapping_mul(10).wrapping_add(u64::from(byte - b'0'));
             self.at += 1;
+        }
+        if self.at - start > 19 {
+            number = checked_decimal(&self.bytes[start..self.at]).ok_or(Decline)?;
         }
         let digits = self.at - start;
         if digits == 0 || (digits > 1 && self.bytes[start] == b'0') {
@@ -448,7 +486,7 @@ impl<'l> Reader<'l, '_> {
         self.skip_space();
         match self.peek().ok_or(Decline)? {
             b'"' => self.skip_string(),
-            b'{' => self.object(|reader, _| reader.skip_value(depth + 1)),
+            b'{' => self.object(&[], |reader, _| reader.skip_value(depth + 1)),
             b'[' => self.array(|reader| reader.skip_value(depth + 1)),
             b't' if self.literal(b"true") => Ok(()),
             b'f' if self.literal(b"false") => Ok(()),
@@ -556,6 +594,11 @@ impl<'l> Reader<'l, '_> {
             self.at += 1;
         }
     }
+}
+
+/// Decimal digits as `u64`, or `None` if they overflow it.
+fn checked_decimal(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |number, &digit| number.checked_mul(10)?.checked_add(u64::from(digit - b'0')))
 }
 
 /// Whether eight little-endian bytes are all ASCII digits.
