@@ -6,9 +6,10 @@
 //! restricted to id assignment). Only `ok` appends take part: only they
 //! have both a known id and a known completion time.
 //!
-//! Method: per shard, the acknowledged appends sorted by ok position with a
-//! running maximum of their largest id; for each append B a binary search
-//! finds the largest id acknowledged before B's invoke. O(n log n).
+//! Method: the acknowledged appends sorted by ok position, merged with the
+//! appends in invoke order: before looking at B, every append acknowledged
+//! before B's invoke has been folded into a per-shard running maximum of
+//! acknowledged ids. O(n log n) for the sort, then linear.
 
 use serde_json::{json, Value};
 
@@ -25,11 +26,9 @@ struct Span {
     largest: RecordId,
 }
 
-/// For one shard, the i-th acknowledged append (by ok position) paired with
-/// the largest id acknowledged on the shard up to and including it.
+/// The largest id acknowledged on a shard so far, and by which append.
 #[derive(Debug, Clone, Copy)]
 struct Frontier {
-    acknowledged_at: u32,
     largest: RecordId,
     append: u32,
 }
@@ -39,17 +38,27 @@ struct Frontier {
 pub(super) fn analyse(context: &Context) -> Report {
     let index = context.index;
     let mut anomaly = Anomaly::new(Severity::Violation);
-    let frontiers = frontiers(index);
-    let acknowledged = index.appends.iter().filter(|append| append.outcome == Outcome::Ok);
-    for later in acknowledged {
+    let mut by_completion: Vec<(u32, u32)> = index
+        .appends
+        .iter()
+        .enumerate()
+        .filter(|(_, append)| append.outcome == Outcome::Ok)
+        .filter_map(|(number, append)| Some((append.completed_at()?, number as u32)))
+        .collect();
+    by_completion.sort_unstable();
+    let mut frontiers: FastMap<u64, Frontier> = FastMap::default();
+    let mut folded = 0;
+    for later in index.appends.iter().filter(|append| append.outcome == Outcome::Ok) {
+        // Bounded: each acknowledged append is folded in once.
+        while let Some(&(acknowledged_at, number)) = by_completion.get(folded) {
+            if acknowledged_at >= later.invoke {
+                break;
+            }
+            fold(index, &mut frontiers, number);
+            folded += 1;
+        }
         for span in spans(index, later) {
-            let Some(frontier) = frontiers.get(&span.shard) else {
-                continue;
-            };
-            let before = frontier.partition_point(|entry| entry.acknowledged_at < later.invoke);
-            let Some(best) = before.checked_sub(1).map(|last| frontier[last]) else {
-                continue;
-            };
+            let Some(best) = frontiers.get(&span.shard).copied() else { continue };
             if span.smallest < best.largest {
                 let earlier = &index.appends[best.append as usize];
                 anomaly.record(|| example(context, earlier, best.largest, later, span));
@@ -59,31 +68,14 @@ pub(super) fn analyse(context: &Context) -> Report {
     anomaly.into()
 }
 
-/// Per shard, acknowledged appends by ok position with running maxima.
-fn frontiers(index: &Index) -> FastMap<u64, Vec<Frontier>> {
-    let mut by_completion: Vec<(u32, u32)> = index
-        .appends
-        .iter()
-        .enumerate()
-        .filter(|(_, append)| append.outcome == Outcome::Ok)
-        .filter_map(|(number, append)| Some((append.completed_at()?, number as u32)))
-        .collect();
-    by_completion.sort_unstable();
-    let mut frontiers: FastMap<u64, Vec<Frontier>> = FastMap::default();
-    for (acknowledged_at, number) in by_completion {
-        for span in spans(index, &index.appends[number as usize]) {
-            let shard = frontiers.entry(span.shard).or_default();
-            let mut entry = Frontier { acknowledged_at, largest: span.largest, append: number };
-            if let Some(previous) = shard.last() {
-                if previous.largest > entry.largest {
-                    entry.largest = previous.largest;
-                    entry.append = previous.append;
-                }
-            }
-            shard.push(entry);
+/// Raises the shards' frontiers by the ids of append `number`.
+fn fold(index: &Index, frontiers: &mut FastMap<u64, Frontier>, number: u32) {
+    for span in spans(index, &index.appends[number as usize]) {
+        let frontier = frontiers.entry(span.shard).or_insert(Frontier { largest: span.largest, append: number });
+        if frontier.largest < span.largest {
+            *frontier = Frontier { largest: span.largest, append: number };
         }
     }
-    frontiers
 }
 
 /// The smallest and largest id an append got on each shard it touched
