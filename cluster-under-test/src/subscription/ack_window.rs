@@ -95,6 +95,20 @@ impl AckWindow {
         expired
     }
 
+    /// Makes `batch_id` due for redelivery at the next check (its resend
+    /// could not be queued).
+    pub fn mark_due(&mut self, batch_id: u64) {
+        if let Some(entry) = self.entries.get_mut(&batch_id) {
+            entry.due = true;
+        }
+    }
+
+    /// Whether some batch waits to be sent again right away; new batches
+    /// of the shard must wait behind it to keep id order.
+    pub fn has_due(&self) -> bool {
+        self.entries.values().any(|e| e.due)
+    }
+
     /// Makes every unacknowledged batch due for redelivery at the next
     /// check, whatever its age (its consumer is gone).
     pub fn expire_all(&mut self) {
@@ -142,6 +156,10 @@ mod tests {
         assert_eq!(w.take_expired(1_000, 500), vec![(1, vec![0, 2])]);
         assert!(w.take_expired(1_100, 500).is_empty(), "just resent");
         w.expire_all();
+        assert!(w.has_due());
         assert_eq!(w.take_expired(1_101, 500).len(), 2);
+        assert!(!w.has_due());
+        w.mark_due(2);
+        assert_eq!(w.take_expired(1_102, 500), vec![(2, vec![0])]);
     }
 }

@@ -275,6 +275,10 @@ impl Owner {
             let mut unacked = self.unacked_total();
             let reorder = self.bugs_reorder && rand::rng().random_ratio(1, 20);
             let Some(shard) = self.shards.get_mut(&shard_id) else { continue };
+            if shard.window.has_due() {
+                // Redeliveries first, so a consumer sees a shard in id order.
+                continue;
+            }
             if reorder && shard.pending.len() >= 2 {
                 shard.pending.swap(0, 1);
             }
@@ -317,7 +321,10 @@ impl Owner {
             for (batch_id, indexes) in shard.window.take_expired(now_ms, self.ack_timeout_ms) {
                 let Some(record) = shard.sent.get(&batch_id) else { continue };
                 let Some(response) = partial(shard_id, batch_id, record, &indexes) else { continue };
-                let _ = sender.sender.try_send(Ok(response));
+                if sender.sender.try_send(Ok(response)).is_err() {
+                    // Retried on the next pass; new batches wait behind it.
+                    shard.window.mark_due(batch_id);
+                }
             }
         }
     }
