@@ -92,14 +92,6 @@ impl LossNemesis {
     pub fn new() -> LossNemesis {
         LossNemesis::default()
     }
-
-    fn heal(&mut self, fault: &str, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
-        let Some(net) = target.network() else {
-            return Ok(json!({"fault": fault, "forgotten": self.chains.forget_all()}));
-        };
-        let removed = self.chains.remove_all(fault, net)?;
-        Ok(json!({"fault": fault, "removed": removed}))
-    }
 }
 
 impl Nemesis for LossNemesis {
@@ -132,11 +124,11 @@ impl Nemesis for LossNemesis {
 
     fn stop(&mut self, fault: &FaultSpec, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
         assert!(LOSS_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
-        self.heal(&fault.name, target)
+        self.chains.heal(&fault.name, target)
     }
 
     fn teardown(&mut self, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
-        self.heal(LOSS_FAULTS[0], target)
+        self.chains.heal(LOSS_FAULTS[0], target)
     }
 }
 

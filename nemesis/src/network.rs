@@ -152,6 +152,16 @@ impl InstalledChains {
     pub fn forget_all(&mut self) -> Vec<String> {
         self.active.drain(..).map(|spec| spec.chain).collect()
     }
+
+    /// Heals a chain-based fault: removes every chain installed, or just
+    /// forgets them once the run's namespaces are gone; says which.
+    pub fn heal(&mut self, fault: &str, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
+        let Some(net) = target.network() else {
+            return Ok(json!({"fault": fault, "forgotten": self.forget_all()}));
+        };
+        let removed = self.remove_all(fault, net)?;
+        Ok(json!({"fault": fault, "removed": removed}))
+    }
 }
 
 /// One INPUT chain per node of `grudge` that misses someone, dropping

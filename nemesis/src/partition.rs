@@ -155,14 +155,6 @@ impl PartitionNemesis {
     pub fn active_chains(&self) -> Vec<String> {
         self.chains.active().iter().map(|spec| format!("{}:{}", spec.node, spec.chain)).collect()
     }
-
-    fn heal(&mut self, fault: &str, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
-        let Some(net) = target.network() else {
-            return Ok(json!({"fault": fault, "forgotten": self.chains.forget_all()}));
-        };
-        let removed = self.chains.remove_all(fault, net)?;
-        Ok(json!({"fault": fault, "removed": removed}))
-    }
 }
 
 impl Nemesis for PartitionNemesis {
@@ -194,11 +186,11 @@ impl Nemesis for PartitionNemesis {
 
     fn stop(&mut self, fault: &FaultSpec, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
         assert!(PARTITION_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
-        self.heal(&fault.name, target)
+        self.chains.heal(&fault.name, target)
     }
 
     fn teardown(&mut self, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
-        self.heal(PARTITION_FAULTS[0], target)
+        self.chains.heal(PARTITION_FAULTS[0], target)
     }
 }
 

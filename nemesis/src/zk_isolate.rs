@@ -62,14 +62,6 @@ impl ZkIsolateNemesis {
     pub fn new() -> ZkIsolateNemesis {
         ZkIsolateNemesis::default()
     }
-
-    fn heal(&mut self, fault: &str, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
-        let Some(net) = target.network() else {
-            return Ok(json!({"fault": fault, "forgotten": self.chains.forget_all()}));
-        };
-        let removed = self.chains.remove_all(fault, net)?;
-        Ok(json!({"fault": fault, "removed": removed}))
-    }
 }
 
 impl Nemesis for ZkIsolateNemesis {
@@ -97,11 +89,11 @@ impl Nemesis for ZkIsolateNemesis {
 
     fn stop(&mut self, fault: &FaultSpec, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
         assert!(ZK_ISOLATE_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
-        self.heal(&fault.name, target)
+        self.chains.heal(&fault.name, target)
     }
 
     fn teardown(&mut self, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
-        self.heal(ZK_ISOLATE_FAULTS[0], target)
+        self.chains.heal(ZK_ISOLATE_FAULTS[0], target)
     }
 }
 
