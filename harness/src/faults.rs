@@ -12,7 +12,7 @@ use nemesis::{ClusterTarget, Compose, FaultSpec, Nemesis};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use workloads::client::{node_address, ClientConfig, ClientTls, HStreamClient};
+use workloads::client::{node_address, ClientTls, HStreamClient};
 use workloads::Recorder;
 
 use crate::scenario::FaultEntry;
@@ -81,13 +81,7 @@ impl FaultDriver {
         if entry.targets != Some(TargetSelector::Sequencer) {
             return entry.nodes.clone();
         }
-        let mut candidates = self.sequencers().await;
-        candidates.sort();
-        candidates.dedup();
-        match candidates.len() {
-            0 => Vec::new(),
-            n => vec![candidates[(entry.pick % n as u64) as usize].clone()],
-        }
+        nemesis::schedule::pick_one(self.sequencers().await, entry.pick)
     }
 
     async fn start_fault(&self, entry: &FaultEntry, nodes: &[String]) {
@@ -140,9 +134,7 @@ impl FaultDriver {
     /// Names of the nodes that sequence some shard now (from `LookupShard`
     /// on the first server that answers).
     async fn sequencers(&self) -> Vec<String> {
-        let tls = self.client_tls.clone();
-        let config =
-            ClientConfig { connect_timeout_ms: 500, request_timeout_ms: 1_000, tls, ..ClientConfig::default() };
+        let config = crate::health::probe_config(self.client_tls.clone());
         for (_, address) in &self.server_addresses {
             let Ok(client) = HStreamClient::connect(address, &config).await else { continue };
             let mut names = Vec::new();

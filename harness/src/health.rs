@@ -6,8 +6,30 @@ use std::time::{Duration, Instant};
 
 use workloads::client::{ClientConfig, ClientTls, HStreamClient};
 
+use crate::runtime::Cluster;
+
 /// Pause between health probes.
 pub const HEALTH_POLL_MS: u64 = 200;
+/// How long to wait for every hserver in `DescribeCluster`.
+pub const HEALTH_TIMEOUT_S: u64 = 60;
+/// How long to wait for ZooKeeper quorum.
+pub const ZK_QUORUM_TIMEOUT_S: u64 = 60;
+
+/// Client settings for short harness probes (health, placement lookups):
+/// quick to give up, so a dead node costs little.
+pub fn probe_config(tls: Option<ClientTls>) -> ClientConfig {
+    ClientConfig { connect_timeout_ms: 500, request_timeout_ms: 1_000, tls, ..ClientConfig::default() }
+}
+
+/// Waits for ZooKeeper quorum, then for `DescribeCluster` to list all
+/// `servers` hservers of `cluster`. Must run on the control runtime.
+pub async fn wait_cluster(cluster: &Cluster, servers: usize) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
+    let endpoints = cluster.server_addresses();
+    wait_healthy(&endpoints, servers, Duration::from_secs(HEALTH_TIMEOUT_S), cluster.client_tls()).await?;
+    Ok(start.elapsed())
+}
 
 /// Why the cluster did not become healthy.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +51,7 @@ pub async fn wait_healthy(
     tls: Option<ClientTls>,
 ) -> Result<Duration, Unhealthy> {
     let start = Instant::now();
-    let config = ClientConfig { connect_timeout_ms: 500, request_timeout_ms: 1_000, tls, ..ClientConfig::default() };
+    let config = probe_config(tls);
     let mut last = String::from("no probe finished");
     let attempts_max = timeout.as_millis() as u64 / HEALTH_POLL_MS + 1;
     for _attempt in 0..attempts_max {

@@ -28,11 +28,6 @@ use crate::runtime::{Cluster, ClusterSpec, RuntimeKind};
 use crate::scenario::Scenario;
 use crate::verdict;
 
-/// How long boot may take to get every hserver listed by DescribeCluster.
-pub const HEALTH_TIMEOUT_S: u64 = 60;
-/// How long to wait for ZooKeeper quorum at boot.
-pub const ZK_QUORUM_TIMEOUT_S: u64 = 60;
-
 /// What a finished run produced.
 pub struct RunOutcome {
     /// The run directory.
@@ -92,10 +87,9 @@ async fn drive(
     boot_started: std::time::Instant,
     crashes: Option<tokio::sync::mpsc::Receiver<crate::runtime::CrashEvent>>,
 ) -> anyhow::Result<CheckResult> {
-    cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
-    let endpoints = cluster.server_addresses();
     let nodes = settings.cluster.nodes;
-    health::wait_healthy(&endpoints, nodes, Duration::from_secs(HEALTH_TIMEOUT_S), cluster.client_tls()).await?;
+    health::wait_cluster(&cluster, nodes).await?;
+    let endpoints = cluster.server_addresses();
     let booted = boot_started.elapsed().as_secs_f64();
     eprintln!("cluster healthy after {booted:.1} s ({nodes} hservers, {} ZooKeeper)", settings.cluster.zk);
     tracing::info!(booted_s = booted, "cluster healthy");
@@ -134,7 +128,7 @@ async fn drive(
     effective.faults.timeline =
         faults::executed(&settings.faults.timeline, &driver.applied.lock().unwrap_or_else(|e| e.into_inner()));
     std::fs::write(run_dir.join(SCENARIO_FILE), effective.to_yaml())?;
-    final_phase(&cluster, &driver, &recorder, &endpoints, nodes).await?;
+    final_phase(&cluster, &driver, &recorder, nodes).await?;
     recorder.harness_info("phase", json!("drain")).await?;
     let drained = workload.drain(settings.drain_timeout.0).await;
     tracing::info!(?drained, "drain finished");
@@ -185,7 +179,6 @@ async fn final_phase(
     cluster: &Arc<Cluster>,
     driver: &FaultDriver,
     recorder: &Recorder,
-    endpoints: &[String],
     nodes: usize,
 ) -> anyhow::Result<()> {
     recorder.harness_info("phase", json!("heal")).await?;
@@ -195,8 +188,7 @@ async fn final_phase(
         let started = cluster.start(node);
         let _ = recorder.harness_info("restart", json!({"node": node, "result": format!("{started:?}")})).await;
     }
-    cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
-    health::wait_healthy(endpoints, nodes, Duration::from_secs(HEALTH_TIMEOUT_S), cluster.client_tls()).await?;
+    health::wait_cluster(cluster, nodes).await?;
     Ok(())
 }
 

@@ -178,15 +178,21 @@ impl TimelineEntry {
         if self.target != TargetSelector::Sequencer {
             return self.nodes.clone();
         }
-        let mut candidates = sequencers();
-        candidates.sort();
-        candidates.dedup();
-        if candidates.is_empty() {
-            return Vec::new();
-        }
-        let index = (self.pick % candidates.len() as u64) as usize;
-        vec![candidates[index].clone()]
+        pick_one(sequencers(), self.pick)
     }
+}
+
+/// One of `candidates`, chosen by the seeded `pick` among them sorted and
+/// deduplicated (so the choice does not depend on the order they were
+/// found in); empty when there is none.
+pub fn pick_one(mut candidates: Vec<String>, pick: u64) -> Vec<String> {
+    candidates.sort();
+    candidates.dedup();
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    let index = (pick % candidates.len() as u64) as usize;
+    vec![candidates[index].clone()]
 }
 
 /// Check that `mix` can produce a timeline within `time_limit` on `nodes`.

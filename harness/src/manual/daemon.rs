@@ -17,7 +17,6 @@ use tokio::net::UnixListener;
 
 use super::protocol::{Reply, Request, SOCKET_FILE};
 use crate::health;
-use crate::orchestrate::{HEALTH_TIMEOUT_S, ZK_QUORUM_TIMEOUT_S};
 use crate::runtime::{Cluster, ClusterSpec};
 
 /// Name of the file the daemon writes once the cluster is healthy.
@@ -53,10 +52,7 @@ pub fn run(config: DaemonConfig) -> anyhow::Result<()> {
 }
 
 async fn serve(cluster: Arc<Cluster>, run_dir: PathBuf, servers: usize, lifetime: Duration) -> anyhow::Result<()> {
-    cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
-    let endpoints = cluster.server_addresses();
-    let client_tls = cluster.client_tls();
-    health::wait_healthy(&endpoints, servers, Duration::from_secs(HEALTH_TIMEOUT_S), client_tls).await?;
+    health::wait_cluster(&cluster, servers).await?;
     let socket = run_dir.join(SOCKET_FILE);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)?;
