@@ -154,12 +154,10 @@ impl Sequencer {
         };
         let id = batch_id(self.epoch, seq);
         let batch = StoredBatch { batch_id: id, record_count, append_time_ms: now_ms(), payload };
-        let durable = if self.ctx.bugs.has(Bug::AckBeforeReplicate) {
-            self.store_locally_then_replicate_lazily(batch).await
-        } else {
-            self.replicate(batch).await
-        };
-        if let Err(reason) = durable {
+        if self.ctx.bugs.has(Bug::AckBeforeReplicate) {
+            return self.ack_after_local_write(seq, batch).await;
+        }
+        if let Err(reason) = self.replicate(batch).await {
             self.depose(&reason);
             return Err(AppendError::Indeterminate { shard: self.shard_id, reason });
         }
@@ -234,21 +232,28 @@ impl Sequencer {
         Err(format!("write quorum {quorum} not reached: {}", failures.join("; ")))
     }
 
-    /// The `ack-before-replicate` bug: durable once the local copy is, with
-    /// the other replicas fed later by a background task.
-    async fn store_locally_then_replicate_lazily(&self, batch: StoredBatch) -> Result<(), String> {
-        self.ctx.store.append(self.shard_id, batch.clone()).await.map_err(|e| e.to_string())?;
-        let ctx = self.ctx.clone();
-        let (shard, epoch) = (self.shard_id, self.epoch);
-        let others: Vec<NodeId> = self.replicas.iter().copied().filter(|n| *n != ctx.node_id).collect();
+    /// The `ack-before-replicate` bug: the client hears "ok" as soon as the
+    /// local copy is durable; replication to a quorum — and with it the
+    /// commit point readers follow — happens later in a background task.
+    async fn ack_after_local_write(self: &Arc<Self>, seq: u64, batch: StoredBatch) -> Result<u64, AppendError> {
+        let id = batch.batch_id;
+        let indeterminate = |reason: String| AppendError::Indeterminate { shard: self.shard_id, reason };
+        match store_local(&self.ctx, self.shard_id, self.epoch, batch.clone()).await {
+            Ok(()) => {}
+            Err(StoreFailure::Fenced(why)) | Err(StoreFailure::Gave(why)) => {
+                self.depose(&why);
+                return Err(indeterminate(why));
+            }
+        }
+        let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(LAZY_REPLICATION_DELAY_MS)).await;
-            let deadline = Instant::now() + Duration::from_millis(REPLICATION_DEADLINE_MS);
-            for node in others {
-                let _ = store_on(ctx.clone(), shard, epoch, node, batch.clone(), deadline).await;
+            match this.replicate(batch).await {
+                Ok(()) => this.mark_durable(seq),
+                Err(reason) => this.depose(&reason),
             }
         });
-        Ok(())
+        Ok(id)
     }
 
     /// Up to `max` committed batches from `from` on, fetching from other
