@@ -5,7 +5,10 @@
 //! the `info` of the operation that heals it: `restart` heals `kill`,
 //! `resume` heals `pause`, `heal` heals anything else, and `heal` of
 //! `"all"` heals everything. Faults whose `info` says `skipped` were never
-//! applied. Pure: it reads only the kept nemesis operations.
+//! applied. Pure: it reads only the nemesis operations it is given.
+//!
+//! Public because the run report draws the same intervals as shaded bands:
+//! one definition of "a fault was active" for explanations and plots.
 
 use serde_json::Value;
 
@@ -14,16 +17,32 @@ use crate::index::{seconds, Index, NONE};
 
 /// One applied fault.
 #[derive(Debug, Clone)]
-pub(crate) struct Fault {
+pub struct Fault {
     /// The fault's name (`kill`, `pause`, ...).
     pub f: String,
     /// The nodes it hit, as named by the nemesis.
     pub nodes: Vec<String>,
-    /// Time of its invoke.
+    /// Time of its invoke, nanoseconds since the run started.
     pub start_time: u64,
-    /// Position and time of the `info` that healed it, or [`NONE`] / max.
+    /// Position of the `info` that healed it, or `u32::MAX` if never healed.
     pub end: u32,
+    /// Time of that `info`, or `u64::MAX` if never healed.
     pub end_time: u64,
+}
+
+/// One nemesis operation as the timeline needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct NemesisEvent<'a> {
+    /// Its position in the history (the `index` field).
+    pub position: u32,
+    /// Its time, nanoseconds since the run started.
+    pub time: u64,
+    /// `invoke` or `info`.
+    pub kind: OpType,
+    /// The fault or healing operation's name.
+    pub f: &'a str,
+    /// The operation's value.
+    pub value: &'a Value,
 }
 
 impl Fault {
@@ -36,7 +55,8 @@ impl Fault {
 
 /// Every fault of a run and the positions of all nemesis operations.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Faults {
+pub struct Faults {
+    /// The applied faults, in the order they started.
     pub faults: Vec<Fault>,
     /// Position of every nemesis op, in order.
     pub positions: Vec<u32>,
@@ -46,23 +66,32 @@ pub(crate) struct Faults {
 
 impl Faults {
     /// Rebuilds the timeline from the index's nemesis operations.
-    pub fn build(index: &Index) -> Faults {
+    pub(crate) fn build(index: &Index) -> Faults {
+        Faults::from_events(index.nemesis.iter().map(|op| NemesisEvent {
+            position: op.position,
+            time: index.time(op.position),
+            kind: op.kind,
+            f: index.strings.get(op.f),
+            value: &op.value,
+        }))
+    }
+
+    /// Builds the timeline from a run's nemesis operations, in history order.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = NemesisEvent<'a>>) -> Faults {
         let mut faults = Faults::default();
-        let mut invoked: Option<(u32, Vec<String>)> = None;
-        for op in &index.nemesis {
-            faults.positions.push(op.position);
-            let f = index.strings.get(op.f);
-            if op.kind == OpType::Invoke {
-                invoked = Some((op.position, target_nodes(&op.value)));
+        let mut invoked: Option<(u64, Vec<String>)> = None;
+        for event in events {
+            faults.positions.push(event.position);
+            if event.kind == OpType::Invoke {
+                invoked = Some((event.time, target_nodes(event.value)));
                 continue;
             }
-            faults.last_info = Some(op.position);
-            let (start, targets) = invoked.take().unwrap_or((op.position, Vec::new()));
-            if matches!(f, "restart" | "resume" | "heal") {
-                faults.heal(f, &targets, op.position, index.time(op.position), &op.value);
-            } else if op.value.get("skipped").is_none() {
-                let start_time = index.time(start);
-                let fault = Fault { f: f.to_string(), nodes: targets, start_time, end: NONE, end_time: u64::MAX };
+            faults.last_info = Some(event.position);
+            let (start_time, targets) = invoked.take().unwrap_or((event.time, Vec::new()));
+            if matches!(event.f, "restart" | "resume" | "heal") {
+                faults.heal(event.f, &targets, event.position, event.time, event.value);
+            } else if event.value.get("skipped").is_none() {
+                let fault = Fault { f: event.f.to_string(), nodes: targets, start_time, end: NONE, end_time: u64::MAX };
                 faults.faults.push(fault);
             }
         }

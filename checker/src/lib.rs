@@ -24,7 +24,7 @@
 //! - `index`: one pre-pass that interns values and ids into compact tables
 //!   (16 bytes per delivery).
 //! - `analysis`: one module per anomaly, run in parallel on scoped threads.
-//! - `faults`: the fault timeline, for explanations.
+//! - [`faults`]: the fault timeline, for explanations and report bands.
 //! - [`edn`]: operations as Jepsen-compatible EDN, for `chaos export`.
 //! - [`synth`]: a seeded generator of synthetic histories with injected
 //!   anomalies, for benchmarks and tests.
@@ -36,13 +36,13 @@
 //! history always gives the same answer, however many threads ran.
 
 pub mod edn;
+pub mod faults;
 pub mod history;
 pub mod names;
 pub mod synth;
 
 mod analysis;
 mod fast_hash;
-mod faults;
 mod index;
 mod input;
 mod options;
@@ -111,8 +111,13 @@ pub fn check_with(history: &History, options: &CheckOptions) -> CheckResult {
 /// the compact index, about a fifth of the file's size.
 pub fn check_reader(reader: impl BufRead, source: &str, options: &CheckOptions) -> Result<Checked, HistoryError> {
     let decoders = threads();
+    let t = std::time::Instant::now();
     let (index, warnings) = input::stream::read(reader, source, decoders)?;
-    Ok(Checked { result: judge(index, options), warnings })
+    eprintln!("TIMING read+build {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let r = judge(index, options);
+    eprintln!("TIMING judge {:?}", t.elapsed());
+    Ok(Checked { result: r, warnings })
 }
 
 /// Threads to use: the machine's parallelism, capped.
@@ -122,11 +127,17 @@ fn threads() -> usize {
 
 /// Runs the analyses over a finished index and decides.
 fn judge(index: Index, options: &CheckOptions) -> CheckResult {
+    let t = std::time::Instant::now();
     let faults = Faults::build(&index);
     let undelivered = Undelivered::build(&index, options);
+    eprintln!("TIMING faults+undelivered {:?}", t.elapsed());
+    let t = std::time::Instant::now();
     let mut stats = stats::gather(&index);
+    eprintln!("TIMING stats {:?}", t.elapsed());
+    let t = std::time::Instant::now();
     let context = Context { index: &index, options, faults: &faults, undelivered: &undelivered };
     let (anomalies, failures) = analysis::run_all(&context, &mut stats, threads());
+    eprintln!("TIMING analyses {:?}", t.elapsed());
     let (valid, unknown_reason) = decide(&anomalies, &stats, &failures);
     stats.unknown_reason = unknown_reason;
     CheckResult { valid, anomalies, stats }
