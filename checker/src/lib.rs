@@ -111,13 +111,8 @@ pub fn check_with(history: &History, options: &CheckOptions) -> CheckResult {
 /// the compact index, about a fifth of the file's size.
 pub fn check_reader(reader: impl BufRead, source: &str, options: &CheckOptions) -> Result<Checked, HistoryError> {
     let decoders = threads();
-    let t = std::time::Instant::now();
     let (index, warnings) = input::stream::read(reader, source, decoders)?;
-    eprintln!("TIMING read+build {:?}", t.elapsed());
-    let t = std::time::Instant::now();
-    let r = judge(index, options);
-    eprintln!("TIMING judge {:?}", t.elapsed());
-    Ok(Checked { result: r, warnings })
+    Ok(Checked { result: judge(index, options), warnings })
 }
 
 /// Threads to use: the machine's parallelism, capped.
@@ -127,17 +122,11 @@ fn threads() -> usize {
 
 /// Runs the analyses over a finished index and decides.
 fn judge(index: Index, options: &CheckOptions) -> CheckResult {
-    let t = std::time::Instant::now();
     let faults = Faults::build(&index);
     let undelivered = Undelivered::build(&index, options);
-    eprintln!("TIMING faults+undelivered {:?}", t.elapsed());
-    let t = std::time::Instant::now();
     let mut stats = stats::gather(&index);
-    eprintln!("TIMING stats {:?}", t.elapsed());
-    let t = std::time::Instant::now();
     let context = Context { index: &index, options, faults: &faults, undelivered: &undelivered };
     let (anomalies, failures) = analysis::run_all(&context, &mut stats, threads());
-    eprintln!("TIMING analyses {:?}", t.elapsed());
     let (valid, unknown_reason) = decide(&anomalies, &stats, &failures);
     stats.unknown_reason = unknown_reason;
     CheckResult { valid, anomalies, stats }

@@ -22,13 +22,67 @@ const DEPTH_MAX: usize = 64;
 
 /// Key orders our writers produce (serde_json writes struct fields in
 /// order and map keys sorted), tried before reading keys the general way.
-const TOP_KEYS: &[&[u8]] =
-    &[b"\"index\":", b"\"time\":", b"\"process\":", b"\"type\":", b"\"f\":", b"\"value\":", b"\"error\":"];
-const APPEND_OK_KEYS: &[&[u8]] = &[b"\"ids\":", b"\"key\":", b"\"stream\":", b"\"values\":"];
-const RECEIVE_OK_KEYS: &[&[u8]] = &[b"\"connection\":", b"\"consumer\":", b"\"records\":", b"\"subscription\":"];
-const RECEIVE_KEYS: &[&[u8]] = &[b"\"connection\":", b"\"consumer\":", b"\"subscription\":"];
-const ACK_KEYS: &[&[u8]] = &[b"\"connection\":", b"\"consumer\":", b"\"ids\":", b"\"subscription\":"];
-const RECORD_KEYS: &[&[u8]] = &[b"\"id\":", b"\"key\":", b"\"value\":"];
+const TOP_KEYS: &[Key] = &[
+    Key::new(b"\"index\":"),
+    Key::new(b"\"time\":"),
+    Key::new(b"\"process\":"),
+    Key::new(b"\"type\":"),
+    Key::new(b"\"f\":"),
+    Key::new(b"\"value\":"),
+    Key::new(b"\"error\":"),
+];
+const APPEND_OK_KEYS: &[Key] =
+    &[Key::new(b"\"ids\":"), Key::new(b"\"key\":"), Key::new(b"\"stream\":"), Key::new(b"\"values\":")];
+const RECEIVE_OK_KEYS: &[Key] = &[
+    Key::new(b"\"connection\":"),
+    Key::new(b"\"consumer\":"),
+    Key::new(b"\"records\":"),
+    Key::new(b"\"subscription\":"),
+];
+const RECEIVE_KEYS: &[Key] =
+    &[Key::new(b"\"connection\":"), Key::new(b"\"consumer\":"), Key::new(b"\"subscription\":")];
+const ACK_KEYS: &[Key] =
+    &[Key::new(b"\"connection\":"), Key::new(b"\"consumer\":"), Key::new(b"\"ids\":"), Key::new(b"\"subscription\":")];
+const RECORD_KEYS: &[Key] = &[Key::new(b"\"id\":"), Key::new(b"\"key\":"), Key::new(b"\"value\":")];
+
+/// An expected key written exactly (`"name":`, at most 16 bytes), as a
+/// little-endian word and a mask of its bytes, so one comparison of 16
+/// bytes recognises it.
+struct Key {
+    literal: &'static [u8],
+    word: u128,
+    mask: u128,
+}
+
+impl Key {
+    const fn new(literal: &'static [u8]) -> Key {
+        assert!(literal.len() <= 16 && literal.len() >= 4, "keys are short");
+        let mut word = 0u128;
+        let mut at = 0;
+        while at < literal.len() {
+            word |= (literal[at] as u128) << (8 * at);
+            at += 1;
+        }
+        let mask = if literal.len() == 16 { u128::MAX } else { (1u128 << (8 * literal.len())) - 1 };
+        Key { literal, word, mask }
+    }
+
+    /// The key's name, without quotes and colon.
+    fn name(&self) -> &'static [u8] {
+        &self.literal[1..self.literal.len() - 2]
+    }
+
+    /// Whether `rest` starts with the key.
+    fn starts(&self, rest: &[u8]) -> bool {
+        match rest.first_chunk::<16>() {
+            Some(chunk) => u128::from_le_bytes(*chunk) & self.mask == self.word,
+            None => rest.starts_with(self.literal),
+        }
+    }
+}
+
+/// Powers of ten below 10^8, for numbers read eight bytes at a time.
+const POWERS_OF_TEN: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
 
 /// Why the fast reader declined a line; the line goes to serde_json.
 #[derive(Debug)]
@@ -42,14 +96,20 @@ type Parsed<T> = Result<T, Decline>;
 pub(crate) fn push_line(batch: &mut Batch, line: &[u8], number: u64) {
     // One UTF-8 check for the whole line (fast for ASCII); strings are then
     // sliced from it. Invalid UTF-8 is for serde_json to report.
-    let Ok(text) = str::from_utf8(line) else {
-        return push_slow(batch, line, number);
-    };
+    match str::from_utf8(line) {
+        Ok(text) => push_text_line(batch, text, number),
+        Err(_) => push_slow(batch, line, number),
+    }
+}
+
+/// [`push_line`] for a line already known to be UTF-8 (a block checked
+/// at once).
+pub(crate) fn push_text_line(batch: &mut Batch, text: &str, number: u64) {
     let mark = Mark::of(batch);
-    let mut reader = Reader { text, bytes: line, at: 0, batch };
+    let mut reader = Reader { text, bytes: text.as_bytes(), at: 0, batch };
     if reader.op(number).is_err() {
         mark.rollback(batch);
-        push_slow(batch, line, number);
+        push_slow(batch, text.as_bytes(), number);
     }
 }
 
@@ -233,7 +293,7 @@ impl<'l> Reader<'l, '_> {
 
     fn append(&mut self, with_ids: bool) -> Parsed<Body> {
         let (mut key, mut values, mut ids) = (None, None, None);
-        let expected: &[&'static [u8]] = if with_ids { APPEND_OK_KEYS } else { &APPEND_OK_KEYS[1..] };
+        let expected = if with_ids { APPEND_OK_KEYS } else { &APPEND_OK_KEYS[1..] };
         self.object(expected, |reader, name| {
             match name {
                 b"values" => once(&mut values, reader.numbers()?)?,
@@ -290,11 +350,7 @@ impl<'l> Reader<'l, '_> {
 
     /// An object whose every field goes to `field`; `expected` is the key
     /// order our writers use, tried first.
-    fn object(
-        &mut self,
-        expected: &[&'static [u8]],
-        mut field: impl FnMut(&mut Self, &'l [u8]) -> Parsed<()>,
-    ) -> Parsed<()> {
+    fn object(&mut self, expected: &[Key], mut field: impl FnMut(&mut Self, &'l [u8]) -> Parsed<()>) -> Parsed<()> {
         self.expect(b'{')?;
         if self.peek_after_space() == Some(b'}') {
             self.at += 1;
@@ -313,15 +369,14 @@ impl<'l> Reader<'l, '_> {
     }
 
     /// The next key: if it is `expected[next]` written exactly (`"name":`,
-    /// no spaces), a byte comparison suffices; otherwise the general way.
-    fn key_expecting(&mut self, expected: &[&'static [u8]], next: &mut usize) -> Parsed<&'l [u8]> {
-        if let Some(&literal) = expected.get(*next) {
-            // A short loop beats a call to memcmp for these few bytes.
-            let rest = &self.bytes[self.at..];
-            if rest.len() >= literal.len() && literal.iter().zip(rest).all(|(want, have)| want == have) {
-                self.at += literal.len();
+    /// no spaces), one word comparison suffices; otherwise the general way.
+    #[inline(always)]
+    fn key_expecting(&mut self, expected: &[Key], next: &mut usize) -> Parsed<&'l [u8]> {
+        if let Some(key) = expected.get(*next) {
+            if key.starts(&self.bytes[self.at..]) {
+                self.at += key.literal.len();
                 *next += 1;
-                return Ok(&literal[1..literal.len() - 2]);
+                return Ok(key.name());
             }
         }
         self.key()
@@ -375,6 +430,7 @@ impl<'l> Reader<'l, '_> {
         Ok(start..self.batch.records.len() as u32)
     }
 
+    #[inline(always)]
     fn record_id(&mut self) -> Parsed<RecordId> {
         self.expect(b'[')?;
         let shard = self.unsigned()?;
@@ -421,43 +477,49 @@ impl<'l> Reader<'l, '_> {
 
     /// A string without escapes or control characters, borrowed from the
     /// line.
+    #[inline(always)]
     fn string(&mut self) -> Parsed<&'l str> {
         self.expect(b'"')?;
         let start = self.at;
-        let mut end = start;
-        // Bounded by the line.
-        loop {
-            match self.bytes.get(end) {
-                Some(b'"') => break,
-                Some(b'\\') | None => return Err(Decline),
-                Some(&byte) if byte < 0x20 => return Err(Decline),
-                Some(_) => end += 1,
-            }
+        let rest = &self.bytes[start..];
+        let length = rest.iter().position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20).ok_or(Decline)?;
+        if rest[length] != b'"' {
+            return Err(Decline);
         }
+        let end = start + length;
         self.at = end + 1;
         // Both ends are ASCII quotes, so they are character boundaries.
         self.text.get(start..end).ok_or(Decline)
     }
 
     /// A non-negative integer that fits `u64`; anything else (signs,
-    /// fractions, exponents, leading zeros) is declined. Eight digits at a
-    /// time while there are eight.
+    /// fractions, exponents, leading zeros) is declined. Eight bytes at a
+    /// time: a word of digits at once, and the digits before the first
+    /// non-digit of a word at once.
+    #[inline(always)]
     fn unsigned(&mut self) -> Parsed<u64> {
         self.skip_space();
         let start = self.at;
         let mut number: u64 = 0;
-        // Bounded by the line: each round consumes eight digits.
-        while let Some(chunk) = self.bytes.get(self.at..self.at + 8) {
-            let word =
-                u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
-            if !eight_digits(word) {
-                break;
+        // Bounded by the line: each round consumes eight digits or ends.
+        while let Some(chunk) = self.bytes.get(self.at..).and_then(<[u8]>::first_chunk::<8>) {
+            let word = u64::from_le_bytes(*chunk);
+            let digits = leading_digits(word);
+            if digits == 8 {
+                number = number.wrapping_mul(100_000_000).wrapping_add(eight_value(word));
+                self.at += 8;
+                continue;
             }
-            number = number.wrapping_mul(100_000_000).wrapping_add(eight_value(word));
-            self.at += 8;
+            if digits > 0 {
+                // The digits moved to the top, '0's shifted in below them.
+                let padded = (word << (8 * (8 - digits))) | (0x3030_3030_3030_3030 >> (8 * digits));
+                number = number.wrapping_mul(POWERS_OF_TEN[digits]).wrapping_add(eight_value(padded));
+                self.at += digits;
+            }
+            break;
         }
-        // Bounded by the line. Up to 19 digits cannot overflow; longer
-        // numbers are read again with checks below.
+        // Near the end of the line: a digit at a time. Up to 19 digits
+        // cannot overflow; longer numbers are read again with checks below.
         while let Some(&byte) = self.bytes.get(self.at) {
             if !byte.is_ascii_digit() {
                 break;
@@ -567,6 +629,7 @@ impl<'l> Reader<'l, '_> {
         false
     }
 
+    #[inline(always)]
     fn expect(&mut self, byte: u8) -> Parsed<()> {
         if self.next_after_space() == Some(byte) {
             return Ok(());
@@ -574,21 +637,25 @@ impl<'l> Reader<'l, '_> {
         Err(Decline)
     }
 
+    #[inline(always)]
     fn next_after_space(&mut self) -> Option<u8> {
         let byte = self.peek_after_space()?;
         self.at += 1;
         Some(byte)
     }
 
+    #[inline(always)]
     fn peek_after_space(&mut self) -> Option<u8> {
         self.skip_space();
         self.peek()
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
 
+    #[inline(always)]
     fn skip_space(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
             self.at += 1;
@@ -601,11 +668,14 @@ fn checked_decimal(digits: &[u8]) -> Option<u64> {
     digits.iter().try_fold(0u64, |number, &digit| number.checked_mul(10)?.checked_add(u64::from(digit - b'0')))
 }
 
-/// Whether eight little-endian bytes are all ASCII digits.
-fn eight_digits(word: u64) -> bool {
-    let high = word & 0xF0F0_F0F0_F0F0_F0F0;
-    let carried = word.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0;
-    (high | (carried >> 4)) == 0x3333_3333_3333_3333
+/// How many of eight little-endian bytes, from the first, are ASCII
+/// digits. A byte is a digit when its high nibble is 3 and adding 6 keeps
+/// it so; carries out of bytes at or above 0xFA only reach later bytes,
+/// which lie past the first non-digit anyway.
+fn leading_digits(word: u64) -> usize {
+    let high = (word & 0xF0F0_F0F0_F0F0_F0F0) ^ 0x3030_3030_3030_3030;
+    let carried = (word.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) ^ 0x3030_3030_3030_3030;
+    ((high | carried).trailing_zeros() / 8) as usize
 }
 
 /// The value of eight ASCII digits (little-endian bytes, first digit
@@ -691,7 +761,9 @@ mod tests {
     /// Goal: the eight-digit shortcut reads every length and value right.
     #[test]
     fn numbers_of_every_length_parse_exactly() {
-        for number in [0u64, 7, 12_345_678, 123_456_789, 9_999_999_999_999_999, u64::MAX, 5_497_558_138_881] {
+        let every_length = (1..=19).flat_map(|digits| [10u64.pow(digits) - 1, 10u64.pow(digits - 1) + 7]);
+        let numbers = [0u64, 7, 12_345_678, 123_456_789, 9_999_999_999_999_999, u64::MAX, 5_497_558_138_881];
+        for number in numbers.into_iter().chain(every_length) {
             agree(&format!(
                 r#"{{"index":{number},"time":{number},"process":1,"type":"invoke","f":"ack","value":{{}}}}"#
             ));

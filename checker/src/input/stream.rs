@@ -18,7 +18,7 @@ use std::io::BufRead;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
-use super::fast::push_line;
+use super::fast::{push_line, push_text_line};
 use super::{Batch, Item, Name, Problem};
 use crate::history::rules::Rules;
 use crate::history::HistoryError;
@@ -177,6 +177,7 @@ fn decode(blocks: Receiver<Block>, decoded: SyncSender<Decoded>, pools: &Pools) 
     while let Ok(block) = blocks.recv() {
         let mut batch = pools.batch();
         let lines = decode_block(&mut batch, &block.bytes[..block.len], block.last);
+
         pools.give_block(block.bytes);
         if decoded.send(Decoded { sequence: block.sequence, batch, lines }).is_err() {
             return;
@@ -187,12 +188,16 @@ fn decode(blocks: Receiver<Block>, decoded: SyncSender<Decoded>, pools: &Pools) 
 /// Decodes every line of a block, numbering lines from 1; returns how many
 /// lines the block held (an unterminated last fragment included).
 fn decode_block(batch: &mut Batch, bytes: &[u8], last: bool) -> u64 {
+    // One UTF-8 check for the block: lines end at ASCII newlines, so each
+    // line of a valid block is valid. Otherwise each line is checked alone.
+    let text = std::str::from_utf8(bytes).ok();
     let mut line = 0;
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', bytes).map(|newline| (newline, true));
     let tail = (!bytes.is_empty() && bytes.last() != Some(&b'\n')).then_some((bytes.len(), false));
     for (end, terminated) in ends.chain(tail) {
         line += 1;
+        let start_of_line = start;
         let content = &bytes[start..end];
         start = end + 1;
         if content.iter().all(u8::is_ascii_whitespace) {
@@ -201,7 +206,10 @@ fn decode_block(batch: &mut Batch, bytes: &[u8], last: bool) -> u64 {
             debug_assert!(last, "only the last block may end mid-line");
             batch.items.push(Item::Problem(Problem::Unterminated { line }));
         } else {
-            push_line(batch, content, line);
+            match text.and_then(|text| text.get(start_of_line..end)) {
+                Some(text) => push_text_line(batch, text, line),
+                None => push_line(batch, content, line),
+            }
         }
     }
     line
