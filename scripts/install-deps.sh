@@ -2,7 +2,9 @@
 # Installs the system packages hstream-chaos needs, if they are missing:
 # ZooKeeper (Debian package, run by the harness with Java), iproute2 (network
 # namespaces), iptables (network faults), iputils-ping (fault measurements)
-# and python3-venv (the upstream-client compatibility test). Idempotent.
+# and python3-venv (the upstream-client compatibility test). With --test it
+# also installs chromium (the headless-browser test of report.html).
+# Idempotent.
 set -euo pipefail
 
 need=()
@@ -12,6 +14,9 @@ command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ "${1:-}" = "--test" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
+fi
 
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

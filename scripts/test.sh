@@ -6,7 +6,7 @@
 # processes and real network namespaces). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --test
 
 venv=target/compat-venv
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import hstreamdb' >/dev/null 2>&1; then

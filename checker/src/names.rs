@@ -65,3 +65,44 @@ pub const ALL: [&str; 16] = [
     CRASH,
     DUPLICATE_DELIVERY,
 ];
+
+/// One sentence saying what one occurrence of the named anomaly means, for
+/// readers of a report who have not read the checker's README; `None` for
+/// a name this checker does not produce.
+pub fn meaning(name: &str) -> Option<&'static str> {
+    Some(match name {
+        LOST => "An acknowledged record was never delivered, although its shard delivered records past it.",
+        UNSEEN_AT_END => {
+            "An acknowledged record was still undelivered when the history ended; its shard never got past it."
+        }
+        EXPIRED => "An undelivered acknowledged record older than the stream's retention: it may have been deleted.",
+        UNEXPECTED => "A delivered value that no append sent, or whose append failed.",
+        INCONSISTENT_ID => "One record id carried two different values.",
+        DUPLICATE_WRITE => "One value was stored under two record ids.",
+        NONMONOTONIC_APPEND => "An append got ids below those of an append acknowledged before it started.",
+        NONMONOTONIC_DELIVERY => "A connection received a record for the first time after a larger id of its shard.",
+        ORDER_CYCLE => "Observers disagree on the order of a shard's records: their precedence forms a cycle.",
+        DELIVERY_SKIP => "A shard skipped an acknowledged record across a consumer hand-over and delivered it later.",
+        STALE_REDELIVERY => "A record redelivered after its ack completed with no fault or consumer churn in between.",
+        UNAVAILABLE => {
+            "After the last fault healed, no append or delivery succeeded for longer than the recovery budget."
+        }
+        IMBALANCE => "On a settled cluster, shard sequencers were spread unevenly across live nodes.",
+        LOG_PATTERN => "A node log shows a panic, FATAL error or failed assertion.",
+        CRASH => "A node exited without the nemesis killing it.",
+        DUPLICATE_DELIVERY => "A record delivered more than once (allowed under at-least-once).",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Goal: every anomaly the checker produces can be explained in a report.
+    #[test]
+    fn every_name_has_a_meaning() {
+        for name in super::ALL {
+            assert!(super::meaning(name).is_some_and(|m| m.ends_with('.')), "{name}");
+        }
+        assert_eq!(super::meaning("no-such-anomaly"), None);
+    }
+}

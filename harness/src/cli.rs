@@ -33,6 +33,7 @@ const EXAMPLES: &str = "Examples:
   chaos run --runtime loopback               # no root: processes on 127.0.x.y, process faults only
   chaos run --tls mtls                       # mutual TLS everywhere, with certificates made for the run
   chaos check store/latest                   # re-check a run offline
+  chaos report store/latest                  # (re)write store/latest/report.html
   chaos cluster down --all-stale             # clean up after a crashed harness
 
 Exit codes: 0 valid, 1 anomalies found, 2 harness or set-up error, 3 unknown.";
@@ -55,6 +56,11 @@ pub enum Command {
     Check {
         /// A run directory (store/<run>) or a history.jsonl file.
         path: PathBuf,
+    },
+    /// Write (or rewrite) report.html of a run directory and print its path.
+    Report {
+        /// A run directory (store/<run>).
+        run_dir: PathBuf,
     },
     /// Measure the checker on a synthetic history: throughput, peak memory, injected anomalies found.
     BenchChecker(Box<crate::bench_checker::BenchArgs>),
@@ -380,6 +386,10 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             }
             println!("{}", verdict::render(&result));
             Ok(orchestrate::exit_code(&result.valid))
+        }
+        Command::Report { run_dir } => {
+            println!("{}", crate::report::write(&run_dir)?.display());
+            Ok(0)
         }
         Command::BenchChecker(args) => crate::bench_checker::run(&args),
         Command::Export(args) => crate::export::run(&args),

@@ -14,6 +14,7 @@
 //! - [`runtime`] — boots real processes in network namespaces or on loopback.
 //! - [`verdict`], [`progress`], [`rundir`], [`logging`] — presentation and files.
 //! - [`bench_checker`], [`export`] — `chaos bench-checker` (checker speed) and `chaos export` (Jepsen EDN).
+//! - [`report`] — `report.html` of a run (plots, anomalies, log excerpts); `chaos report`.
 
 pub mod batch;
 pub mod bench_checker;
@@ -26,6 +27,7 @@ pub mod manual;
 pub mod nightly;
 pub mod orchestrate;
 pub mod progress;
+pub mod report;
 pub mod rundir;
 pub mod runtime;
 pub mod scenario;

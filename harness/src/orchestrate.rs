@@ -49,6 +49,19 @@ pub fn run(settings: Scenario, options: &RunOptions) -> anyhow::Result<RunOutcom
     let run_id = rundir::fresh_run_id();
     let run_dir = rundir::create(&absolute(&options.store), &run_id)
         .with_context(|| format!("cannot create a run directory under {}", options.store.display()))?;
+    let outcome = run_in(&run_dir, run_id, settings, options);
+    // Every run directory gets a report, also when the run failed part-way:
+    // that is when a reader needs it most.
+    match crate::report::write(&run_dir) {
+        Ok(path) => eprintln!("report: {}", path.display()),
+        Err(error) => eprintln!("warning: no report for {}: {error}", run_dir.display()),
+    }
+    Ok(RunOutcome { run_dir, result: outcome? })
+}
+
+/// The run itself, in a fresh run directory.
+fn run_in(run_dir: &Path, run_id: String, settings: Scenario, options: &RunOptions) -> anyhow::Result<CheckResult> {
+    let run_dir = run_dir.to_path_buf();
     crate::logging::to_file(&run_dir.join(rundir::HARNESS_LOG_FILE))
         .with_context(|| format!("cannot create {}", run_dir.join(rundir::HARNESS_LOG_FILE).display()))?;
     tracing::info!(seed = settings.seed(), run = %run_id, "run starts");
@@ -57,7 +70,7 @@ pub fn run(settings: Scenario, options: &RunOptions) -> anyhow::Result<RunOutcom
     eprintln!("run {run_id}: seed {} → {}", settings.seed(), run_dir.display());
     let runtime: RuntimeKind = settings.runtime.parse()?;
     let mut spec = ClusterSpec::new(runtime, settings.cluster.nodes, settings.cluster.zk, &run_dir);
-    spec.run_id = Some(run_id);
+    spec.run_id = Some(run_id.clone());
     spec.hserver_bin = options.hserver_bin.clone();
     spec.bug_flags = settings.cluster.server_bugs.clone();
     spec.tls = settings.tls;
@@ -69,14 +82,14 @@ pub fn run(settings: Scenario, options: &RunOptions) -> anyhow::Result<RunOutcom
     let crashes = cluster.crash_events();
     let handle = cluster.control_handle()?;
     let cluster = Arc::new(cluster);
-    let flow = drive(cluster.clone(), settings, run_dir.clone(), boot_started, crashes);
+    let flow = drive(cluster.clone(), settings, run_dir.clone(), run_id, boot_started, crashes);
     let outcome = handle.block_on(handle.spawn(flow));
     let mut cluster = Arc::try_unwrap(cluster).map_err(|_| anyhow::anyhow!("cluster still in use at teardown"))?;
-    let report = cluster.teardown();
+    let teardown = cluster.teardown();
     drop(cluster);
     let outcome = outcome.context("the run's task panicked")??;
-    report.context("teardown failed")?;
-    Ok(RunOutcome { run_dir, result: outcome })
+    teardown.context("teardown failed")?;
+    Ok(outcome)
 }
 
 /// The asynchronous part of a run, on the control runtime.
@@ -84,6 +97,7 @@ async fn drive(
     cluster: Arc<Cluster>,
     settings: Scenario,
     run_dir: PathBuf,
+    run_id: String,
     boot_started: std::time::Instant,
     crashes: Option<tokio::sync::mpsc::Receiver<crate::runtime::CrashEvent>>,
 ) -> anyhow::Result<CheckResult> {
@@ -94,6 +108,10 @@ async fn drive(
     eprintln!("cluster healthy after {booted:.1} s ({nodes} hservers, {} ZooKeeper)", settings.cluster.zk);
     tracing::info!(booted_s = booted, "cluster healthy");
     let recorder = Recorder::create(run_dir.join(HISTORY_FILE)).await?;
+    let history_start_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX));
+    rundir::RunInfo { run_id, seed: settings.seed(), history_start_unix_ns }.write(&run_dir)?;
     if let Some(crashes) = crashes {
         tokio::spawn(forward_crashes(crashes, recorder.clone()));
     }

@@ -56,8 +56,15 @@ pub fn options_for(history: &Path) -> CheckOptions {
     if let Ok(scenario) = crate::scenario::Scenario::load(&run_dir.join(crate::rundir::SCENARIO_FILE)) {
         options.backlog_seconds = Some(scenario.workload.backlog.0.as_secs());
     }
-    let nodes = run_dir.join("nodes");
-    let Ok(entries) = std::fs::read_dir(&nodes) else { return options };
+    options.logs = node_logs(run_dir);
+    options
+}
+
+/// Every node log of a run directory (`nodes/<node>/*.log`) as (path
+/// relative to the run directory, content), sorted by path; unreadable
+/// files are skipped.
+pub fn node_logs(run_dir: &Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(run_dir.join("nodes")) else { return Vec::new() };
     let mut logs = Vec::new();
     for node in entries.flatten() {
         let Ok(files) = std::fs::read_dir(node.path()) else { continue };
@@ -69,8 +76,7 @@ pub fn options_for(history: &Path) -> CheckOptions {
         }
     }
     logs.sort();
-    options.logs = logs;
-    options
+    logs
 }
 
 /// Writes `results.json` into `run_dir`.

@@ -114,6 +114,9 @@ fn ack_before_replicate_is_caught_as_lost_records() {
     let caught =
         ["lost", "inconsistent-id", "duplicate-write"].iter().map(|n| anomaly_count(&done.results, n)).sum::<u64>();
     assert!(caught > 0, "no lost/inconsistent-id/duplicate-write: {}", done.results);
+    let report = std::fs::read_to_string(done.run_dir.join("report.html")).expect("every run writes report.html");
+    assert!(report.contains("<h1>INVALID</h1>") && report.contains("seed <b id=\"seed\">12</b>"));
+    assert!(!report.contains("run.json is missing"), "the run placed node logs on the history's clock");
     assert_nothing_left(&done.run_dir);
 }
 

@@ -1,0 +1,234 @@
+//! `report.html`: rendered for an invalid, a valid and an aborted run, and
+//! loaded in a real headless Chromium (Debian `chromium`).
+//!
+//! Goal: whatever state a run directory is in, the report says what
+//! happened, with the facts a debugger needs (verdict, seed, anomaly
+//! explanations, proving ops, node log lines at the right moment, plots),
+//! and a browser loads it without a single console message. Method: build
+//! run directories from synthetic histories with injected anomalies, check
+//! them with the real checker, write reports with the `chaos` binary and
+//! read the HTML; render one to PNG in Chromium.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use checker::synth::{generate, Injections, SynthConfig};
+
+const SECOND: u64 = 1_000_000_000;
+/// Wall clock of the synthetic runs' history time 0: 2026-11-26T12:59:08Z.
+const START_UNIX_NS: u64 = 1_795_697_948 * SECOND;
+
+fn chaos() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
+}
+
+/// A run directory holding a synthetic history, its check and run.json.
+fn checked_run(store: &Path, name: &str, config: &SynthConfig, node_log: &str) -> PathBuf {
+    let dir = store.join(name);
+    std::fs::create_dir_all(dir.join("nodes/n1")).unwrap();
+    let (history, _) = generate(config);
+    std::fs::write(dir.join("history.jsonl"), history).unwrap();
+    std::fs::write(dir.join("nodes/n1/n1.log"), node_log).unwrap();
+    std::fs::write(dir.join("scenario.yaml"), "seed: 4242\n").unwrap();
+    let info = harness::rundir::RunInfo { run_id: "abc123".into(), seed: 4242, history_start_unix_ns: START_UNIX_NS };
+    info.write(&dir).unwrap();
+    let history = dir.join("history.jsonl");
+    let (result, _) = harness::verdict::check_file(&history, &harness::verdict::options_for(&history)).unwrap();
+    harness::verdict::write_results(&dir, &result).unwrap();
+    dir
+}
+
+/// Runs `chaos report DIR` and returns the page.
+fn report(dir: &Path) -> String {
+    let output = Command::new(chaos()).arg("report").arg(dir).output().expect("chaos runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), dir.join("report.html").display().to_string());
+    std::fs::read_to_string(dir.join("report.html")).expect("report.html written")
+}
+
+/// A stamped node log line at `at_ns` of the history's clock.
+fn log_line(at_ns: u64, text: &str) -> String {
+    let total = START_UNIX_NS + at_ns;
+    let (seconds, nanos) = (total / SECOND, total % SECOND);
+    let of_day = seconds % 86_400;
+    // 2026-11-26 is the day of START_UNIX_NS; the tests stay within it.
+    format!(
+        "2026-11-26T{:02}:{:02}:{:02}.{:06}Z  WARN {text}\n",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60,
+        nanos / 1000
+    )
+}
+
+fn invalid_run(store: &Path) -> (PathBuf, serde_json::Value) {
+    let inject = Injections { lost: 3, reorders: 2, unexpected: 1, ..Injections::default() };
+    let config = SynthConfig { ops: 30_000, seed: 9, inject, ..SynthConfig::default() };
+    // First pass to learn when the first lost record was acknowledged, so
+    // the node log can say something at exactly that moment.
+    let probe = checked_run(store, "probe", &config, "");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(probe.join("results.json")).unwrap()).unwrap();
+    let lost = &results["anomalies"]["lost"]["examples"][0];
+    let ok_op = lost["ops"][1].as_u64().expect("the append's ok op");
+    let history = std::fs::read_to_string(probe.join("history.jsonl")).unwrap();
+    let line = history.lines().nth(ok_op as usize).unwrap();
+    let op: serde_json::Value = serde_json::from_str(line).unwrap();
+    let at = op["time"].as_u64().unwrap();
+    let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
+    let after_the_end = last["time"].as_u64().unwrap() + 60 * SECOND;
+    let filler: String = (0..10).map(|i| log_line(after_the_end, &format!("filler {i}"))).collect();
+    let log = [
+        log_line(0, "hserver serving node=1"),
+        log_line(at, "sequencer of shard lost its quorum marker-near-the-loss"),
+        "thread 'main' panicked at src/store.rs:12:5:\nmarker-panic-text\n".to_string(),
+        filler,
+        log_line(after_the_end + 60 * SECOND, "much later marker-far-away"),
+    ]
+    .concat();
+    let dir = checked_run(store, "20261126T125908Z-abc123", &config, &log);
+    let results = serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    (dir, results)
+}
+
+/// Goal: an invalid run's report leads with the verdict and seed, lists
+/// every anomaly with its explanation and proving ops, shows the node log
+/// lines at the moment of a loss (and not far-away ones) and the cited
+/// panic line, and draws all five plots, saying it downsampled.
+#[test]
+fn invalid_run_report_explains_every_anomaly() {
+    let store = tempfile::tempdir().unwrap();
+    let (dir, results) = invalid_run(store.path());
+    let html = report(&dir);
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("<h1>INVALID</h1>"), "verdict first");
+    assert!(html.contains("seed <b id=\"seed\">4242</b>"));
+    assert!(html.contains("run <b>20261126T125908Z-abc123</b>"));
+    let anomalies = results["anomalies"].as_object().unwrap();
+    for name in ["lost", "nonmonotonic-delivery", "unexpected", "log-pattern"] {
+        assert!(anomalies.contains_key(name), "{name} missing from {results}");
+    }
+    for (name, anomaly) in anomalies {
+        assert!(html.contains(&format!("id=\"a-{name}\"")), "no drill-down for {name}");
+        let explanation = anomaly["examples"][0]["explanation"].as_str().unwrap();
+        assert!(html.contains(&harness::report::escape(explanation)), "{name}: explanation missing");
+    }
+    let lost_ops = &results["anomalies"]["lost"]["examples"][0]["ops"];
+    assert!(html.contains(&format!("proving operations: {} (", lost_ops[0])), "op times shown");
+    assert!(html.contains("marker-near-the-loss"), "log line at the loss's moment");
+    assert!(!html.contains("marker-far-away"), "log lines far from every anomaly stay out");
+    assert!(html.contains("marker-panic-text"), "the cited panic line");
+    assert_eq!(html.matches("<svg").count(), 5, "timeline, two latency plots, throughput, lag");
+    assert!(html.contains("Downsampled: the timeline shows"), "30 000 ops exceed the 10 000 drawn");
+    assert!(html.contains("p99") && html.contains("shard "), "quantile and per-shard legends");
+}
+
+/// Goal: a valid run says VALID, has no anomaly drill-down, and draws the
+/// plots without a downsampling note when everything fits.
+#[test]
+fn valid_run_report_says_valid() {
+    let store = tempfile::tempdir().unwrap();
+    let config = SynthConfig { ops: 4_000, seed: 3, ..SynthConfig::default() };
+    let dir = checked_run(store.path(), "20261126T130000Z-def456", &config, "");
+    let html = report(&dir);
+    assert!(html.contains("<h1>VALID</h1>"), "{}", &html[..2000.min(html.len())]);
+    assert!(!html.contains("class=\"violation\""), "allowed anomalies only");
+    assert!(!html.contains("Downsampled"));
+    assert_eq!(html.matches("<svg").count(), 5);
+    assert!(!html.contains("Read this first"), "nothing to warn about");
+}
+
+/// Goal: a run that ended during boot (no history, no results, no
+/// run.json) and one whose history breaks off still get a report that
+/// says exactly what is missing, instead of an error.
+#[test]
+fn aborted_runs_get_a_report_that_says_what_is_missing() {
+    let store = tempfile::tempdir().unwrap();
+    let empty = store.path().join("20261126T140000Z-0000aa");
+    std::fs::create_dir_all(&empty).unwrap();
+    let html = report(&empty);
+    assert!(html.contains("<h1>NOT CHECKED</h1>"));
+    assert!(html.contains("results.json"), "says the verdict is missing");
+    assert!(html.contains("history.jsonl") && html.contains("ended before its workload started"));
+    assert!(html.contains("run.json is missing"));
+    assert_eq!(html.matches("<svg").count(), 5, "empty plots, not missing ones");
+
+    let broken = store.path().join("20261126T140100Z-0000bb");
+    std::fs::create_dir_all(&broken).unwrap();
+    let (history, _) = generate(&SynthConfig { ops: 2_000, ..SynthConfig::default() });
+    let cut: Vec<&str> = history.lines().collect();
+    let text = format!("{}\nnot json\n{}\n", cut[..500].join("\n"), cut[500..].join("\n"));
+    std::fs::write(broken.join("history.jsonl"), text).unwrap();
+    let html = report(&broken);
+    assert!(html.contains("could not be read to the end"));
+    assert!(html.contains("history.jsonl:501"), "names the bad line");
+    assert!(html.contains("500 operations"), "plots what came before");
+
+    let missing = Command::new(chaos()).arg("report").arg(store.path().join("nope")).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not a run directory"));
+}
+
+/// Debian's Chromium; CI installs it (scripts/install-deps.sh).
+fn chromium() -> PathBuf {
+    let path = PathBuf::from(std::env::var("CHAOS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    assert!(path.is_file(), "{} missing: install Debian `chromium` (scripts/install-deps.sh does)", path.display());
+    path
+}
+
+/// Loads `page` in headless Chromium, screenshots it to `png` and returns
+/// the console messages it logged.
+fn load_in_chromium(page: &Path, png: &Path, profile: &Path) -> Vec<String> {
+    let output = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-extensions",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,2400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium starts");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "chromium failed: {stderr}");
+    stderr.lines().filter(|line| line.contains(":CONSOLE")).map(str::to_string).collect()
+}
+
+/// Goal: a report with anomalies loads in a real browser, renders to a
+/// non-blank PNG, and logs nothing to the console. The same detector does
+/// see console errors on a page that has them, so the assertion can fail.
+#[test]
+fn report_loads_in_headless_chromium_without_console_messages() {
+    let store = tempfile::tempdir().unwrap();
+    let (dir, _) = invalid_run(store.path());
+    report(&dir);
+    let png = store.path().join("report.png");
+    let console = load_in_chromium(&dir.join("report.html"), &png, &store.path().join("profile"));
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    let image = std::fs::read(&png).expect("screenshot written");
+    assert!(image.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let (width, height) =
+        (u32::from_be_bytes(image[16..20].try_into().unwrap()), u32::from_be_bytes(image[20..24].try_into().unwrap()));
+    assert_eq!((width, height), (1200, 2400));
+    assert!(image.len() > 50_000, "a blank page compresses to a few KiB; got {} bytes", image.len());
+
+    let bad = store.path().join("bad.html");
+    std::fs::write(
+        &bad,
+        "<!DOCTYPE html><html><body><script>console.error('marker-error'); nope();</script></body></html>",
+    )
+    .unwrap();
+    let console = load_in_chromium(&bad, &store.path().join("bad.png"), &store.path().join("profile-bad"));
+    assert!(console.iter().any(|line| line.contains("marker-error")), "{console:#?}");
+    assert!(console.iter().any(|line| line.contains("Uncaught ReferenceError")), "{console:#?}");
+}
