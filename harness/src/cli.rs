@@ -34,6 +34,7 @@ const EXAMPLES: &str = "Examples:
   chaos run --tls mtls                       # mutual TLS everywhere, with certificates made for the run
   chaos check store/latest                   # re-check a run offline
   chaos report store/latest                  # (re)write store/latest/report.html
+  chaos serve --store store --port 8080      # browse runs at http://127.0.0.1:8080/
   chaos cluster down --all-stale             # clean up after a crashed harness
 
 Exit codes: 0 valid, 1 anomalies found, 2 harness or set-up error, 3 unknown.";
@@ -62,6 +63,8 @@ pub enum Command {
         /// A run directory (store/<run>).
         run_dir: PathBuf,
     },
+    /// Browse a store of runs on a loopback web server (reports, histories, logs, zip downloads).
+    Serve(crate::serve::ServeArgs),
     /// Measure the checker on a synthetic history: throughput, peak memory, injected anomalies found.
     BenchChecker(Box<crate::bench_checker::BenchArgs>),
     /// Export a run's history for other tools (edn: Jepsen's format, history.edn).
@@ -391,6 +394,7 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", crate::report::write(&run_dir)?.display());
             Ok(0)
         }
+        Command::Serve(args) => crate::serve::run(&args),
         Command::BenchChecker(args) => crate::bench_checker::run(&args),
         Command::Export(args) => crate::export::run(&args),
         Command::Cluster(ClusterCommand::Up(args)) => {

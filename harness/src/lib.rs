@@ -15,6 +15,7 @@
 //! - [`verdict`], [`progress`], [`rundir`], [`logging`] — presentation and files.
 //! - [`bench_checker`], [`export`] — `chaos bench-checker` (checker speed) and `chaos export` (Jepsen EDN).
 //! - [`report`] — `report.html` of a run (plots, anomalies, log excerpts); `chaos report`.
+//! - [`serve`] — `chaos serve`: browse a store of runs on loopback.
 
 pub mod batch;
 pub mod bench_checker;
@@ -32,5 +33,6 @@ pub mod rundir;
 pub mod runtime;
 pub mod scenario;
 pub mod selftest;
+pub mod serve;
 pub mod shrink;
 pub mod verdict;

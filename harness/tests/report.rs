@@ -1,5 +1,6 @@
 //! `report.html`: rendered for an invalid, a valid and an aborted run, and
-//! loaded in a real headless Chromium (Debian `chromium`).
+//! loaded in a real headless Chromium (Debian `chromium`); and `chaos
+//! serve`, which lists and serves such runs over loopback HTTP.
 //!
 //! Goal: whatever state a run directory is in, the report says what
 //! happened, with the facts a debugger needs (verdict, seed, anomaly
@@ -9,8 +10,9 @@
 //! them with the real checker, write reports with the `chaos` binary and
 //! read the HTML; render one to PNG in Chromium.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use checker::synth::{generate, Injections, SynthConfig};
 
@@ -231,4 +233,119 @@ fn report_loads_in_headless_chromium_without_console_messages() {
     let console = load_in_chromium(&bad, &store.path().join("bad.png"), &store.path().join("profile-bad"));
     assert!(console.iter().any(|line| line.contains("marker-error")), "{console:#?}");
     assert!(console.iter().any(|line| line.contains("Uncaught ReferenceError")), "{console:#?}");
+}
+
+/// A `chaos serve` child, stopped (by its own pid) when dropped.
+struct Server {
+    child: std::process::Child,
+    address: String,
+}
+
+impl Server {
+    fn start(store: &Path) -> Server {
+        let mut child = Command::new(chaos())
+            .args(["serve", "--port", "0", "--lifetime-minutes", "5", "--store"])
+            .arg(store)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("chaos serve starts");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        let address = first.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_default();
+        assert!(!address.is_empty(), "no address in {first:?}");
+        Server { child, address: address.to_string() }
+    }
+
+    /// GET `path`: (status, headers, body).
+    fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.address).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("a header");
+        let head = String::from_utf8_lossy(&response[..split]).into_owned();
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, head, response[split + 4..].to_vec())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Goal: `chaos serve` lists runs newest first with their verdicts,
+/// filters by anomaly, serves reports (writing a missing one), files and
+/// log listings, zips a run, and refuses paths out of a run directory.
+#[test]
+fn serve_lists_filters_and_serves_runs() {
+    let store = tempfile::tempdir().unwrap();
+    let (invalid, _) = invalid_run(store.path());
+    std::fs::remove_dir_all(store.path().join("probe")).unwrap();
+    let config = SynthConfig { ops: 2_000, seed: 3, ..SynthConfig::default() };
+    let valid = checked_run(store.path(), "20261126T130000Z-def456", &config, "");
+    std::os::unix::fs::symlink(valid.file_name().unwrap(), store.path().join("latest")).unwrap();
+    let server = Server::start(store.path());
+
+    let (status, _, body) = server.get("/");
+    assert_eq!(status, 200);
+    let index = String::from_utf8(body).unwrap();
+    let newest = index.find("20261126T130000Z-def456").expect("valid run listed");
+    let older = index.find("20261126T125908Z-abc123").expect("invalid run listed");
+    assert!(newest < older, "newest first");
+    assert!(index.contains("<tr class=\"valid\">") && index.contains("<tr class=\"invalid\">"));
+    assert!(!index.contains(">latest<"), "the latest symlink is not a run");
+
+    let (_, _, body) = server.get("/?anomaly=lost");
+    let filtered = String::from_utf8(body).unwrap();
+    assert!(filtered.contains("20261126T125908Z-abc123") && !filtered.contains("20261126T130000Z-def456"));
+    assert!(filtered.contains("1 of 2 runs found <b>lost</b>"));
+
+    assert!(!valid.join("report.html").exists());
+    let (status, head, body) = server.get("/runs/20261126T130000Z-def456/report.html");
+    assert_eq!(status, 200);
+    assert!(head.contains("text/html"));
+    assert!(String::from_utf8(body).unwrap().contains("<h1>VALID</h1>"));
+    assert!(valid.join("report.html").is_file(), "written on first request");
+
+    let (status, _, body) = server.get("/runs/20261126T125908Z-abc123/nodes/");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(body).unwrap().contains("href=\"/runs/20261126T125908Z-abc123/nodes/n1/\""));
+    let (status, _, body) = server.get("/runs/20261126T125908Z-abc123/nodes/n1/n1.log");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(body).unwrap().contains("marker-panic-text"));
+
+    for bad in
+        ["/runs/20261126T125908Z-abc123/../../etc/passwd", "/runs/..%2F..%2Fetc/passwd", "/runs/nope/history.jsonl"]
+    {
+        assert_eq!(server.get(bad).0, 404, "{bad}");
+    }
+
+    assert_eq!(server.get("/runs/20261126T125908Z-abc123/report.html").0, 200);
+    let (status, head, body) = server.get("/zip/20261126T125908Z-abc123");
+    assert_eq!(status, 200);
+    assert!(head.contains("application/zip"));
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(body)).expect("a zip");
+    let names: Vec<String> = archive.file_names().map(|name| name.expect("a file name").into_owned()).collect();
+    for file in ["history.jsonl", "results.json", "run.json", "report.html", "nodes/n1/n1.log"] {
+        assert!(names.contains(&format!("20261126T125908Z-abc123/{file}")), "{file} not in {names:?}");
+    }
+    let mut results = String::new();
+    archive.by_name("20261126T125908Z-abc123/results.json").unwrap().read_to_string(&mut results).unwrap();
+    assert_eq!(results, std::fs::read_to_string(invalid.join("results.json")).unwrap());
+}
+
+/// Goal: `chaos serve` refuses to listen beyond loopback.
+#[test]
+fn serve_binds_loopback_only() {
+    let store = tempfile::tempdir().unwrap();
+    let output = Command::new(chaos())
+        .args(["serve", "--address", "0.0.0.0", "--port", "0", "--store"])
+        .arg(store.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback addresses only"));
 }
