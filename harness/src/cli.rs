@@ -57,6 +57,10 @@ pub enum Command {
     Check {
         /// A run directory (store/<run>) or a history.jsonl file.
         path: PathBuf,
+        /// Seconds without success after the last fault healed that count as
+        /// `unavailable` (default: the run's scenario, else 20).
+        #[arg(long)]
+        recovery_budget: Option<u64>,
     },
     /// Write (or rewrite) report.html of a run directory and print its path.
     Report {
@@ -262,6 +266,10 @@ pub struct RunArgs {
     /// Seconds the drain may go without progress.
     #[arg(long)]
     pub drain_timeout: Option<u64>,
+    /// Seconds without a successful append or delivery after the last fault
+    /// healed that the checker reports as `unavailable` (default 20).
+    #[arg(long)]
+    pub recovery_budget: Option<u64>,
     /// Where run directories go.
     #[arg(long, default_value = "store")]
     pub store: PathBuf,
@@ -308,6 +316,7 @@ impl RunArgs {
             s.cluster.server_bugs = self.server_bugs.clone();
         }
         s.drain_timeout = self.drain_timeout.map(Dur::secs).unwrap_or(s.drain_timeout);
+        s.recovery_budget = self.recovery_budget.map(Dur::secs).unwrap_or(s.recovery_budget);
         s.runtime = self.runtime.clone().unwrap_or(s.runtime);
         s.tls = self.tls.unwrap_or(s.tls);
         s.cluster.profile = self.profile.clone().or(s.cluster.profile);
@@ -381,9 +390,13 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             out: args.out.clone(),
             hserver: args.hserver.clone(),
         }),
-        Command::Check { path } => {
+        Command::Check { path, recovery_budget } => {
             let history = verdict::history_path(&path)?;
-            let (result, warnings) = verdict::check_file(&history, &verdict::options_for(&history))?;
+            let mut options = verdict::options_for(&history);
+            if let Some(seconds) = recovery_budget {
+                options.recovery_budget = std::time::Duration::from_secs(seconds);
+            }
+            let (result, warnings) = verdict::check_file(&history, &options)?;
             for warning in warnings {
                 eprintln!("warning: {warning}");
             }

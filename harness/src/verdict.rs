@@ -47,14 +47,15 @@ pub fn check_file(history: &Path, options: &CheckOptions) -> Result<(CheckResult
     Ok((checked.result, checked.warnings))
 }
 
-/// The checker's options for a run directory: the stream's backlog from the
-/// effective scenario and every node log under `nodes/` (for
-/// `log-pattern`). A bare history file gets the defaults.
+/// The checker's options for a run directory: the stream's backlog and the
+/// recovery budget from the effective scenario and every node log under
+/// `nodes/` (for `log-pattern`). A bare history file gets the defaults.
 pub fn options_for(history: &Path) -> CheckOptions {
     let mut options = CheckOptions::default();
     let Some(run_dir) = history.parent() else { return options };
     if let Ok(scenario) = crate::scenario::Scenario::load(&run_dir.join(crate::rundir::SCENARIO_FILE)) {
         options.backlog_seconds = Some(scenario.workload.backlog.0.as_secs());
+        options.recovery_budget = scenario.recovery_budget.0;
     }
     options.logs = node_logs(run_dir);
     options

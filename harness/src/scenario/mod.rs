@@ -41,6 +41,10 @@ pub struct Scenario {
     pub time_limit: Dur,
     /// Longest the drain may go without receiving a new value.
     pub drain_timeout: Dur,
+    /// How long the cluster may go without a successful append or delivery
+    /// after the last fault healed before the checker calls it
+    /// `unavailable`.
+    pub recovery_budget: Dur,
     /// Faults.
     pub faults: FaultsSection,
 }
@@ -131,6 +135,7 @@ impl Default for Scenario {
             workload: WorkloadSection::default(),
             time_limit: Dur::secs(60),
             drain_timeout: Dur::secs(30),
+            recovery_budget: Dur(checker::RECOVERY_BUDGET_DEFAULT),
             faults: FaultsSection::default(),
         }
     }
@@ -253,6 +258,9 @@ impl Scenario {
         }
         if self.time_limit.0.as_secs() == 0 {
             return Err("time_limit must be at least 1s".into());
+        }
+        if self.recovery_budget.0.as_secs() == 0 {
+            return Err("recovery_budget must be at least 1s".into());
         }
         for bug in &self.cluster.server_bugs {
             if bug.parse::<hserver::bugs::Bug>().is_err() {

@@ -1,0 +1,63 @@
+//! `chaos check` options: the recovery budget comes from the run's
+//! scenario and can be overridden on the command line.
+//!
+//! Goal: a stretch without service after the last fault healed is judged
+//! against the budget the user chose. Method: one hand-written history
+//! whose cluster stays silent for 38 s after the last heal, checked with
+//! budgets below and above that.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn chaos() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
+}
+
+const SILENT_AFTER_HEAL: &str = r#"{"index":0,"time":0,"process":"harness","type":"info","f":"phase","value":"workload"}
+{"index":1,"time":0,"process":0,"type":"invoke","f":"append","value":{"stream":"s","key":"k","values":[1]}}
+{"index":2,"time":100000000,"process":0,"type":"ok","f":"append","value":{"stream":"s","key":"k","values":[1],"ids":[[1,1,0]]}}
+{"index":3,"time":100000000,"process":1,"type":"invoke","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0"}}
+{"index":4,"time":200000000,"process":1,"type":"ok","f":"receive","value":{"subscription":"sub","consumer":"c0","connection":"c0#0","records":[{"value":1,"key":"k","id":[1,1,0]}]}}
+{"index":5,"time":1000000000,"process":"nemesis","type":"invoke","f":"kill","value":{"nodes":["n2"]}}
+{"index":6,"time":1100000000,"process":"nemesis","type":"info","f":"kill","value":{"nodes":["n2"],"pids":[9]}}
+{"index":7,"time":2000000000,"process":"nemesis","type":"invoke","f":"restart","value":{"nodes":["n2"]}}
+{"index":8,"time":2100000000,"process":"nemesis","type":"info","f":"restart","value":{"nodes":["n2"]}}
+{"index":9,"time":3000000000,"process":0,"type":"invoke","f":"append","value":{"stream":"s","key":"k","values":[2]}}
+{"index":10,"time":40000000000,"process":0,"type":"info","f":"append","value":{"stream":"s","key":"k","values":[2]},"error":"timeout"}
+{"index":11,"time":41000000000,"process":"harness","type":"info","f":"phase","value":"done"}
+"#;
+
+fn check(run_dir: &std::path::Path, budget: Option<&str>) -> (i32, String) {
+    let mut command = Command::new(chaos());
+    command.arg("check").arg(run_dir);
+    if let Some(seconds) = budget {
+        command.args(["--recovery-budget", seconds]);
+    }
+    let output = command.output().expect("chaos runs");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Goal: 38 s of silence is `unavailable` under the default 20 s budget and
+/// under a scenario's 30 s, not under `--recovery-budget 60` or a
+/// scenario's 45 s.
+#[test]
+fn recovery_budget_comes_from_the_scenario_or_the_command_line() {
+    let run = tempfile::tempdir().unwrap();
+    std::fs::write(run.path().join("history.jsonl"), SILENT_AFTER_HEAL).unwrap();
+    let (code, out) = check(run.path(), None);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unavailable"), "{out}");
+    let (code, out) = check(run.path(), Some("60"));
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("unavailable"), "{out}");
+
+    std::fs::write(run.path().join("scenario.yaml"), "recovery_budget: 45s\n").unwrap();
+    assert_eq!(check(run.path(), None).0, 0);
+    std::fs::write(run.path().join("scenario.yaml"), "recovery_budget: 30s\n").unwrap();
+    assert_eq!(check(run.path(), None).0, 1);
+    assert_eq!(check(run.path(), Some("39")).0, 0, "the command line wins");
+
+    let bad = Command::new(chaos()).args(["run", "--recovery-budget", "0"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("recovery_budget must be at least 1s"));
+}
