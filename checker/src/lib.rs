@@ -57,7 +57,7 @@ pub use stats::{ShardBehind, Stats};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
-use analysis::{Context, Undelivered};
+use analysis::Context;
 use faults::Faults;
 use index::{Builder, Index};
 use input::{push_op, Batch, Item};
@@ -123,10 +123,15 @@ fn threads() -> usize {
 /// Runs the analyses over a finished index and decides.
 fn judge(index: Index, options: &CheckOptions) -> CheckResult {
     let faults = Faults::build(&index);
-    let undelivered = Undelivered::build(&index, options);
-    let mut stats = stats::gather(&index);
-    let context = Context { index: &index, options, faults: &faults, undelivered: &undelivered };
-    let (anomalies, failures) = analysis::run_all(&context, &mut stats, threads());
+    let context = Context::new(&index, options, &faults);
+    // The stats gather on a thread of their own while the analyses run.
+    let (stats, reports) = std::thread::scope(|scope| {
+        let stats = scope.spawn(|| stats::gather(&index));
+        let reports = analysis::run_pool(&context, threads());
+        (stats.join(), reports)
+    });
+    let mut stats = stats.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let (anomalies, failures) = analysis::merge(reports, &mut stats);
     let (valid, unknown_reason) = decide(&anomalies, &stats, &failures);
     stats.unknown_reason = unknown_reason;
     CheckResult { valid, anomalies, stats }

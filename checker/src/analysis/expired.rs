@@ -16,12 +16,12 @@ pub(super) fn analyse(context: &Context) -> Report {
     let index = context.index;
     let mut anomaly = Anomaly::new(Severity::Allowed);
     let backlog = context.options.backlog_seconds.unwrap_or(0);
-    for missing in context.undelivered.of(Fate::Expired) {
+    for missing in context.undelivered().of(Fate::Expired) {
         anomaly.record(|| {
             let append = &index.appends[missing.append as usize];
             let ok_position = append.completed_at().unwrap_or(append.invoke);
             let (value, id) = (index.value(missing.record), index.id(missing.id));
-            let age = context.undelivered.end_time.saturating_sub(index.time(append.invoke));
+            let age = context.undelivered().end_time.saturating_sub(index.time(append.invoke));
             json!({
                 "value": value,
                 "id": id.to_json(),
@@ -35,7 +35,7 @@ pub(super) fn analyse(context: &Context) -> Report {
                      so retention may have deleted it: expired, not lost",
                     context.moment(ok_position),
                     seconds(age),
-                    seconds(context.undelivered.end_time)
+                    seconds(context.undelivered().end_time)
                 ),
             })
         });

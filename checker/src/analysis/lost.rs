@@ -17,7 +17,7 @@ use crate::result::{Anomaly, Severity};
 /// shard's deliveries went past.
 pub(super) fn analyse(context: &Context) -> Report {
     let mut anomaly = Anomaly::new(Severity::Violation);
-    for missing in context.undelivered.of(Fate::Lost) {
+    for missing in context.undelivered().of(Fate::Lost) {
         anomaly.record(|| example(context, missing));
     }
     anomaly.into()
@@ -30,7 +30,7 @@ fn example(context: &Context, missing: &Missing) -> Value {
     let (invoke, ok) = (index.op_index(append.invoke), index.op_index(ok_position));
     let (value, id) = (index.value(missing.record), index.id(missing.id));
     let mut ops = vec![invoke, ok];
-    let passed = match context.undelivered.frontier(index, missing.id) {
+    let passed = match context.undelivered().frontier(index, missing.id) {
         Some(frontier) => {
             let delivery = &index.deliveries[frontier as usize];
             ops.push(index.op_index(delivery.position));

@@ -86,7 +86,7 @@ struct Work {
 
 /// The fate of every acknowledged record never delivered.
 fn fates(context: &Context) -> FastMap<u32, Fate> {
-    context.undelivered.missing.iter().map(|missing| (missing.record, missing.fate)).collect()
+    context.undelivered().missing.iter().map(|missing| (missing.record, missing.fate)).collect()
 }
 
 /// Until which position a record was somebody's work: its first delivery;

@@ -16,8 +16,8 @@
 //!   consumer that was stuck or too slow. Still a violation, reported with
 //!   how far behind each shard was.
 //!
-//! Computed once, before the analyses run in parallel; it is not an anomaly
-//! itself.
+//! Computed once, by the first analysis that asks for it (the others run
+//! meanwhile); it is not an anomaly itself.
 
 use crate::fast_hash::FastMap;
 use crate::index::{Index, Outcome, NONE};

@@ -20,7 +20,7 @@ pub(super) fn analyse(context: &Context) -> Report {
     let index = context.index;
     let behind = shards_behind(context);
     let mut anomaly = Anomaly::new(Severity::Violation);
-    for missing in context.undelivered.of(Fate::UnseenAtEnd) {
+    for missing in context.undelivered().of(Fate::UnseenAtEnd) {
         let shard = index.id(missing.id).shard;
         anomaly.record(|| example(context, missing, &behind[&shard]));
     }
@@ -30,13 +30,13 @@ pub(super) fn analyse(context: &Context) -> Report {
 /// Per shard with unseen records: how many, and how far behind.
 fn shards_behind(context: &Context) -> BTreeMap<u64, ShardBehind> {
     let index = context.index;
-    let end_time = context.undelivered.end_time;
+    let end_time = context.undelivered().end_time;
     let mut behind: BTreeMap<u64, ShardBehind> = BTreeMap::new();
-    for missing in context.undelivered.of(Fate::UnseenAtEnd) {
+    for missing in context.undelivered().of(Fate::UnseenAtEnd) {
         let id = index.id(missing.id);
         let acknowledged = acknowledged_at(index, missing);
         let entry = behind.entry(id.shard).or_insert_with(|| {
-            let end = context.undelivered.shards.get(&id.shard);
+            let end = context.undelivered().shards.get(&id.shard);
             let frontier = end.map(|end| index.deliveries[end.frontier as usize]);
             let last = end.map(|end| index.deliveries[end.last as usize]);
             ShardBehind {
@@ -79,7 +79,7 @@ fn example(context: &Context, missing: &Missing, behind: &ShardBehind) -> Value 
              history ended at {}: {reached}; shard {} ended with {} acknowledged record(s) unseen, the \
              oldest waiting {:.3} s; when it was acknowledged, {}",
             context.moment(acknowledged),
-            seconds(context.undelivered.end_time),
+            seconds(context.undelivered().end_time),
             id.shard,
             behind.unseen,
             behind.waiting_s,

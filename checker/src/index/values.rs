@@ -75,12 +75,17 @@ impl HandleTable {
     }
 
     /// Files `handle` at `home` (known to be absent); `home_of` gives the
-    /// home of any filed handle, for growing.
+    /// home of any filed handle, for growing. Handles are dense: the n-th
+    /// handle filed is n, so growing re-files `0..len` in order, reading the
+    /// caller's keys sequentially instead of in slot order.
     pub fn insert(&mut self, handle: u32, home: Home, home_of: impl Fn(u32) -> Home) {
+        debug_assert_eq!(handle as usize, self.len, "handles are filed densely, in order");
         if (self.len + 1) * 4 > self.slots.len() * 3 {
-            let old = std::mem::replace(&mut self.slots, vec![NONE; 1 << (self.bits + 1)]);
+            // The old slots go first: nothing is read from them.
+            self.slots = Vec::new();
+            self.slots = vec![NONE; 1 << (self.bits + 1)];
             self.bits += 1;
-            for filed in old.into_iter().filter(|&filed| filed != NONE) {
+            for filed in 0..self.len as u32 {
                 self.place(filed, home_of(filed));
             }
         }
