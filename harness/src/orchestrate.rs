@@ -71,7 +71,7 @@ fn run_in(run_dir: &Path, run_id: String, settings: Scenario, options: &RunOptio
     let runtime: RuntimeKind = settings.runtime.parse()?;
     let mut spec = ClusterSpec::new(runtime, settings.cluster.nodes, settings.cluster.zk, &run_dir);
     spec.run_id = Some(run_id.clone());
-    spec.hserver_bin = options.hserver_bin.clone();
+    spec.hserver_bin = options.hserver_bin.as_deref().map(absolute);
     spec.bug_flags = settings.cluster.server_bugs.clone();
     spec.tls = settings.tls;
     if let Some(path) = &settings.cluster.profile {

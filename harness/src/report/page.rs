@@ -13,11 +13,9 @@ use super::Inputs;
 
 /// Examples per anomaly that get node log excerpts.
 const EXCERPTED_EXAMPLES: usize = 3;
-/// Log window before and after an example's operations.
+/// Log window before and after each of an example's operations.
 const BEFORE_NS: u64 = 2_000_000_000;
 const AFTER_NS: u64 = 1_000_000_000;
-/// Widest window around an example; wider examples look at their last op.
-const WIDEST_NS: u64 = 30_000_000_000;
 
 const STYLE: &str = "
 body{font-family:sans-serif;margin:0 auto;max-width:1160px;padding:0 16px 40px;color:#222}
@@ -160,8 +158,9 @@ fn anomalies(out: &mut String, inputs: &Inputs, results: &CheckResult) {
             severity(anomaly.severity),
             anomaly.examples.len()
         );
+        let mut previous = None;
         for (number, example) in anomaly.examples.iter().enumerate() {
-            self::example(out, inputs, example, number < EXCERPTED_EXAMPLES);
+            self::example(out, inputs, example, number < EXCERPTED_EXAMPLES, &mut previous);
         }
         out.push_str("</details>\n");
     }
@@ -174,7 +173,10 @@ fn severity(severity: Severity) -> &'static str {
     }
 }
 
-fn example(out: &mut String, inputs: &Inputs, example: &Value, with_logs: bool) {
+/// One example; `previous` holds the log excerpts shown for the example
+/// before, so identical ones (examples proven by the same operations) are
+/// not repeated.
+fn example(out: &mut String, inputs: &Inputs, example: &Value, with_logs: bool, previous: &mut Option<Vec<Excerpt>>) {
     out.push_str("<div class=\"example\">");
     let explanation = example.get("explanation").and_then(Value::as_str).unwrap_or("(no explanation)");
     let _ = write!(out, "<p>{}</p>", escape(explanation));
@@ -189,8 +191,15 @@ fn example(out: &mut String, inputs: &Inputs, example: &Value, with_logs: bool) 
             .collect();
         let _ = write!(out, "<p class=\"note\">proving operations: {}</p>", listed.join(", "));
     }
-    if with_logs {
-        for excerpt in excerpts(inputs, example, &ops) {
+    if !with_logs {
+        out.push_str("</div>\n");
+        return;
+    }
+    let excerpts = excerpts(inputs, example, &ops);
+    if !excerpts.is_empty() && previous.as_ref() == Some(&excerpts) {
+        out.push_str("<p class=\"note\">Node log lines: the same as for the example above.</p>");
+    } else {
+        for excerpt in &excerpts {
             let _ =
                 write!(out, "<p class=\"note\">{} from line {}:</p><pre>", escape(&excerpt.file), excerpt.first_line);
             let half = excerpt.lines.len() / 2;
@@ -203,6 +212,7 @@ fn example(out: &mut String, inputs: &Inputs, example: &Value, with_logs: bool) 
             out.push_str("</pre>");
         }
     }
+    *previous = Some(excerpts);
     out.push_str("</div>\n");
 }
 
@@ -219,12 +229,20 @@ fn excerpts(inputs: &Inputs, example: &Value, ops: &[u64]) -> Vec<Excerpt> {
         return logs::around_line(&inputs.logs, file, line as usize).into_iter().collect();
     }
     let Some(info) = &inputs.info else { return Vec::new() };
-    let times: Vec<u64> = ops.iter().filter_map(|op| inputs.series.cited_times.get(op).copied()).collect();
-    let (Some(&first), Some(&last)) = (times.iter().min(), times.iter().max()) else { return Vec::new() };
-    let first = if last - first > WIDEST_NS { last } else { first };
+    let mut times: Vec<u64> = ops.iter().filter_map(|op| inputs.series.cited_times.get(op).copied()).collect();
+    times.sort_unstable();
+    // One window around each cited moment, overlapping windows merged.
+    let mut windows: Vec<(u64, u64)> = Vec::new();
+    for time in times {
+        let (from, to) = (time.saturating_sub(BEFORE_NS), time + AFTER_NS);
+        match windows.last_mut() {
+            Some(last) if from <= last.1 => last.1 = to,
+            _ => windows.push((from, to)),
+        }
+    }
     let start = info.history_start_unix_ns;
     let server_logs: Vec<NodeLog> = inputs.logs.iter().filter(|log| !log.name.contains("/zk")).cloned().collect();
-    logs::around_time(&server_logs, start + first.saturating_sub(BEFORE_NS), start + last + AFTER_NS)
+    windows.into_iter().flat_map(|(from, to)| logs::around_time(&server_logs, start + from, start + to)).collect()
 }
 
 fn faults(out: &mut String, series: &Series) {
