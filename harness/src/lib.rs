@@ -12,7 +12,7 @@
 //! - [`health`] — waits for DescribeCluster to list every node.
 //! - [`manual`] — `chaos cluster up|status|down` and `chaos nemesis ...` against a live cluster.
 //! - [`runtime`] — boots real processes in network namespaces or on loopback.
-//! - [`verdict`], [`progress`], [`rundir`], [`logging`] — presentation and files.
+//! - [`verdict`], [`progress`], [`rundir`], [`logging`], [`markup`] — presentation and files.
 //! - [`bench_checker`], [`export`] — `chaos bench-checker` (checker speed) and `chaos export` (Jepsen EDN).
 //! - [`report`] — `report.html` of a run (plots, anomalies, log excerpts); `chaos report`.
 //! - [`serve`] — `chaos serve`: browse a store of runs on loopback.
@@ -25,6 +25,7 @@ pub mod faults;
 pub mod health;
 pub mod logging;
 pub mod manual;
+pub mod markup;
 pub mod nightly;
 pub mod orchestrate;
 pub mod progress;

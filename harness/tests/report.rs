@@ -114,7 +114,7 @@ fn invalid_run_report_explains_every_anomaly() {
     for (name, anomaly) in anomalies {
         assert!(html.contains(&format!("id=\"a-{name}\"")), "no drill-down for {name}");
         let explanation = anomaly["examples"][0]["explanation"].as_str().unwrap();
-        assert!(html.contains(&harness::report::escape(explanation)), "{name}: explanation missing");
+        assert!(html.contains(&harness::markup::escape(explanation)), "{name}: explanation missing");
     }
     let lost_ops = &results["anomalies"]["lost"]["examples"][0]["ops"];
     assert!(html.contains(&format!("proving operations: {} (", lost_ops[0])), "op times shown");

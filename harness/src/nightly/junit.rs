@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::batch::{Outcome, RunRecord};
+use crate::markup::escape;
 
 /// The JUnit document for a night's records.
 pub fn render(suite: &str, records: &[RunRecord]) -> String {
@@ -70,23 +71,4 @@ fn case(xml: &mut String, record: &RunRecord) {
             let _ = write!(xml, ">\n      <skipped message=\"{}\"/>\n    </testcase>\n", escape(&record.output_tail));
         }
     }
-}
-
-/// XML-escapes text for attributes and element content; drops characters
-/// XML 1.0 cannot carry.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
-    }
-    out
 }

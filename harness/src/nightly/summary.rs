@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::junit::escape;
 use crate::batch::{Outcome, RunRecord};
+use crate::markup::escape;
 
 /// Nights shown in the trend.
 pub const TREND_NIGHTS: usize = 30;

@@ -32,8 +32,6 @@ use crate::scenario::Scenario;
 use logs::NodeLog;
 use series::Series;
 
-pub use page::escape;
-
 /// The report's file name in a run directory.
 pub const REPORT_FILE: &str = "report.html";
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::logs::{self, Excerpt, NodeLog};
 use super::series::Series;
 use super::Inputs;
+use crate::markup::escape;
 
 /// Examples per anomaly that get node log excerpts.
 const EXCERPTED_EXAMPLES: usize = 3;
@@ -281,20 +282,4 @@ fn stats(out: &mut String, results: &CheckResult) {
         let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", escape(&name), escape(&shown));
     }
     out.push_str("</table>\n");
-}
-
-/// Text made safe inside HTML elements and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

@@ -29,7 +29,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::report::{self, escape};
+use crate::markup::escape;
+use crate::report;
 use runs::RunEntry;
 
 /// `chaos serve` arguments.
