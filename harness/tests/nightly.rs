@@ -64,6 +64,10 @@ fn a_night_writes_summary_junit_and_trend_keeps_failures_and_prunes_passes() {
     // The failing run is kept; of the two passing runs only the newest stays.
     let failing_dir = PathBuf::from(runs[2]["run_dir"].as_str().unwrap());
     assert!(failing_dir.join("history.jsonl").is_file());
+    assert!(failing_dir.join("report.html").is_file(), "every kept run has its report");
+    let page = std::fs::read_to_string(out.path().join("summary.html")).unwrap();
+    let failing_name = failing_dir.file_name().unwrap().to_string_lossy().to_string();
+    assert!(page.contains(&format!("{failing_name}/report.html\"")), "the summary links the failing run's report");
     let kept_passing = runs[..2].iter().filter(|r| Path::new(r["run_dir"].as_str().unwrap()).exists()).count();
     assert_eq!(kept_passing, 1);
 }

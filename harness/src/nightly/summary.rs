@@ -116,7 +116,13 @@ pub fn html(summary: &Summary, trend: &[Night], out_dir: &Path) -> String {
         let link = match &record.run_dir {
             Some(dir) => {
                 let shown = dir.strip_prefix(out_dir).unwrap_or(dir).display().to_string();
-                format!("<a href=\"{0}\">{0}</a>", escape(&shown))
+                // The run's report when it has one (kept runs do), else the directory.
+                let target = if dir.join(crate::report::REPORT_FILE).is_file() {
+                    format!("{shown}/{}", crate::report::REPORT_FILE)
+                } else {
+                    shown.clone()
+                };
+                format!("<a href=\"{}\">{}</a>", escape(&target), escape(&shown))
             }
             None => escape(&record.output_tail),
         };
