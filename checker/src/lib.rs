@@ -40,6 +40,7 @@ pub mod faults;
 pub mod history;
 pub mod names;
 pub mod synth;
+pub mod wallclock;
 
 mod analysis;
 mod fast_hash;

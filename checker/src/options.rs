@@ -24,10 +24,19 @@ pub struct CheckOptions {
     /// Node logs as `(file name, content)`, read by the caller; scanned by
     /// `log-pattern` for panics, `FATAL` and failed assertions.
     pub logs: Vec<(String, String)>,
+    /// The wall-clock time (ns since the Unix epoch) of the history's time
+    /// 0, if known: lets `log-pattern` place a log line on the history's
+    /// clock and name the faults active when it was written.
+    pub history_start_unix_ns: Option<u64>,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { backlog_seconds: None, recovery_budget: RECOVERY_BUDGET_DEFAULT, logs: Vec::new() }
+        CheckOptions {
+            backlog_seconds: None,
+            recovery_budget: RECOVERY_BUDGET_DEFAULT,
+            logs: Vec::new(),
+            history_start_unix_ns: None,
+        }
     }
 }

@@ -443,3 +443,37 @@ fn only_panics_fatal_and_failed_assertions_match() {
     let options = CheckOptions { logs: vec![("n2.log".to_string(), loud.to_string())], ..CheckOptions::default() };
     check_with(&history.text(), &options, Expect { valid: Validity::Invalid, anomalies: &[(LOG_PATTERN, 2)] });
 }
+
+/// Goal: with the history's wall-clock start known, a panic line (which has
+/// no stamp of its own: it takes the stamp of the line before it) is placed
+/// on the run's clock with the faults active then; a line from before the
+/// history says so; without the start, the explanation says the line cannot
+/// be placed.
+#[test]
+fn log_pattern_is_placed_on_the_runs_clock() {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+    history.op(2.0, json!("nemesis"), "invoke", "kill", json!({"nodes": ["n2"]}));
+    history.op(2.1, json!("nemesis"), "info", "kill", json!({"nodes": ["n2"], "pids": [7]}));
+    let log = "2026-11-26T12:59:11.500Z WARN sequencer lost\nthread 'x' panicked at src/a.rs:1:1:\n";
+    let start = 1_795_697_948_000_000_000; // 2026-11-26T12:59:08Z
+    let logs = vec![("nodes/n3/n3.log".to_string(), log.to_string())];
+    let expect = Expect { valid: Validity::Invalid, anomalies: &[(LOG_PATTERN, 1)] };
+
+    let placed = CheckOptions { logs: logs.clone(), history_start_unix_ns: Some(start), ..options() };
+    let result = check_with(&history.text(), &placed, expect);
+    assert_eq!(result.anomalies[LOG_PATTERN].examples[0]["time_s"], json!(3.5));
+    assert_mentions(
+        &explanation(&result, LOG_PATTERN),
+        &["nodes/n3/n3.log:2", "panic", "written at 3.500 s of the run's clock", "kill of n2 (from 2.000 s"],
+    );
+
+    let early = CheckOptions { logs: logs.clone(), history_start_unix_ns: Some(start + 10_000_000_000), ..options() };
+    let result = check_with(&history.text(), &early, expect);
+    assert_mentions(&explanation(&result, LOG_PATTERN), &["written before the history started"]);
+
+    let unplaced = CheckOptions { logs, ..options() };
+    let result = check_with(&history.text(), &unplaced, expect);
+    assert_mentions(&explanation(&result, LOG_PATTERN), &["cannot be placed on the history's clock"]);
+    assert_eq!(result.anomalies[LOG_PATTERN].examples[0]["time_s"], json!(null));
+}

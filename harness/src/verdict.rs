@@ -48,8 +48,9 @@ pub fn check_file(history: &Path, options: &CheckOptions) -> Result<(CheckResult
 }
 
 /// The checker's options for a run directory: the stream's backlog and the
-/// recovery budget from the effective scenario and every node log under
-/// `nodes/` (for `log-pattern`). A bare history file gets the defaults.
+/// recovery budget from the effective scenario, every node log under
+/// `nodes/` (for `log-pattern`) and, from `run.json`, where the history's
+/// time 0 was on the wall clock. A bare history file gets the defaults.
 pub fn options_for(history: &Path) -> CheckOptions {
     let mut options = CheckOptions::default();
     let Some(run_dir) = history.parent() else { return options };
@@ -58,6 +59,7 @@ pub fn options_for(history: &Path) -> CheckOptions {
         options.recovery_budget = scenario.recovery_budget.0;
     }
     options.logs = node_logs(run_dir);
+    options.history_start_unix_ns = crate::rundir::RunInfo::read(run_dir).map(|info| info.history_start_unix_ns);
     options
 }
 

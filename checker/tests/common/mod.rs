@@ -8,6 +8,7 @@ use checker::{parse_history, CheckOptions, CheckResult, Validity};
 
 /// What a test expects of a history: the verdict and the exact anomalies
 /// (name, count) that occur; anything not listed must not occur.
+#[derive(Clone, Copy)]
 pub struct Expect {
     pub valid: Validity,
     pub anomalies: &'static [(&'static str, u64)],

@@ -5,7 +5,7 @@
 //! without a stamp (a panic message, a backtrace) belong to the stamped
 //! line before them.
 
-use crate::rundir::parse_utc_stamp;
+use checker::wallclock::parse_utc_stamp;
 
 /// Lines shown per node and moment at most.
 const MAX_LINES: usize = 12;
