@@ -44,6 +44,15 @@ const RECEIVE_KEYS: &[Key] =
 const ACK_KEYS: &[Key] =
     &[Key::new(b"\"connection\":"), Key::new(b"\"consumer\":"), Key::new(b"\"ids\":"), Key::new(b"\"subscription\":")];
 const RECORD_KEYS: &[Key] = &[Key::new(b"\"id\":"), Key::new(b"\"key\":"), Key::new(b"\"value\":")];
+/// Where `"value":` is in [`TOP_KEYS`]: next after a header read as written.
+const TOP_KEYS_VALUE: usize = 5;
+/// The fixed pieces of the fields before `value` as our writers spell them:
+/// `{"index":n,"time":n,"process":p,"type":"t","f":"f",`.
+const HEADER_INDEX: Key = Key::new(b"{\"index\":");
+const HEADER_TIME: Key = Key::new(b",\"time\":");
+const HEADER_PROCESS: Key = Key::new(b",\"process\":");
+const HEADER_TYPE: Key = Key::new(b",\"type\":");
+const HEADER_F: Key = Key::new(b",\"f\":");
 /// The fixed pieces of a delivered record as our writers spell it:
 /// `{"id":[s,b,i],"key":"…","value":v}`.
 const RECORD_OPEN: Key = Key::new(b"{\"id\":[");
@@ -186,11 +195,15 @@ impl<'l> Reader<'l, '_> {
     /// The whole line: one object, then only whitespace.
     fn op(&mut self, number: u64) -> Parsed<()> {
         let mut fields = Fields::default();
-        self.expect(b'{')?;
-        if self.peek_after_space() == Some(b'}') {
-            return Err(Decline);
-        }
         let mut next = 0;
+        if self.header_as_written(&mut fields) {
+            next = TOP_KEYS_VALUE;
+        } else {
+            self.expect(b'{')?;
+            if self.peek_after_space() == Some(b'}') {
+                return Err(Decline);
+            }
+        }
         loop {
             let key = self.key_expecting(TOP_KEYS, &mut next)?;
             self.field(key, &mut fields)?;
@@ -224,16 +237,7 @@ impl<'l> Reader<'l, '_> {
             b"time" if fields.time.is_none() => fields.time = Some(self.unsigned()?),
             b"process" if fields.process.is_none() => fields.process = Some(self.process()?),
             b"type" if fields.kind.is_none() => fields.kind = Some(self.kind()?),
-            b"f" if fields.f.is_none() => {
-                let f = self.string()?;
-                fields.f = Some(match f {
-                    "append" => Name::Append,
-                    "receive" => Name::Receive,
-                    "ack" => Name::Ack,
-                    "phase" => Name::Phase,
-                    _ => return Err(Decline),
-                });
-            }
+            b"f" if fields.f.is_none() => fields.f = Some(self.name()?),
             b"value" if fields.body.is_none() => {
                 let (process, kind, f) = match (&fields.process, &fields.kind, &fields.f) {
                     (Some(process), Some(kind), Some(f)) => (*process, *kind, f.clone()),
@@ -255,6 +259,51 @@ impl<'l> Reader<'l, '_> {
         Ok(())
     }
 
+    /// The fields before `value` exactly as our writers put them,
+    /// `{"index":n,"time":n,"process":p,"type":"t","f":"f",`, their fixed
+    /// pieces compared at once; `false`, with nothing consumed and `fields`
+    /// untouched, for any other spelling.
+    #[inline(always)]
+    fn header_as_written(&mut self, fields: &mut Fields) -> bool {
+        let start = self.at;
+        let Some((index, time, process, kind, f)) = self.header_pieces() else {
+            self.at = start;
+            return false;
+        };
+        (fields.index, fields.time, fields.process, fields.kind) = (Some(index), Some(time), Some(process), Some(kind));
+        fields.f = Some(f);
+        true
+    }
+
+    #[inline(always)]
+    fn header_pieces(&mut self) -> Option<(u64, u64, Process, OpType, Name)> {
+        self.piece(&HEADER_INDEX)?;
+        let index = self.unsigned().ok()?;
+        self.piece(&HEADER_TIME)?;
+        let time = self.unsigned().ok()?;
+        self.piece(&HEADER_PROCESS)?;
+        let process = self.process().ok()?;
+        self.piece(&HEADER_TYPE)?;
+        let kind = self.kind().ok()?;
+        self.piece(&HEADER_F)?;
+        let f = self.name().ok()?;
+        self.piece_byte(b',')?;
+        Some((index, time, process, kind, f))
+    }
+
+    /// An operation name this reader decodes.
+    #[inline(always)]
+    fn name(&mut self) -> Parsed<Name> {
+        match self.string()? {
+            "append" => Ok(Name::Append),
+            "receive" => Ok(Name::Receive),
+            "ack" => Ok(Name::Ack),
+            "phase" => Ok(Name::Phase),
+            _ => Err(Decline),
+        }
+    }
+
+    #[inline(always)]
     fn process(&mut self) -> Parsed<Process> {
         self.skip_space();
         if self.peek() == Some(b'"') {
@@ -267,6 +316,7 @@ impl<'l> Reader<'l, '_> {
         Ok(Process::Client(self.unsigned()?))
     }
 
+    #[inline(always)]
     fn kind(&mut self) -> Parsed<OpType> {
         match self.string()? {
             "invoke" => Ok(OpType::Invoke),
@@ -291,7 +341,12 @@ impl<'l> Reader<'l, '_> {
             // Skipped, but read the usual way first: faster than skipping
             // for their usual shapes (long arrays of numbers).
             (Process::Client(_), Name::Append, _) => self.skip_shaped(|reader| reader.append(false).map(drop)),
-            (Process::Client(_), Name::Ack, _) => self.skip_shaped(|reader| reader.ack().map(drop)),
+            (Process::Client(_), Name::Ack, _) => self.skip_shaped(|reader| {
+                reader.object(ACK_KEYS, |reader, name| match name {
+                    b"ids" => reader.array(|reader| reader.skip_id()),
+                    _ => reader.skip_value(1),
+                })
+            }),
             _ => Err(Decline),
         }
     }
@@ -506,6 +561,17 @@ impl<'l> Reader<'l, '_> {
         Ok(RecordId { shard, batch, batch_index })
     }
 
+    /// `[s, b, i]` of non-negative integers, validated but not read.
+    fn skip_id(&mut self) -> Parsed<()> {
+        self.expect(b'[')?;
+        self.skip_unsigned()?;
+        self.expect(b',')?;
+        self.skip_unsigned()?;
+        self.expect(b',')?;
+        self.skip_unsigned()?;
+        self.expect(b']')
+    }
+
     /// An array whose every element goes to `element`.
     fn array(&mut self, mut element: impl FnMut(&mut Self) -> Parsed<()>) -> Parsed<()> {
         self.expect(b'[')?;
@@ -607,6 +673,31 @@ impl<'l> Reader<'l, '_> {
             return Err(Decline);
         }
         Ok(number)
+    }
+
+    /// A non-negative integer without sign, fraction, exponent or leading
+    /// zero, of any length, validated but not read: eight digits at a time.
+    #[inline(always)]
+    fn skip_unsigned(&mut self) -> Parsed<()> {
+        self.skip_space();
+        let start = self.at;
+        // Bounded by the line: each round consumes eight digits or ends.
+        while let Some(chunk) = self.bytes.get(self.at..).and_then(<[u8]>::first_chunk::<8>) {
+            let digits = leading_digits(u64::from_le_bytes(*chunk));
+            self.at += digits;
+            if digits < 8 {
+                break;
+            }
+        }
+        self.skip_digits();
+        let digits = self.at - start;
+        if digits == 0 || (digits > 1 && self.bytes[start] == b'0') {
+            return Err(Decline);
+        }
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return Err(Decline);
+        }
+        Ok(())
     }
 
     /// Skips any JSON value, validating it as strictly as serde_json does.
@@ -790,6 +881,11 @@ mod tests {
     fn fast_and_reference_decoding_agree() {
         let lines = [
             r#"{"index":1,"time":2,"process":3,"type":"invoke","f":"append","value":{"key":"k","stream":"s","values":[1,2]}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"invoke","f":"append","index":1,"value":{"values":[1]}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"invoke","f":"append" ,"value":{"values":[1]}}"#,
+            r#"{"index":1,"time":2,"process":"nemesis","type":"invoke","f":"append","value":{"values":[1]}}"#,
+            r#"{"index":01,"time":2,"process":3,"type":"invoke","f":"append","value":{"values":[1]}}"#,
+            r#"{"index":1,"time":2,"process":3,"type":"invoke","f":"append","value":{"values":[1]},"error":"x","error":null}"#,
             r#"{"index":1,"time":2,"process":3,"type":"ok","f":"append","value":{"ids":[[0,1,0],[0,1,1]],"key":"k","stream":"s","values":[1,2]}}"#,
             r#"{ "index" : 1 , "time":2,"process":3,"type":"ok","f":"append","value":{"values":[1,2],"ids":[[0,1,0],[0,1,1]],"key":"k"} } "#,
             r#"{"index":1,"time":2,"process":3,"type":"ok","f":"append","value":{"values":[1,2],"ids":[[0,1,0]]}}"#,
@@ -831,6 +927,12 @@ mod tests {
         for line in lines {
             agree(line);
         }
+    }
+
+    /// Goal: a header read as written continues at the `value` key.
+    #[test]
+    fn the_header_ends_before_value() {
+        assert_eq!(super::TOP_KEYS[super::TOP_KEYS_VALUE].name(), b"value");
     }
 
     /// Goal: the eight-digit shortcut reads every length and value right.

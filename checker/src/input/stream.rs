@@ -86,10 +86,10 @@ pub(crate) fn read(reader: impl BufRead, source: &str, decoders: usize) -> Resul
     let decoders = decoders.max(1);
     let pools = Pools::default();
     std::thread::scope(|scope| {
-        let (decoded_sender, decoded_receiver) = sync_channel::<Decoded>(decoders * 2);
+        let (decoded_sender, decoded_receiver) = sync_channel::<Decoded>(decoders * 4);
         let mut block_senders = Vec::with_capacity(decoders);
         for _ in 0..decoders {
-            let (block_sender, block_receiver) = sync_channel::<Block>(1);
+            let (block_sender, block_receiver) = sync_channel::<Block>(2);
             block_senders.push(block_sender);
             let (decoded_sender, pools) = (decoded_sender.clone(), &pools);
             scope.spawn(move || decode(block_receiver, decoded_sender, pools));
