@@ -6,10 +6,15 @@
 //! restricted to id assignment). Only `ok` appends take part: only they
 //! have both a known id and a known completion time.
 //!
-//! Method: the acknowledged appends sorted by ok position, merged with the
-//! appends in invoke order: before looking at B, every append acknowledged
-//! before B's invoke has been folded into a per-shard running maximum of
-//! acknowledged ids. O(n log n) for the sort, then linear.
+//! Method: the acknowledged appends in invoke order; before looking at B,
+//! every append acknowledged before B's invoke has been folded into a
+//! per-shard running maximum of acknowledged ids. Those appends were
+//! invoked before B, so they were already looked at: they wait, with their
+//! spans, in a heap ordered by ok position that holds only the appends in
+//! flight. Linear in the ids, plus a logarithm of the appends in flight.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use serde_json::{json, Value};
 
@@ -33,44 +38,73 @@ struct Frontier {
     append: u32,
 }
 
+/// An acknowledged append waiting to be folded, with its spans.
+struct Waiting {
+    acknowledged_at: u32,
+    append: u32,
+    spans: Spans,
+}
+
+impl Waiting {
+    fn key(&self) -> Reverse<(u32, u32)> {
+        Reverse((self.acknowledged_at, self.append))
+    }
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Waiting {}
+
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Waiting {
+    /// Soonest acknowledged on top of the (max-)heap.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
 /// Counts one occurrence per (append, shard) whose smallest id is below an
 /// id acknowledged before the append was invoked.
 pub(super) fn analyse(context: &Context) -> Report {
     let index = context.index;
     let mut anomaly = Anomaly::new(Severity::Violation);
-    let mut by_completion: Vec<(u32, u32)> = index
-        .appends
-        .iter()
-        .enumerate()
-        .filter(|(_, append)| append.outcome == Outcome::Ok)
-        .filter_map(|(number, append)| Some((append.completed_at()?, number as u32)))
-        .collect();
-    by_completion.sort_unstable();
+    let mut waiting: BinaryHeap<Waiting> = BinaryHeap::new();
     let mut frontiers: FastMap<u64, Frontier> = FastMap::default();
-    let mut folded = 0;
-    for later in index.appends.iter().filter(|append| append.outcome == Outcome::Ok) {
-        // Bounded: each acknowledged append is folded in once.
-        while let Some(&(acknowledged_at, number)) = by_completion.get(folded) {
-            if acknowledged_at >= later.invoke {
-                break;
+    for (number, later) in index.appends.iter().enumerate() {
+        let Some(acknowledged_at) = later.completed_at().filter(|_| later.outcome == Outcome::Ok) else {
+            continue;
+        };
+        // Bounded: each acknowledged append is pushed, and so folded, once.
+        while waiting.peek().is_some_and(|next| next.acknowledged_at < later.invoke) {
+            if let Some(next) = waiting.pop() {
+                fold(&mut frontiers, next.append, &next.spans);
             }
-            fold(index, &mut frontiers, number);
-            folded += 1;
         }
-        for span in spans(index, later) {
+        let spans = spans(index, later);
+        for span in spans.iter() {
             let Some(best) = frontiers.get(&span.shard).copied() else { continue };
             if span.smallest < best.largest {
                 let earlier = &index.appends[best.append as usize];
-                anomaly.record(|| example(context, earlier, best.largest, later, span));
+                anomaly.record(|| example(context, earlier, best.largest, later, *span));
             }
         }
+        waiting.push(Waiting { acknowledged_at, append: number as u32, spans });
     }
     anomaly.into()
 }
 
-/// Raises the shards' frontiers by the ids of append `number`.
-fn fold(index: &Index, frontiers: &mut FastMap<u64, Frontier>, number: u32) {
-    for span in spans(index, &index.appends[number as usize]) {
+/// Raises the shards' frontiers by the spans of append `number`.
+fn fold(frontiers: &mut FastMap<u64, Frontier>, number: u32, spans: &Spans) {
+    for span in spans.iter() {
         let frontier = frontiers.entry(span.shard).or_insert(Frontier { largest: span.largest, append: number });
         if frontier.largest < span.largest {
             *frontier = Frontier { largest: span.largest, append: number };
@@ -111,12 +145,9 @@ struct Spans {
     more: Vec<Span>,
 }
 
-impl IntoIterator for Spans {
-    type Item = Span;
-    type IntoIter = std::iter::Chain<std::option::IntoIter<Span>, std::vec::IntoIter<Span>>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.first.into_iter().chain(self.more)
+impl Spans {
+    fn iter(&self) -> impl Iterator<Item = &Span> {
+        self.first.iter().chain(&self.more)
     }
 }
 
