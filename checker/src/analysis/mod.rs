@@ -95,12 +95,14 @@ const ANALYSES: [(&str, Analysis); 16] = [
     (names::NONMONOTONIC_APPEND, nonmonotonic_append::analyse),
     (names::ORDER_CYCLE, order_cycle::analyse),
     (names::DELIVERY_SKIP, delivery_skip::analyse),
+    // The first to need the undelivered records, so it builds them while
+    // the cheaper analyses below keep the other threads busy.
+    (names::LOST, lost::analyse),
     (names::UNAVAILABLE, unavailable::analyse),
     (names::NONMONOTONIC_DELIVERY, nonmonotonic_delivery::analyse),
     (names::UNEXPECTED, unexpected::analyse),
     (names::STALE_REDELIVERY, stale_redelivery::analyse),
     (names::DUPLICATE_DELIVERY, duplicate_delivery::analyse),
-    (names::LOST, lost::analyse),
     (names::UNSEEN_AT_END, unseen_at_end::analyse),
     (names::EXPIRED, expired::analyse),
     (names::INCONSISTENT_ID, inconsistent_id::analyse),

@@ -89,12 +89,11 @@ fn connection_edges(index: &Index, mut edge: impl FnMut(Edge)) {
             continue;
         }
         let shard = index.id(delivery.id).shard;
-        let key = (delivery.connection, shard);
-        if let Some(&(from, position)) = last.get(&key) {
+        let previous = last.insert((delivery.connection, shard), (delivery.id, delivery.position));
+        if let Some((from, position)) = previous {
             let observer = Observer::Connection(delivery.connection);
             edge(Edge { from, to: delivery.id, observer, positions: [position, delivery.position] });
         }
-        last.insert(key, (delivery.id, delivery.position));
     }
 }
 

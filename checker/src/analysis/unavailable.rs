@@ -37,10 +37,15 @@ pub(super) fn analyse(context: &Context) -> Report {
     if index.len() == 0 {
         return anomaly.into();
     }
-    let work = Work::new(context);
     let budget = u64::try_from(context.options.recovery_budget.as_nanos()).unwrap_or(u64::MAX);
     let healed = context.faults.last_info.unwrap_or(0);
-    for gap in gaps(index, healed).filter(|gap| gap.nanoseconds > budget) {
+    let long: Vec<Gap> = gaps(index, healed).filter(|gap| gap.nanoseconds > budget).collect();
+    if long.is_empty() {
+        // Nothing to ask about: the tables answering it are not built.
+        return anomaly.into();
+    }
+    let work = Work::new(context);
+    for gap in long {
         if work.appends_in_flight(gap) || work.records_waiting(gap) {
             anomaly.record(|| example(context, &work, healed, gap));
         }
