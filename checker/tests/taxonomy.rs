@@ -395,6 +395,75 @@ fn unsettled_balanced_or_unbalanceable_placements_are_fine() {
     check_with(&settled_run(&[(20.0, &[3, 1, 0, 0])], None), &options(), VALID);
 }
 
+/// Two consumers of `sub` over 4 shards for 30 s: every second each shard
+/// gets one record, delivered to the connection `owner(shard)` names; an
+/// observation at 25 s lists `listed` as open (sequencers balanced).
+fn consumer_run(owner: impl Fn(u64) -> &'static str, listed: &[&str], churn_at: Option<f64>) -> String {
+    let mut history = Writer::default();
+    let mut value = 1;
+    for second in 1..=30u64 {
+        for shard in 0..4u64 {
+            let at = second as f64 + shard as f64 * 0.01;
+            let connection = owner(shard);
+            let process = if connection.starts_with("c0") { 1 } else { 2 };
+            history.append(at, 0, &[value], shard, second);
+            history.receive(at + 0.005, process, connection, &[(value, [shard, second, 0])]);
+            value += 1;
+        }
+        if churn_at == Some(second as f64) {
+            let gone = json!({"subscription": "sub", "consumer": "c9", "connection": "c9#0"});
+            history.op(second as f64 + 0.5, json!(8), "invoke", "receive", gone.clone());
+            history.op(second as f64 + 0.6, json!(8), "info", "receive", gone);
+        }
+        if second == 25 {
+            let shards = json!({"0": "a:1", "1": "a:1", "2": "b:1", "3": "b:1"});
+            let observed = json!({"what": "cluster", "nodes": ["a:1", "b:1"], "shards": shards,
+                "subscriptions": {"sub": "a:1"}, "connections": {"sub": listed}});
+            history.op(25.5, json!(9), "invoke", "observe", json!({"what": "cluster"}));
+            history.op(25.6, json!(9), "ok", "observe", observed);
+        }
+    }
+    history.text()
+}
+
+/// Goal: on a settled cluster, a subscription whose consumers hold 3 and 1
+/// of its 4 shards is an imbalance; the explanation names each consumer's
+/// shards, the window and the ratio.
+#[test]
+fn uneven_shards_over_consumers_are_an_imbalance() {
+    let owner = |shard| if shard < 3 { "c0#0" } else { "c1#0" };
+    let text = consumer_run(owner, &["c0#0", "c1#0"], None);
+    let result = check_with(&text, &options(), Expect { valid: Validity::Invalid, anomalies: &[(IMBALANCE, 1)] });
+    let example = &result.anomalies[IMBALANCE].examples[0];
+    assert_eq!(example["subscription"], "sub");
+    assert_eq!(example["shards_per_connection"], json!({"c0#0": [0, 1, 2], "c1#0": [3]}));
+    assert_eq!((example["most"].as_u64(), example["least"].as_u64()), (Some(3), Some(1)));
+    assert_mentions(
+        &explanation(&result, IMBALANCE),
+        &[
+            "2 open consumer connections of subscription sub",
+            "c0#0: 3 {0, 1, 2}",
+            "c1#0: 1 {3}",
+            "in the 10 s before it",
+        ],
+    );
+}
+
+/// Goal: a balanced assignment is fine, and an uneven one is not judged
+/// when a consumer left shortly before (a hand-over may be under way) or
+/// when a connection the observation did not list delivered in the window.
+#[test]
+fn balanced_churned_or_unlisted_consumer_assignments_are_not_imbalances() {
+    let balanced = |shard| if shard < 2 { "c0#0" } else { "c1#0" };
+    check_with(&consumer_run(balanced, &["c0#0", "c1#0"], None), &options(), VALID);
+    let uneven = |shard| if shard < 3 { "c0#0" } else { "c1#0" };
+    check_with(&consumer_run(uneven, &["c0#0", "c1#0"], Some(8.0)), &options(), VALID);
+    check_with(&consumer_run(uneven, &["c0#0"], None), &options(), VALID);
+    // The control: a consumer that left long enough before does not hide it.
+    let long_before = consumer_run(uneven, &["c0#0", "c1#0"], Some(3.0));
+    check_with(&long_before, &options(), Expect { valid: Validity::Invalid, anomalies: &[(IMBALANCE, 1)] });
+}
+
 // ---- log-pattern ------------------------------------------------------------------
 
 fn small_run() -> String {

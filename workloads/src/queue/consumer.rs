@@ -235,6 +235,7 @@ impl<'a> Session<'a> {
     /// ends. Returning drops the stream without flushing acks.
     async fn run(mut self, fetch: FetchSession, rng: &mut ChaCha8Rng, stop: &mut watch::Receiver<bool>) -> SessionEnd {
         let FetchSession { requests, mut responses } = fetch;
+        let _listed = self.context.open_connection(&self.connection);
         let churn_every = Duration::from_millis(CHURN_CHECK_INTERVAL_MS);
         let mut churn_tick = tokio::time::interval_at(Instant::now() + churn_every, churn_every);
         for _ in 0..MAX_EVENTS_PER_SESSION {

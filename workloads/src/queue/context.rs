@@ -5,7 +5,7 @@
 //! handles around. It holds no per-task state and never records history
 //! itself.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -42,6 +42,21 @@ pub(crate) struct Context {
     processes: Mutex<Vec<u64>>,
     /// Next consumer name number.
     consumer_names: AtomicU64,
+    /// Connections whose StreamingFetch session is open right now.
+    open_connections: Mutex<BTreeSet<String>>,
+}
+
+/// Keeps a connection listed as open while it lives (see
+/// [`Context::open_connection`]).
+pub(crate) struct OpenConnection<'a> {
+    context: &'a Context,
+    name: String,
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        lock(&self.context.open_connections).remove(&self.name);
+    }
 }
 
 impl Context {
@@ -63,6 +78,7 @@ impl Context {
             placement: Mutex::new(HashMap::new()),
             processes: Mutex::new(Vec::new()),
             consumer_names: AtomicU64::new(0),
+            open_connections: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -81,6 +97,18 @@ impl Context {
     /// A consumer name never used before in this run: `c0`, `c1`, ...
     pub fn new_consumer_name(&self) -> String {
         format!("c{}", self.consumer_names.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Lists `name` as an open connection until the returned guard drops,
+    /// however the session ends.
+    pub fn open_connection(&self, name: &str) -> OpenConnection<'_> {
+        lock(&self.open_connections).insert(name.to_string());
+        OpenConnection { context: self, name: name.to_string() }
+    }
+
+    /// The connections open right now, sorted.
+    pub fn open_connections(&self) -> Vec<String> {
+        lock(&self.open_connections).iter().cloned().collect()
     }
 
     /// The address of the node owning `shard_id`: cached, or looked up on

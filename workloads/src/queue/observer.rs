@@ -3,8 +3,9 @@
 //!
 //! Every `observe_interval_ms` it asks one reachable node for the cluster
 //! members (DescribeCluster), the owner of each shard (LookupShard) and the
-//! node serving the subscription (LookupSubscription), and records the
-//! answer as one `observe` operation for placement analyses. Nodes are
+//! node serving the subscription (LookupSubscription), adds the consumer
+//! connections open at that moment (the workload's own view), and records
+//! it all as one `observe` operation for placement analyses. Nodes are
 //! named by their `host:port`. Separate because it is read-only and must
 //! never slow down producers or consumers; it never retries within an
 //! observation (the next tick is the retry).
@@ -60,6 +61,8 @@ async fn observe_once(context: &Context, process: u64, stop: &mut watch::Receive
             for (field, observed) in observed {
                 value[field] = observed.clone();
             }
+            let open = context.open_connections();
+            value["connections"] = json!({ context.config.subscription.as_str(): open });
             (OpType::Ok, None)
         }
         Some(Err(error)) => (outcome_type(error), Some(error.describe())),

@@ -1,29 +1,20 @@
-//! `imbalance`: after the cluster settled, shard sequencers were spread
-//! unevenly over the live nodes: the most loaded node had more than
-//! [`RATIO_MAX`] times the sequencers of the least loaded one.
+//! Sequencers spread unevenly over the live nodes: the most loaded node
+//! had more than [`RATIO_MAX`] times the sequencers of the least loaded
+//! one.
 //!
-//! Read from the workload's `observe` operations (`nodes` from
-//! DescribeCluster, `shards` and `subscriptions` from the lookups, every
-//! node named `host:port`). An observation counts only when the cluster
-//! had settled: no nemesis operation in the [`SETTLE_S`] seconds before its
-//! invoke, nor during it. It is judged only when balance is achievable
-//! with some slack: at least two live nodes and at least two shards per
-//! live node. Sequencers on nodes not listed as live are left out of the
-//! ratio and named in the example. One occurrence per episode: a run of
-//! consecutive settled, imbalanced observations.
+//! Read from `nodes` (DescribeCluster) and `shards` (LookupShard) of the
+//! `observe` operations, every node named `host:port`. Judged only when
+//! balance is achievable with some slack: at least two live nodes and at
+//! least two shards per live node. Sequencers on nodes not listed as live
+//! are left out of the ratio and named in the example.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{Context, Report};
-use crate::index::{seconds, Kept, NONE};
-use crate::result::{Anomaly, Severity};
-
-/// Seconds without a nemesis operation before the cluster counts as settled.
-const SETTLE_S: u64 = 10;
-/// The tolerated ratio of most to least loaded live node.
-const RATIO_MAX: f64 = 1.5;
+use super::{beyond_ratio, calm, settled, RATIO_MAX};
+use crate::analysis::Context;
+use crate::index::{Kept, NONE};
 
 /// One observation's sequencer placement.
 struct Placement {
@@ -34,9 +25,10 @@ struct Placement {
     subscriptions: Value,
 }
 
-/// Counts one occurrence per episode of imbalanced settled observations.
-pub(super) fn analyse(context: &Context) -> Report {
-    let mut anomaly = Anomaly::new(Severity::Violation);
+/// The first observation of every episode of settled, imbalanced
+/// sequencer placement: (its position, the example).
+pub(super) fn episodes(context: &Context) -> Vec<(u32, Value)> {
+    let mut found = Vec::new();
     let mut in_episode = false;
     for (invoke, observation) in &context.index.observations {
         let imbalanced = settled(context, *invoke, observation.position)
@@ -46,25 +38,13 @@ pub(super) fn analyse(context: &Context) -> Report {
         match imbalanced {
             Some(placement) if !in_episode => {
                 in_episode = true;
-                anomaly.record(|| example(context, *invoke, observation, &placement));
+                found.push((observation.position, example(context, *invoke, observation, &placement)));
             }
             Some(_) => {}
             None => in_episode = false,
         }
     }
-    anomaly.into()
-}
-
-/// No nemesis op in the `SETTLE_S` before the invoke or during the op.
-fn settled(context: &Context, invoke: u32, ok: u32) -> bool {
-    let index = context.index;
-    let start = if invoke == NONE { ok } else { invoke };
-    match context.faults.last_at_or_before(ok) {
-        None => true,
-        Some(nemesis) => {
-            nemesis < start && index.time(start).saturating_sub(index.time(nemesis)) >= SETTLE_S * 1_000_000_000
-        }
-    }
+    found
 }
 
 /// Reads `nodes` and `shards`; `None` when the value lacks them.
@@ -94,7 +74,7 @@ fn is_imbalanced(placement: &Placement) -> bool {
         return false;
     }
     let (most, least) = extremes(placement);
-    least == 0 || most as f64 / least as f64 > RATIO_MAX
+    beyond_ratio(most, least)
 }
 
 /// (most, least) sequencers on one live node.
@@ -113,17 +93,7 @@ fn example(context: &Context, invoke: u32, observation: &Kept, placement: &Place
         ops.push(index.op_index(invoke));
     }
     ops.push(index.op_index(observation.position));
-    let calm = match context.faults.last_at_or_before(observation.position) {
-        Some(nemesis) => {
-            ops.push(index.op_index(nemesis));
-            format!(
-                "{} after the last nemesis operation ({})",
-                seconds(index.time(observation.position).saturating_sub(index.time(nemesis))),
-                context.moment(nemesis)
-            )
-        }
-        None => "with no fault injected before it".to_string(),
-    };
+    let calm = calm(context, observation.position, &mut ops);
     let counts: Vec<String> = placement.per_node.iter().map(|(node, count)| format!("{node}: {count}")).collect();
     let elsewhere = if placement.elsewhere.is_empty() {
         String::new()
