@@ -109,7 +109,8 @@ pub fn check_with(history: &History, options: &CheckOptions) -> CheckResult {
 /// streaming pass (`source` names it in messages), decoding on several
 /// threads. Accepts exactly what [`parse_history`] accepts, with the same
 /// errors and warnings, but never holds the history in memory: memory is
-/// the compact index, about a fifth of the file's size.
+/// the compact index, about a third of the file's size (peak 0.41 × at
+/// 10 M operations).
 pub fn check_reader(reader: impl BufRead, source: &str, options: &CheckOptions) -> Result<Checked, HistoryError> {
     let decoders = threads();
     let (index, warnings) = input::stream::read(reader, source, decoders)?;
