@@ -224,7 +224,7 @@ fn report(synthetic: &Synthetic, measurements: &[Measurement]) -> u8 {
     for measurement in measurements {
         println!(
             "{:<9} {:>8.2} s  {:>6.2} M ops/s  peak {:>8.1} MiB ({:.2} × file)",
-            measurement.pass,
+            measurement.pass.to_string(),
             measurement.seconds,
             measurement.ops_per_second() / 1e6,
             measurement.peak_kib as f64 / 1024.0,
