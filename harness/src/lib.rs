@@ -10,6 +10,7 @@
 //! - [`nightly`], [`selftest`], [`batch`] — many runs: plans, JUnit, trend, detection matrix.
 //! - [`faults`] — executes a fault timeline and records it.
 //! - [`health`] — waits for DescribeCluster to list every node.
+//! - [`interrupt`] — Ctrl-C/SIGTERM noted during the synchronous boot.
 //! - [`manual`] — `chaos cluster up|status|down` and `chaos nemesis ...` against a live cluster.
 //! - [`runtime`] — boots real processes in network namespaces or on loopback.
 //! - [`verdict`], [`progress`], [`rundir`], [`logging`], [`markup`] — presentation and files.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod export;
 pub mod faults;
 pub mod health;
+pub mod interrupt;
 pub mod logging;
 pub mod manual;
 pub mod markup;

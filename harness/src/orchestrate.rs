@@ -46,6 +46,7 @@ pub struct RunOptions {
 
 /// Runs a whole chaos run.
 pub fn run(settings: Scenario, options: &RunOptions) -> anyhow::Result<RunOutcome> {
+    crate::interrupt::catch().context("cannot install the Ctrl-C handler")?;
     let run_id = rundir::fresh_run_id();
     let run_dir = rundir::create(&absolute(&options.store), &run_id)
         .with_context(|| format!("cannot create a run directory under {}", options.store.display()))?;
@@ -78,7 +79,14 @@ fn run_in(run_dir: &Path, run_id: String, settings: Scenario, options: &RunOptio
         spec.profile = Profile::load(path)?;
     }
     let boot_started = std::time::Instant::now();
+    if crate::interrupt::interrupted() {
+        anyhow::bail!("interrupted before the cluster booted");
+    }
     let mut cluster = Cluster::boot(spec).context("cannot boot the cluster")?;
+    if crate::interrupt::interrupted() {
+        cluster.teardown().context("teardown after an interrupted boot failed")?;
+        anyhow::bail!("interrupted while the cluster booted; it was torn down");
+    }
     let crashes = cluster.crash_events();
     let handle = cluster.control_handle()?;
     let cluster = Arc::new(cluster);
@@ -101,6 +109,8 @@ async fn drive(
     boot_started: std::time::Instant,
     crashes: Option<tokio::sync::mpsc::Receiver<crate::runtime::CrashEvent>>,
 ) -> anyhow::Result<CheckResult> {
+    let (stop, stop_rx) = watch::channel(false);
+    tokio::spawn(stop_on_signal(stop.clone()));
     let nodes = settings.cluster.nodes;
     health::wait_cluster(&cluster, nodes).await?;
     let endpoints = cluster.server_addresses();
@@ -115,8 +125,6 @@ async fn drive(
     if let Some(crashes) = crashes {
         tokio::spawn(forward_crashes(crashes, recorder.clone()));
     }
-    let (stop, stop_rx) = watch::channel(false);
-    tokio::spawn(stop_on_signal(stop.clone()));
     let mut config = queue_config(&settings);
     config.client.tls = cluster.client_tls();
     let mut workload = QueueWorkload::setup(config, endpoints.clone(), recorder.clone(), settings.seed()).await?;
@@ -225,9 +233,11 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    if !crate::interrupt::interrupted() {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
     eprintln!("signal received: healing, draining briefly and tearing down");
     let _ = stop.send(true);

@@ -195,3 +195,38 @@ fn replay_repeats_the_fault_timeline() {
     }
     assert_nothing_left(&replayed_dir);
 }
+
+/// Goal: Ctrl-C while the cluster boots (before the run's async signal
+/// listener exists) tears the cluster down instead of killing the harness
+/// and leaving namespaces and nodes behind; the run directory still gets a
+/// report saying the run was not checked.
+#[test]
+fn interrupt_during_boot_tears_the_cluster_down() {
+    let store = tempfile::tempdir().unwrap();
+    let child = Command::new(chaos())
+        .arg("run")
+        .arg("--store")
+        .arg(store.path())
+        .arg("--hserver")
+        .arg(hserver())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("chaos runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !store.path().join("latest").exists() {
+        assert!(std::time::Instant::now() < deadline, "no run directory after 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signalled the child we started");
+    let output = child.wait_with_output().expect("chaos ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let booting = stderr.contains("interrupted while the cluster booted");
+    assert!(booting || stderr.contains("interrupted before the cluster booted"), "{stderr}");
+    let run_dir = std::fs::canonicalize(store.path().join("latest")).unwrap();
+    assert_nothing_left(&run_dir);
+    let report = std::fs::read_to_string(run_dir.join("report.html")).expect("a report");
+    assert!(report.contains("NOT CHECKED"));
+}
