@@ -123,7 +123,8 @@ fn read_results(path: &Path) -> (Option<CheckResult>, Option<String>) {
         Ok(text) => text,
         Err(error) => {
             let why = format!(
-                "{}: {error}: the run was not checked (it ended early); `chaos check` on the run directory gives a verdict",
+                "{}: {error}: the run was not checked (it ended early, or its directory was made by other means); \
+                 `chaos check` on the run directory gives a verdict",
                 path.display()
             );
             return (None, Some(why));

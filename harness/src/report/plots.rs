@@ -139,29 +139,32 @@ pub fn latency(
     of: impl Fn(&Bucket) -> &[f32],
 ) -> Result<String, PlotError> {
     let curves = quantile_curves(&series.buckets, of);
-    let highest =
-        points.iter().map(|p| f64::from(p.millis)).chain(curves.iter().flat_map(|(_, _, q)| *q)).fold(1.0, f64::max);
+    let latencies = || points.iter().map(|p| f64::from(p.millis)).chain(curves.iter().flat_map(|(_, _, q)| *q));
+    let highest = latencies().fold(1.0, f64::max);
+    // The log axis starts below the fastest latency (down to 1 µs), so fast
+    // in-memory histories are not squashed onto the axis.
+    let floor = latencies().filter(|&ms| ms > 0.0).fold(0.1, f64::min).max(0.001) / 1.5;
     svg("latency", |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 15))
             .margin(8)
             .x_label_area_size(32)
             .y_label_area_size(56)
-            .build_cartesian_2d(x_range(series), (0.1f64..highest * 1.5).log_scale())?;
+            .build_cartesian_2d(x_range(series), (floor..highest * 1.5).log_scale())?;
         chart.configure_mesh().x_desc("time (s)").y_desc("latency (ms)").draw()?;
         for (start, end, _) in bands(series) {
-            chart.draw_series([Rectangle::new([(start, 0.1), (end, highest * 1.5)], BAND.filled())])?;
+            chart.draw_series([Rectangle::new([(start, floor), (end, highest * 1.5)], BAND.filled())])?;
         }
         chart.draw_series(points.iter().map(|point| {
             let colour = outcome_colour(point.outcome).mix(0.45);
-            Circle::new((seconds(point.time), f64::from(point.millis).max(0.1)), 1.5, colour.filled())
+            Circle::new((seconds(point.time), f64::from(point.millis).max(floor)), 1.5, colour.filled())
         }))?;
         for (rank, name) in ["p50", "p95", "p99"].into_iter().enumerate() {
             let colour = PALETTE[[0, 4, 3][rank]];
             // One line per stretch with data, so a gap (nothing completed)
             // shows as a gap rather than as a slope.
             for (stretch, part) in curves.chunk_by(|a, b| b.0 - a.0 <= a.1).enumerate() {
-                let line = part.iter().map(|(time, _, quantiles)| (*time, quantiles[rank].max(0.1)));
+                let line = part.iter().map(|(time, _, quantiles)| (*time, quantiles[rank].max(floor)));
                 let drawn = chart.draw_series(LineSeries::new(line, colour.stroke_width(2)))?;
                 if stretch == 0 {
                     drawn
