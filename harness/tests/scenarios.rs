@@ -2,8 +2,10 @@
 //! ZooKeeper, real hservers, real namespaces (root).
 //!
 //! Goal: the correct server survives every fault kind and ZooKeeper going
-//! away; a server that exits on ZooKeeper loss is caught as `crash`, and
-//! `chaos shrink` boils a failing timeline down to the fault that matters.
+//! away; a server that exits on ZooKeeper loss is caught as `crash`, an
+//! owner that checkpoints at delivery is caught as `lost` once clients are
+//! cut off and the owner dies, and `chaos shrink` boils a failing timeline
+//! down to the fault that matters.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,6 +76,22 @@ fn exit_on_zk_loss_is_caught_as_a_crash() {
     let done = run(store.path(), &args);
     assert_eq!(done.code, 1, "{}", done.output);
     assert!(count(&done.results, "crash") > 0, "{}", done.results);
+}
+
+/// Goal: cutting the clients off from every hserver and then killing them
+/// all exposes an owner that checkpoints at delivery (records it handed to
+/// dead streams are skipped: `lost`), while the correct server redelivers
+/// them on the same fault timeline.
+#[test]
+fn clients_cut_then_owner_killed_exposes_checkpoint_on_deliver() {
+    let scenario = repo("scenarios/clients-cut-owner-kill.yaml");
+    let store = tempfile::tempdir().unwrap();
+    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "5", "--server-bug", "checkpoint-on-deliver"];
+    let buggy = run(store.path(), &args);
+    assert_eq!(buggy.code, 1, "{}\n{}", buggy.output, buggy.results);
+    assert!(count(&buggy.results, "lost") > 0, "{}", buggy.results);
+    let correct = run(store.path(), &args[..4]);
+    assert_eq!(correct.code, 0, "{}\n{}", correct.output, correct.results);
 }
 
 #[test]

@@ -64,6 +64,11 @@ fn overlapping_incompatible_faults_are_refused() {
     assert!(error_of(partitions).contains("overlaps"));
     let disjoint = "faults:\n  timeline:\n    - {at: 1s, fault: kill, for: 10s, nodes: [n2]}\n    - {at: 5s, fault: pause, for: 2s, nodes: [n3]}\n";
     assert!(Scenario::from_yaml(disjoint, "s").is_ok());
+    // A partition and a kill of the same nodes act on different layers.
+    let layered = "faults:\n  timeline:\n    - {at: 1s, fault: partition, kind: isolate-one, for: 10s, nodes: [n2, n1]}\n    - {at: 5s, fault: kill, for: 2s, nodes: [n2]}\n";
+    assert!(Scenario::from_yaml(layered, "s").is_ok(), "{:?}", Scenario::from_yaml(layered, "s").err());
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/clients-cut-owner-kill.yaml");
+    assert!(Scenario::load(&shipped).is_ok(), "{:?}", Scenario::load(&shipped).err());
 }
 
 #[test]

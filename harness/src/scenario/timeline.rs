@@ -55,7 +55,12 @@ fn first_clash<'a>(earlier: &'a [FaultEntry], entry: &FaultEntry) -> Option<(usi
     earlier.iter().enumerate().find(|(_, other)| {
         let (Some(other_start), Some(other_end)) = (other.at.map(|d| d.0), other.end()) else { return false };
         let overlap = start < other_end && other_start < end;
-        let shared_node = entry.nodes.iter().any(|n| other.nodes.contains(n));
+        // A partition (iptables in the node's namespace) and a process
+        // fault (kill, pause) act on different layers of the same node.
+        let layered = [(entry, *other), (*other, entry)]
+            .iter()
+            .any(|(a, b)| a.fault == "partition" && matches!(b.fault.as_str(), "kill" | "pause"));
+        let shared_node = !layered && entry.nodes.iter().any(|n| other.nodes.contains(n));
         let both_partitions = entry.fault == "partition" && other.fault == "partition";
         let both_zookeeper = entry.is_zookeeper() && other.is_zookeeper();
         overlap && (shared_node || both_partitions || both_zookeeper)
