@@ -101,20 +101,36 @@ pub fn timeline(series: &Series) -> Result<String, PlotError> {
     let spans: &[Span] = &series.spans.items;
     let lanes: BTreeMap<u64, usize> =
         spans.iter().map(|s| s.process).collect::<BTreeSet<_>>().into_iter().enumerate().map(|(i, p)| (p, i)).collect();
-    let height = lanes.len().max(1) as f64;
+    let processes: Vec<u64> = lanes.keys().copied().collect();
+    // Lane `i` is centred on `y = i`, so the axis ticks (whole numbers) fall
+    // on lanes and can be labelled with that lane's process id.
+    let (bottom, top) = (-0.5, lanes.len().max(1) as f64 - 0.5);
+    let process_of = |y: &f64| {
+        let lane = y.round();
+        match (lane - y).abs() < 1e-6 && lane >= 0.0 {
+            true => processes.get(lane as usize).map(u64::to_string).unwrap_or_default(),
+            false => String::new(),
+        }
+    };
     svg("timeline", |root| {
         let mut chart = ChartBuilder::on(root)
             .caption("operations per process (green ok, red fail, orange info, grey open)", ("sans-serif", 15))
             .margin(8)
             .x_label_area_size(32)
             .y_label_area_size(48)
-            .build_cartesian_2d(x_range(series), 0.0..height)?;
-        chart.configure_mesh().disable_mesh().x_desc("time (s)").y_desc("process").draw()?;
+            .build_cartesian_2d(x_range(series), bottom..top)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("time (s)")
+            .y_desc("process")
+            .y_label_formatter(&process_of)
+            .draw()?;
         for (start, end, label) in bands(series) {
-            chart.draw_series([Rectangle::new([(start, 0.0), (end, height)], BAND.filled())])?;
+            chart.draw_series([Rectangle::new([(start, bottom), (end, top)], BAND.filled())])?;
             chart.draw_series([Text::new(
                 label,
-                (start, height * 0.98),
+                (start, top - (top - bottom) * 0.02),
                 ("sans-serif", 11).into_font().color(&FAIL),
             )])?;
         }
@@ -122,7 +138,7 @@ pub fn timeline(series: &Series) -> Result<String, PlotError> {
             let lane = lanes.get(&span.process).copied().unwrap_or(0) as f64;
             let end = seconds(span.end).max(seconds(span.start) + 0.002);
             Rectangle::new(
-                [(seconds(span.start), lane + 0.15), (end, lane + 0.85)],
+                [(seconds(span.start), lane - 0.35), (end, lane + 0.35)],
                 outcome_colour(span.outcome).filled(),
             )
         }))?;
