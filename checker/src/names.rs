@@ -87,7 +87,10 @@ pub fn meaning(name: &str) -> Option<&'static str> {
         UNAVAILABLE => {
             "After the last fault healed, no append or delivery succeeded for longer than the recovery budget."
         }
-        IMBALANCE => "On a settled cluster, shard sequencers were spread unevenly across live nodes.",
+        IMBALANCE => {
+            "On a settled cluster, sequencers or subscription owners were spread unevenly over live nodes, \
+             or a subscription's shards over its consumers."
+        }
         LOG_PATTERN => "A node log shows a panic, FATAL error or failed assertion.",
         CRASH => "A node exited without the nemesis killing it.",
         DUPLICATE_DELIVERY => "A record delivered more than once (allowed under at-least-once).",

@@ -98,6 +98,7 @@ fn assert_mentions(text: &str, facts: &[&str]) {
 #[test]
 fn connection_order_against_sequencer_order_is_an_order_cycle() {
     let mut history = Writer::default();
+    history.nemesis(0.5, "partition", "n3");
     history.append(1.0, 0, &[1], 0, 1).append(2.0, 0, &[2], 0, 2);
     history.receive(3.0, 1, "c0#0", &[(2, [0, 2, 0])]).receive(4.0, 1, "c0#0", &[(1, [0, 1, 0])]);
     let result = check_with(
@@ -108,13 +109,19 @@ fn connection_order_against_sequencer_order_is_an_order_cycle() {
     let example = &result.anomalies[ORDER_CYCLE].examples[0];
     assert_eq!(example["shard"], 0);
     assert_eq!(example["records"], 2);
-    assert_eq!(example["ops"], json!([1, 3, 5, 7]));
+    assert_eq!(example["ops"], json!([3, 5, 7, 9]));
     let observers: Vec<&str> =
         example["cycle"].as_array().expect("edges").iter().filter_map(|e| e["observer"].as_str()).collect();
     assert!(observers.contains(&"sequencer") && observers.contains(&"connection c0#0"), "{observers:?}");
     assert_mentions(
         &explanation(&result, ORDER_CYCLE),
-        &["shard 0", "[0,1,0]", "[0,2,0]", "connection c0#0 received [0,2,0] (value 2) at op 5 at 3.000 s"],
+        &[
+            "shard 0",
+            "[0,1,0]",
+            "[0,2,0]",
+            "connection c0#0 received [0,2,0] (value 2) at op 7 at 3.000 s",
+            "partition of n3 (from 0.500 s never healed)",
+        ],
     );
 }
 
@@ -194,7 +201,9 @@ fn skip_on_the_same_connection_is_left_to_nonmonotonic_delivery() {
 #[test]
 fn record_the_drain_never_reached_is_unseen_at_end() {
     let mut history = Writer::default();
+    history.nemesis(0.5, "pause", "n2");
     history.append(1.0, 0, &[1, 2], 0, 1);
+    history.nemesis(1.5, "resume", "n2");
     history.receive(2.0, 1, "c0#0", &[(1, [0, 1, 0])]);
     history.op(9.0, json!("harness"), "info", "phase", json!("done"));
     let result =
@@ -205,8 +214,27 @@ fn record_the_drain_never_reached_is_unseen_at_end() {
     assert!((behind.waiting_s - 8.0).abs() < 1e-9, "{behind:?}");
     assert_mentions(
         &explanation(&result, UNSEEN_AT_END),
-        &["value 2 (id [0,1,1])", "op 1 at 1.000 s", "never got past id [0,1,0]", "9.000 s", "waiting 8.000 s"],
+        &[
+            "value 2 (id [0,1,1])",
+            "op 3 at 1.000 s",
+            "never got past id [0,1,0]",
+            "9.000 s",
+            "waiting 8.000 s",
+            "pause of n2 (from 0.500 s to 1.500 s)",
+        ],
     );
+}
+
+/// Goal: the same record delivered by the drain (after the run's `done`
+/// phase) is neither unseen-at-end nor lost.
+#[test]
+fn record_the_drain_reached_is_not_unseen_at_end() {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1, 2], 0, 1);
+    history.receive(2.0, 1, "c0#0", &[(1, [0, 1, 0])]);
+    history.op(9.0, json!("harness"), "info", "phase", json!("done"));
+    history.receive(9.5, 1, "c0#0", &[(2, [0, 1, 1])]);
+    check_with(&history.text(), &options(), VALID);
 }
 
 /// Goal: with a backlog of 10 s, a record 20 s old at the end may have
@@ -219,7 +247,10 @@ fn record_older_than_the_backlog_is_expired_not_lost() {
     let options = CheckOptions { backlog_seconds: Some(10), ..CheckOptions::default() };
     let result = check_with(&history.text(), &options, Expect { valid: Validity::Valid, anomalies: &[(EXPIRED, 1)] });
     assert_eq!(result.anomalies[EXPIRED].severity, Severity::Allowed);
-    assert_mentions(&explanation(&result, EXPIRED), &["value 1 (id [0,1,0])", "20.000 s old", "backlog of 10 s"]);
+    assert_mentions(
+        &explanation(&result, EXPIRED),
+        &["value 1 (id [0,1,0])", "20.000 s old", "backlog of 10 s", "no fault was active then"],
+    );
 }
 
 /// Goal: the same record within a longer backlog is lost after all.
@@ -260,7 +291,7 @@ fn redelivery_after_ack_with_nothing_in_between_is_stale() {
     assert_eq!(example["ops"], json!([3, 5, 7]));
     assert_mentions(
         &explanation(&result, STALE_REDELIVERY),
-        &["[0,1,0] (value 1)", "op 5 at 3.000 s", "op 7 at 4.000 s"],
+        &["[0,1,0] (value 1)", "op 5 at 3.000 s", "op 7 at 4.000 s", "no fault was active then"],
     );
 }
 
@@ -313,7 +344,13 @@ fn no_success_for_longer_than_the_budget_after_healing_is_unavailable() {
     assert!((example["seconds"].as_f64().unwrap_or(0.0) - 25.0).abs() < 1e-9, "{example}");
     assert_mentions(
         &explanation(&result, UNAVAILABLE),
-        &["op 7 at 5.000 s", "25.000 s (budget 20 s)", "until op 9 at 30.000 s", "1 append(s) were in flight"],
+        &[
+            "op 7 at 5.000 s",
+            "25.000 s (budget 20 s)",
+            "until op 9 at 30.000 s",
+            "1 append(s) were in flight",
+            "kill of n2 (from 2.000 s to 5.000 s)",
+        ],
     );
 }
 
@@ -339,15 +376,29 @@ fn quiet_after_healing_with_no_work_is_not_unavailable() {
 
 // ---- imbalance -------------------------------------------------------------------
 
-/// A cluster observation at `seconds` with sequencers per node as given.
-fn observation(history: &mut Writer, seconds: f64, per_node: &[usize]) {
-    let nodes: Vec<String> = (0..per_node.len()).map(|node| format!("10.0.0.{node}:6570")).collect();
-    let mut shards = serde_json::Map::new();
+/// The addresses of `count` nodes.
+fn addresses(count: usize) -> Vec<String> {
+    (0..count).map(|node| format!("10.0.0.{node}:6570")).collect()
+}
+
+/// Items (named by `name` and a number) on nodes, `per_node[i]` of them on
+/// node `i`.
+fn spread(per_node: &[usize], name: impl Fn(usize) -> String) -> serde_json::Map<String, Value> {
+    let nodes = addresses(per_node.len());
+    let mut items = serde_json::Map::new();
     for (node, &count) in per_node.iter().enumerate() {
         for _ in 0..count {
-            shards.insert((shards.len() + 1).to_string(), json!(nodes[node]));
+            items.insert(name(items.len() + 1), json!(nodes[node]));
         }
     }
+    items
+}
+
+/// A cluster observation at `seconds` with sequencers per node as given
+/// and one subscription, on the first node.
+fn observation(history: &mut Writer, seconds: f64, per_node: &[usize]) {
+    let nodes = addresses(per_node.len());
+    let shards = spread(per_node, |i| i.to_string());
     let value = json!({"what": "cluster", "nodes": nodes, "shards": shards, "subscriptions": {"sub": nodes[0]}});
     history.op(seconds, json!(9), "invoke", "observe", json!({"what": "cluster"}));
     history.op(seconds + 0.1, json!(9), "ok", "observe", value);
@@ -357,7 +408,7 @@ fn settled_run(placements: &[(f64, &[usize])], fault_at: Option<f64>) -> String 
     let mut history = Writer::default();
     history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
     if let Some(seconds) = fault_at {
-        history.nemesis(seconds, "kill", "n1");
+        history.nemesis(seconds, "kill", "n1").nemesis(seconds, "restart", "n1");
     }
     for (seconds, per_node) in placements {
         observation(&mut history, *seconds, per_node);
@@ -372,18 +423,64 @@ fn uneven_sequencers_on_a_settled_cluster_are_an_imbalance() {
     let text = settled_run(&[(20.0, &[5, 1, 1, 1]), (22.0, &[5, 1, 1, 1])], Some(3.0));
     let result = check_with(&text, &options(), Expect { valid: Validity::Invalid, anomalies: &[(IMBALANCE, 1)] });
     let example = &result.anomalies[IMBALANCE].examples[0];
+    assert_eq!(example["role"], "sequencers");
     assert_eq!(example["most"], 5);
     assert_eq!(example["least"], 1);
-    assert_eq!(example["sequencers_per_node"]["10.0.0.0:6570"], 5);
+    assert_eq!(example["per_node"]["10.0.0.0:6570"], 5);
     assert_mentions(
         &explanation(&result, IMBALANCE),
         &[
-            "op 7 at 20.100 s",
-            "17.100 s after the last nemesis operation",
+            "op 9 at 20.100 s",
+            "17.100 s after the last nemesis operation (op 7 at 3.000 s)",
             "10.0.0.0:6570: 5",
-            "8 shards on 4 live nodes",
+            "the sequencers of 8 shards on 4 live nodes",
         ],
     );
+}
+
+/// A run whose observations at 20 s and 22 s place subscription owners
+/// per node as given (sequencers balanced, two per node); a partition of
+/// n2 from 3 s lasts until `healed_at` (never healed with `None`).
+fn owners_run(per_node: &[usize], healed_at: Option<f64>) -> String {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+    history.nemesis(3.0, "partition", "n2");
+    if let Some(seconds) = healed_at {
+        history.nemesis(seconds, "heal", "n2");
+    }
+    let nodes = addresses(per_node.len());
+    let shards = spread(&vec![2; per_node.len()], |i| i.to_string());
+    let subscriptions = spread(per_node, |i| format!("sub-idle-{i}"));
+    for seconds in [20.0, 22.0] {
+        let value = json!({"what": "cluster", "nodes": nodes, "shards": shards, "subscriptions": subscriptions});
+        history.op(seconds, json!(9), "invoke", "observe", json!({"what": "cluster"}));
+        history.op(seconds + 0.1, json!(9), "ok", "observe", value);
+    }
+    history.text()
+}
+
+/// Goal: 11 subscriptions on 5 settled nodes as 7/1/1/1/1 is an
+/// imbalance of owners, named as such with the counts per node.
+#[test]
+fn uneven_subscription_owners_on_a_settled_cluster_are_an_imbalance() {
+    let text = owners_run(&[7, 1, 1, 1, 1], Some(5.0));
+    let result = check_with(&text, &options(), Expect { valid: Validity::Invalid, anomalies: &[(IMBALANCE, 1)] });
+    let example = &result.anomalies[IMBALANCE].examples[0];
+    assert_eq!(example["role"], "owners");
+    assert_eq!((example["most"].as_u64(), example["least"].as_u64()), (Some(7), Some(1)));
+    assert_mentions(
+        &explanation(&result, IMBALANCE),
+        &["the owners of 11 subscriptions on 5 live nodes", "10.0.0.0:6570: 7", "10.0.0.4:6570: 1", "ratio 1.5"],
+    );
+}
+
+/// Goal: owners balanced as the server keeps them (3/2/2/2/2) are fine,
+/// and a skewed placement is not judged while a fault begun long before
+/// is still active (the partition never healed).
+#[test]
+fn balanced_owners_or_owners_under_a_lasting_fault_are_not_imbalances() {
+    check_with(&owners_run(&[3, 2, 2, 2, 2], Some(5.0)), &options(), VALID);
+    check_with(&owners_run(&[7, 1, 1, 1, 1], None), &options(), VALID);
 }
 
 /// Goal: the same placement within 10 s of a fault is not judged; a

@@ -30,7 +30,8 @@ pub enum Bug {
     /// After a restart a sequencer continues its old epoch from its local
     /// tail instead of recovering, reusing ids the cluster already gave out.
     ReuseLsn,
-    /// Every shard sequencer is placed on the lowest-numbered live node.
+    /// Every shard sequencer and subscription owner is placed on the
+    /// lowest-numbered eligible live node.
     UnbalancedPlacement,
 }
 

@@ -327,7 +327,7 @@ impl Node {
             .keys()
             .map(|id| placement::Item { key: id.clone(), current: view.owner_of(id), eligible: vec![] })
             .collect();
-        placement::place(&items, &live, false)
+        placement::place(&items, &live, self.bugs().has(Bug::UnbalancedPlacement))
     }
 
     fn reconcile_shards(self: &Arc<Self>, view: &View) {

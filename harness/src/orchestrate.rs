@@ -255,6 +255,7 @@ pub fn queue_config(settings: &Scenario) -> QueueConfig {
         consumers: w.consumers,
         rate_records_per_s: w.rate,
         churn_probability_per_s: w.churn_per_s,
+        idle_subscriptions: w.idle_subscriptions,
         ..QueueConfig::default()
     }
 }

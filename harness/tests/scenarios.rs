@@ -4,7 +4,8 @@
 //! Goal: the correct server survives every fault kind and ZooKeeper going
 //! away; a server that exits on ZooKeeper loss is caught as `crash`, an
 //! owner that checkpoints at delivery is caught as `lost` once clients are
-//! cut off and the owner dies, and `chaos shrink` boils a failing timeline
+//! cut off and the owner dies, roles piled onto one node are caught as
+//! `imbalance`, and `chaos shrink` boils a failing timeline
 //! down to the fault that matters.
 
 use std::path::{Path, PathBuf};
@@ -92,6 +93,28 @@ fn clients_cut_then_owner_killed_exposes_checkpoint_on_deliver() {
     assert!(count(&buggy.results, "lost") > 0, "{}", buggy.results);
     let correct = run(store.path(), &args[..4]);
     assert_eq!(correct.code, 0, "{}\n{}", correct.output, correct.results);
+}
+
+/// Goal: with `unbalanced-placement` one node sequences every shard and
+/// serves every subscription, and both are reported as `imbalance` with the
+/// node's count; the correct server on the same scenario is balanced.
+#[test]
+fn piled_up_sequencers_and_subscription_owners_are_an_imbalance() {
+    let scenario = repo("scenarios/placement.yaml");
+    let scenario = scenario.to_str().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let args = ["--scenario", scenario, "--seed", "33", "--time-limit", "12", "--server-bug", "unbalanced-placement"];
+    let done = run(store.path(), &args);
+    assert_eq!(done.code, 1, "{}", done.output);
+    let examples = done.results["anomalies"]["imbalance"]["examples"].as_array().cloned().unwrap_or_default();
+    let piled = |role: &str, items: u64| {
+        examples.iter().any(|e| e["role"] == role && e["most"].as_u64() == Some(items) && e["least"] == 0)
+    };
+    assert!(piled("sequencers", 8) && piled("owners", 11), "{}", done.results["anomalies"]["imbalance"]);
+
+    let store = tempfile::tempdir().unwrap();
+    let done = run(store.path(), &["--scenario", scenario, "--seed", "33", "--time-limit", "12"]);
+    assert_eq!(done.code, 0, "{}\n{}", done.output, done.results);
 }
 
 #[test]

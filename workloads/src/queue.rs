@@ -81,6 +81,11 @@ pub struct QueueConfig {
     pub backlog_seconds: u32,
     /// Subscription id. Default `"chaos-sub"`.
     pub subscription: String,
+    /// Extra subscriptions of the stream that no consumer reads, named
+    /// `{subscription}-idle-{i}`. The observer looks up their owners so the
+    /// checker can judge how the server spreads subscriptions over nodes
+    /// (one subscription alone says nothing about balance). Default 10.
+    pub idle_subscriptions: u32,
     /// Seconds before an unacked delivery is redelivered. Default 5.
     pub ack_timeout_seconds: i32,
     /// Unacked records the server allows per subscription. Default 1000.
@@ -133,6 +138,7 @@ impl Default for QueueConfig {
             replication_factor: 3,
             backlog_seconds: 86_400,
             subscription: "chaos-sub".into(),
+            idle_subscriptions: 10,
             ack_timeout_seconds: 5,
             max_unacked_records: 1_000,
             producers: 2,
@@ -156,6 +162,13 @@ impl Default for QueueConfig {
 }
 
 impl QueueConfig {
+    /// Every subscription the workload creates: the consumers' one first,
+    /// then the idle ones.
+    pub fn subscriptions(&self) -> Vec<String> {
+        let idle = (0..self.idle_subscriptions).map(|i| format!("{}-idle-{i}", self.subscription));
+        std::iter::once(self.subscription.clone()).chain(idle).collect()
+    }
+
     /// Checks every field's range; the error names the field and the fix.
     pub fn validate(&self) -> Result<(), WorkloadError> {
         let lanes = self.producers as u64 * self.keys_per_producer as u64;
@@ -254,7 +267,7 @@ pub struct QueueWorkload {
 }
 
 impl QueueWorkload {
-    /// Creates the stream and the subscription (an existing one is fine),
+    /// Creates the stream and the subscriptions (existing ones are fine),
     /// retrying with bounded backoff for up to `setup_timeout_ms` while the
     /// cluster settles, and picks each lane's key so lanes spread over all
     /// shards. Records nothing. The work runs in a spawned task so that
@@ -467,7 +480,7 @@ async fn abort_all(tasks: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Creates the stream, lists its shards and creates the subscription, each
+/// Creates the stream, lists its shards and creates the subscriptions, each
 /// step retried until `setup_timeout_ms`.
 async fn prepare_cluster(
     config: QueueConfig,
@@ -495,14 +508,16 @@ async fn prepare_cluster(
         })
     })
     .await?;
-    let subscription = config.subscription.as_str();
-    retry("create subscription", deadline, || {
-        nodes.on_any_node(|client| async move {
-            let (ack_timeout, max_unacked) = (config.ack_timeout_seconds, config.max_unacked_records);
-            client.create_subscription(subscription, stream, ack_timeout, max_unacked).await
+    for subscription in config.subscriptions() {
+        let subscription = subscription.as_str();
+        retry("create subscription", deadline, || {
+            nodes.on_any_node(|client| async move {
+                let (ack_timeout, max_unacked) = (config.ack_timeout_seconds, config.max_unacked_records);
+                client.create_subscription(subscription, stream, ack_timeout, max_unacked).await
+            })
         })
-    })
-    .await?;
+        .await?;
+    }
     Ok(shards)
 }
 

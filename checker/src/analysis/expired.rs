@@ -32,10 +32,11 @@ pub(super) fn analyse(context: &Context) -> Report {
                 "explanation": format!(
                     "value {value} (id {id}) was acknowledged at {} and never delivered, but it was \
                      up to {} old when the history ended at {}, beyond the stream's backlog of {backlog} s, \
-                     so retention may have deleted it: expired, not lost",
+                     so retention may have deleted it: expired, not lost; at the acknowledgement, {}",
                     context.moment(ok_position),
                     seconds(age),
-                    seconds(context.undelivered().end_time)
+                    seconds(context.undelivered().end_time),
+                    context.faults_at(ok_position)
                 ),
             })
         });

@@ -87,6 +87,9 @@ pub struct WorkloadSection {
     pub ack_timeout: Dur,
     /// Chance per second that a consumer disconnects abruptly.
     pub churn_per_s: f64,
+    /// Subscriptions nobody reads, observed so the checker can judge how
+    /// the server spreads subscription owners over nodes.
+    pub idle_subscriptions: u32,
 }
 
 /// Faults: a random mix, or an explicit timeline (which wins when both are given).
@@ -159,6 +162,7 @@ impl Default for WorkloadSection {
             backlog: Dur::secs(86_400),
             ack_timeout: Dur::secs(5),
             churn_per_s: 0.05,
+            idle_subscriptions: 10,
         }
     }
 }

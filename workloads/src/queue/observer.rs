@@ -3,12 +3,12 @@
 //!
 //! Every `observe_interval_ms` it asks one reachable node for the cluster
 //! members (DescribeCluster), the owner of each shard (LookupShard) and the
-//! node serving the subscription (LookupSubscription), adds the consumer
-//! connections open at that moment (the workload's own view), and records
-//! it all as one `observe` operation for placement analyses. Nodes are
-//! named by their `host:port`. Separate because it is read-only and must
-//! never slow down producers or consumers; it never retries within an
-//! observation (the next tick is the retry).
+//! node serving each subscription, idle ones included (LookupSubscription),
+//! adds the consumer connections open at that moment (the workload's own
+//! view), and records it all as one `observe` operation for placement
+//! analyses. Nodes are named by their `host:port`. Separate because it is
+//! read-only and must never slow down producers or consumers; it never
+//! retries within an observation (the next tick is the retry).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,15 +83,15 @@ fn outcome_type(error: &CallError) -> OpType {
 /// Asks the first reachable node for the placement fields of an `observe`.
 async fn observe_cluster(context: &Context) -> Result<Map<String, Value>, CallError> {
     let shard_ids: Vec<u64> = context.shards.iter().map(|shard| shard.shard_id).collect();
-    let subscription = context.config.subscription.clone();
-    context.nodes.on_any_node(|client| observe_with(client, shard_ids.clone(), subscription.clone())).await
+    let subscriptions = context.config.subscriptions();
+    context.nodes.on_any_node(|client| observe_with(client, shard_ids.clone(), subscriptions.clone())).await
 }
 
 /// `nodes`, `shards` and `subscriptions` as seen by one node.
 async fn observe_with(
     client: HStreamClient,
     shard_ids: Vec<u64>,
-    subscription: String,
+    subscription_ids: Vec<String>,
 ) -> Result<Map<String, Value>, CallError> {
     let cluster = client.describe_cluster().await?;
     let nodes: Vec<String> = cluster.server_nodes.iter().map(node_address).collect();
@@ -100,9 +100,11 @@ async fn observe_with(
         let node = client.lookup_shard(shard_id).await?;
         shards.insert(shard_id.to_string(), Value::String(node_address(&node)));
     }
-    let node = client.lookup_subscription(&subscription).await?;
     let mut subscriptions = Map::new();
-    subscriptions.insert(subscription, Value::String(node_address(&node)));
+    for subscription in subscription_ids {
+        let node = client.lookup_subscription(&subscription).await?;
+        subscriptions.insert(subscription, Value::String(node_address(&node)));
+    }
     let mut observed = Map::new();
     observed.insert("nodes".into(), json!(nodes));
     observed.insert("shards".into(), Value::Object(shards));

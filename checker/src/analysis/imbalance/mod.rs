@@ -1,16 +1,16 @@
 //! `imbalance`: once the cluster settled, load was spread unevenly where
-//! the server promises balance: shard sequencers over live nodes
-//! ([`sequencers`]) and a subscription's shards over its consumers
-//! ([`consumers`]).
+//! the server promises balance: shard sequencers and subscription owners
+//! over live nodes ([`roles`]) and a subscription's shards over its
+//! consumers ([`consumers`]).
 //!
-//! Both read the workload's periodic `observe` operations. An observation
-//! counts only when the cluster had settled: no nemesis operation in the
-//! [`SETTLE_S`] seconds before its invoke, nor during it. One occurrence
-//! per episode (a run of consecutive settled, imbalanced observations) of
-//! each kind; examples in history order.
+//! All read the workload's periodic `observe` operations. An observation
+//! counts only when the cluster had settled: no fault active during it and
+//! no nemesis operation in the [`SETTLE_S`] seconds before its invoke, nor
+//! during it. One occurrence per episode (a run of consecutive settled,
+//! imbalanced observations) of each kind; examples in history order.
 
 mod consumers;
-mod sequencers;
+mod roles;
 
 use super::{Context, Report};
 use crate::index::{seconds, NONE};
@@ -23,7 +23,7 @@ const RATIO_MAX: f64 = 1.5;
 
 /// Counts one occurrence per episode of imbalanced settled observations.
 pub(in crate::analysis) fn analyse(context: &Context) -> Report {
-    let mut episodes = sequencers::episodes(context);
+    let mut episodes = roles::episodes(context);
     episodes.extend(consumers::episodes(context));
     episodes.sort_by_key(|(position, _)| *position);
     let mut anomaly = Anomaly::new(Severity::Violation);
@@ -33,10 +33,16 @@ pub(in crate::analysis) fn analyse(context: &Context) -> Report {
     anomaly.into()
 }
 
-/// No nemesis op in the `SETTLE_S` before the invoke or during the op.
+/// No fault active during the op (a partition begun long ago and never
+/// healed still unsettles it) and no nemesis op in the `SETTLE_S` before
+/// the invoke or during the op.
 fn settled(context: &Context, invoke: u32, ok: u32) -> bool {
     let index = context.index;
     let start = if invoke == NONE { ok } else { invoke };
+    let (from, to) = (index.time(start), index.time(ok));
+    if context.faults.faults.iter().any(|fault| fault.start_time <= to && from <= fault.end_time) {
+        return false;
+    }
     match context.faults.last_at_or_before(ok) {
         None => true,
         Some(nemesis) => {
