@@ -121,9 +121,28 @@ fn invalid_run_report_explains_every_anomaly() {
     assert!(html.contains("marker-near-the-loss"), "log line at the loss's moment");
     assert!(!html.contains("marker-far-away"), "log lines far from every anomaly stay out");
     assert!(html.contains("marker-panic-text"), "the cited panic line");
-    assert_eq!(html.matches("<svg").count(), 5, "timeline, two latency plots, throughput, lag");
-    assert!(html.contains("Downsampled: the timeline shows"), "30 000 ops exceed the 10 000 drawn");
-    assert!(html.contains("p99") && html.contains("shard "), "quantile and per-shard legends");
+    let plots: Vec<&str> = html.split("<svg").skip(1).map(|rest| &rest[..rest.find("</svg>").unwrap()]).collect();
+    assert_eq!(plots.len(), 5, "timeline, two latency plots, throughput, lag");
+    let titles = [
+        "operations per process",
+        "append latency (invoke to completion)",
+        "end-to-end latency (append invoke to first delivery)",
+        "throughput per second",
+        "delivery lag: acknowledged records not yet delivered, per shard",
+    ];
+    for (plot, title) in plots.iter().zip(titles) {
+        assert!(plot.contains(title), "plot {title:?} in its place");
+        assert!(plot.contains(r##"opacity="0.12" fill="#D62728""##), "{title}: fault intervals shaded");
+    }
+    assert!(plots[0].contains(">\nkill n"), "the timeline names the faults on their bands");
+    for quantile in ["p50", "p95", "p99"] {
+        assert!(plots[1].contains(quantile) && plots[2].contains(quantile), "{quantile} curves on both latency plots");
+    }
+    assert!(plots[4].contains("shard "), "per-shard lag legend");
+    assert!(html.contains("Downsampled, evenly spread: the timeline shows"), "30 000 ops exceed the 10 000 drawn");
+    for external in ["<script", "<link", "src=\"http", "href=\"http", "url(http", "@import"] {
+        assert!(!html.contains(external), "self-contained: found {external}");
+    }
 }
 
 /// Goal: a valid run says VALID, has no anomaly drill-down, and draws the
@@ -297,6 +316,16 @@ fn serve_lists_filters_and_serves_runs() {
     assert!(newest < older, "newest first");
     assert!(index.contains("<tr class=\"valid\">") && index.contains("<tr class=\"invalid\">"));
     assert!(!index.contains(">latest<"), "the latest symlink is not a run");
+    let run = "/runs/20261126T125908Z-abc123";
+    for link in [
+        format!("{run}/report.html"),
+        format!("{run}/history.jsonl"),
+        format!("{run}/results.json"),
+        format!("{run}/nodes/"),
+        "/zip/20261126T125908Z-abc123".to_string(),
+    ] {
+        assert!(index.contains(&format!("href=\"{link}\"")), "the index links {link}");
+    }
 
     let (_, _, body) = server.get("/?anomaly=lost");
     let filtered = String::from_utf8(body).unwrap();

@@ -8,7 +8,7 @@ use checker::{Anomaly, CheckResult, Severity};
 use serde_json::Value;
 
 use super::logs::{self, Excerpt, NodeLog};
-use super::series::Series;
+use super::series::{Series, Thinned};
 use super::Inputs;
 use crate::markup::escape;
 
@@ -48,17 +48,7 @@ pub fn html(inputs: &Inputs, plots: &[String]) -> String {
         anomalies(&mut out, inputs, results);
     }
     out.push_str("<h2 id=\"plots\">Plots</h2>\n");
-    let spans = &inputs.series.spans;
-    if spans.is_thinned() {
-        let _ = writeln!(
-            out,
-            "<p class=\"note\">Downsampled: the timeline shows {} of {} operations (evenly spread, about one in \
-             {}); the latency scatters are thinned the same way. Quantiles, throughput and lag use every operation.</p>",
-            spans.items.len(),
-            spans.total,
-            spans.total.div_ceil(spans.items.len().max(1) as u64)
-        );
-    }
+    downsampling_note(&mut out, &inputs.series);
     for plot in plots {
         out.push_str("<figure>");
         out.push_str(plot);
@@ -70,6 +60,33 @@ pub fn html(inputs: &Inputs, plots: &[String]) -> String {
     }
     out.push_str("</body></html>\n");
     out
+}
+
+/// Says which plots show a sample, and of how many: the timeline and the
+/// two scatters are thinned independently (one receive can deliver many
+/// records, so the end-to-end scatter may be thinned alone).
+fn downsampling_note(out: &mut String, series: &Series) {
+    fn sample<T>(what: &str, thinned: &Thinned<T>) -> Option<String> {
+        thinned.is_thinned().then(|| {
+            let shown = thinned.items.len().max(1) as u64;
+            format!("{what} shows {shown} of {} (about one in {})", thinned.total, thinned.total.div_ceil(shown))
+        })
+    }
+    let samples: Vec<String> = [
+        sample("the timeline", &series.spans),
+        sample("the append latency scatter", &series.appends),
+        sample("the end-to-end latency scatter", &series.deliveries),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !samples.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">Downsampled, evenly spread: {}. Quantiles, throughput and lag use every operation.</p>",
+            samples.join("; ")
+        );
+    }
 }
 
 fn header(out: &mut String, inputs: &Inputs, verdict: &str) {
