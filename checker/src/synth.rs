@@ -12,15 +12,21 @@
 //! ends with heal, drain and done phases. Timestamps advance a few
 //! microseconds per operation.
 //!
-//! Injections change single deliveries in ways that produce exactly known
-//! anomalies and nothing else, spread evenly over the first 80 % of the
-//! run: `lost` (a record never delivered while later ones are),
-//! `duplicate-write` (an old value delivered again under a new id),
-//! `reorder` (two records of a batch swapped: one `nonmonotonic-delivery`
-//! and one `order-cycle`), `inconsistent-id` (a value of an `info` append
-//! delivered under an existing id: also one extra `duplicate-delivery`) and
-//! `unexpected` (a value nobody sent). The returned [`Synthetic`] lists the
-//! exact anomaly counts the history holds, allowed ones included.
+//! Injections produce exactly known anomalies and nothing else. Most change
+//! single deliveries, spread evenly over the first 80 % of the run: `lost`
+//! (a record never delivered while later ones are), `duplicate-write` (an
+//! old value delivered again under a new id), `reorder` (two records of a
+//! batch swapped: one `nonmonotonic-delivery` and one `order-cycle`),
+//! `inconsistent-id` (a value of an `info` append delivered under an
+//! existing id: also one extra `duplicate-delivery`), `unexpected` (a value
+//! nobody sent), `stale-redelivery` (a record acked with no fault or
+//! connection break since, delivered again: also one `duplicate-delivery`)
+//! and `delivery-skip` (a batch's first record held back and delivered
+//! later to another consumer). Two act at the end: `unseen-at-end` (a
+//! one-record append acknowledged after the heal that no consumer ever
+//! reads) and `unavailable` (an append left in flight for 25 s after the
+//! last heal). The returned [`Synthetic`] lists the exact anomaly counts the
+//! history holds, allowed ones included.
 //!
 //! Pure: the only output is the caller's `Write`; same config, same bytes.
 
@@ -76,6 +82,15 @@ pub struct Injections {
     pub inconsistent_ids: u64,
     /// Values nobody sent.
     pub unexpected: u64,
+    /// Acked records delivered again with no fault or churn since the ack.
+    pub stale_redeliveries: u64,
+    /// Records held back from their batch and delivered to another consumer.
+    pub skips: u64,
+    /// One-record appends acknowledged at the end and never delivered.
+    pub unseen_at_end: u64,
+    /// Service gaps longer than the default recovery budget after the last
+    /// heal: 0 or 1 (there is one last heal).
+    pub unavailable: u64,
 }
 
 impl Injections {
@@ -91,6 +106,11 @@ impl Injections {
                 "reorder" | "reorders" => &mut injections.reorders,
                 "inconsistent-id" | "inconsistent-ids" => &mut injections.inconsistent_ids,
                 "unexpected" => &mut injections.unexpected,
+                "stale-redelivery" => &mut injections.stale_redeliveries,
+                "delivery-skip" => &mut injections.skips,
+                "unseen-at-end" => &mut injections.unseen_at_end,
+                "unavailable" if count <= 1 => &mut injections.unavailable,
+                "unavailable" => return Err(format!("`{part}`: unavailable is 0 or 1 (one gap after the last heal)")),
                 other => {
                     return Err(format!("unknown injection `{other}`; known: {}", Injections::NAMES.join(", ")));
                 }
@@ -101,10 +121,40 @@ impl Injections {
     }
 
     /// The injection names [`Injections::parse`] accepts.
-    pub const NAMES: [&'static str; 5] = ["lost", "duplicate-write", "reorder", "inconsistent-id", "unexpected"];
+    pub const NAMES: [&'static str; 9] = [
+        "lost",
+        "duplicate-write",
+        "reorder",
+        "inconsistent-id",
+        "unexpected",
+        "stale-redelivery",
+        "delivery-skip",
+        "unseen-at-end",
+        "unavailable",
+    ];
 
-    fn total(&self) -> u64 {
-        self.lost + self.duplicate_writes + self.reorders + self.inconsistent_ids + self.unexpected
+    /// Injections that are violations (all but `stale-redelivery`), so a
+    /// history with any is invalid.
+    pub fn violations(&self) -> u64 {
+        self.lost
+            + self.duplicate_writes
+            + self.reorders
+            + self.inconsistent_ids
+            + self.unexpected
+            + self.skips
+            + self.unseen_at_end
+            + self.unavailable
+    }
+
+    /// Injections made at deliveries during the run (the rest act at the end).
+    fn at_deliveries(&self) -> u64 {
+        self.lost
+            + self.duplicate_writes
+            + self.reorders
+            + self.inconsistent_ids
+            + self.unexpected
+            + self.stale_redeliveries
+            + self.skips
     }
 }
 
@@ -220,6 +270,18 @@ enum Kind {
     Reorder,
     InconsistentId,
     Unexpected,
+    Stale,
+    Skip,
+}
+
+/// A record held back by a `delivery-skip` injection.
+#[derive(Debug, Clone)]
+struct Skipped {
+    /// The consumer whose batch it was taken from; another delivers it.
+    owner: usize,
+    value: u64,
+    id: Id,
+    key: String,
 }
 
 /// The whole simulation.
@@ -251,6 +313,13 @@ struct Sim<'w, W: Write> {
     redeliveries: u64,
     down: Option<(u64, u64)>,
     unexpected_value: u64,
+    /// The latest acked record, with the op index of its ack `ok`.
+    last_acked: Option<(u64, Id, u64)>,
+    /// Op index of the latest nemesis op or connection break: a stale
+    /// redelivery needs an ack after it.
+    disturbed: u64,
+    /// A record held back for delivery to another consumer.
+    skipped: Option<Skipped>,
 }
 
 const OBSERVER_PROCESS: u64 = 1_000_000;
@@ -282,6 +351,9 @@ impl<'w, W: Write> Sim<'w, W> {
             redeliveries: 0,
             down: None,
             unexpected_value: 1 << 62,
+            last_acked: None,
+            disturbed: 0,
+            skipped: None,
         };
         for number in 0..config.producers.max(1) {
             let process = sim.fresh_process();
@@ -325,6 +397,8 @@ impl<'w, W: Write> Sim<'w, W> {
             (Kind::Reorder, inject.reorders),
             (Kind::InconsistentId, inject.inconsistent_ids),
             (Kind::Unexpected, inject.unexpected),
+            (Kind::Stale, inject.stale_redeliveries),
+            (Kind::Skip, inject.skips),
         ];
         // Bounded: each round takes at least one from a positive count.
         while left.iter().any(|(_, count)| *count > 0) {
@@ -335,7 +409,7 @@ impl<'w, W: Write> Sim<'w, W> {
         }
         // About 5.3 operations per delivered batch: leave some slack.
         let batches = self.config.ops / 6;
-        let spacing = (batches * 4 / 5) / (inject.total() + 1);
+        let spacing = (batches * 4 / 5) / (inject.at_deliveries() + 1);
         self.slots =
             kinds.into_iter().enumerate().map(|(slot, kind)| ((slot as u64 + 1) * spacing.max(1), kind)).collect();
     }
@@ -383,6 +457,7 @@ impl<W: Write> Sim<'_, W> {
         self.phase("heal")?;
         self.nemesis_pair("heal", "{\"nodes\":\"all\"}", "{\"teardown\":[{\"fault\":\"kill\",\"started\":[]}]}")?;
         self.down = None;
+        self.inject_at_end()?;
         self.phase("drain")?;
         for consumer in 0..self.consumers.len() {
             // Bounded: each step delivers one batch of a finite backlog.
@@ -408,13 +483,21 @@ impl<W: Write> Sim<'_, W> {
         put(names::ORDER_CYCLE, injected.reorders);
         put(names::INCONSISTENT_ID, injected.inconsistent_ids);
         put(names::UNEXPECTED, injected.unexpected);
-        put(names::DUPLICATE_DELIVERY, self.redeliveries + injected.inconsistent_ids);
+        put(names::STALE_REDELIVERY, injected.stale_redeliveries);
+        put(names::DELIVERY_SKIP, injected.skips);
+        put(names::UNSEEN_AT_END, injected.unseen_at_end);
+        put(names::UNAVAILABLE, injected.unavailable);
+        let duplicates = self.redeliveries + injected.inconsistent_ids + injected.stale_redeliveries;
+        put(names::DUPLICATE_DELIVERY, duplicates);
         Synthetic { ops: self.ops, bytes: self.bytes, injected, expected }
     }
 }
 
 /// One in this many consumer steps breaks the connection.
 const CHURN_ODDS: u64 = 3_000;
+/// The `unavailable` injection's silence: 5 s beyond the default 20 s
+/// recovery budget.
+const UNAVAILABLE_GAP_NS: u64 = 25_000_000_000;
 /// Resent records per delivery at most.
 const RESEND_GROUP_MAX: usize = 8;
 
@@ -425,15 +508,9 @@ impl<W: Write> Sim<'_, W> {
         }
         let shard = self.random.below(self.logs.len() as u64);
         let count = 1 + self.random.below(6);
-        let producer = &mut self.producers[number];
-        let values: Vec<u64> = (producer.next_value..producer.next_value + count).collect();
-        producer.next_value += count;
-        let key = format!("k{}-{}", producer.number, shard);
-        let append = Append { process: producer.process, shard, key, values };
-        self.begin(Some(append.process), "invoke", "append");
-        self.append_value(&append, None);
+        let append = self.invoke_append(number, shard, count)?;
         self.producers[number].in_flight = Some(append);
-        self.end(None)
+        Ok(())
     }
 
     fn complete_append(&mut self, number: usize) -> io::Result<()> {
@@ -449,20 +526,67 @@ impl<W: Write> Sim<'_, W> {
             }
             return self.end(Some(error));
         }
+        self.acknowledge(append, true)
+    }
+
+    /// Writes an append's `ok` with the sequencer's next ids; `readable`
+    /// puts the batch in its shard's log for consumers.
+    fn acknowledge(&mut self, append: Append, readable: bool) -> io::Result<()> {
         let shard = append.shard as usize;
         let batch = (self.epoch << 40) | self.sequence[shard];
         self.sequence[shard] += 1;
         let ids: Vec<Id> = (0..append.values.len() as u64).map(|offset| [append.shard + 1, batch, offset]).collect();
         self.begin(Some(append.process), "ok", "append");
         self.append_value(&append, Some(&ids));
-        let records = append.values.iter().copied().zip(ids).collect();
-        self.logs[shard].push(Batch { key: append.key, records });
+        if readable {
+            let records = append.values.iter().copied().zip(ids).collect();
+            self.logs[shard].push(Batch { key: append.key, records });
+        }
         self.end(None)
+    }
+
+    /// The producer's next append of `count` values to `shard`, invoked.
+    fn invoke_append(&mut self, number: usize, shard: u64, count: u64) -> io::Result<Append> {
+        let producer = &mut self.producers[number];
+        let values: Vec<u64> = (producer.next_value..producer.next_value + count).collect();
+        producer.next_value += count;
+        let key = format!("k{}-{}", producer.number, shard);
+        let append = Append { process: producer.process, shard, key, values };
+        self.begin(Some(append.process), "invoke", "append");
+        self.append_value(&append, None);
+        self.end(None)?;
+        Ok(append)
+    }
+
+    /// The end-of-run injections, after the last heal: an append left in
+    /// flight beyond the recovery budget (`unavailable`), then one-record
+    /// appends no consumer will read (`unseen-at-end`). Those come last, so
+    /// their ids are the largest of their shards and no delivery passes
+    /// them (which would make them `lost`).
+    fn inject_at_end(&mut self) -> io::Result<()> {
+        let shards = self.logs.len() as u64;
+        if self.config.inject.unavailable > 0 {
+            let append = self.invoke_append(0, shards - 1, 1)?;
+            self.time += UNAVAILABLE_GAP_NS;
+            self.acknowledge(append, true)?;
+            self.injected.unavailable = 1;
+        }
+        for number in 0..self.config.inject.unseen_at_end {
+            let append = self.invoke_append(0, number % shards, 1)?;
+            self.acknowledge(append, false)?;
+            self.injected.unseen_at_end += 1;
+        }
+        Ok(())
     }
 
     /// Whether a consumer still has something to deliver.
     fn has_work(&self, number: usize) -> bool {
-        !self.consumers[number].resend.is_empty() || self.next_shard(number).is_some()
+        !self.consumers[number].resend.is_empty() || self.next_shard(number).is_some() || self.takes_skipped(number)
+    }
+
+    /// Whether the consumer is to deliver the held-back record now.
+    fn takes_skipped(&self, number: usize) -> bool {
+        self.skipped.as_ref().is_some_and(|skipped| skipped.owner != number)
     }
 
     /// The consumer's next shard (round robin) with an undelivered batch.
@@ -485,7 +609,9 @@ impl<W: Write> Sim<'_, W> {
         if !draining && self.random.one_in(CHURN_ODDS) {
             return self.churn(number, "stream error: Unknown: h2 protocol error");
         }
-        if let Some(group) = self.consumers[number].resend.pop_front() {
+        if let Some(skipped) = self.skipped.take_if(|skipped| skipped.owner != number) {
+            self.deliver(number, vec![(skipped.value, skipped.id)], vec![(skipped.value, skipped.id, skipped.key)])?;
+        } else if let Some(group) = self.consumers[number].resend.pop_front() {
             self.redeliveries += group.len() as u64;
             self.deliver(number, group.iter().map(|(value, id, _)| (*value, *id)).collect(), group)?;
         } else if let Some(shard) = self.next_shard(number) {
@@ -509,7 +635,7 @@ impl<W: Write> Sim<'_, W> {
         let mut tracked = records.clone();
         if !draining {
             if let Some(kind) = self.due_injection() {
-                if !self.inject(kind, &mut records, &mut tracked) {
+                if !self.inject(kind, number, &batch.key, &mut records, &mut tracked) {
                     self.pending = Some(kind);
                 }
             }
@@ -537,7 +663,14 @@ impl<W: Write> Sim<'_, W> {
 
     /// Changes one delivery; false when this batch does not suit the kind
     /// (it is then tried on the next one).
-    fn inject(&mut self, kind: Kind, records: &mut Vec<(u64, Id)>, tracked: &mut Vec<(u64, Id)>) -> bool {
+    fn inject(
+        &mut self,
+        kind: Kind,
+        consumer: usize,
+        key: &str,
+        records: &mut Vec<(u64, Id)>,
+        tracked: &mut Vec<(u64, Id)>,
+    ) -> bool {
         let Some(&(_, last)) = records.last() else { return false };
         let next_id = [last[0], last[1], last[2] + 1];
         match kind {
@@ -566,6 +699,17 @@ impl<W: Write> Sim<'_, W> {
                 records.push((self.unexpected_value, next_id));
                 self.injected.unexpected += 1;
             }
+            Kind::Stale if self.last_acked.is_some_and(|(_, _, acked)| acked > self.disturbed) => {
+                let (value, id, _) = self.last_acked.take().unwrap_or_default();
+                records.push((value, id));
+                self.injected.stale_redeliveries += 1;
+            }
+            Kind::Skip if records.len() >= 2 && self.consumers.len() >= 2 && self.skipped.is_none() => {
+                let (value, id) = records.remove(0);
+                tracked.remove(0);
+                self.skipped = Some(Skipped { owner: consumer, value, id, key: key.to_string() });
+                self.injected.skips += 1;
+            }
             _ => return false,
         }
         true
@@ -588,6 +732,7 @@ impl<W: Write> Sim<'_, W> {
         if consumer.unacked.is_empty() {
             return Ok(());
         }
+        let first = consumer.unacked.first().map(|(value, id, _)| (*value, *id));
         let ids: Vec<Id> = consumer.unacked.drain(..).map(|(_, id, _)| id).collect();
         let (process, connection) = (consumer.ack_process, consumer.connection());
         for kind in ["invoke", "ok"] {
@@ -601,12 +746,14 @@ impl<W: Write> Sim<'_, W> {
             self.line.extend_from_slice(b",\"subscription\":\"sub\"}");
             self.end(None)?;
         }
+        self.last_acked = first.map(|(value, id)| (value, id, self.ops - 1));
         Ok(())
     }
 
     /// The connection breaks: its receive ends `info`, a new connection
     /// takes over and first gets the unacknowledged records again.
     fn churn(&mut self, number: usize, error: &str) -> io::Result<()> {
+        self.disturbed = self.ops;
         let connection = self.consumers[number].connection();
         self.begin(Some(self.consumers[number].receive_process), "info", "receive");
         self.subscription_value(&connection, None);
@@ -653,6 +800,7 @@ impl<W: Write> Sim<'_, W> {
     }
 
     fn nemesis_pair(&mut self, f: &str, invoke: &str, info: &str) -> io::Result<()> {
+        self.disturbed = self.ops;
         self.begin(None, "invoke", f);
         self.line.extend_from_slice(invoke.as_bytes());
         self.end(None)?;

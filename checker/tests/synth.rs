@@ -18,16 +18,25 @@ fn found_exactly(ops: u64, seed: u64, inject: Injections) {
     let found: BTreeMap<String, u64> =
         checked.result.anomalies.iter().map(|(name, anomaly)| (name.clone(), anomaly.count)).collect();
     assert_eq!(found, synthetic.expected, "seed {seed}");
-    let violations =
-        inject.lost + inject.duplicate_writes + inject.reorders + inject.inconsistent_ids + inject.unexpected;
-    let valid = if violations > 0 { Validity::Invalid } else { Validity::Valid };
+    let valid = if inject.violations() > 0 { Validity::Invalid } else { Validity::Valid };
     assert_eq!(checked.result.valid, valid, "{:?}", checked.result.stats.unknown_reason);
     assert_eq!(checked.result.stats.ops, synthetic.ops);
     assert!(synthetic.ops >= ops - ops / 20, "about the asked size: {}", synthetic.ops);
 }
 
+/// `count` of every injection, and the one `unavailable` gap.
 fn some_of_each(count: u64) -> Injections {
-    Injections { lost: count, duplicate_writes: count, reorders: count, inconsistent_ids: count, unexpected: count }
+    Injections {
+        lost: count,
+        duplicate_writes: count,
+        reorders: count,
+        inconsistent_ids: count,
+        unexpected: count,
+        stale_redeliveries: count,
+        skips: count,
+        unseen_at_end: count,
+        unavailable: 1,
+    }
 }
 
 /// Goal: a clean synthetic run (redeliveries after connection breaks only)
@@ -38,10 +47,20 @@ fn clean_synthetic_history_is_valid() {
 }
 
 /// Goal: five of each injection at 100 k operations are all found, each
-/// exactly once, and the typed reader agrees with the streaming one.
+/// exactly once, and the typed reader agrees with the streaming one; each
+/// kind alone is found alone (so no kind only passes by another's count).
 #[test]
 fn injected_anomalies_are_found_exactly() {
     found_exactly(100_000, 11, some_of_each(5));
+    let alone = [
+        Injections { stale_redeliveries: 3, ..Injections::default() },
+        Injections { skips: 3, ..Injections::default() },
+        Injections { unseen_at_end: 3, ..Injections::default() },
+        Injections { unavailable: 1, ..Injections::default() },
+    ];
+    for inject in alone {
+        found_exactly(30_000, 12, inject);
+    }
     let config = SynthConfig { ops: 20_000, seed: 5, inject: some_of_each(2), ..SynthConfig::default() };
     let (text, _) = synth::generate(&config);
     let (history, _) = checker::parse_history(text.as_bytes(), "synthetic.jsonl").expect("parses");

@@ -70,7 +70,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub ops: u64,
     /// Anomalies to inject: NAME=COUNT,... (lost, duplicate-write, reorder,
-    /// inconsistent-id, unexpected).
+    /// inconsistent-id, unexpected, stale-redelivery, delivery-skip,
+    /// unseen-at-end, unavailable=1).
     #[arg(long, default_value = "")]
     pub inject: String,
     /// Seed of the synthetic history.
