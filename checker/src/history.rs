@@ -17,6 +17,10 @@ use serde_json::Value;
 
 pub use parse::{parse_history, read_ops, HistoryError};
 
+/// The `f` of the harness event saying the cluster did not recover after
+/// the final heal (see `HISTORY.md`); the `unavailable` analysis reports it.
+pub const UNHEALTHY_EVENT: &str = "unhealthy";
+
 /// Who performed an operation.
 ///
 /// Client processes are numbered; the fault injector and the harness have

@@ -232,6 +232,9 @@ pub(crate) struct Index {
     pub receive_ends: Vec<(u32, u32)>,
     pub nemesis: Vec<Kept>,
     pub crashes: Vec<Kept>,
+    /// Harness `unhealthy` events: the cluster did not recover after the
+    /// final heal.
+    pub unhealthy: Vec<Kept>,
     /// `observe` oks, with the position of their invoke.
     pub observations: Vec<(u32, Kept)>,
     pub mismatches: Vec<Mismatch>,

@@ -237,8 +237,7 @@ fn decode_body(batch: &mut Batch, op: &Op, f: &Name) -> Result<Body, String> {
     match (op.process, f, op.kind) {
         (Process::Nemesis, _, _) => Ok(keep_json(batch, value)),
         (Process::Harness, Name::Phase, _) => Ok(Body::Phase(value.as_str().map(|name| batch.push_text(name)))),
-        (Process::Harness, Name::Crash, _) => Ok(keep_json(batch, value)),
-        (Process::Harness, _, _) => Ok(Body::Empty),
+        (Process::Harness, _, _) => Ok(keep_json(batch, value)),
         (Process::Client(_), Name::Append, OpType::Invoke) => {
             decode_append(batch, value, false).map_err(|reason| format!("append invoke: {reason}"))
         }

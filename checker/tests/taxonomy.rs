@@ -374,6 +374,26 @@ fn quiet_after_healing_with_no_work_is_not_unavailable() {
     check_with(&history.text(), &options(), VALID);
 }
 
+/// Goal: the harness saying the cluster did not recover after the final
+/// heal is `unavailable` even with no work waiting, explained with the
+/// probe's error, the wait and the nodes that were down.
+#[test]
+fn a_cluster_the_harness_found_unhealthy_after_healing_is_unavailable() {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+    history.nemesis(2.0, "zk-outage", "zk1").nemesis(5.0, "heal", "zk1");
+    let unhealthy =
+        json!({"error": "connect on 10.0.0.1:6570: connection refused", "waited_s": 60.0, "down": ["n1", "n3"]});
+    history.op(65.0, json!("harness"), "info", "unhealthy", unhealthy);
+    let result =
+        check_with(&history.text(), &options(), Expect { valid: Validity::Invalid, anomalies: &[(UNAVAILABLE, 1)] });
+    assert_eq!(result.anomalies[UNAVAILABLE].examples[0]["ops"], json!([7, 8]));
+    assert_mentions(
+        &explanation(&result, UNAVAILABLE),
+        &["still not healthy 60 s later", "at 65.000 s", "connection refused", "nodes down then: n1, n3"],
+    );
+}
+
 // ---- imbalance -------------------------------------------------------------------
 
 /// The addresses of `count` nodes.

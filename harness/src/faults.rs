@@ -52,27 +52,40 @@ pub fn stop_name(fault: &str) -> &'static str {
 
 impl FaultDriver {
     /// Runs `timeline` (offsets from `start`) until it ends or `stop` turns
-    /// true; a fault in progress is healed before returning.
-    pub async fn run(&self, timeline: &[FaultEntry], start: Instant, mut stop: watch::Receiver<bool>) {
-        for (index, entry) in timeline.iter().enumerate() {
-            let (Some(at), Some(end)) = (entry.at, entry.end()) else { continue };
-            if !sleep_until(start + at.0, &mut stop).await {
-                return;
-            }
-            let nodes = self.resolve_nodes(entry).await;
-            if nodes.is_empty() {
-                let _ = self.recorder.nemesis_invoke(&entry.fault, json!({"targets": entry.targets})).await;
-                let _ = self.recorder.nemesis_info(&entry.fault, json!({"skipped": "no node to target"}), None).await;
-                continue;
-            }
-            self.applied.lock().unwrap_or_else(|e| e.into_inner()).push((index, nodes.clone()));
-            self.start_fault(entry, &nodes).await;
-            let _ = sleep_until(start + end, &mut stop).await;
-            self.stop_fault(entry, &nodes).await;
-            if *stop.borrow() {
-                return;
+    /// true. Every entry runs on its own clock, so entries that overlap in
+    /// the timeline overlap in the cluster too (a kill during a partition);
+    /// a fault in progress when `stop` turns true is healed before this
+    /// returns.
+    pub async fn run(self: Arc<Self>, timeline: &[FaultEntry], start: Instant, stop: watch::Receiver<bool>) {
+        let mut entries = tokio::task::JoinSet::new();
+        for (index, entry) in timeline.iter().cloned().enumerate() {
+            let (driver, stop) = (self.clone(), stop.clone());
+            entries.spawn(async move { driver.run_entry(index, &entry, start, stop).await });
+        }
+        while let Some(joined) = entries.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!("a timeline entry's task failed: {e}");
             }
         }
+    }
+
+    /// One timeline entry: wait for its start, apply it, wait for its end
+    /// (or `stop`), heal it.
+    async fn run_entry(&self, index: usize, entry: &FaultEntry, start: Instant, mut stop: watch::Receiver<bool>) {
+        let (Some(at), Some(end)) = (entry.at, entry.end()) else { return };
+        if !sleep_until(start + at.0, &mut stop).await {
+            return;
+        }
+        let nodes = self.resolve_nodes(entry).await;
+        if nodes.is_empty() {
+            let _ = self.recorder.nemesis_invoke(&entry.fault, json!({"targets": entry.targets})).await;
+            let _ = self.recorder.nemesis_info(&entry.fault, json!({"skipped": "no node to target"}), None).await;
+            return;
+        }
+        self.applied.lock().unwrap_or_else(|e| e.into_inner()).push((index, nodes.clone()));
+        let label = self.start_fault(entry, &nodes).await;
+        let _ = sleep_until(start + end, &mut stop).await;
+        self.stop_fault(entry, &nodes, &label).await;
     }
 
     /// The entry's nodes; for `targets: sequencer`, one node sequencing a
@@ -84,24 +97,33 @@ impl FaultDriver {
         nemesis::schedule::pick_one(self.sequencers().await, entry.pick)
     }
 
-    async fn start_fault(&self, entry: &FaultEntry, nodes: &[String]) {
+    /// Applies `entry` to `nodes`; returns its label among the active faults.
+    async fn start_fault(&self, entry: &FaultEntry, nodes: &[String]) -> String {
         let invoke = json!({"nodes": nodes, "params": entry.params()});
         let _ = self.recorder.nemesis_invoke(&entry.fault, invoke).await;
         let (spec, targets) = (spec_of(entry), nodes.to_vec());
         let outcome = self.with_nemesis(move |nemesis, target| nemesis.start(&spec, &targets, target)).await;
         let (value, error) = split(outcome);
         tracing::info!(fault = %entry.fault, ?nodes, %value, ?error, "fault started");
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{} {}", entry.fault, nodes.join(",")));
+        let label = format!("{} {}", entry.fault, nodes.join(","));
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).push(label.clone());
         let _ = self.recorder.nemesis_info(&entry.fault, value, error).await;
+        label
     }
 
-    async fn stop_fault(&self, entry: &FaultEntry, nodes: &[String]) {
+    /// Heals `entry` (applied to `nodes` as `label`).
+    async fn stop_fault(&self, entry: &FaultEntry, nodes: &[String], label: &str) {
         let f = stop_name(&entry.fault);
         let _ = self.recorder.nemesis_invoke(f, json!({"nodes": nodes})).await;
         let spec = spec_of(entry);
         let outcome = self.with_nemesis(move |nemesis, target| nemesis.stop(&spec, target)).await;
         let (value, error) = split(outcome);
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        {
+            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(position) = active.iter().position(|a| a == label) {
+                active.remove(position);
+            }
+        }
         let _ = self.recorder.nemesis_info(f, value, error).await;
     }
 
@@ -187,5 +209,84 @@ async fn sleep_until(deadline: Instant, stop: &mut watch::Receiver<bool>) -> boo
     tokio::select! {
         _ = tokio::time::sleep_until(deadline) => true,
         _ = stop.changed() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nemesis::{Role, TargetError};
+
+    /// A cluster of three servers that only notes the calls it receives.
+    #[derive(Default)]
+    struct Calls(Mutex<Vec<String>>);
+
+    impl Calls {
+        fn note(&self, call: String) -> Result<Value, TargetError> {
+            self.0.lock().unwrap().push(call);
+            Ok(json!({}))
+        }
+    }
+
+    impl ClusterTarget for Calls {
+        fn nodes(&self, role: Role) -> Vec<String> {
+            match role {
+                Role::Server => vec!["n1".into(), "n2".into(), "n3".into()],
+                _ => Vec::new(),
+            }
+        }
+        fn kill(&self, node: &str) -> Result<Value, TargetError> {
+            self.note(format!("kill {node}"))
+        }
+        fn start(&self, node: &str) -> Result<Value, TargetError> {
+            self.note(format!("start {node}"))
+        }
+        fn pause(&self, node: &str) -> Result<Value, TargetError> {
+            self.note(format!("pause {node}"))
+        }
+        fn resume(&self, node: &str) -> Result<Value, TargetError> {
+            self.note(format!("resume {node}"))
+        }
+        fn is_running(&self, _node: &str) -> bool {
+            true
+        }
+    }
+
+    fn entry(fault: &str, at_ms: u64, for_ms: u64, node: &str) -> FaultEntry {
+        FaultEntry {
+            at: Some(crate::scenario::Dur(std::time::Duration::from_millis(at_ms))),
+            duration: Some(crate::scenario::Dur(std::time::Duration::from_millis(for_ms))),
+            fault: fault.into(),
+            nodes: vec![node.into()],
+            ..FaultEntry::default()
+        }
+    }
+
+    /// Goal: entries that overlap in the timeline overlap in the cluster —
+    /// a pause that starts and ends inside a kill happens while the node is
+    /// down, not after the kill is healed — and nothing stays active.
+    #[tokio::test]
+    async fn overlapping_entries_run_at_the_same_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::create(dir.path().join("history.jsonl")).await.unwrap();
+        let target = Arc::new(Calls::default());
+        let driver = Arc::new(FaultDriver {
+            nemesis: Arc::new(Mutex::new(Compose::all_faults())),
+            target: target.clone(),
+            recorder: recorder.clone(),
+            server_addresses: Vec::new(),
+            shards: Vec::new(),
+            client_tls: None,
+            active: Arc::default(),
+            applied: Mutex::default(),
+        });
+        let timeline = [entry("kill", 50, 600, "n1"), entry("pause", 250, 100, "n2")];
+        let (_stop, stop_rx) = watch::channel(false);
+        driver.clone().run(&timeline, Instant::now(), stop_rx).await;
+        let calls = target.0.lock().unwrap().clone();
+        assert_eq!(calls, ["kill n1", "pause n2", "resume n2", "start n1"]);
+        assert!(driver.active.lock().unwrap().is_empty());
+        assert_eq!(driver.applied.lock().unwrap().len(), 2);
+        recorder.close().await.unwrap();
     }
 }

@@ -22,12 +22,20 @@ pub fn probe_config(tls: Option<ClientTls>) -> ClientConfig {
 }
 
 /// Waits for ZooKeeper quorum, then for `DescribeCluster` to list all
-/// `servers` hservers of `cluster`. Must run on the control runtime.
+/// `servers` hservers of `cluster`, within the default limits. Must run on
+/// the control runtime.
 pub async fn wait_cluster(cluster: &Cluster, servers: usize) -> anyhow::Result<Duration> {
+    wait_cluster_within(cluster, servers, Duration::from_secs(ZK_QUORUM_TIMEOUT_S + HEALTH_TIMEOUT_S)).await
+}
+
+/// Like [`wait_cluster`], but both waits share one `timeout`: callers that
+/// check again and again (recovery restarts nodes between rounds) pass a
+/// short one.
+pub async fn wait_cluster_within(cluster: &Cluster, servers: usize, timeout: Duration) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    cluster.wait_zk_quorum(Duration::from_secs(ZK_QUORUM_TIMEOUT_S)).await?;
-    let endpoints = cluster.server_addresses();
-    wait_healthy(&endpoints, servers, Duration::from_secs(HEALTH_TIMEOUT_S), cluster.client_tls()).await?;
+    cluster.wait_zk_quorum(timeout).await?;
+    let left = timeout.saturating_sub(start.elapsed());
+    wait_healthy(&cluster.server_addresses(), servers, left, cluster.client_tls()).await?;
     Ok(start.elapsed())
 }
 

@@ -200,7 +200,12 @@ async fn watch_workload(
 }
 
 /// Heals every fault, restarts every node that is down (crashed or
-/// killed), and waits until the cluster is healthy again.
+/// killed) and waits until the cluster is healthy again. A node that goes
+/// down again meanwhile is restarted again, at most
+/// [`RECOVERY_RESTARTS_MAX`] times. A cluster that is still not healthy
+/// after [`health::HEALTH_TIMEOUT_S`] is a finding, not a harness failure:
+/// it is recorded as a harness `unhealthy` event (which the checker reports
+/// as `unavailable`) and the run goes on to drain and check.
 async fn final_phase(
     cluster: &Arc<Cluster>,
     driver: &FaultDriver,
@@ -209,13 +214,55 @@ async fn final_phase(
 ) -> anyhow::Result<()> {
     recorder.harness_info("phase", json!("heal")).await?;
     driver.heal_all().await;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(health::HEALTH_TIMEOUT_S);
+    let mut restarts = std::collections::BTreeMap::new();
+    loop {
+        restart_down_nodes(cluster, recorder, &mut restarts).await;
+        let round = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(RECOVERY_RECHECK_S));
+        let error = match health::wait_cluster_within(cluster, nodes, round).await {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        if Instant::now() >= deadline {
+            let down = down_nodes(cluster);
+            eprintln!("the cluster did not recover after healing (down: {down:?}): {error:#}");
+            tracing::warn!(?down, "cluster unhealthy after healing: {error:#}");
+            let waited_s = started.elapsed().as_secs_f64().round();
+            let value = json!({"error": format!("{error:#}"), "waited_s": waited_s, "down": down});
+            recorder.harness_info(checker::history::UNHEALTHY_EVENT, value).await?;
+            return Ok(());
+        }
+    }
+}
+
+/// Restarts after the final heal allowed per node: a node that keeps dying
+/// is a finding by then, and restarting it forever would hide nothing.
+const RECOVERY_RESTARTS_MAX: u32 = 3;
+/// How often recovery checks for nodes that went down again.
+const RECOVERY_RECHECK_S: u64 = 5;
+
+/// Every node (ZooKeeper first, then hservers) whose process is not running.
+fn down_nodes(cluster: &Cluster) -> Vec<String> {
     let all = [cluster.nodes(nemesis::Role::ZooKeeper), cluster.nodes(nemesis::Role::Server)].concat();
-    for node in all.iter().filter(|n| !cluster.is_running(n)) {
-        let started = cluster.start(node);
+    all.into_iter().filter(|node| !cluster.is_running(node)).collect()
+}
+
+/// Starts every node that is down and has restarts left, recording each.
+async fn restart_down_nodes(
+    cluster: &Cluster,
+    recorder: &Recorder,
+    restarts: &mut std::collections::BTreeMap<String, u32>,
+) {
+    for node in down_nodes(cluster) {
+        let count = restarts.entry(node.clone()).or_insert(0);
+        if *count >= RECOVERY_RESTARTS_MAX {
+            continue;
+        }
+        *count += 1;
+        let started = cluster.start(&node);
         let _ = recorder.harness_info("restart", json!({"node": node, "result": format!("{started:?}")})).await;
     }
-    health::wait_cluster(cluster, nodes).await?;
-    Ok(())
 }
 
 async fn forward_crashes(mut crashes: tokio::sync::mpsc::Receiver<crate::runtime::CrashEvent>, recorder: Recorder) {

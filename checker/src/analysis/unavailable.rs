@@ -11,13 +11,17 @@
 //! `lost` or `expired` do not count as waiting: delivery already went past
 //! them or retention may have removed them. The gap that runs to the end of
 //! the history counts too. One occurrence per gap.
+//!
+//! The harness's own `unhealthy` event (the cluster still not healthy long
+//! after the final heal) is one more occurrence: a cluster that does not
+//! come back is unavailable even when no work happened to be waiting.
 
 use serde_json::{json, Value};
 
 use super::undelivered::Fate;
 use super::{Context, Report};
 use crate::fast_hash::FastMap;
-use crate::index::{seconds, Index, Outcome, Tag, NONE};
+use crate::index::{seconds, Index, Kept, Outcome, Tag, NONE};
 use crate::result::{Anomaly, Severity};
 
 /// A stretch without success, between two positions.
@@ -36,6 +40,9 @@ pub(super) fn analyse(context: &Context) -> Report {
     let mut anomaly = Anomaly::new(Severity::Violation);
     if index.len() == 0 {
         return anomaly.into();
+    }
+    for event in &index.unhealthy {
+        anomaly.record(|| unhealthy_example(context, event));
     }
     let budget = u64::try_from(context.options.recovery_budget.as_nanos()).unwrap_or(u64::MAX);
     let healed = context.faults.last_info.unwrap_or(0);
@@ -191,6 +198,31 @@ fn example(context: &Context, work: &Work, healed: u32, gap: Gap) -> Value {
             seconds(gap.nanoseconds),
             context.moment(gap.from),
             context.faults_at(gap.from)
+        ),
+    })
+}
+
+/// The harness's report that the cluster did not recover: how long it
+/// waited, what the last health probe saw and which nodes were down.
+fn unhealthy_example(context: &Context, event: &Kept) -> Value {
+    let value = &event.value;
+    let error = value.get("error").and_then(Value::as_str).unwrap_or("no reason given");
+    let waited = value.get("waited_s").and_then(Value::as_f64).unwrap_or(0.0);
+    let down: Vec<&str> =
+        value.get("down").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let down_text = if down.is_empty() { "none".to_string() } else { down.join(", ") };
+    let mut ops = vec![context.index.op_index(event.position)];
+    if let Some(healed) = context.faults.last_info {
+        ops.insert(0, context.index.op_index(healed));
+    }
+    json!({
+        "waited_s": waited,
+        "down": down,
+        "ops": ops,
+        "explanation": format!(
+            "every fault was healed and every node that was down restarted, yet the cluster was still not \
+             healthy {waited} s later ({}): {error}; nodes down then: {down_text}",
+            context.moment(event.position)
         ),
     })
 }

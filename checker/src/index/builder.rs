@@ -10,7 +10,7 @@
 use super::values::{HandleTable, Home};
 use super::{Append, Connection, Delivery, Index, Kept, Malformed, Mismatch, Outcome, RecordId, Tag, NONE};
 use crate::fast_hash::{ByClient, FastMap};
-use crate::history::{OpType, Process};
+use crate::history::{OpType, Process, UNHEALTHY_EVENT};
 use crate::input::{Batch, Body, Entry, Name};
 
 /// Consecutive ids `[shard, batch, 0..count]` numbered from `first`.
@@ -165,6 +165,10 @@ impl Builder {
             Body::Json(value) if entry.f == Name::Crash => {
                 let value = batch.json[*value as usize].clone();
                 self.index.crashes.push(Kept { position, kind: entry.kind, f, value });
+            }
+            Body::Json(value) if matches!(&entry.f, Name::Other(name) if batch.text(name) == UNHEALTHY_EVENT) => {
+                let value = batch.json[*value as usize].clone();
+                self.index.unhealthy.push(Kept { position, kind: entry.kind, f, value });
             }
             _ => {}
         }

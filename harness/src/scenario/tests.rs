@@ -62,6 +62,10 @@ fn overlapping_incompatible_faults_are_refused() {
     assert!(message.starts_with("s.yaml:4:5:") && message.contains("overlaps faults.timeline[0]"), "{message}");
     let partitions = "faults:\n  timeline:\n    - {at: 1s, fault: partition, kind: halves, for: 10s}\n    - {at: 2s, fault: partition, kind: bridge, for: 2s}\n";
     assert!(error_of(partitions).contains("overlaps"));
+    // The kill nemesis restarts every node it killed when one kill ends.
+    let two_kills = "faults:\n  timeline:\n    - {at: 1s, fault: kill, for: 10s, nodes: [n2]}\n    - {at: 5s, fault: kill, for: 2s, nodes: [n3]}\n";
+    let message = error_of(two_kills);
+    assert!(message.contains("one `kill` at a time; put all its nodes in one entry"), "{message}");
     let disjoint = "faults:\n  timeline:\n    - {at: 1s, fault: kill, for: 10s, nodes: [n2]}\n    - {at: 5s, fault: pause, for: 2s, nodes: [n3]}\n";
     assert!(Scenario::from_yaml(disjoint, "s").is_ok());
     // A partition and a kill of the same nodes act on different layers.
@@ -69,6 +73,17 @@ fn overlapping_incompatible_faults_are_refused() {
     assert!(Scenario::from_yaml(layered, "s").is_ok(), "{:?}", Scenario::from_yaml(layered, "s").err());
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/clients-cut-owner-kill.yaml");
     assert!(Scenario::load(&shipped).is_ok(), "{:?}", Scenario::load(&shipped).err());
+}
+
+/// Goal: an explicit partition's entry names the nodes its spec cuts (not
+/// `control`, not a random pick), so the history and the effective scenario
+/// say who was cut.
+#[test]
+fn an_explicit_partition_names_the_nodes_of_its_spec() {
+    let text = "cluster: {nodes: 3, zk: 1}\nfaults:\n  timeline:\n    - {at: 1s, fault: partition, kind: explicit, spec: \"control|n3,zk1\", for: 2s}\n";
+    let mut scenario = Scenario::from_yaml(text, "s").unwrap();
+    scenario.resolve(|| 7).unwrap();
+    assert_eq!(scenario.faults.timeline[0].nodes, ["n3", "zk1"]);
 }
 
 #[test]

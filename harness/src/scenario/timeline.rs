@@ -37,9 +37,9 @@ pub fn check(scenario: &Scenario) -> Result<(), (Option<usize>, String)> {
         if entry.is_network() && scenario.runtime != "local" {
             return fail("network faults need `runtime: local` (network namespaces)".into());
         }
-        if let Some((j, other)) = first_clash(&scenario.faults.timeline[..i], entry) {
+        if let Some((j, other, why)) = first_clash(&scenario.faults.timeline[..i], entry) {
             return fail(format!(
-                "overlaps faults.timeline[{j}] ({} at {}) and cannot run at the same time",
+                "overlaps faults.timeline[{j}] ({} at {}) and cannot run at the same time: {why}",
                 other.fault,
                 other.at.unwrap_or_default()
             ));
@@ -49,21 +49,32 @@ pub fn check(scenario: &Scenario) -> Result<(), (Option<usize>, String)> {
 }
 
 /// An earlier entry that overlaps `entry` in time and cannot coexist with
-/// it: both touch a node, or both are partitions, or both act on ZooKeeper.
-fn first_clash<'a>(earlier: &'a [FaultEntry], entry: &FaultEntry) -> Option<(usize, &'a FaultEntry)> {
+/// it, and why: both are of one kind (a nemesis heals its kind as a whole,
+/// so the first to end would end both), both touch a node, or both act on
+/// ZooKeeper.
+fn first_clash<'a>(earlier: &'a [FaultEntry], entry: &FaultEntry) -> Option<(usize, &'a FaultEntry, String)> {
     let (start, end) = (entry.at?.0, entry.end()?);
-    earlier.iter().enumerate().find(|(_, other)| {
-        let (Some(other_start), Some(other_end)) = (other.at.map(|d| d.0), other.end()) else { return false };
-        let overlap = start < other_end && other_start < end;
+    earlier.iter().enumerate().find_map(|(j, other)| {
+        let (other_start, other_end) = (other.at?.0, other.end()?);
+        if !(start < other_end && other_start < end) {
+            return None;
+        }
         // A partition (iptables in the node's namespace) and a process
         // fault (kill, pause) act on different layers of the same node.
-        let layered = [(entry, *other), (*other, entry)]
+        let layered = [(entry, other), (other, entry)]
             .iter()
             .any(|(a, b)| a.fault == "partition" && matches!(b.fault.as_str(), "kill" | "pause"));
-        let shared_node = !layered && entry.nodes.iter().any(|n| other.nodes.contains(n));
-        let both_partitions = entry.fault == "partition" && other.fault == "partition";
-        let both_zookeeper = entry.is_zookeeper() && other.is_zookeeper();
-        overlap && (shared_node || both_partitions || both_zookeeper)
+        let shared = entry.nodes.iter().find(|n| other.nodes.contains(n)).filter(|_| !layered);
+        let why = if entry.fault == other.fault {
+            format!("one `{}` at a time; put all its nodes in one entry", entry.fault)
+        } else if let Some(node) = shared {
+            format!("both act on {node}")
+        } else if entry.is_zookeeper() && other.is_zookeeper() {
+            "both act on ZooKeeper".to_string()
+        } else {
+            return None;
+        };
+        Some((j, other, why))
     })
 }
 
@@ -126,7 +137,21 @@ fn entry_rng(seed: u64, index: usize) -> ChaCha8Rng {
 /// Fault kinds whose nodes are not the selector's servers get theirs here.
 fn concrete_nodes(mut entry: FaultEntry, scenario: &Scenario, rng: &mut ChaCha8Rng) -> FaultEntry {
     match entry.fault.as_str() {
-        "partition" if entry.spec.is_none() => {
+        "partition" if entry.spec.is_some() => {
+            // The nodes an explicit spec names (not `control`), so the
+            // history and the effective scenario say who was cut.
+            let spec = entry.spec.as_deref().unwrap_or_default();
+            let known = [scenario.server_names(), scenario.zk_names()].concat();
+            let mut named: Vec<String> = nemesis::grudge::parse_groups(spec)
+                .map(|groups| groups.into_iter().flatten().filter(|n| known.contains(n)).collect())
+                .unwrap_or_default();
+            named.sort();
+            if !named.is_empty() {
+                entry.nodes = named;
+                entry.targets = None;
+            }
+        }
+        "partition" => {
             let mut all = scenario.server_names();
             all.shuffle(rng);
             entry.nodes = all;
