@@ -251,7 +251,7 @@ pub struct RunArgs {
     /// Seconds per fault slot.
     #[arg(long)]
     pub nemesis_interval: Option<u64>,
-    /// Which nodes faults hit: one, minority, majority, all, sequencer.
+    /// Which nodes faults hit: one, minority, majority, all, sequencer, owner.
     #[arg(long)]
     pub nemesis_targets: Option<TargetSelector>,
     /// Seed of every random choice (default: drawn and printed).

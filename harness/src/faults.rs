@@ -2,8 +2,9 @@
 //! start and stop in the history as a nemesis `invoke`/`info` pair.
 //!
 //! The timeline is concrete (times, fault kinds, nodes) so a run can be
-//! replayed; only the `sequencer` selector is resolved at run time, by asking
-//! the cluster which nodes sequence shards.
+//! replayed; only the `sequencer` and `owner` selectors are resolved at run
+//! time, by asking the cluster which nodes sequence shards or own the
+//! workload's subscription.
 
 use std::sync::{Arc, Mutex};
 
@@ -28,16 +29,18 @@ pub struct FaultDriver {
     pub target: Arc<dyn ClusterTarget>,
     /// History.
     pub recorder: Recorder,
-    /// Node name of each hserver address, to resolve `sequencer`.
+    /// Node name of each hserver address, to resolve `sequencer` and `owner`.
     pub server_addresses: Vec<(String, String)>,
     /// Shards whose sequencers `sequencer` may pick from.
     pub shards: Vec<u64>,
-    /// TLS for the `sequencer` lookups (the cluster's client settings).
+    /// The subscription whose owner `owner` picks (the one the consumers read).
+    pub subscription: String,
+    /// TLS for the `sequencer` and `owner` lookups (the cluster's client settings).
     pub client_tls: Option<ClientTls>,
     /// What is applied now.
     pub active: ActiveFaults,
     /// The nodes each timeline entry (by index) was applied to, so the
-    /// effective scenario can name them even for `targets: sequencer`.
+    /// effective scenario can name them even for `targets: sequencer` or `owner`.
     pub applied: Mutex<Vec<(usize, Vec<String>)>>,
 }
 
@@ -89,12 +92,15 @@ impl FaultDriver {
     }
 
     /// The entry's nodes; for `targets: sequencer`, one node sequencing a
-    /// shard now, chosen with the entry's seeded `pick`.
+    /// shard now, chosen with the entry's seeded `pick`; for `targets:
+    /// owner`, the node owning the subscription now.
     async fn resolve_nodes(&self, entry: &FaultEntry) -> Vec<String> {
-        if entry.targets != Some(TargetSelector::Sequencer) {
-            return entry.nodes.clone();
-        }
-        nemesis::schedule::pick_one(self.sequencers().await, entry.pick)
+        let candidates = match entry.targets {
+            Some(TargetSelector::Sequencer) => self.owners_of(Owned::Shards).await,
+            Some(TargetSelector::Owner) => self.owners_of(Owned::Subscription).await,
+            _ => return entry.nodes.clone(),
+        };
+        nemesis::schedule::pick_one(candidates, entry.pick)
     }
 
     /// Applies `entry` to `nodes`; returns its label among the active faults.
@@ -153,24 +159,38 @@ impl FaultDriver {
         })
     }
 
-    /// Names of the nodes that sequence some shard now (from `LookupShard`
-    /// on the first server that answers).
-    async fn sequencers(&self) -> Vec<String> {
+    /// Names of the nodes that hold `what` now (from `LookupShard` or
+    /// `LookupSubscription` on the first server that answers).
+    async fn owners_of(&self, what: Owned) -> Vec<String> {
         let config = crate::health::probe_config(self.client_tls.clone());
         for (_, address) in &self.server_addresses {
             let Ok(client) = HStreamClient::connect(address, &config).await else { continue };
-            let mut names = Vec::new();
-            for &shard in &self.shards {
-                let Ok(node) = client.lookup_shard(shard).await else { continue };
-                let owner = node_address(&node);
-                if let Some((name, _)) = self.server_addresses.iter().find(|(_, a)| *a == owner) {
-                    names.push(name.clone());
+            let mut nodes = Vec::new();
+            match what {
+                Owned::Shards => {
+                    for &shard in &self.shards {
+                        nodes.extend(client.lookup_shard(shard).await.ok());
+                    }
                 }
+                Owned::Subscription => nodes.extend(client.lookup_subscription(&self.subscription).await.ok()),
             }
-            return names;
+            let names = nodes.iter().filter_map(|node| {
+                let address = node_address(node);
+                self.server_addresses.iter().find(|(_, a)| *a == address).map(|(name, _)| name.clone())
+            });
+            return names.collect();
         }
         Vec::new()
     }
+}
+
+/// What a run-time selector looks up the holders of.
+#[derive(Clone, Copy)]
+enum Owned {
+    /// The stream's shards: their sequencers.
+    Shards,
+    /// The workload's subscription: its owner.
+    Subscription,
 }
 
 /// `timeline` with the nodes each entry was applied to: entries whose nodes
@@ -180,7 +200,7 @@ pub fn executed(timeline: &[FaultEntry], applied: &[(usize, Vec<String>)]) -> Ve
     let mut executed = timeline.to_vec();
     for (index, nodes) in applied {
         if let Some(entry) = executed.get_mut(*index) {
-            if entry.targets == Some(TargetSelector::Sequencer) {
+            if entry.targets.is_some_and(TargetSelector::at_run_time) {
                 entry.targets = None;
                 entry.nodes = nodes.clone();
             }
@@ -276,6 +296,7 @@ mod tests {
             recorder: recorder.clone(),
             server_addresses: Vec::new(),
             shards: Vec::new(),
+            subscription: String::new(),
             client_tls: None,
             active: Arc::default(),
             applied: Mutex::default(),

@@ -127,6 +127,7 @@ async fn drive(
     }
     let mut config = queue_config(&settings);
     config.client.tls = cluster.client_tls();
+    let subscription = config.subscription.clone();
     let mut workload = QueueWorkload::setup(config, endpoints.clone(), recorder.clone(), settings.seed()).await?;
     let driver = Arc::new(FaultDriver {
         nemesis: Arc::new(Mutex::new(Compose::all_faults())),
@@ -134,6 +135,7 @@ async fn drive(
         recorder: recorder.clone(),
         server_addresses: settings.server_names().into_iter().zip(endpoints.iter().cloned()).collect(),
         shards: workload.shards().iter().map(|s| s.shard_id).collect(),
+        subscription,
         client_tls: cluster.client_tls(),
         active: Arc::default(),
         applied: Mutex::default(),

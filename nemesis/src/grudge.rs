@@ -17,6 +17,9 @@
 //!   (side B), but nothing B sends reaches A.
 //! - `explicit`: named groups (`"n1,n2|n3,n4,n5"`), all pairs across groups
 //!   cut both ways; unnamed nodes are untouched.
+//! - `clients`: the control namespace (the workload's clients) against the
+//!   target nodes, both ways; the nodes still hear each other and ZooKeeper
+//!   (the partition module builds it as explicit groups).
 //!
 //! Why separate: the graph is decided before any rule is written, so it can
 //! be tested exhaustively without namespaces, and zk-isolate reuses it.
@@ -29,7 +32,8 @@ use petgraph::visit::EdgeRef;
 use serde_json::{Map, Value};
 
 /// The partition kinds, as written in `{"kind": ...}`.
-pub const PARTITION_KINDS: &[&str] = &["isolate-one", "halves", "majorities-ring", "bridge", "one-way", "explicit"];
+pub const PARTITION_KINDS: &[&str] =
+    &["isolate-one", "halves", "majorities-ring", "bridge", "one-way", "explicit", "clients"];
 
 /// Who cannot hear whom among a list of nodes.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! healing removes exactly the chains it added.
 //!
 //! Parameters (all optional):
-//! `{"kind": "isolate-one"|"halves"|"majorities-ring"|"bridge"|"one-way"|"explicit",
+//! `{"kind": "isolate-one"|"halves"|"majorities-ring"|"bridge"|"one-way"|"explicit"|"clients",
 //!   "spec": "n1,n2|n3,n4,n5", "include_zk": bool, "include_control": bool}`.
 //! `kind` defaults to `halves`. The participants, in order, are the target
 //! nodes as given (the seeded timeline shuffles them, so they decide who is
@@ -12,6 +12,8 @@
 //! nodes if `include_zk`, then the control namespace if `include_control`.
 //! Nodes that do not participate keep hearing everyone. `explicit` takes its
 //! participants from `spec` alone (which may name `zk*` nodes and `control`).
+//! `clients` cuts the control namespace from the targets only (say, the
+//! node owning a subscription, picked at run time), both ways.
 //! See [`crate::grudge`] for what each kind cuts.
 //!
 //! Why separate: one module per fault kind.
@@ -57,21 +59,23 @@ pub fn plan(
     let include_control = reader.boolean("include_control", false)?;
     let mut known: Vec<String> = servers.iter().chain(zookeepers).cloned().collect();
     known.push(CONTROL_NODE.to_string());
-    let grudge = if kind == "explicit" {
+    if reader.has("spec") && kind != "explicit" {
+        return Err(reader.error("spec", "(given)", "no spec unless kind is explicit"));
+    }
+    let grudge = if matches!(kind, "explicit" | "clients") {
+        let implied = if kind == "explicit" { "name zk nodes and `control` in spec" } else { "`control` is implied" };
         for (name, given) in [("include_zk", include_zk), ("include_control", include_control)] {
             if given {
-                return Err(reader.error(
-                    name,
-                    "true",
-                    "false with kind explicit (name zk nodes and `control` in spec)",
-                ));
+                return Err(reader.error(name, "true", &format!("false with kind {kind} ({implied})")));
             }
         }
-        explicit_grudge(&reader, &known)?
-    } else {
-        if reader.has("spec") {
-            return Err(reader.error("spec", "(given)", "no spec unless kind is explicit"));
+        if kind == "explicit" {
+            explicit_grudge(&reader, &known)?
+        } else {
+            let targets = network::checked_nodes(fault, "targets", targets, &known)?;
+            grudge::explicit(&[vec![CONTROL_NODE.to_string()], targets])
         }
+    } else {
         let participants = participants(targets, servers, zookeepers, [include_zk, include_control], &known)?;
         build(kind, &participants)
     };
@@ -244,6 +248,21 @@ mod tests {
         assert!(plan(&flags, &[], &servers(), &zookeepers()).expect_err("flag").to_string().contains("include_zk"));
         let stray = json!({"kind": "halves", "spec": "n1|n2"});
         assert!(plan(&stray, &[], &servers(), &zookeepers()).is_err());
+    }
+
+    /// Goal: `clients` cuts the control namespace from the targets, both
+    /// ways, and nothing else; without targets it is a clear error.
+    #[test]
+    fn clients_cuts_control_from_the_targets_only() {
+        let decided = plan(&json!({"kind": "clients"}), &names(&["n2"]), &servers(), &zookeepers()).expect("plan");
+        assert!(decided.grudge.blocks("control", "n2") && decided.grudge.blocks("n2", "control"));
+        assert!(!decided.grudge.blocks("n1", "n2") && !decided.grudge.blocks("control", "n1"));
+        assert_eq!(decided.grudge.edges().len(), 2);
+        let none = plan(&json!({"kind": "clients"}), &[], &servers(), &zookeepers()).expect_err("no targets");
+        assert!(none.to_string().contains("cuts nothing"), "{none}");
+        let flag = json!({"kind": "clients", "include_control": true});
+        let message = plan(&flag, &names(&["n2"]), &servers(), &zookeepers()).expect_err("flag").to_string();
+        assert!(message.contains("`control` is implied"), "{message}");
     }
 
     /// Goal: a kind that would cut nothing, an unknown kind and an unknown

@@ -5,8 +5,9 @@
 //! can be tested without a cluster.
 //!
 //! Must never: read a clock, do I/O, or use an unseeded random source. The
-//! only run-time decision is which node is a sequencer, and that goes through
-//! the caller's callback in [`TimelineEntry::resolve_nodes`].
+//! only run-time decisions are which node is a sequencer or owns the
+//! subscription, and they go through the caller's callback in
+//! [`TimelineEntry::resolve_nodes`].
 //!
 //! Shape of a timeline: time is cut into slots of `interval`; each slot that
 //! fits entirely before the time limit holds one fault, which starts at a
@@ -40,17 +41,27 @@ pub enum TargetSelector {
     All,
     /// One node currently sequencing some shard, chosen at run time.
     Sequencer,
+    /// The node owning the workload's subscription, found at run time (to
+    /// cut the consumers off from the node that serves them).
+    Owner,
 }
 
 impl TargetSelector {
     /// Every selector, in the order of their names.
-    pub const ALL: [TargetSelector; 5] = [
+    pub const ALL: [TargetSelector; 6] = [
         TargetSelector::One,
         TargetSelector::Minority,
         TargetSelector::Majority,
         TargetSelector::All,
         TargetSelector::Sequencer,
+        TargetSelector::Owner,
     ];
+
+    /// Whether the nodes are found only when the fault starts (by asking
+    /// the cluster), not drawn from the seed beforehand.
+    pub fn at_run_time(self) -> bool {
+        matches!(self, TargetSelector::Sequencer | TargetSelector::Owner)
+    }
 
     /// The selector's name as written in configuration (`one`, `minority`, ...).
     pub fn name(self) -> &'static str {
@@ -60,18 +71,19 @@ impl TargetSelector {
             TargetSelector::Majority => "majority",
             TargetSelector::All => "all",
             TargetSelector::Sequencer => "sequencer",
+            TargetSelector::Owner => "owner",
         }
     }
 
-    /// How many of `node_count` nodes the selector hits (0 for `sequencer`,
-    /// which is resolved at run time).
+    /// How many of `node_count` nodes the selector hits (0 for `sequencer`
+    /// and `owner`, which are resolved at run time).
     pub fn count(self, node_count: usize) -> usize {
         let count = match self {
             TargetSelector::One => 1,
             TargetSelector::Minority => ((node_count.saturating_sub(1)) / 2).max(1),
             TargetSelector::Majority => node_count / 2 + 1,
             TargetSelector::All => node_count,
-            TargetSelector::Sequencer => 0,
+            TargetSelector::Sequencer | TargetSelector::Owner => 0,
         };
         count.min(node_count)
     }
@@ -98,7 +110,7 @@ impl std::str::FromStr for TargetSelector {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ScheduleError {
     /// A selector name that is not one of the five.
-    #[error("unknown target selector `{selector}`; use one of: one, minority, majority, all, sequencer")]
+    #[error("unknown target selector `{selector}`; use one of: one, minority, majority, all, sequencer, owner")]
     UnknownSelector {
         /// The name given.
         selector: String,
@@ -120,7 +132,7 @@ pub enum ScheduleError {
         /// The interval, in milliseconds.
         interval_ms: u64,
     },
-    /// A node selector other than `sequencer` was given no nodes.
+    /// A node selector other than `sequencer` and `owner` was given no nodes.
     #[error("target selector `{selector}` needs nodes but the node list is empty")]
     NoNodes {
         /// The selector.
@@ -150,12 +162,13 @@ pub struct TimelineEntry {
     pub fault: String,
     /// The selector the nodes were chosen with.
     pub target: TargetSelector,
-    /// The nodes hit, chosen at generation time; empty for `sequencer`.
+    /// The nodes hit, chosen at generation time; empty for `sequencer` and
+    /// `owner`.
     pub nodes: Vec<String>,
     /// How long the fault lasts before it is healed.
     #[serde(with = "millis", rename = "duration_ms")]
     pub duration: Duration,
-    /// Seeded draw used to pick among the sequencers at run time.
+    /// Seeded draw used to pick among the candidates at run time.
     #[serde(default)]
     pub pick: u64,
 }
@@ -171,14 +184,15 @@ impl TimelineEntry {
         FaultSpec::named(&self.fault)
     }
 
-    /// The nodes to hit now. For `sequencer`, asks `sequencers` for the nodes
-    /// currently sequencing some shard and picks one with the seeded `pick`
-    /// (empty if there is none); otherwise returns `nodes`.
-    pub fn resolve_nodes(&self, sequencers: &dyn Fn() -> Vec<String>) -> Vec<String> {
-        if self.target != TargetSelector::Sequencer {
+    /// The nodes to hit now. For a selector resolved at run time, asks
+    /// `candidates` for the nodes it may pick now (the current sequencers,
+    /// the subscription's owner) and picks one with the seeded `pick` (empty
+    /// if there is none); otherwise returns `nodes`.
+    pub fn resolve_nodes(&self, candidates: &dyn Fn(TargetSelector) -> Vec<String>) -> Vec<String> {
+        if !self.target.at_run_time() {
             return self.nodes.clone();
         }
-        pick_one(sequencers(), self.pick)
+        pick_one(candidates(self.target), self.pick)
     }
 }
 
@@ -207,7 +221,7 @@ pub fn validate(mix: &MixSpec, time_limit: Duration, nodes: &[String]) -> Result
     if duration_ms(time_limit) < interval_ms {
         return Err(ScheduleError::TimeLimitTooShort { time_limit_ms: duration_ms(time_limit), interval_ms });
     }
-    if nodes.is_empty() && mix.targets != TargetSelector::Sequencer {
+    if nodes.is_empty() && !mix.targets.at_run_time() {
         return Err(ScheduleError::NoNodes { selector: mix.targets });
     }
     Ok(())

@@ -41,10 +41,11 @@ pub struct FaultEntry {
     /// The nodes hit (concrete in an effective scenario).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
-    /// Seeded draw that picks among sequencers at run time (`targets: sequencer`).
+    /// Seeded draw that picks among the candidates of `targets: sequencer` or
+    /// `targets: owner` at run time.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pick: u64,
-    /// partition: isolate-one, halves, majorities-ring, bridge, one-way, explicit.
+    /// partition: isolate-one, halves, majorities-ring, bridge, one-way, explicit, clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// partition explicit: `"n1,n2|n3,n4,n5"`.

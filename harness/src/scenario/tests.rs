@@ -75,6 +75,21 @@ fn overlapping_incompatible_faults_are_refused() {
     assert!(Scenario::load(&shipped).is_ok(), "{:?}", Scenario::load(&shipped).err());
 }
 
+/// Goal: `targets: owner` is left for run time (no nodes drawn, even for a
+/// partition), `kind: clients` keeps the selector's nodes, and ZooKeeper
+/// faults refuse a selector that picks an hserver.
+#[test]
+fn owner_targets_wait_for_run_time_and_clients_partitions_keep_their_nodes() {
+    let text = "faults:\n  timeline:\n    - {at: 1s, fault: partition, kind: clients, targets: owner, for: 2s}\n    - {at: 4s, fault: partition, kind: clients, targets: one, for: 2s}\n";
+    let mut scenario = Scenario::from_yaml(text, "s").unwrap();
+    scenario.resolve(|| 7).unwrap();
+    let (owner, one) = (&scenario.faults.timeline[0], &scenario.faults.timeline[1]);
+    assert!(owner.nodes.is_empty() && owner.targets == Some(TargetSelector::Owner), "{owner:?}");
+    assert_eq!(one.nodes.len(), 1, "{one:?}");
+    let zk = "cluster: {zk: 3}\nfaults:\n  timeline:\n    - {at: 1s, fault: zk-pause, targets: owner, for: 2s}\n";
+    assert!(error_of(zk).contains("`targets: owner` picks an hserver"), "{}", error_of(zk));
+}
+
 /// Goal: an explicit partition's entry names the nodes its spec cuts (not
 /// `control`, not a random pick), so the history and the effective scenario
 /// say who was cut.

@@ -34,6 +34,14 @@ pub fn check(scenario: &Scenario) -> Result<(), (Option<usize>, String)> {
                 [servers.clone(), zks.clone()].concat().join(", ")
             ));
         }
+        let on_zookeeper_nodes = matches!(entry.fault.as_str(), "zk-outage" | "zk-pause");
+        if on_zookeeper_nodes && entry.targets.is_some_and(TargetSelector::at_run_time) {
+            return fail(format!(
+                "`targets: {}` picks an hserver; {} chooses ZooKeeper nodes with `scope`",
+                entry.targets.map(TargetSelector::name).unwrap_or_default(),
+                entry.fault
+            ));
+        }
         if entry.is_network() && scenario.runtime != "local" {
             return fail("network faults need `runtime: local` (network namespaces)".into());
         }
@@ -136,6 +144,7 @@ fn entry_rng(seed: u64, index: usize) -> ChaCha8Rng {
 
 /// Fault kinds whose nodes are not the selector's servers get theirs here.
 fn concrete_nodes(mut entry: FaultEntry, scenario: &Scenario, rng: &mut ChaCha8Rng) -> FaultEntry {
+    let run_time = entry.targets.is_some_and(TargetSelector::at_run_time);
     match entry.fault.as_str() {
         "partition" if entry.spec.is_some() => {
             // The nodes an explicit spec names (not `control`), so the
@@ -151,7 +160,9 @@ fn concrete_nodes(mut entry: FaultEntry, scenario: &Scenario, rng: &mut ChaCha8R
                 entry.targets = None;
             }
         }
-        "partition" => {
+        // `clients` cuts the control namespace from the targets alone, so the
+        // selector's nodes stand.
+        "partition" if entry.kind.as_deref() != Some("clients") && !run_time => {
             let mut all = scenario.server_names();
             all.shuffle(rng);
             entry.nodes = all;
@@ -173,7 +184,7 @@ fn concrete_nodes(mut entry: FaultEntry, scenario: &Scenario, rng: &mut ChaCha8R
             entry.targets = None;
             entry.scope.get_or_insert_with(|| "majority".into());
         }
-        _ if entry.targets == Some(TargetSelector::Sequencer) => entry.nodes.clear(),
+        _ if run_time => entry.nodes.clear(),
         _ => {}
     }
     entry

@@ -54,6 +54,7 @@ fn selectors_hit_the_documented_number_of_nodes() {
         (TargetSelector::Majority, 4, 3),
         (TargetSelector::All, 5, 5),
         (TargetSelector::Sequencer, 5, 0),
+        (TargetSelector::Owner, 5, 0),
     ];
     for (selector, node_count, expected) in cases {
         let timeline = generate(7, &mix(selector), Duration::from_secs(50), &nodes(node_count));
@@ -86,11 +87,14 @@ fn sequencer_is_resolved_through_the_callback() {
     let timeline = generate(9, &mix(TargetSelector::Sequencer), Duration::from_secs(30), &nodes(3));
     let entry = &timeline[0];
     assert!(entry.nodes.is_empty());
-    let current = || vec!["n3".to_string(), "n1".to_string()];
+    let current = |selector: TargetSelector| {
+        assert_eq!(selector, TargetSelector::Sequencer);
+        vec!["n3".to_string(), "n1".to_string()]
+    };
     let chosen = entry.resolve_nodes(&current);
     assert_eq!(chosen.len(), 1);
     assert_eq!(chosen, entry.resolve_nodes(&current));
-    assert!(entry.resolve_nodes(&Vec::new).is_empty());
+    assert!(entry.resolve_nodes(&|_| Vec::new()).is_empty());
 }
 
 /// Goal: unusable mixes are explained by `validate` and generate nothing.
