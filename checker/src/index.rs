@@ -106,6 +106,9 @@ pub(crate) struct Connection {
     pub subscription: u32,
     /// Whether a receive on it completed `ok`.
     pub received: bool,
+    /// The position of the first operation naming it: when its consumer
+    /// joined the subscription, as far as the history can tell.
+    pub opened: u32,
 }
 
 /// A (record, id) sighting that disagrees with the first id seen for the

@@ -314,6 +314,41 @@ fn redelivery_after_consumer_churn_is_not_stale() {
     check_with(&history.text(), &options(), Expect { valid: Validity::Valid, anomalies: &[(DUPLICATE_DELIVERY, 1)] });
 }
 
+/// Goal: a redelivery to a newcomer — a consumer that joined while the
+/// record was in flight (after its append, before the ack) — is a
+/// hand-over the owner may have made before it saw the ack: not stale,
+/// even when the newcomer had already received other records. The same
+/// redelivery is stale to a consumer that joined after the ack, or before
+/// the record was appended.
+#[test]
+fn redelivery_to_a_newcomer_that_joined_before_the_ack_is_not_stale() {
+    // `c1#0` opens at `joined_s`: before the append at 1.0 s, between it
+    // and the ack at 3.0 s, or after the ack.
+    let handed_over = |joined_s: f64| {
+        let mut history = Writer::default();
+        if joined_s < 1.0 {
+            history.receive(joined_s, 3, "c1#0", &[]);
+        }
+        history.append(1.0, 0, &[1], 0, 1).receive(2.0, 1, "c0#0", &[(1, [0, 1, 0])]);
+        if (1.0..3.0).contains(&joined_s) {
+            // The newcomer receives another shard's record first.
+            history.append(joined_s, 4, &[2], 1, 1).receive(joined_s, 3, "c1#0", &[(2, [1, 1, 0])]);
+        }
+        history.ack(3.0, 2, "c0#0", &[[0, 1, 0]]);
+        if joined_s > 3.0 {
+            history.receive(joined_s, 3, "c1#0", &[]);
+        }
+        history.receive(4.0, 3, "c1#0", &[(1, [0, 1, 0])]);
+        history.text()
+    };
+    let stale = Expect { valid: Validity::Valid, anomalies: &[(DUPLICATE_DELIVERY, 1), (STALE_REDELIVERY, 1)] };
+    let newcomer = Expect { valid: Validity::Valid, anomalies: &[(DUPLICATE_DELIVERY, 1)] };
+    check_with(&handed_over(2.5), &options(), newcomer);
+    check_with(&handed_over(0.5), &options(), stale);
+    let late = check_with(&handed_over(3.5), &options(), stale);
+    assert_mentions(&explanation(&late, STALE_REDELIVERY), &["no consumer joining before the ack"]);
+}
+
 // ---- unavailable ----------------------------------------------------------------
 
 /// A kill at 2 s healed at 5 s, then an append invoked at 6 s that is

@@ -1,9 +1,14 @@
 //! `stale-redelivery`: a record redelivered after an ack of it had
 //! completed, with no nemesis operation and no consumer churn (a receive
 //! ending `fail` or `info` on any connection of the subscription) in
-//! between. At-least-once allows it, so it is only a warning, but nothing
-//! explains it: the ack was lost or ignored. Reported with rates in the
-//! stats (per acknowledged record and as a share of all redeliveries).
+//! between, and not handed over to a newcomer: a consumer that joined
+//! while the record was in flight, after its append and before the ack
+//! (the owner may have moved the shard, with its unacknowledged records,
+//! before the ack reached it; the client sees that redelivery only after
+//! its ack). At-least-once allows it, so it is only a warning,
+//! but nothing explains it: the ack was lost or ignored. Reported with
+//! rates in the stats (per acknowledged record and as a share of all
+//! redeliveries).
 //!
 //! "An ack completed" means the first `ack` `ok` naming the record; acks
 //! are not confirmed by the server, so this is the earliest moment the
@@ -31,7 +36,10 @@ pub(super) fn analyse(context: &Context) -> Report {
         if ack == NONE || ack >= delivery.position {
             continue;
         }
-        if context.faults.any_between(ack, delivery.position) || churn.any_between(index, delivery, ack) {
+        if context.faults.any_between(ack, delivery.position)
+            || churn.any_between(index, delivery, ack)
+            || handed_over_before(index, delivery, ack)
+        {
             continue;
         }
         anomaly.record(|| example(context, ack, delivery));
@@ -89,6 +97,20 @@ impl Churn {
     }
 }
 
+/// Whether the redelivery went to a newcomer: another connection than the
+/// first delivery's, whose consumer joined while the record was in flight
+/// (after its append was invoked, before the ack completed). The join may
+/// have moved the record's shard, with its unacknowledged records, before
+/// the owner saw the ack; the first delivery may have sat in the old
+/// stream's buffer meanwhile, so its time says nothing.
+fn handed_over_before(index: &Index, delivery: &Delivery, ack: u32) -> bool {
+    let first = index.deliveries[index.id_first_delivery[delivery.id as usize] as usize];
+    let writer = index.record_writer[delivery.record as usize];
+    let written = index.appends.get(writer as usize).map_or(first.position, |append| append.invoke);
+    let joined = index.connections[delivery.connection as usize].opened;
+    first.connection != delivery.connection && written < joined && joined < ack
+}
+
 fn example(context: &Context, ack: u32, delivery: &Delivery) -> Value {
     let index = context.index;
     let first = index.deliveries[index.id_first_delivery[delivery.id as usize] as usize];
@@ -100,8 +122,9 @@ fn example(context: &Context, ack: u32, delivery: &Delivery) -> Value {
         "ops": [index.op_index(first.position), index.op_index(ack), index.op_index(delivery.position)],
         "explanation": format!(
             "record {id} (value {value}) was first delivered at {}, its ack completed at {}, and it \
-             was delivered again at {} on connection {}, with no fault injected and no consumer \
-             of the subscription dropping its connection in between; {}",
+             was delivered again at {} on connection {}, with no fault injected, no consumer \
+             of the subscription dropping its connection in between and no consumer joining \
+             before the ack to take the record over; {}",
             context.moment(first.position),
             context.moment(ack),
             context.moment(delivery.position),

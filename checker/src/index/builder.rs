@@ -439,9 +439,11 @@ impl Builder {
     fn connection(&mut self, name: &str, subscription: Option<&str>) -> u32 {
         let name = self.index.strings.intern(name);
         let subscription = subscription.map_or(NONE, |subscription| self.index.strings.intern(subscription));
+        // The operation being added is the last one timed.
+        let opened = u32::try_from(self.index.times.len()).map_or(NONE, |count| count.saturating_sub(1));
         let connections = &mut self.index.connections;
         let number = *self.connection_numbers.entry(name).or_insert_with(|| {
-            connections.push(Connection { name, subscription: NONE, received: false });
+            connections.push(Connection { name, subscription: NONE, received: false, opened });
             connections.len() as u32 - 1
         });
         let connection = &mut connections[number as usize];
