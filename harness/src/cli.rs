@@ -61,6 +61,11 @@ pub enum Command {
         /// `unavailable` (default: the run's scenario, else 20).
         #[arg(long)]
         recovery_budget: Option<u64>,
+        /// Also rewrite the run directory's results.json and report.html
+        /// with this verdict (say, a newer checker on an old run). Without
+        /// it the run directory is left as it is.
+        #[arg(long)]
+        write: bool,
     },
     /// Write (or rewrite) report.html of a run directory and print its path.
     Report {
@@ -390,7 +395,13 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             out: args.out.clone(),
             hserver: args.hserver.clone(),
         }),
-        Command::Check { path, recovery_budget } => {
+        Command::Check { path, recovery_budget, write } => {
+            if write && !path.is_dir() {
+                anyhow::bail!(
+                    "--write needs a run directory (store/<run>), not {}: results.json and report.html live there",
+                    path.display()
+                );
+            }
             let history = verdict::history_path(&path)?;
             let mut options = verdict::options_for(&history);
             if let Some(seconds) = recovery_budget {
@@ -401,6 +412,13 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
                 eprintln!("warning: {warning}");
             }
             println!("{}", verdict::render(&result));
+            if write {
+                verdict::write_results(&path, &result).map_err(|e| {
+                    anyhow::anyhow!("cannot write {}: {e}", path.join(crate::rundir::RESULTS_FILE).display())
+                })?;
+                let report = crate::report::write(&path)?;
+                eprintln!("rewrote {} and {}", path.join(crate::rundir::RESULTS_FILE).display(), report.display());
+            }
             Ok(orchestrate::exit_code(&result.valid))
         }
         Command::Report { run_dir } => {

@@ -1,5 +1,6 @@
 //! `chaos check` options: the recovery budget comes from the run's
-//! scenario and can be overridden on the command line.
+//! scenario and can be overridden on the command line; `--write` rewrites
+//! the run's results and report, and nothing else writes.
 //!
 //! Goal: a stretch without service after the last fault healed is judged
 //! against the budget the user chose. Method: one hand-written history
@@ -60,4 +61,28 @@ fn recovery_budget_comes_from_the_scenario_or_the_command_line() {
     let bad = Command::new(chaos()).args(["run", "--recovery-budget", "0"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("recovery_budget must be at least 1s"));
+}
+
+/// Goal: `chaos check` leaves the run directory alone unless `--write` is
+/// given; with it, results.json and report.html hold the new verdict; on a
+/// bare history file `--write` is refused with the reason.
+#[test]
+fn write_rewrites_results_and_report_only_when_asked() {
+    let run = tempfile::tempdir().unwrap();
+    std::fs::write(run.path().join("history.jsonl"), SILENT_AFTER_HEAL).unwrap();
+    check(run.path(), None);
+    assert!(!run.path().join("results.json").exists() && !run.path().join("report.html").exists());
+
+    let output = Command::new(chaos()).arg("check").arg(run.path()).arg("--write").output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["anomalies"]["unavailable"]["count"], 1, "{results}");
+    let report = std::fs::read_to_string(run.path().join("report.html")).unwrap();
+    assert!(report.contains("unavailable"));
+
+    let file = run.path().join("history.jsonl");
+    let refused = Command::new(chaos()).arg("check").arg(&file).arg("--write").output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--write needs a run directory"));
 }
