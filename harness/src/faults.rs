@@ -235,42 +235,7 @@ async fn sleep_until(deadline: Instant, stop: &mut watch::Receiver<bool>) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nemesis::{Role, TargetError};
-
-    /// A cluster of three servers that only notes the calls it receives.
-    #[derive(Default)]
-    struct Calls(Mutex<Vec<String>>);
-
-    impl Calls {
-        fn note(&self, call: String) -> Result<Value, TargetError> {
-            self.0.lock().unwrap().push(call);
-            Ok(json!({}))
-        }
-    }
-
-    impl ClusterTarget for Calls {
-        fn nodes(&self, role: Role) -> Vec<String> {
-            match role {
-                Role::Server => vec!["n1".into(), "n2".into(), "n3".into()],
-                _ => Vec::new(),
-            }
-        }
-        fn kill(&self, node: &str) -> Result<Value, TargetError> {
-            self.note(format!("kill {node}"))
-        }
-        fn start(&self, node: &str) -> Result<Value, TargetError> {
-            self.note(format!("start {node}"))
-        }
-        fn pause(&self, node: &str) -> Result<Value, TargetError> {
-            self.note(format!("pause {node}"))
-        }
-        fn resume(&self, node: &str) -> Result<Value, TargetError> {
-            self.note(format!("resume {node}"))
-        }
-        fn is_running(&self, _node: &str) -> bool {
-            true
-        }
-    }
+    use nemesis::fake::FakeTarget;
 
     fn entry(fault: &str, at_ms: u64, for_ms: u64, node: &str) -> FaultEntry {
         FaultEntry {
@@ -289,7 +254,7 @@ mod tests {
     async fn overlapping_entries_run_at_the_same_time() {
         let dir = tempfile::tempdir().unwrap();
         let recorder = Recorder::create(dir.path().join("history.jsonl")).await.unwrap();
-        let target = Arc::new(Calls::default());
+        let target = Arc::new(FakeTarget::new(&["n1", "n2", "n3"]));
         let driver = Arc::new(FaultDriver {
             nemesis: Arc::new(Mutex::new(Compose::all_faults())),
             target: target.clone(),
@@ -304,8 +269,7 @@ mod tests {
         let timeline = [entry("kill", 50, 600, "n1"), entry("pause", 250, 100, "n2")];
         let (_stop, stop_rx) = watch::channel(false);
         driver.clone().run(&timeline, Instant::now(), stop_rx).await;
-        let calls = target.0.lock().unwrap().clone();
-        assert_eq!(calls, ["kill n1", "pause n2", "resume n2", "start n1"]);
+        assert_eq!(target.calls(), ["kill n1", "pause n2", "resume n2", "start n1"]);
         assert!(driver.active.lock().unwrap().is_empty());
         assert_eq!(driver.applied.lock().unwrap().len(), 2);
         recorder.close().await.unwrap();

@@ -1,7 +1,9 @@
 //! A fake [`ClusterTarget`] for unit tests: records every call, no processes.
 //!
-//! Why separate: kill, pause and compose tests share it.
-//! Must never: be compiled outside tests.
+//! Why separate: kill, pause and compose tests share it, and so do other
+//! crates' unit tests through the `fake` feature.
+//! Must never: be compiled outside tests (only `dev-dependencies` enable
+//! the feature).
 
 use crate::target::{ClusterTarget, Role, TargetError};
 use std::collections::BTreeMap;
@@ -10,19 +12,24 @@ use std::sync::Mutex;
 /// Node state in the fake: alive and paused flags.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FakeNode {
+    /// Whether its process runs (killed: false).
     pub alive: bool,
+    /// Whether its process is stopped (SIGSTOP).
     pub paused: bool,
 }
 
 /// Records calls and keeps per-node flags.
 pub struct FakeTarget {
+    /// Every node by name, with its flags.
     pub nodes: Mutex<BTreeMap<String, FakeNode>>,
+    /// Every call, as `"<action> <node>"`, in order.
     pub calls: Mutex<Vec<String>>,
     /// Node on which every action fails, to test partial application.
     pub failing: Option<String>,
 }
 
 impl FakeTarget {
+    /// A fake whose nodes are all alive and running, none failing.
     pub fn new(names: &[&str]) -> FakeTarget {
         let nodes = names
             .iter()
@@ -34,10 +41,12 @@ impl FakeTarget {
         FakeTarget { nodes: Mutex::new(nodes), calls: Mutex::new(Vec::new()), failing: None }
     }
 
+    /// The calls so far.
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().expect("fake lock").clone()
     }
 
+    /// The flags of `name` (panics on an unknown name: tests only).
     pub fn node(&self, name: &str) -> FakeNode {
         self.nodes.lock().expect("fake lock")[name]
     }

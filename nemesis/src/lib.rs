@@ -106,5 +106,5 @@ pub trait Nemesis: Send {
     fn teardown(&mut self, target: &dyn ClusterTarget) -> Result<serde_json::Value, NemesisError>;
 }
 
-#[cfg(test)]
-pub(crate) mod fake;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
