@@ -106,11 +106,16 @@ impl std::str::FromStr for TargetSelector {
     }
 }
 
+/// Every selector's name, for error messages: `one, minority, ...`.
+fn selector_names() -> String {
+    TargetSelector::ALL.map(TargetSelector::name).join(", ")
+}
+
 /// Why a mix cannot produce a useful timeline.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ScheduleError {
-    /// A selector name that is not one of the five.
-    #[error("unknown target selector `{selector}`; use one of: one, minority, majority, all, sequencer, owner")]
+    /// A selector name that is not one of [`TargetSelector::ALL`].
+    #[error("unknown target selector `{selector}`; use one of: {}", selector_names())]
     UnknownSelector {
         /// The name given.
         selector: String,
