@@ -27,12 +27,17 @@ struct Done {
 }
 
 fn run(store: &Path, args: &[&str]) -> Done {
+    run_with(store, &chaos().with_file_name("hserver"), args)
+}
+
+/// `chaos run` with `hserver` as the server binary.
+fn run_with(store: &Path, hserver: &Path, args: &[&str]) -> Done {
     let output = Command::new(chaos())
         .arg("run")
         .arg("--store")
         .arg(store)
         .arg("--hserver")
-        .arg(chaos().with_file_name("hserver"))
+        .arg(hserver)
         .args(args)
         .output()
         .unwrap();
@@ -183,23 +188,12 @@ fn a_node_that_never_comes_back_is_unavailable_not_a_harness_error() {
     let yaml = "time_limit: 10s\ndrain_timeout: 5s\ncluster: {nodes: 3, zk: 1}\nworkload: {rate: 500}\n\
                 faults:\n  timeline:\n    - {at: 3s, fault: kill, nodes: [n1], for: 2s}\n";
     std::fs::write(&scenario, yaml).unwrap();
-    let output = Command::new(chaos())
-        .arg("run")
-        .arg("--store")
-        .arg(store.path())
-        .arg("--hserver")
-        .arg(&wrapper)
-        .args(["--scenario", scenario.to_str().unwrap(), "--seed", "35"])
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert_eq!(output.status.code(), Some(1), "{text}");
-    let results = std::fs::read_to_string(store.path().join("latest/results.json")).unwrap();
-    let results: serde_json::Value = serde_json::from_str(&results).unwrap();
-    let examples = results["anomalies"]["unavailable"]["examples"].as_array().cloned().unwrap_or_default();
+    let done = run_with(store.path(), &wrapper, &["--scenario", scenario.to_str().unwrap(), "--seed", "35"]);
+    assert_eq!(done.code, 1, "{}", done.output);
+    let examples = done.results["anomalies"]["unavailable"]["examples"].as_array().cloned().unwrap_or_default();
     let stayed_down = examples.iter().any(|e| e["down"] == serde_json::json!(["n1"]));
-    assert!(stayed_down, "{}\n{text}", results["anomalies"]);
-    assert!(count(&results, "crash") >= 1, "{}", results["anomalies"]);
+    assert!(stayed_down, "{}\n{}", done.results["anomalies"], done.output);
+    assert!(count(&done.results, "crash") >= 1, "{}", done.results["anomalies"]);
 }
 
 /// Shrinking keeps the ZooKeeper outage (the cause of the crash), drops
