@@ -53,6 +53,8 @@ pub enum Command {
     Nightly(Box<NightlyArgs>),
     /// Prove the harness still catches every deliberate hserver bug.
     Selftest(Box<SelftestArgs>),
+    /// Mutation score: how many one-line slips in hserver the plan's scenarios catch.
+    Mutants(Box<MutantsArgs>),
     /// Re-check a run directory or a history.jsonl offline.
     Check {
         /// A run directory (store/<run>) or a history.jsonl file.
@@ -207,6 +209,47 @@ pub struct SelftestArgs {
     /// hserver binary (default: next to chaos).
     #[arg(long)]
     pub hserver: Option<PathBuf>,
+}
+
+/// `chaos mutants` arguments.
+#[derive(Debug, Args)]
+pub struct MutantsArgs {
+    /// hserver modules to mutate, comma-separated (directories or files under cluster-under-test/src).
+    #[arg(long, value_delimiter = ',', default_value = "log,subscription,store")]
+    pub modules: Vec<String>,
+    /// Plan whose distinct scenarios (one seed each) judge every mutant.
+    #[arg(long, default_value = "plans/nightly.yaml")]
+    pub plan: PathBuf,
+    /// No build or run starts after this long, e.g. 90m.
+    #[arg(long, default_value = "2h", value_parser = parse_dur)]
+    pub budget: Dur,
+    /// Mutants to take through the scenarios (ones that compile and pass the unit tests).
+    #[arg(long, default_value_t = 20)]
+    pub sample: usize,
+    /// Seed of the draw and of every run (default: drawn and printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output directory (mutants.json, mutants.md, mutants.html, runs/).
+    #[arg(long, default_value = "mutants")]
+    pub out: PathBuf,
+    /// Repository root holding cluster-under-test/ and proto/ (only read).
+    #[arg(long, default_value = ".")]
+    pub source: PathBuf,
+    /// Where the scratch copy and its builds live (kept between calls so builds are incremental).
+    #[arg(long, default_value = "target/mutants")]
+    pub target_dir: PathBuf,
+    /// Reviewed list of equivalent mutants (file, before, after, reason).
+    #[arg(long, default_value = "cluster-under-test/mutants-equivalent.yaml")]
+    pub equivalent: PathBuf,
+    /// Trend file the score is appended to ("none" to skip).
+    #[arg(long, default_value = "nightly/trend.jsonl")]
+    pub trend: PathBuf,
+    /// Exit 1 when the score (caught / run) is below this percentage.
+    #[arg(long)]
+    pub fail_under: Option<f64>,
+    /// Only print the candidate mutants in draw order (nothing is built or run).
+    #[arg(long)]
+    pub list: bool,
 }
 
 /// `chaos shrink` arguments.
@@ -395,6 +438,23 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             out: args.out.clone(),
             hserver: args.hserver.clone(),
         }),
+        Command::Mutants(args) => {
+            let seed = args.seed.unwrap_or_else(|| u64::from(rand::random::<u32>()));
+            crate::mutants::run(&crate::mutants::MutantsOptions {
+                source: args.source.clone(),
+                modules: args.modules.clone(),
+                plan: args.plan.clone(),
+                budget: args.budget.0,
+                sample: args.sample,
+                seed,
+                out: args.out.clone(),
+                target_dir: args.target_dir.clone(),
+                equivalent: args.equivalent.clone(),
+                trend: (args.trend.as_os_str() != "none").then(|| args.trend.clone()),
+                fail_under: args.fail_under.map(|percent| percent / 100.0),
+                list_only: args.list,
+            })
+        }
         Command::Check { path, recovery_budget, write } => {
             if write && !path.is_dir() {
                 anyhow::bail!(

@@ -8,6 +8,7 @@
 //! - [`scenario`] — scenario files and the effective scenario of a run (seed, sizes, timeline).
 //! - [`shrink`] — `chaos shrink`: delta debugging of a failing fault timeline.
 //! - [`nightly`], [`selftest`], [`batch`] — many runs: plans, JUnit, trend, detection matrix.
+//! - [`mutants`] — `chaos mutants`: mutation score of the scenarios against slips in hserver.
 //! - [`faults`] — executes a fault timeline and records it.
 //! - [`health`] — waits for DescribeCluster to list every node.
 //! - [`interrupt`] — Ctrl-C/SIGTERM noted during the synchronous boot.
@@ -28,6 +29,7 @@ pub mod interrupt;
 pub mod logging;
 pub mod manual;
 pub mod markup;
+pub mod mutants;
 pub mod nightly;
 pub mod orchestrate;
 pub mod progress;

@@ -69,7 +69,8 @@ fn write_outputs(out: &Path, summary: &Summary) -> anyhow::Result<()> {
     std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(summary)?)?;
     std::fs::write(out.join("junit.xml"), junit::render("chaos nightly", &summary.runs))?;
     let trend = summary::append_trend(&out.join("trend.jsonl"), &summary.night())?;
-    std::fs::write(out.join("summary.html"), summary::html(summary, &trend, out))?;
+    let mutation = crate::mutants::report::read_trend(&out.join("trend.jsonl"), summary::TREND_NIGHTS);
+    std::fs::write(out.join("summary.html"), summary::html(summary, &trend, &mutation, out))?;
     println!("wrote {}/summary.json, junit.xml, summary.html, trend.jsonl", out.display());
     Ok(())
 }

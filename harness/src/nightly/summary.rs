@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{Outcome, RunRecord};
 use crate::markup::escape;
+use crate::mutants::report::MutantsTrend;
 
 /// Nights shown in the trend.
 pub const TREND_NIGHTS: usize = 30;
@@ -92,8 +93,9 @@ pub fn append_trend(path: &Path, night: &Night) -> std::io::Result<Vec<Night>> {
     Ok(nights.into_iter().skip(skip).collect())
 }
 
-/// `summary.html`: self-contained, no scripts.
-pub fn html(summary: &Summary, trend: &[Night], out_dir: &Path) -> String {
+/// `summary.html`: self-contained, no scripts. `mutation` is the
+/// mutation-score trend (`chaos mutants` lines of the same trend file).
+pub fn html(summary: &Summary, trend: &[Night], mutation: &[MutantsTrend], out_dir: &Path) -> String {
     let mut page = String::new();
     let _ = write!(
         page,
@@ -152,8 +154,37 @@ pub fn html(summary: &Summary, trend: &[Night], out_dir: &Path) -> String {
             escape(&per.join("; "))
         );
     }
-    page.push_str("</table></body></html>\n");
+    page.push_str("</table>");
+    page.push_str(&mutation_table(mutation));
+    page.push_str("</body></html>\n");
     page
+}
+
+/// The mutation-score trend, newest first; nothing when there is none.
+fn mutation_table(mutation: &[MutantsTrend]) -> String {
+    if mutation.is_empty() {
+        return String::new();
+    }
+    let mut table = String::from(
+        "<h2>Mutation score</h2><table><tr><th>run</th><th>plan</th><th>seed</th><th>caught/run</th><th>score</th><th>per module</th></tr>",
+    );
+    let percent = |score: Option<f64>| score.map(|s| format!("{:.0} %", 100.0 * s)).unwrap_or_else(|| "–".into());
+    for line in mutation.iter().rev() {
+        let modules: Vec<String> = line.modules.iter().map(|(m, s)| format!("{m} {}", percent(*s))).collect();
+        let _ = write!(
+            table,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&line.started),
+            escape(&line.plan),
+            line.seed,
+            line.caught,
+            line.run,
+            percent(line.score),
+            escape(&modules.join(", "))
+        );
+    }
+    table.push_str("</table>");
+    table
 }
 
 fn anomaly_list(anomalies: &BTreeMap<String, u64>) -> String {

@@ -1,0 +1,484 @@
+//! `chaos mutants`: how much of the server's behaviour the shipped
+//! scenarios really check, measured by mutation testing.
+//!
+//! Mutants are one-line slips (see [`operators`]) in the named modules of
+//! the server. They are drawn in a seeded order and each is built in a
+//! scratch copy of the source ([`scratch`]; the working tree is only read):
+//! one that does not compile, or that the server's unit tests already
+//! kill, is set aside (the cheap filter). The others run through the
+//! plan's distinct scenarios, one seed each, stopping at the first run
+//! that is not valid. The correct server runs the same scenarios and seeds
+//! first, so a catch means the mutation, not the scenario, failed the run.
+//! A reviewed list ([`equivalent`]) keeps mutants that cannot change what
+//! a client sees out of the score. [`report`] writes the results.
+
+pub mod equivalent;
+pub mod operators;
+pub mod report;
+pub mod scratch;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{self, Outcome, RunJob};
+use equivalent::EquivalentList;
+use operators::Mutation;
+use report::MutantsReport;
+use scratch::{Scratch, StepResult};
+
+/// Options of `chaos mutants`.
+#[derive(Debug, Clone)]
+pub struct MutantsOptions {
+    /// The repository root (holds `cluster-under-test/` and `proto/`).
+    pub source: PathBuf,
+    /// Server modules to mutate (`log`, `subscription`, `store`, ...).
+    pub modules: Vec<String>,
+    /// The plan whose distinct scenarios judge each mutant.
+    pub plan: PathBuf,
+    /// No build or run starts after this long.
+    pub budget: Duration,
+    /// Mutants to take through the scenarios (compiling, not unit-killed).
+    pub sample: usize,
+    /// Seed of the draw and of every run.
+    pub seed: u64,
+    /// Output directory (mutants.json, mutants.md, mutants.html, runs/).
+    pub out: PathBuf,
+    /// Where the scratch copy and its build live (reused between calls).
+    pub target_dir: PathBuf,
+    /// The reviewed list of equivalent mutants.
+    pub equivalent: PathBuf,
+    /// Trend file the score is appended to (the nightly's), if any.
+    pub trend: Option<PathBuf>,
+    /// Exit 1 when the score is below this fraction (0..=1).
+    pub fail_under: Option<f64>,
+    /// Only print the candidates in draw order.
+    pub list_only: bool,
+}
+
+/// What became of one mutant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// A scenario run against it was not valid.
+    Caught,
+    /// Every scenario run against it was valid.
+    Survived,
+    /// It does not compile (or its build overran).
+    Unbuildable,
+    /// The server's unit tests fail (or hang) with it.
+    UnitKilled,
+    /// Listed as equivalent in the reviewed list; not run.
+    Equivalent,
+    /// The budget ran out (or Ctrl-C) before its scenarios finished.
+    NotRun,
+}
+
+/// One scenario run of the correct server or of a mutant.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScenarioRun {
+    /// Scenario file stem.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// Violations found (names).
+    pub violations: Vec<String>,
+    /// Wall-clock seconds.
+    pub duration_s: f64,
+    /// The run directory.
+    pub run_dir: Option<PathBuf>,
+    /// The run's last lines of output when the harness failed.
+    pub error: Option<String>,
+}
+
+/// One mutant and its fate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MutantRecord {
+    /// 1-based position in the seeded draw.
+    pub id: usize,
+    /// The server module it belongs to.
+    pub module: String,
+    /// The change.
+    pub mutation: Mutation,
+    /// Its fate.
+    pub status: Status,
+    /// The build error, failed unit test, equivalence reason or why it was
+    /// not run.
+    pub detail: Option<String>,
+    /// Scenario runs in order; the last one caught it when `Caught`.
+    pub runs: Vec<ScenarioRun>,
+}
+
+impl MutantRecord {
+    /// The run that caught it.
+    pub fn catch(&self) -> Option<&ScenarioRun> {
+        (self.status == Status::Caught).then(|| self.runs.last()).flatten()
+    }
+}
+
+/// A scenario of the plan with the time limit the plan gives it.
+#[derive(Clone, Debug)]
+struct PlanScenario {
+    path: PathBuf,
+    time_limit_s: Option<u64>,
+}
+
+/// Runs the evaluation; returns the exit code: 0 done, 1 the correct
+/// server failed a scenario (a false alarm) or the score is below
+/// `fail_under`, 2 a harness or set-up error.
+pub fn run(options: &MutantsOptions) -> anyhow::Result<u8> {
+    let equivalents = EquivalentList::load(&options.equivalent)?;
+    let candidates = candidates(&options.source, &options.modules, options.seed)?;
+    if options.list_only {
+        for (index, (module, mutation)) in candidates.iter().enumerate() {
+            let listed = equivalents.reason_for(mutation).map(|r| format!(" (equivalent: {r})")).unwrap_or_default();
+            println!("{} [{module}/{}] {}{listed}", index + 1, mutation.operator, mutation.describe());
+        }
+        return Ok(0);
+    }
+    batch::interrupt::install()?;
+    let started = Instant::now();
+    let deadline = started + options.budget;
+    let scenarios = plan_scenarios(&options.plan)?;
+    println!(
+        "mutants: {} candidates in {} ({} reviewed as equivalent); sample {}, {} scenarios of {}, seed {}, budget {:?}",
+        candidates.len(),
+        options.modules.join(","),
+        equivalents.len(),
+        options.sample,
+        scenarios.len(),
+        options.plan.display(),
+        options.seed,
+        options.budget
+    );
+    let out = crate::orchestrate::absolute(&options.out);
+    std::fs::create_dir_all(&out)?;
+    let scratch = Scratch::create(&options.source, &crate::orchestrate::absolute(&options.target_dir))?;
+    let evaluator = Evaluator { options, scratch: &scratch, scenarios: &scenarios, out: &out, deadline };
+    let baseline = evaluator.baseline()?;
+    let mutants = evaluator.mutants(&candidates, &equivalents)?;
+    let report = MutantsReport::new(options, candidates.len(), baseline, mutants, started.elapsed());
+    report::write(&out, &report, options.trend.as_deref())?;
+    println!("{}", report.score_table());
+    println!("wrote {}/mutants.json, mutants.md, mutants.html", out.display());
+    Ok(exit_code(&report, options.fail_under))
+}
+
+fn exit_code(report: &MutantsReport, fail_under: Option<f64>) -> u8 {
+    let baseline_valid = report.baseline.iter().all(|r| r.outcome == Outcome::Valid);
+    let below = match (fail_under, report.total().score()) {
+        (Some(goal), Some(score)) => score < goal,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if report.baseline.iter().any(|r| r.outcome == Outcome::Error) {
+        2
+    } else if !baseline_valid || below {
+        1
+    } else {
+        0
+    }
+}
+
+/// The plan's distinct scenarios, in plan order.
+fn plan_scenarios(plan: &Path) -> anyhow::Result<Vec<PlanScenario>> {
+    let plan = crate::nightly::plan::Plan::load(plan)?;
+    let mut scenarios: Vec<PlanScenario> = Vec::new();
+    for entry in &plan.runs {
+        if !entry.server_bugs.is_empty() || scenarios.iter().any(|s| s.path == entry.scenario) {
+            continue;
+        }
+        let time_limit_s = entry.time_limit.map(|d| d.0.as_secs().max(1));
+        scenarios.push(PlanScenario { path: entry.scenario.clone(), time_limit_s });
+    }
+    anyhow::ensure!(!scenarios.is_empty(), "the plan names no scenario without server bugs to judge mutants with");
+    Ok(scenarios)
+}
+
+/// Every mutation of the named modules, shuffled by `seed`, with its module.
+fn candidates(repository: &Path, modules: &[String], seed: u64) -> anyhow::Result<Vec<(String, Mutation)>> {
+    let src = repository.join(scratch::SERVER_DIR).join("src");
+    let available = available_modules(&src)?;
+    let mut found = Vec::new();
+    for module in modules {
+        anyhow::ensure!(
+            available.contains(module),
+            "no server module `{module}` in {}; available: {}",
+            src.display(),
+            available.join(", ")
+        );
+        for file in module_files(&src, module)? {
+            let relative = format!("src/{}", file.strip_prefix(&src)?.to_string_lossy().replace('\\', "/"));
+            let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            found.extend(operators::mutations(&relative, &text).into_iter().map(|m| (module.clone(), m)));
+        }
+    }
+    found.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    Ok(found)
+}
+
+/// Module names under `src/`: `x` for `src/x.rs` and `src/x/`.
+fn available_modules(src: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(src)
+        .map_err(|e| anyhow::anyhow!("{}: {e}; run chaos mutants from the repository root", src.display()))?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let stem = name.strip_suffix(".rs").map(str::to_string);
+            if entry.path().is_dir() {
+                Some(name)
+            } else {
+                stem.filter(|s| !["lib", "main"].contains(&s.as_str()))
+            }
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The non-test source files of a module, sorted.
+fn module_files(src: &Path, module: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let single = src.join(format!("{module}.rs"));
+    if single.is_file() {
+        files.push(single);
+    }
+    let mut dirs = vec![src.join(module)];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() && name != "tests" {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && name != "tests.rs" {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The evaluation's shared state.
+struct Evaluator<'a> {
+    options: &'a MutantsOptions,
+    scratch: &'a Scratch,
+    scenarios: &'a [PlanScenario],
+    out: &'a Path,
+    deadline: Instant,
+}
+
+impl Evaluator<'_> {
+    fn time_left(&self) -> bool {
+        Instant::now() < self.deadline && !batch::interrupt::requested()
+    }
+
+    /// Builds the unmodified copy and runs the correct server through
+    /// every scenario.
+    fn baseline(&self) -> anyhow::Result<Vec<ScenarioRun>> {
+        let logs = self.out.join("baseline");
+        std::fs::create_dir_all(&logs)?;
+        println!("building the unmodified server in {}", self.scratch.server_file("").display());
+        let binary = match self.scratch.build_server(&logs.join("build.log"))? {
+            StepResult::Passed(Some(binary)) => binary,
+            other => anyhow::bail!(
+                "the unmodified server does not build in the scratch copy ({other:?}); see {}",
+                logs.join("build.log").display()
+            ),
+        };
+        let mut runs = Vec::new();
+        for scenario in self.scenarios {
+            let run = self.run_scenario("correct", scenario, &binary, &self.out.join("runs").join("baseline"))?;
+            println!("correct server: {} seed {} {:?}", run.scenario, run.seed, run.outcome);
+            runs.push(run);
+        }
+        Ok(runs)
+    }
+
+    /// Draws mutants until `sample` of them reached the scenarios, the
+    /// candidates run out or the budget is spent.
+    fn mutants(
+        &self,
+        candidates: &[(String, Mutation)],
+        equivalents: &EquivalentList,
+    ) -> anyhow::Result<Vec<MutantRecord>> {
+        let mut records = Vec::new();
+        let mut reached = 0;
+        for (index, (module, mutation)) in candidates.iter().enumerate() {
+            if reached >= self.options.sample || !self.time_left() {
+                break;
+            }
+            let mut record = MutantRecord {
+                id: index + 1,
+                module: module.clone(),
+                mutation: mutation.clone(),
+                status: Status::NotRun,
+                detail: None,
+                runs: Vec::new(),
+            };
+            if let Some(reason) = equivalents.reason_for(mutation) {
+                record.status = Status::Equivalent;
+                record.detail = Some(reason.to_string());
+            } else {
+                self.evaluate(&mut record)?;
+            }
+            reached += usize::from(matches!(record.status, Status::Caught | Status::Survived));
+            println!("{}", progress_line(&record));
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// Applies the mutation in the scratch copy, judges it, and restores
+    /// the file whatever happened (failing to restore ends the evaluation:
+    /// every later mutant would carry this one too).
+    fn evaluate(&self, record: &mut MutantRecord) -> anyhow::Result<()> {
+        let file = self.scratch.server_file(&record.mutation.file);
+        let original = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let applied = record
+            .mutation
+            .apply(&original)
+            .map_err(|e| e.to_string())
+            .and_then(|mutated| std::fs::write(&file, mutated).map_err(|e| format!("{}: {e}", file.display())));
+        match applied {
+            Ok(()) => self.judge(record),
+            Err(why) => record.detail = Some(why),
+        }
+        std::fs::write(&file, original)
+            .map_err(|e| anyhow::anyhow!("cannot restore {} in the scratch copy: {e}", file.display()))
+    }
+
+    /// The cheap filter (build, unit tests), then the scenarios.
+    fn judge(&self, record: &mut MutantRecord) {
+        let logs = self.out.join("mutants").join(record.id.to_string());
+        if let Err(e) = std::fs::create_dir_all(&logs) {
+            record.detail = Some(format!("{}: {e}", logs.display()));
+            return;
+        }
+        let binary = match self.filter(record, &logs) {
+            Some(binary) => binary,
+            None => return,
+        };
+        let runs_dir = self.out.join("runs").join(format!("m{}", record.id));
+        for scenario in self.scenarios {
+            if !self.time_left() {
+                record.status = Status::NotRun;
+                record.detail =
+                    Some(format!("budget spent after {} of {} scenarios", record.runs.len(), self.scenarios.len()));
+                return;
+            }
+            let run = match self.run_scenario(&format!("m{}", record.id), scenario, &binary, &runs_dir) {
+                Ok(run) => run,
+                Err(e) => {
+                    record.status = Status::NotRun;
+                    record.detail = Some(format!("cannot start a run: {e}"));
+                    return;
+                }
+            };
+            let caught = run.outcome != Outcome::Valid;
+            record.runs.push(run);
+            if caught {
+                record.status = Status::Caught;
+                return;
+            }
+        }
+        record.status = Status::Survived;
+    }
+
+    /// Builds and unit-tests the mutant; its server binary when it passes.
+    fn filter(&self, record: &mut MutantRecord, logs: &Path) -> Option<PathBuf> {
+        let step = |result: Result<StepResult, scratch::ScratchError>| {
+            result.unwrap_or_else(|e| StepResult::Failed(e.to_string()))
+        };
+        let tests = match step(self.scratch.build_unit_tests(&logs.join("build-tests.log"))) {
+            StepResult::Passed(Some(tests)) => tests,
+            other => return self.set_aside(record, Status::Unbuildable, other),
+        };
+        if !self.time_left() {
+            return self.set_aside(record, Status::NotRun, StepResult::Failed("budget spent".into()));
+        }
+        match step(self.scratch.run_unit_tests(&tests, &logs.join("unit-tests.log"))) {
+            StepResult::Passed(_) => {}
+            other => return self.set_aside(record, Status::UnitKilled, other),
+        }
+        match step(self.scratch.build_server(&logs.join("build.log"))) {
+            StepResult::Passed(Some(binary)) => Some(binary),
+            other => self.set_aside(record, Status::Unbuildable, other),
+        }
+    }
+
+    fn set_aside(&self, record: &mut MutantRecord, status: Status, why: StepResult) -> Option<PathBuf> {
+        record.status = status;
+        record.detail = Some(match why {
+            StepResult::Failed(line) => line,
+            StepResult::TimedOut => "timed out".to_string(),
+            StepResult::Passed(_) => "built, but cargo named no executable".to_string(),
+        });
+        None
+    }
+
+    /// One `chaos run` of `scenario` with `binary`, into `runs_dir`.
+    fn run_scenario(
+        &self,
+        name: &str,
+        scenario: &PlanScenario,
+        binary: &Path,
+        runs_dir: &Path,
+    ) -> anyhow::Result<ScenarioRun> {
+        let stem = scenario.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let job = RunJob {
+            name: format!("{name}-{stem}"),
+            scenario: scenario.path.clone(),
+            seed: self.options.seed,
+            server_bugs: Vec::new(),
+            time_limit_s: scenario.time_limit_s,
+        };
+        let store = runs_dir.join(&stem);
+        let record = batch::child::start(job, &store, Some(binary))?.wait()?;
+        let results = record.run_dir.as_ref().and_then(|dir| read_results(dir));
+        let violations = results
+            .map(|r| {
+                r.anomalies
+                    .iter()
+                    .filter(|(_, a)| a.severity == checker::Severity::Violation)
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let error = (record.outcome == Outcome::Error).then(|| record.output_tail.clone());
+        Ok(ScenarioRun {
+            scenario: stem,
+            seed: self.options.seed,
+            outcome: record.outcome,
+            violations,
+            duration_s: record.duration_s,
+            run_dir: record.run_dir,
+            error,
+        })
+    }
+}
+
+fn read_results(run_dir: &Path) -> Option<checker::CheckResult> {
+    let text = std::fs::read_to_string(run_dir.join(crate::rundir::RESULTS_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// One line per judged mutant.
+fn progress_line(record: &MutantRecord) -> String {
+    let fate = match (record.status, record.catch()) {
+        (Status::Caught, Some(run)) => {
+            format!("caught by {} seed {} ({:?}: {})", run.scenario, run.seed, run.outcome, run.violations.join(", "))
+        }
+        (status, _) => format!("{status:?}{}", record.detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()),
+    };
+    format!("mutant {} [{}] {}: {fate}", record.id, record.mutation.operator, record.mutation.describe())
+}
