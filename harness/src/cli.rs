@@ -26,7 +26,7 @@ pub struct Cli {
 }
 
 const EXAMPLES: &str = "Examples:
-  chaos run                                  # 5 hservers + 3 ZooKeeper, kill/pause faults, 60 s
+  chaos run                                  # 5 hservers + 3 ZooKeeper, scenarios/default.yaml's fault mix, 60 s
   chaos run --seed 7 --time-limit 120        # reproducible: same seed, same values and faults
   chaos run --server-bug ack-before-replicate --nemesis kill --nemesis-targets sequencer
   chaos run --scenario store/latest/scenario.yaml   # rerun a past run's exact fault timeline
@@ -314,6 +314,9 @@ pub struct RunArgs {
     /// Seconds the drain may go without progress.
     #[arg(long)]
     pub drain_timeout: Option<u64>,
+    /// Seconds the workload keeps going after the final heal (fault-free), before the drain.
+    #[arg(long)]
+    pub settle: Option<u64>,
     /// Seconds without a successful append or delivery after the last fault
     /// healed that the checker reports as `unavailable` (default 20).
     #[arg(long)]
@@ -342,7 +345,7 @@ impl RunArgs {
     pub fn scenario(&self) -> anyhow::Result<Scenario> {
         let mut s = match &self.scenario {
             Some(path) => Scenario::load(path)?,
-            None => Scenario::default(),
+            None => Scenario::builtin_default(),
         };
         let new_mix = self.nemesis.is_some() || self.nemesis_interval.is_some() || self.nemesis_targets.is_some();
         if new_mix {
@@ -364,10 +367,17 @@ impl RunArgs {
             s.cluster.server_bugs = self.server_bugs.clone();
         }
         s.drain_timeout = self.drain_timeout.map(Dur::secs).unwrap_or(s.drain_timeout);
+        s.settle = self.settle.map(Dur::secs).unwrap_or(s.settle);
         s.recovery_budget = self.recovery_budget.map(Dur::secs).unwrap_or(s.recovery_budget);
         s.runtime = self.runtime.clone().unwrap_or(s.runtime);
         s.tls = self.tls.unwrap_or(s.tls);
         s.cluster.profile = self.profile.clone().or(s.cluster.profile);
+        if self.scenario.is_none() {
+            let dropped = s.drop_unsupported_faults();
+            if !dropped.is_empty() {
+                eprintln!("runtime {}: network faults left out of the default mix: {}", s.runtime, dropped.join(", "));
+            }
+        }
         s.resolve(|| u64::from(rand::random::<u32>())).map_err(anyhow::Error::msg)?;
         s.check().map_err(|(entry, message)| match entry {
             Some(i) => anyhow::anyhow!("command line + scenario: faults.timeline[{i}]: {message}"),

@@ -1,4 +1,4 @@
-//! `chaos run`: boot → workload + nemesis → heal → drain → check.
+//! `chaos run`: boot → workload + nemesis → heal → settle → drain → check.
 //!
 //! The controller's thread boots and tears down the cluster; everything
 //! that talks to the cluster runs as tasks on the cluster's control runtime,
@@ -110,7 +110,8 @@ async fn drive(
     crashes: Option<tokio::sync::mpsc::Receiver<crate::runtime::CrashEvent>>,
 ) -> anyhow::Result<CheckResult> {
     let (stop, stop_rx) = watch::channel(false);
-    tokio::spawn(stop_on_signal(stop.clone()));
+    let (signalled, signalled_rx) = watch::channel(false);
+    tokio::spawn(stop_on_signal(stop.clone(), signalled));
     let nodes = settings.cluster.nodes;
     health::wait_cluster(&cluster, nodes).await?;
     let endpoints = cluster.server_addresses();
@@ -151,12 +152,13 @@ async fn drive(
     watch_workload(&workload, &driver, settings.time_limit.0, stop_rx.clone()).await;
     let _ = stop.send(true);
     let _ = nemesis_task.await;
-    workload.stop_producers().await;
     let mut effective = settings.clone();
     effective.faults.timeline =
         faults::executed(&settings.faults.timeline, &driver.applied.lock().unwrap_or_else(|e| e.into_inner()));
     std::fs::write(run_dir.join(SCENARIO_FILE), effective.to_yaml())?;
     final_phase(&cluster, &driver, &recorder, nodes).await?;
+    settle(&recorder, settings.settle.0, signalled_rx).await?;
+    workload.stop_producers().await;
     recorder.harness_info("phase", json!("drain")).await?;
     let drained = workload.drain(settings.drain_timeout.0).await;
     tracing::info!(?drained, "drain finished");
@@ -238,6 +240,23 @@ async fn final_phase(
     }
 }
 
+/// Keeps the whole workload going, fault-free, for `settle` after the
+/// final heal: the stretch in which a healthy cluster must have spread its
+/// roles again and must serve producers and consumers alike. Ctrl-C or
+/// SIGTERM (`signalled`) skips it.
+async fn settle(recorder: &Recorder, settle: Duration, mut signalled: watch::Receiver<bool>) -> anyhow::Result<()> {
+    if *signalled.borrow() || settle.is_zero() {
+        return Ok(());
+    }
+    recorder.harness_info("phase", json!("settle")).await?;
+    eprintln!("settle: the workload goes on for {} s without faults", settle.as_secs());
+    tokio::select! {
+        _ = tokio::time::sleep(settle) => {}
+        _ = signalled.changed() => {}
+    }
+    Ok(())
+}
+
 /// Restarts after the final heal allowed per node: a node that keeps dying
 /// is a finding by then, and restarting it forever would hide nothing.
 const RECOVERY_RESTARTS_MAX: u32 = 3;
@@ -277,7 +296,8 @@ async fn forward_crashes(mut crashes: tokio::sync::mpsc::Receiver<crate::runtime
     }
 }
 
-async fn stop_on_signal(stop: watch::Sender<bool>) {
+/// Stops the run at SIGINT/SIGTERM and says so on `signalled`.
+async fn stop_on_signal(stop: watch::Sender<bool>, signalled: watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return;
@@ -289,6 +309,7 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
         }
     }
     eprintln!("signal received: healing, draining briefly and tearing down");
+    let _ = signalled.send(true);
     let _ = stop.send(true);
 }
 
@@ -305,6 +326,8 @@ pub fn queue_config(settings: &Scenario) -> QueueConfig {
         rate_records_per_s: w.rate,
         churn_probability_per_s: w.churn_per_s,
         idle_subscriptions: w.idle_subscriptions,
+        // Checked when the scenario was loaded.
+        ack_styles: settings.ack_styles().unwrap_or_default(),
         ..QueueConfig::default()
     }
 }

@@ -14,6 +14,7 @@
 //! and after `stop` no operation of the workload is left without a
 //! completion.
 
+mod ack_style;
 mod acks;
 mod batcher;
 mod consumer;
@@ -34,6 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use ack_style::{AckStyle, AckStyles};
 pub use acks::AckBuffer;
 pub use batcher::{BatchLimits, Batcher, FlowControl, PendingRecord};
 pub use payload::{decode_value, encode_value, value_of, MAX_LANES, SEQUENCE_BITS};
@@ -116,6 +118,10 @@ pub struct QueueConfig {
     /// Chance per second that a consumer drops its stream without flushing
     /// acks and is replaced by a new one. Default 0.05.
     pub churn_probability_per_s: f64,
+    /// How consumers acknowledge, by weight; each consumer draws one style
+    /// when it starts. Default: half in order, the others out of order,
+    /// partial, late or slow ([`AckStyles::default`]).
+    pub ack_styles: AckStyles,
     /// Bytes per record payload (the first 8 hold the value). Default 100.
     pub payload_bytes: usize,
     /// Period of `observe` operations; 0 disables them. Default 2000 ms.
@@ -152,6 +158,7 @@ impl Default for QueueConfig {
             ack_buffer_size: 50,
             ack_age_limit_ms: 100,
             churn_probability_per_s: 0.05,
+            ack_styles: AckStyles::default(),
             payload_bytes: 100,
             observe_interval_ms: 2_000,
             setup_timeout_ms: 60_000,
@@ -172,7 +179,7 @@ impl QueueConfig {
     /// Checks every field's range; the error names the field and the fix.
     pub fn validate(&self) -> Result<(), WorkloadError> {
         let lanes = self.producers as u64 * self.keys_per_producer as u64;
-        let checks: [(bool, String); 12] = [
+        let checks: [(bool, String); 13] = [
             (!self.stream.is_empty(), "stream must not be empty".into()),
             (!self.subscription.is_empty(), "subscription must not be empty".into()),
             (self.shard_count > 0, "shard_count must be at least 1".into()),
@@ -197,6 +204,7 @@ impl QueueConfig {
                 (0.0..=1.0).contains(&self.churn_probability_per_s),
                 "churn_probability_per_s must be within 0..=1".into(),
             ),
+            (self.ack_styles.is_valid(), "ack_styles needs a style with a weight above 0".into()),
         ];
         match checks.into_iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err(WorkloadError::InvalidConfig(message)),

@@ -14,12 +14,22 @@ mod timeline;
 
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use nemesis::schedule::TargetSelector;
 use serde::{Deserialize, Serialize};
+use workloads::queue::{AckStyle, AckStyles};
 
 pub use crate::runtime::TlsMode;
 pub use duration::Dur;
 pub use fault::FaultEntry;
+
+/// `scenarios/default.yaml`, the run without `--scenario`.
+const DEFAULT_SCENARIO: &str = include_str!("../../../scenarios/default.yaml");
+
+/// Default of [`Scenario::settle`]: long enough for the checker's 10 s of
+/// calm plus a few placement observations.
+pub const SETTLE_DEFAULT_S: u64 = 15;
 
 /// A run, as a scenario file describes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,6 +51,11 @@ pub struct Scenario {
     pub time_limit: Dur,
     /// Longest the drain may go without receiving a new value.
     pub drain_timeout: Dur,
+    /// How long the workload keeps going after the final heal, once the
+    /// cluster is healthy again, before the producers stop: a fault-free
+    /// stretch in which placement and recovery are judged (the `imbalance`
+    /// analysis needs 10 s without a fault before an observation counts).
+    pub settle: Dur,
     /// How long the cluster may go without a successful append or delivery
     /// after the last fault healed before the checker calls it
     /// `unavailable`.
@@ -90,6 +105,9 @@ pub struct WorkloadSection {
     /// Subscriptions nobody reads, observed so the checker can judge how
     /// the server spreads subscription owners over nodes.
     pub idle_subscriptions: u32,
+    /// How consumers acknowledge, by weight (`in-order`, `out-of-order`,
+    /// `partial`, `late`, `slow`); each consumer draws one when it starts.
+    pub ack_styles: BTreeMap<String, u32>,
 }
 
 /// Faults: a random mix, or an explicit timeline (which wins when both are given).
@@ -138,6 +156,7 @@ impl Default for Scenario {
             workload: WorkloadSection::default(),
             time_limit: Dur::secs(60),
             drain_timeout: Dur::secs(30),
+            settle: Dur::secs(SETTLE_DEFAULT_S),
             recovery_budget: Dur(checker::RECOVERY_BUDGET_DEFAULT),
             faults: FaultsSection::default(),
         }
@@ -163,6 +182,11 @@ impl Default for WorkloadSection {
             ack_timeout: Dur::secs(5),
             churn_per_s: 0.05,
             idle_subscriptions: 10,
+            ack_styles: AckStyles::default()
+                .0
+                .into_iter()
+                .map(|(style, weight)| (style.name().to_string(), weight))
+                .collect(),
         }
     }
 }
@@ -217,6 +241,53 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// The run `chaos run` makes without `--scenario`:
+    /// `scenarios/default.yaml`, built into the binary so the everyday run
+    /// and the shipped file cannot drift apart.
+    pub fn builtin_default() -> Scenario {
+        Scenario::from_yaml(DEFAULT_SCENARIO, "scenarios/default.yaml (built in)")
+            .unwrap_or_else(|e| panic!("the built-in default scenario is invalid: {e}"))
+    }
+
+    /// Leaves out of the mix the fault kinds `runtime` cannot inject
+    /// (network faults outside `local`); returns the names left out.
+    pub fn drop_unsupported_faults(&mut self) -> Vec<String> {
+        if self.runtime == "local" {
+            return Vec::new();
+        }
+        let mut dropped = Vec::new();
+        self.faults.mix.retain(|item| {
+            let entry = item.entry();
+            let network = entry.is_network();
+            if network {
+                dropped.push(entry.fault);
+            }
+            !network
+        });
+        dropped
+    }
+
+    /// The workload's ack styles with their weights; an unknown name is an
+    /// error listing the styles.
+    pub fn ack_styles(&self) -> Result<AckStyles, String> {
+        let mut styles = Vec::new();
+        for (name, weight) in &self.workload.ack_styles {
+            let Some(style) = AckStyle::from_name(name) else {
+                let names: Vec<&str> = AckStyle::ALL.iter().map(|s| s.name()).collect();
+                return Err(format!(
+                    "workload.ack_styles: unknown style {name:?}; the styles are: {}",
+                    names.join(", ")
+                ));
+            };
+            styles.push((style, *weight));
+        }
+        let styles = AckStyles(styles);
+        if !styles.is_valid() {
+            return Err("workload.ack_styles: give at least one style a weight above 0, e.g. `{in-order: 1}`".into());
+        }
+        Ok(styles)
+    }
+
     /// hserver node names, `n1..`.
     pub fn server_names(&self) -> Vec<String> {
         (1..=self.cluster.nodes).map(|i| format!("n{i}")).collect()
@@ -260,6 +331,7 @@ impl Scenario {
                 self.workload.replication_factor, self.cluster.nodes
             ));
         }
+        self.ack_styles()?;
         if self.time_limit.0.as_secs() == 0 {
             return Err("time_limit must be at least 1s".into());
         }

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::Status;
 
+use super::ack_style::AckStyle;
 use super::acks::AckBuffer;
 use super::context::{stopped, Context, STOPPED_ERROR};
 use super::payload::decode_value;
@@ -80,8 +81,9 @@ pub(crate) async fn run_consumer_slot(context: Arc<Context>, mut rng: ChaCha8Rng
         if *stop.borrow() {
             return;
         }
-        let name = context.new_consumer_name();
-        match run_consumer(&context, &name, &mut rng, &mut stop).await {
+        let style = context.config.ack_styles.draw(&mut rng);
+        let name = format!("{}-{style}", context.new_consumer_name());
+        match run_consumer(&context, &name, style, &mut rng, &mut stop).await {
             ConsumerEnd::Replaced => context.tally.churned(),
             ConsumerEnd::Stopped => return,
         }
@@ -94,6 +96,7 @@ pub(crate) async fn run_consumer_slot(context: Arc<Context>, mut rng: ChaCha8Rng
 async fn run_consumer(
     context: &Context,
     name: &str,
+    style: AckStyle,
     rng: &mut ChaCha8Rng,
     stop: &mut watch::Receiver<bool>,
 ) -> ConsumerEnd {
@@ -103,7 +106,7 @@ async fn run_consumer(
     );
     let mut number = 0;
     for _ in 0..MAX_ATTEMPTS_PER_CONSUMER {
-        match run_session(context, name, number, rng, stop).await {
+        match run_session(context, name, style, number, rng, stop).await {
             SessionEnd::Churned => return ConsumerEnd::Replaced,
             SessionEnd::Stopped => return ConsumerEnd::Stopped,
             SessionEnd::Unreachable => {}
@@ -128,6 +131,7 @@ async fn run_consumer(
 async fn run_session(
     context: &Context,
     name: &str,
+    style: AckStyle,
     number: u64,
     rng: &mut ChaCha8Rng,
     stop: &mut watch::Receiver<bool>,
@@ -139,7 +143,7 @@ async fn run_session(
     let Some(client) = located else {
         return SessionEnd::Unreachable;
     };
-    let session = Session::new(context, name, format!("{name}#{number}"));
+    let session = Session::new(context, name, style, format!("{name}#{number}"));
     if session.invoke_receive().await.is_err() {
         return SessionEnd::Stopped;
     }
@@ -183,21 +187,25 @@ struct Session<'a> {
     connection: String,
     receive_process: u64,
     ack_process: u64,
+    style: AckStyle,
     acks: AckBuffer,
     delivered: bool,
 }
 
 impl<'a> Session<'a> {
     /// A session with fresh processes for its receives and its acks.
-    fn new(context: &'a Context, consumer: &'a str, connection: String) -> Session<'a> {
+    fn new(context: &'a Context, consumer: &'a str, style: AckStyle, connection: String) -> Session<'a> {
         let config = &context.config;
+        let ack_timeout = Duration::from_secs(config.ack_timeout_seconds.max(1).unsigned_abs().into());
+        let acks = style.buffer(config.ack_buffer_size, Duration::from_millis(config.ack_age_limit_ms), ack_timeout);
         Session {
             context,
             consumer,
             connection,
             receive_process: context.new_process(),
             ack_process: context.new_process(),
-            acks: AckBuffer::new(config.ack_buffer_size, Duration::from_millis(config.ack_age_limit_ms)),
+            style,
+            acks,
             delivered: false,
         }
     }
@@ -243,11 +251,14 @@ impl<'a> Session<'a> {
             let ack_at = ack_deadline.unwrap_or_else(Instant::now);
             let end = tokio::select! {
                 _ = stopped(stop) => Some(self.end(SessionEnd::Stopped, STOPPED_ERROR).await),
-                _ = churn_tick.tick() => self.maybe_churn(rng).await,
+                _ = churn_tick.tick() => match self.maybe_churn(rng).await {
+                    Some(end) => Some(end),
+                    None => self.maybe_stall(rng, stop).await,
+                },
                 _ = tokio::time::sleep_until(ack_at), if ack_deadline.is_some() => {
-                    self.flush_acks(&requests).await
+                    self.flush_acks(&requests, rng).await
                 }
-                message = responses.next() => self.on_message(message, &requests).await,
+                message = responses.next() => self.on_message(message, &requests, rng).await,
             };
             if let Some(end) = end {
                 return end;
@@ -263,7 +274,18 @@ impl<'a> Session<'a> {
         if !churn {
             return None;
         }
-        Some(self.end(SessionEnd::Churned, CHURN_ERROR).await)
+        let error = format!("{CHURN_ERROR} ({} records unacked)", self.acks.len());
+        Some(self.end(SessionEnd::Churned, &error).await)
+    }
+
+    /// A `slow` consumer now and then stops reading (and acking) for a
+    /// while; the stream's buffer and the server's window fill meanwhile.
+    async fn maybe_stall(&self, rng: &mut ChaCha8Rng, stop: &mut watch::Receiver<bool>) -> Option<SessionEnd> {
+        let stall = self.style.stall(rng)?;
+        tokio::select! {
+            _ = tokio::time::sleep(stall) => None,
+            _ = stopped(stop) => Some(self.end(SessionEnd::Stopped, STOPPED_ERROR).await),
+        }
     }
 
     /// Handles what the response stream produced.
@@ -271,6 +293,7 @@ impl<'a> Session<'a> {
         &mut self,
         message: Option<Result<StreamingFetchResponse, Status>>,
         requests: &mpsc::Sender<StreamingFetchRequest>,
+        rng: &mut ChaCha8Rng,
     ) -> Option<SessionEnd> {
         let broken = SessionEnd::Broken { delivered: false };
         match message {
@@ -279,17 +302,18 @@ impl<'a> Session<'a> {
                 let error = format!("stream error: {:?}: {}", status.code(), status.message());
                 Some(self.end(broken, &error).await)
             }
-            Some(Ok(response)) => self.on_delivery(response, requests).await,
+            Some(Ok(response)) => self.on_delivery(response, requests, rng).await,
         }
     }
 
     /// Completes the open receive `ok` with the batch, buffers the acks
-    /// (flushing when full) and invokes the next receive. A malformed
-    /// batch ends the session instead.
+    /// the style acks (flushing when full) and invokes the next receive. A
+    /// malformed batch ends the session instead.
     async fn on_delivery(
         &mut self,
         response: StreamingFetchResponse,
         requests: &mpsc::Sender<StreamingFetchRequest>,
+        rng: &mut ChaCha8Rng,
     ) -> Option<SessionEnd> {
         let records = match delivered_records(&response) {
             Ok(records) => records,
@@ -309,9 +333,10 @@ impl<'a> Session<'a> {
         let now = Instant::now();
         let values: Vec<u64> = records.iter().map(|record| record.value).collect();
         self.context.tally.received(&values, now);
-        self.acks.push(records.iter().map(|record| record.id), now);
+        let to_ack = self.style.to_ack(records.iter().map(|record| record.id).collect(), rng);
+        self.acks.push(to_ack, now);
         if self.acks.is_full() {
-            if let Some(end) = self.flush_acks(requests).await {
+            if let Some(end) = self.flush_acks(requests, rng).await {
                 return Some(end);
             }
         }
@@ -324,8 +349,12 @@ impl<'a> Session<'a> {
     /// Sends the buffered acks on the stream as one `ack` operation: `ok`
     /// once handed to the stream, `fail` if the stream is gone or its queue
     /// stayed full for the request timeout (then nothing was sent).
-    async fn flush_acks(&mut self, requests: &mpsc::Sender<StreamingFetchRequest>) -> Option<SessionEnd> {
-        let ids = self.acks.take();
+    async fn flush_acks(
+        &mut self,
+        requests: &mpsc::Sender<StreamingFetchRequest>,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<SessionEnd> {
+        let ids = self.style.order(self.acks.take(), rng);
         assert!(!ids.is_empty(), "flushing acks needs acks");
         let mut value = self.base_value();
         value["ids"] = ids_json(&ids);
