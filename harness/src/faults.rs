@@ -93,19 +93,28 @@ impl FaultDriver {
 
     /// The entry's nodes; for `targets: sequencer`, one node sequencing a
     /// shard now, chosen with the entry's seeded `pick`; for `targets:
-    /// owner`, the node owning the subscription now.
+    /// owner`, the node owning the subscription now; for `targets:
+    /// not-sequencer`, every server but the one `sequencer` would pick.
     async fn resolve_nodes(&self, entry: &FaultEntry) -> Vec<String> {
         let candidates = match entry.targets {
-            Some(TargetSelector::Sequencer) => self.owners_of(Owned::Shards).await,
+            Some(TargetSelector::Sequencer | TargetSelector::NotSequencer) => self.owners_of(Owned::Shards).await,
             Some(TargetSelector::Owner) => self.owners_of(Owned::Subscription).await,
             _ => return entry.nodes.clone(),
         };
-        nemesis::schedule::pick_one(candidates, entry.pick)
+        let picked = nemesis::schedule::pick_one(candidates, entry.pick);
+        if entry.targets != Some(TargetSelector::NotSequencer) || picked.is_empty() {
+            return picked;
+        }
+        let servers = self.server_addresses.iter().map(|(name, _)| name.clone());
+        servers.filter(|name| !picked.contains(name)).collect()
     }
 
     /// Applies `entry` to `nodes`; returns its label among the active faults.
     async fn start_fault(&self, entry: &FaultEntry, nodes: &[String]) -> String {
-        let invoke = json!({"nodes": nodes, "params": entry.params()});
+        let mut invoke = json!({"nodes": nodes, "params": entry.params()});
+        if let Some(composition) = &entry.composition {
+            invoke["composition"] = json!(composition);
+        }
         let _ = self.recorder.nemesis_invoke(&entry.fault, invoke).await;
         let (spec, targets) = (spec_of(entry), nodes.to_vec());
         let outcome = self.with_nemesis(move |nemesis, target| nemesis.start(&spec, &targets, target)).await;

@@ -29,7 +29,7 @@ pub const MIN_INTERVAL_MS: u64 = 8;
 
 /// Which nodes a fault hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum TargetSelector {
     /// One random node.
     One,
@@ -44,23 +44,28 @@ pub enum TargetSelector {
     /// The node owning the workload's subscription, found at run time (to
     /// cut the consumers off from the node that serves them).
     Owner,
+    /// Every server but one sequencer (the one `sequencer` with the same
+    /// pick would hit), found at run time: the replicas a sequencer waits
+    /// for, to slow them while it runs or dies.
+    NotSequencer,
 }
 
 impl TargetSelector {
     /// Every selector, in the order of their names.
-    pub const ALL: [TargetSelector; 6] = [
+    pub const ALL: [TargetSelector; 7] = [
         TargetSelector::One,
         TargetSelector::Minority,
         TargetSelector::Majority,
         TargetSelector::All,
         TargetSelector::Sequencer,
         TargetSelector::Owner,
+        TargetSelector::NotSequencer,
     ];
 
     /// Whether the nodes are found only when the fault starts (by asking
     /// the cluster), not drawn from the seed beforehand.
     pub fn at_run_time(self) -> bool {
-        matches!(self, TargetSelector::Sequencer | TargetSelector::Owner)
+        matches!(self, TargetSelector::Sequencer | TargetSelector::Owner | TargetSelector::NotSequencer)
     }
 
     /// The selector's name as written in configuration (`one`, `minority`, ...).
@@ -72,18 +77,19 @@ impl TargetSelector {
             TargetSelector::All => "all",
             TargetSelector::Sequencer => "sequencer",
             TargetSelector::Owner => "owner",
+            TargetSelector::NotSequencer => "not-sequencer",
         }
     }
 
-    /// How many of `node_count` nodes the selector hits (0 for `sequencer`
-    /// and `owner`, which are resolved at run time).
+    /// How many of `node_count` nodes the selector hits (0 for the
+    /// selectors resolved at run time).
     pub fn count(self, node_count: usize) -> usize {
         let count = match self {
             TargetSelector::One => 1,
             TargetSelector::Minority => ((node_count.saturating_sub(1)) / 2).max(1),
             TargetSelector::Majority => node_count / 2 + 1,
             TargetSelector::All => node_count,
-            TargetSelector::Sequencer | TargetSelector::Owner => 0,
+            TargetSelector::Sequencer | TargetSelector::Owner | TargetSelector::NotSequencer => 0,
         };
         count.min(node_count)
     }

@@ -45,6 +45,10 @@ pub struct FaultEntry {
     /// `targets: owner` at run time.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pick: u64,
+    /// The composition this entry belongs to, when the timeline drew
+    /// several faults together (for readers; it changes nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composition: Option<String>,
     /// partition: isolate-one, halves, majorities-ring, bridge, one-way, explicit, clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,

@@ -7,6 +7,7 @@
 //! name `file:line:column` and the allowed values. This module only reads,
 //! checks and draws; it runs nothing.
 
+pub mod composition;
 pub mod duration;
 pub mod fault;
 mod locate;
@@ -121,6 +122,10 @@ pub struct FaultsSection {
     pub interval: Dur,
     /// Which nodes a drawn fault hits.
     pub targets: TargetSelector,
+    /// Chance that two adjacent slots hold a composition (several kinds
+    /// overlapping on related nodes, see [`composition`]) instead of one
+    /// fault each; 0 draws single faults only.
+    pub compose: f64,
     /// The explicit (or, in an effective scenario, the executed) timeline.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<FaultEntry>,
@@ -197,6 +202,7 @@ impl Default for FaultsSection {
             mix: vec![MixItem::Name("kill".into()), MixItem::Name("pause".into())],
             interval: Dur::secs(10),
             targets: TargetSelector::One,
+            compose: 0.0,
             timeline: Vec::new(),
         }
     }
@@ -332,6 +338,9 @@ impl Scenario {
             ));
         }
         self.ack_styles()?;
+        if !(0.0..=1.0).contains(&self.faults.compose) {
+            return Err(format!("faults.compose {} must be a chance from 0 to 1", self.faults.compose));
+        }
         if self.time_limit.0.as_secs() == 0 {
             return Err("time_limit must be at least 1s".into());
         }

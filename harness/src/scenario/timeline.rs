@@ -4,9 +4,11 @@
 
 use nemesis::schedule::{self, MixSpec, TargetSelector};
 use rand::seq::SliceRandom;
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::composition;
 use super::fault::FaultEntry;
 use super::Scenario;
 
@@ -67,11 +69,11 @@ fn first_clash<'a>(earlier: &'a [FaultEntry], entry: &FaultEntry) -> Option<(usi
         if !(start < other_end && other_start < end) {
             return None;
         }
-        // A partition (iptables in the node's namespace) and a process
-        // fault (kill, pause) act on different layers of the same node.
-        let layered = [(entry, other), (other, entry)]
-            .iter()
-            .any(|(a, b)| a.fault == "partition" && matches!(b.fault.as_str(), "kill" | "pause"));
+        // A network fault (iptables or a qdisc in the node's namespace) and
+        // a process fault (kill, pause) act on different layers of the same
+        // node, and faults of different network kinds use chains of their own.
+        let process = |e: &FaultEntry| matches!(e.fault.as_str(), "kill" | "pause");
+        let layered = !(process(entry) && process(other));
         let shared = entry.nodes.iter().find(|n| other.nodes.contains(n)).filter(|_| !layered);
         let why = if entry.fault == other.fault {
             format!("one `{}` at a time; put all its nodes in one entry", entry.fault)
@@ -114,7 +116,39 @@ pub fn draw(scenario: &Scenario, seed: u64) -> Result<Vec<FaultEntry>, String> {
         };
         timeline.push(concrete_nodes(entry, scenario, &mut rng));
     }
-    Ok(timeline)
+    Ok(compose(timeline, &mix, scenario, seed))
+}
+
+/// Seed stream of the composition draw, apart from the single faults'.
+const COMPOSE_STREAM: u64 = 0xc0_4d05_e000;
+
+/// Replaces pairs of adjacent slots, each pair with chance
+/// `faults.compose`, by a composition drawn from the templates the mix can
+/// fill (see [`composition`]). `singles` holds one fault per slot, in
+/// slot order.
+fn compose(singles: Vec<FaultEntry>, mix: &[FaultEntry], scenario: &Scenario, seed: u64) -> Vec<FaultEntry> {
+    let templates = composition::applicable(mix);
+    if scenario.faults.compose <= 0.0 || templates.is_empty() {
+        return singles;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ COMPOSE_STREAM);
+    let interval = scenario.faults.interval.0;
+    let mut timeline = Vec::with_capacity(singles.len());
+    let mut slot = 0;
+    while slot < singles.len() {
+        if slot + 1 < singles.len() && rng.random_bool(scenario.faults.compose.min(1.0)) {
+            let template = templates[rng.random_range(0..templates.len())];
+            let span_start = super::Dur(interval * slot as u32);
+            for entry in composition::draw(template, mix, span_start, super::Dur(interval * 2), &mut rng) {
+                timeline.push(concrete_nodes(entry, scenario, &mut rng));
+            }
+            slot += 2;
+        } else {
+            timeline.push(singles[slot].clone());
+            slot += 1;
+        }
+    }
+    timeline
 }
 
 /// Gives every entry of an explicit timeline concrete nodes (drawn with
