@@ -325,7 +325,7 @@ fn loss_of_30_percent_is_measured_within_8_points() {
     let mut nemesis = Compose::all_faults();
     let spec = fault("loss", json!({"percent": 30, "peer": "n2"}));
     let record = nemesis.start(&spec, &names(&["n1"]), &cluster).expect("loss");
-    assert_eq!(record["direction"], "outbound", "{record}");
+    assert_eq!(record["direction"], json!(["outbound"]), "{record}");
     let lossy = ping(net, "n1", "n2", 2_000, "0.002");
     eprintln!("loss 30 %: measured {:.1} % over {} pings", lossy.loss_percent(), lossy.transmitted);
     assert_eq!(lossy.transmitted, 2_000);
@@ -335,6 +335,46 @@ fn loss_of_30_percent_is_measured_within_8_points() {
     nemesis.stop(&spec, &cluster).expect("heal");
     let healed = ping(net, "n1", "n2", 500, "0.002");
     assert_eq!(healed.received, 500, "{healed:?}");
+    assert_network_clean(&cluster);
+    teardown_and_assert_gone(cluster);
+}
+
+/// Goal: `direction: in` acts on what a node receives, on the named link
+/// only: UDP from n2 to n1 loses about half, UDP from n1 to n2 and from
+/// zk1 to n1 lose nothing; inbound delay of n1 from n2 slows pings from n2
+/// (requests wait at n1) and not pings from zk1; heal removes every rule.
+#[test]
+fn inbound_loss_and_delay_act_on_what_a_node_receives_from_its_peer() {
+    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !prerequisites_met() {
+        return;
+    }
+    let run_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = boot(2, 1, run_dir.path());
+    let net = net(&cluster);
+    let mut nemesis = Compose::all_faults();
+    let loss = fault("loss", json!({"percent": 50, "peer": "n2", "direction": "in"}));
+    let record = nemesis.start(&loss, &names(&["n1"]), &cluster).expect("inbound loss");
+    assert_eq!(record["direction"], json!(["inbound"]), "{record}");
+    let into = udp_delivered(net, "n2", "n1", PROBE_PORT + 1, 1_000);
+    let out_of = udp_delivered(net, "n1", "n2", PROBE_PORT + 2, 300);
+    let other = udp_delivered(net, "zk1", "n1", PROBE_PORT + 3, 300);
+    eprintln!(
+        "inbound loss 50 %: n2 -> n1 delivered {into} of 1000, n1 -> n2 {out_of} of 300, zk1 -> n1 {other} of 300"
+    );
+    assert!((380..=620).contains(&into), "n2 -> n1 loses about half: {into} of 1000");
+    assert!(out_of >= 295 && other >= 295, "other directions and links untouched: {out_of}, {other}");
+    nemesis.stop(&loss, &cluster).expect("heal loss");
+
+    let delay = fault("delay", json!({"ms": 40, "jitter_ms": 0, "peer": "n2", "direction": "in"}));
+    let record = nemesis.start(&delay, &names(&["n1"]), &cluster).expect("inbound delay");
+    assert_eq!(record["backend"], "nfqueue", "{record}");
+    let slowed = ping(net, "n2", "n1", 20, "0.05");
+    let other = ping(net, "zk1", "n1", 20, "0.05");
+    eprintln!("inbound delay 40 ms: n2 -> n1 {:?} ms, zk1 -> n1 {:?} ms", slowed.average_ms, other.average_ms);
+    assert!(slowed.average_ms.is_some_and(|ms| (35.0..=60.0).contains(&ms)), "{slowed:?}");
+    assert!(other.average_ms.is_some_and(|ms| ms < 10.0), "{other:?}");
+    nemesis.stop(&delay, &cluster).expect("heal delay");
     assert_network_clean(&cluster);
     teardown_and_assert_gone(cluster);
 }

@@ -1,8 +1,13 @@
 //! The `delay` fault: latency with jitter, optional reorder and duplicate,
-//! on the packets each target node sends (to everyone, or to one peer).
+//! on the packets each target node sends, receives, or both (on every link,
+//! or on the one with a peer).
 //!
 //! Parameters: `{"ms": 50, "jitter_ms": 10, "reorder_percent": 0,
-//! "duplicate_percent": 0, "peer": "n2", "backend": "auto"|"netem"|"nfqueue"}`.
+//! "duplicate_percent": 0, "peer": "n2", "direction": "out"|"in"|"both",
+//! "backend": "auto"|"netem"|"nfqueue"}`. `direction` defaults to `out`
+//! ([`crate::direction`]); inbound delay needs the NFQUEUE backend (netem
+//! shapes only what leaves an interface), and duplicates are made of sent
+//! packets only.
 //! `ms` defaults to 50 and `jitter_ms` to a fifth of `ms`; each packet's delay
 //! is uniform in `ms ± jitter_ms`. `reorder_percent` of the packets skip the
 //! delay (netem's meaning); `duplicate_percent` are sent twice.
@@ -27,6 +32,7 @@
 pub mod netem;
 pub mod shaper;
 
+use crate::direction::{Side, DIRECTIONS, DIRECTION_DEFAULT};
 use crate::error::NemesisError;
 use crate::iptables::{self, ChainSpec, Rule};
 use crate::network::{self, InstalledChains};
@@ -42,7 +48,8 @@ pub use shaper::{live_shaper_threads, set_thread_nice, ShaperStats};
 pub const DELAY_FAULTS: &[&str] = &["delay"];
 
 /// Parameters `delay` accepts.
-pub const DELAY_PARAMS: &[&str] = &["ms", "jitter_ms", "reorder_percent", "duplicate_percent", "peer", "backend"];
+pub const DELAY_PARAMS: &[&str] =
+    &["ms", "jitter_ms", "reorder_percent", "duplicate_percent", "peer", "direction", "backend"];
 
 /// Backend names, as written in `{"backend": ...}`.
 pub const BACKENDS: &[&str] = &["auto", "netem", "nfqueue"];
@@ -69,10 +76,19 @@ pub struct DelayPlan {
     pub reorder_percent: f64,
     /// Percent of packets sent twice.
     pub duplicate_percent: f64,
-    /// Only packets to this node, when set.
+    /// Only packets to (or from) this node, when set.
     pub peer: Option<String>,
+    /// `out`, `in` or `both`.
+    pub direction: &'static str,
     /// `auto`, `netem` or `nfqueue`.
     pub backend: &'static str,
+}
+
+impl DelayPlan {
+    /// Whether packets the node receives are delayed.
+    pub fn inbound(&self) -> bool {
+        Side::of(self.direction).contains(&Side::Inbound)
+    }
 }
 
 /// Decide the delay fault for `params` on `targets`, given every node a
@@ -86,6 +102,14 @@ pub fn plan(params: &Value, targets: &[String], known: &[String]) -> Result<Dela
     let duplicate_percent = reader.number("duplicate_percent", 0.0, 100.0, 0.0)?;
     let backend = reader.choice("backend", BACKENDS, "auto")?;
     let peer = reader.text("peer", "a node name")?;
+    let direction = reader.choice("direction", DIRECTIONS, DIRECTION_DEFAULT)?;
+    if direction == "in" && duplicate_percent > 0.0 {
+        return Err(reader.error(
+            "duplicate_percent",
+            &duplicate_percent.to_string(),
+            "0 with direction `in` (duplicates are made of sent packets; use `out` or `both`)",
+        ));
+    }
     if targets.is_empty() {
         return Err(NemesisError::NoTargets { fault: fault.to_string() });
     }
@@ -96,7 +120,7 @@ pub fn plan(params: &Value, targets: &[String], known: &[String]) -> Result<Dela
             return Err(reader.error("peer", peer, "a node that is not one of the targets"));
         }
     }
-    Ok(DelayPlan { nodes, delay_ms, jitter_ms, reorder_percent, duplicate_percent, peer, backend })
+    Ok(DelayPlan { nodes, delay_ms, jitter_ms, reorder_percent, duplicate_percent, peer, direction, backend })
 }
 
 /// The NFQUEUE number of delay instance `instance` in run `run_id`. Queues
@@ -155,9 +179,20 @@ impl DelayNemesis {
         &mut self,
         net: &dyn NetworkControl,
         requested: &str,
+        inbound: bool,
     ) -> Result<(&'static str, String), NemesisError> {
         if requested == "nfqueue" {
             return Ok(("nfqueue", "forced".to_string()));
+        }
+        if inbound && requested == "netem" {
+            return Err(NemesisError::Unsupported {
+                fault: DELAY_FAULTS[0].to_string(),
+                reason: "netem delays only what leaves an interface; inbound delay needs backend nfqueue or auto"
+                    .to_string(),
+            });
+        }
+        if inbound {
+            return Ok(("nfqueue", "auto: inbound delay needs the NFQUEUE shaper".to_string()));
         }
         let probe = self.netem_probe.get_or_insert_with(|| netem::probe(net)).clone();
         match (requested, probe) {
@@ -287,8 +322,9 @@ fn stats_record(node: &str, stats: ShaperStats) -> Value {
     json!({"node": node, "shaper": stats})
 }
 
-/// The chains feeding a shaper: OUTPUT to its queue, and POSTROUTING `TEE`
-/// clones for duplicates (one rule per destination, each its own gateway).
+/// The chains feeding a shaper: OUTPUT and/or INPUT (by direction) to its
+/// queue, and POSTROUTING `TEE` clones for duplicates of sent packets (one
+/// rule per destination, each its own gateway).
 fn shaper_chains(
     net: &dyn NetworkControl,
     decided: &DelayPlan,
@@ -299,20 +335,24 @@ fn shaper_chains(
     let fault = DELAY_FAULTS[0];
     let interface = net.interface(node).map_err(network::at(fault, node))?;
     let queue = queue_number(net.run_id(), instance);
-    let mut matches = format!("-o {interface}");
-    if let Some(peer) = &decided.peer {
-        matches.push_str(&format!(" -d {}/32", net.address(peer).map_err(network::at(fault, peer))?));
-    }
-    let delay_rule = Rule { matches, target: format!("NFQUEUE --queue-num {queue}") };
-    let delay_chain = iptables::chain_name(net.run_id(), "dly", instance);
-    let mut specs = vec![ChainSpec {
-        node: node.to_string(),
-        table: "filter",
-        hook: "OUTPUT",
-        chain: delay_chain,
-        rules: vec![delay_rule],
-    }];
-    if decided.duplicate_percent > 0.0 {
+    let peer = match &decided.peer {
+        Some(peer) => Some(net.address(peer).map_err(network::at(fault, peer))?.to_string()),
+        None => None,
+    };
+    let mut specs: Vec<ChainSpec> = Side::of(decided.direction)
+        .into_iter()
+        .map(|side| ChainSpec {
+            node: node.to_string(),
+            table: "filter",
+            hook: side.hook(),
+            chain: iptables::chain_name(net.run_id(), &format!("dly{}", side.tag_suffix()), instance),
+            rules: vec![Rule {
+                matches: side.matches(&interface, peer.as_deref()),
+                target: format!("NFQUEUE --queue-num {queue}"),
+            }],
+        })
+        .collect();
+    if decided.duplicate_percent > 0.0 && decided.direction != "in" {
         let probability = crate::loss::probability(decided.duplicate_percent);
         let mut rules = Vec::with_capacity(destinations.len());
         for destination in destinations.iter().filter(|destination| *destination != node) {
@@ -342,7 +382,7 @@ impl Nemesis for DelayNemesis {
         let net = network::require(&fault.name, target)?;
         let known = network::network_nodes(target);
         let decided = plan(&fault.params, targets, &known)?;
-        let (backend, reason) = self.choose_backend(net, decided.backend)?;
+        let (backend, reason) = self.choose_backend(net, decided.backend, decided.inbound())?;
         let instance = self.chains.next_instance();
         let destinations = match &decided.peer {
             Some(peer) => vec![peer.clone()],
@@ -368,7 +408,7 @@ impl Nemesis for DelayNemesis {
             "reorder_percent": decided.reorder_percent,
             "duplicate_percent": decided.duplicate_percent,
             "peer": decided.peer,
-            "direction": "outbound",
+            "direction": Side::of(decided.direction).iter().map(|side| side.name()).collect::<Vec<_>>(),
             "nodes": applied,
         }))
     }
@@ -416,6 +456,11 @@ mod tests {
         assert!(backend.contains("param `backend` = \"tcp\"") && backend.contains("auto, netem, nfqueue"), "{backend}");
         let jitter = plan(&json!({"ms": 5, "jitter_ms": 6}), &names(&["n1"]), &known).expect_err("jitter").to_string();
         assert!(jitter.contains("param `jitter_ms` = 6") && jitter.contains("from 0 to 5"), "{jitter}");
+        let inbound = plan(&json!({"direction": "both"}), &names(&["n1"]), &known).expect("both");
+        assert!(inbound.inbound() && !defaults.inbound());
+        let duplicates = json!({"direction": "in", "duplicate_percent": 5});
+        let refused = plan(&duplicates, &names(&["n1"]), &known).expect_err("dup in").to_string();
+        assert!(refused.contains("duplicate_percent") && refused.contains("direction `in`"), "{refused}");
         let zero = plan(&json!({"ms": 0}), &names(&["n1"]), &known).expect_err("ms").to_string();
         assert!(zero.contains("param `ms`"), "{zero}");
         let typo = plan(&json!({"delay": 5}), &names(&["n1"]), &known).expect_err("unknown").to_string();

@@ -36,6 +36,7 @@
 mod apply;
 pub mod compose;
 pub mod delay;
+pub mod direction;
 pub mod error;
 pub mod grudge;
 pub mod iptables;

@@ -1,18 +1,21 @@
 //! The `loss` fault: each target node drops a percentage of the packets it
-//! sends, to everyone or to one peer, with the iptables `statistic` match
-//! (random mode) in its namespace; healing removes exactly those chains.
+//! sends, receives, or both, on every link or on the one with a peer, with
+//! the iptables `statistic` match (random mode) in its namespace; healing
+//! removes exactly those chains.
 //!
-//! Parameters: `{"percent": 30, "peer": "n2"}`. `percent` (0 to 100,
-//! default 30) is the chance that each outbound packet is dropped; `peer`
-//! (optional, any node or `control`) limits the loss to the link towards it.
-//! The loss is outbound only: a ping across the link loses `percent` of its
-//! requests, and its replies are untouched.
+//! Parameters: `{"percent": 30, "peer": "n2", "direction": "out"}`.
+//! `percent` (0 to 100, default 30) is the chance that each packet is
+//! dropped; `peer` (optional, any node or `control`) limits the loss to the
+//! link with it; `direction` ([`crate::direction`]) is `out` (default: a
+//! ping across the link loses `percent` of its requests, its replies are
+//! untouched), `in` (the packets the target receives) or `both`.
 //!
 //! Why separate: one module per fault kind.
 //!
 //! Must never: write a rule outside the run's namespaces or without the
 //! run's comment, or leave a chain behind after `stop`/`teardown` succeeded.
 
+use crate::direction::{Side, DIRECTIONS, DIRECTION_DEFAULT};
 use crate::error::NemesisError;
 use crate::iptables::{self, ChainSpec, Rule};
 use crate::network::{self, InstalledChains};
@@ -25,7 +28,7 @@ use serde_json::{json, Value};
 pub const LOSS_FAULTS: &[&str] = &["loss"];
 
 /// Parameters `loss` accepts.
-pub const LOSS_PARAMS: &[&str] = &["percent", "peer"];
+pub const LOSS_PARAMS: &[&str] = &["percent", "peer", "direction"];
 
 /// Default loss, in percent.
 pub const LOSS_PERCENT_DEFAULT: f64 = 30.0;
@@ -37,8 +40,10 @@ pub struct LossPlan {
     pub nodes: Vec<String>,
     /// Chance of dropping each packet, in percent.
     pub percent: f64,
-    /// Only packets to this node, when set.
+    /// Only packets to (or from) this node, when set.
     pub peer: Option<String>,
+    /// `out`, `in` or `both`.
+    pub direction: &'static str,
 }
 
 /// Decide the loss fault for `params` on `targets`, given every node a
@@ -48,6 +53,7 @@ pub fn plan(params: &Value, targets: &[String], known: &[String]) -> Result<Loss
     let reader = Params::new(fault, params, LOSS_PARAMS)?;
     let percent = reader.number("percent", 0.0, 100.0, LOSS_PERCENT_DEFAULT)?;
     let peer = reader.text("peer", "a node name")?;
+    let direction = reader.choice("direction", DIRECTIONS, DIRECTION_DEFAULT)?;
     if targets.is_empty() {
         return Err(NemesisError::NoTargets { fault: fault.to_string() });
     }
@@ -58,7 +64,7 @@ pub fn plan(params: &Value, targets: &[String], known: &[String]) -> Result<Loss
             return Err(reader.error("peer", peer, "a node that is not one of the targets"));
         }
     }
-    Ok(LossPlan { nodes, percent, peer })
+    Ok(LossPlan { nodes, percent, peer, direction })
 }
 
 /// The statistic match's probability for `percent`, as iptables writes it.
@@ -67,18 +73,25 @@ pub fn probability(percent: f64) -> String {
     format!("{:.6}", percent / 100.0)
 }
 
-/// The OUTPUT chain of one node for `plan`.
-fn chain_for(net: &dyn NetworkControl, plan: &LossPlan, node: &str, chain: &str) -> Result<ChainSpec, NemesisError> {
+/// The chain of one node and one side for `plan`.
+fn chain_for(
+    net: &dyn NetworkControl,
+    plan: &LossPlan,
+    node: &str,
+    side: Side,
+    instance: u64,
+) -> Result<ChainSpec, NemesisError> {
     let fault = LOSS_FAULTS[0];
     let interface = net.interface(node).map_err(network::at(fault, node))?;
-    let mut matches = format!("-o {interface}");
-    if let Some(peer) = &plan.peer {
-        let address = net.address(peer).map_err(network::at(fault, peer))?;
-        matches.push_str(&format!(" -d {address}/32"));
-    }
+    let peer = match &plan.peer {
+        Some(peer) => Some(net.address(peer).map_err(network::at(fault, peer))?.to_string()),
+        None => None,
+    };
+    let mut matches = side.matches(&interface, peer.as_deref());
     matches.push_str(&format!(" -m statistic --mode random --probability {}", probability(plan.percent)));
     let rules = vec![Rule { matches, target: "DROP".to_string() }];
-    Ok(ChainSpec { node: node.to_string(), table: "filter", hook: "OUTPUT", chain: chain.to_string(), rules })
+    let chain = iptables::chain_name(net.run_id(), &format!("loss{}", side.tag_suffix()), instance);
+    Ok(ChainSpec { node: node.to_string(), table: "filter", hook: side.hook(), chain, rules })
 }
 
 /// Drops packets and remembers its chains so `stop`/`teardown` remove them.
@@ -108,15 +121,20 @@ impl Nemesis for LossNemesis {
         assert!(LOSS_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
         let net = network::require(&fault.name, target)?;
         let decided = plan(&fault.params, targets, &network::network_nodes(target))?;
-        let chain = iptables::chain_name(net.run_id(), "loss", self.chains.next_instance());
-        let specs =
-            decided.nodes.iter().map(|node| chain_for(net, &decided, node, &chain)).collect::<Result<Vec<_>, _>>()?;
+        let instance = self.chains.next_instance();
+        let sides = Side::of(decided.direction);
+        let specs = decided
+            .nodes
+            .iter()
+            .flat_map(|node| sides.iter().map(move |side| (node, *side)))
+            .map(|(node, side)| chain_for(net, &decided, node, side, instance))
+            .collect::<Result<Vec<_>, _>>()?;
         let rules = self.chains.install_all(&fault.name, net, specs)?;
         Ok(json!({
             "fault": fault.name,
             "percent": decided.percent,
             "peer": decided.peer,
-            "direction": "outbound",
+            "direction": sides.iter().map(|side| side.name()).collect::<Vec<_>>(),
             "nodes": decided.nodes,
             "rules": rules,
         }))
@@ -145,7 +163,13 @@ mod tests {
     fn plan_validates_percent_and_peer() {
         let known = names(&["n1", "n2", "n3", "control"]);
         let decided = plan(&json!({"percent": 12.5, "peer": "n2"}), &names(&["n1", "n1"]), &known).expect("plan");
-        assert_eq!(decided, LossPlan { nodes: names(&["n1"]), percent: 12.5, peer: Some("n2".to_string()) });
+        assert_eq!(
+            decided,
+            LossPlan { nodes: names(&["n1"]), percent: 12.5, peer: Some("n2".to_string()), direction: "out" }
+        );
+        assert_eq!(plan(&json!({"direction": "in"}), &names(&["n1"]), &known).expect("in").direction, "in");
+        let sideways = plan(&json!({"direction": "up"}), &names(&["n1"]), &known).expect_err("bad").to_string();
+        assert!(sideways.contains("direction"), "{sideways}");
         assert_eq!(plan(&Value::Null, &names(&["n3"]), &known).expect("defaults").percent, 30.0);
         let high = plan(&json!({"percent": 130}), &names(&["n1"]), &known).expect_err("range").to_string();
         assert!(high.contains("param `percent` = 130") && high.contains("from 0 to 100"), "{high}");

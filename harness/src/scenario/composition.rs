@@ -27,6 +27,8 @@ struct Step {
     targets: Option<TargetSelector>,
     /// The partition kind, for partitions.
     partition: Option<&'static str>,
+    /// The direction of a loss or delay (`in`: what the nodes receive).
+    direction: Option<&'static str>,
     /// Start, as shares of the span (drawn between the two).
     start: (f64, f64),
     /// Length, as shares of the span.
@@ -42,7 +44,7 @@ pub struct Template {
 }
 
 const fn step(kinds: &'static [&'static str], targets: TargetSelector, start: (f64, f64), length: (f64, f64)) -> Step {
-    Step { kinds, targets: Some(targets), partition: None, start, length }
+    Step { kinds, targets: Some(targets), partition: None, direction: None, start, length }
 }
 
 /// The templates, each a failure meeting another. Shares keep every fault
@@ -52,7 +54,16 @@ pub const TEMPLATES: &[Template] = &[
     Template {
         name: "lagging-replicas-lose-their-sequencer",
         steps: &[
-            step(&["delay", "loss"], TargetSelector::NotSequencer, (0.0, 0.1), (0.6, 0.8)),
+            // Inbound: the replicas receive the sequencer's stores late, so
+            // they lag behind it (outbound would slow only their replies).
+            Step {
+                kinds: &["delay", "loss"],
+                targets: Some(TargetSelector::NotSequencer),
+                partition: None,
+                direction: Some("in"),
+                start: (0.0, 0.1),
+                length: (0.6, 0.8),
+            },
             step(&["kill"], TargetSelector::Sequencer, (0.2, 0.3), (0.45, 0.55)),
         ],
     },
@@ -63,6 +74,7 @@ pub const TEMPLATES: &[Template] = &[
                 kinds: &["partition"],
                 targets: Some(TargetSelector::Sequencer),
                 partition: Some("isolate-one"),
+                direction: None,
                 start: (0.0, 0.1),
                 length: (0.5, 0.7),
             },
@@ -76,6 +88,7 @@ pub const TEMPLATES: &[Template] = &[
                 kinds: &["partition"],
                 targets: Some(TargetSelector::Owner),
                 partition: Some("clients"),
+                direction: None,
                 start: (0.0, 0.1),
                 length: (0.4, 0.6),
             },
@@ -106,7 +119,14 @@ pub const TEMPLATES: &[Template] = &[
     Template {
         name: "sequencer-dies-without-zookeeper",
         steps: &[
-            Step { kinds: &["zk-outage"], targets: None, partition: None, start: (0.0, 0.1), length: (0.4, 0.6) },
+            Step {
+                kinds: &["zk-outage"],
+                targets: None,
+                partition: None,
+                direction: None,
+                start: (0.0, 0.1),
+                length: (0.4, 0.6),
+            },
             step(&["kill"], TargetSelector::Sequencer, (0.1, 0.2), (0.45, 0.55)),
         ],
     },
@@ -152,6 +172,11 @@ pub fn draw(
             if let Some(kind) = step.partition {
                 entry.kind = Some(kind.to_string());
                 entry.spec = None;
+            }
+            if let Some(direction) = step.direction {
+                entry.direction = Some(direction.to_string());
+                // Duplicates are made of sent packets only.
+                entry.duplicate_percent = None;
             }
             Some(entry)
         })
@@ -214,6 +239,7 @@ mod tests {
         let lagging = draw(&TEMPLATES[0], &items, start, span, &mut rng);
         assert_eq!((lagging[0].fault.as_str(), lagging[0].targets), ("delay", Some(TargetSelector::NotSequencer)));
         assert_eq!((lagging[0].ms, lagging[0].jitter_ms), (Some(50), Some(10)), "the mix's parameters");
+        assert_eq!(lagging[0].direction.as_deref(), Some("in"), "the replicas receive late");
         let isolated = draw(&TEMPLATES[1], &items, start, span, &mut rng);
         assert_eq!(isolated[0].kind.as_deref(), Some("isolate-one"));
         let slowed = draw(&TEMPLATES[3], &mix(&["kill", "delay"]), start, span, &mut rng);

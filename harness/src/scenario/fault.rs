@@ -61,6 +61,10 @@ pub struct FaultEntry {
     /// partition: the control namespace (workload clients) takes part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_control: Option<bool>,
+    /// loss, delay: `out` (packets the target sends; default), `in`
+    /// (packets it receives) or `both`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
     /// loss: percentage of packets dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<f64>,
@@ -114,6 +118,7 @@ impl FaultEntry {
         put("include_control", self.include_control.map(Value::from));
         put("percent", self.percent.map(Value::from));
         put("peer", self.peer.clone().map(Value::from));
+        put("direction", self.direction.clone().map(Value::from));
         put("ms", self.ms.map(Value::from));
         put("jitter_ms", self.jitter_ms.map(Value::from));
         put("reorder_percent", self.reorder_percent.map(Value::from));
