@@ -238,9 +238,10 @@ pub struct MutantsArgs {
     /// Where the scratch copy and its builds live (kept between calls so builds are incremental).
     #[arg(long, default_value = "target/mutants")]
     pub target_dir: PathBuf,
-    /// Reviewed list of equivalent mutants (file, before, after, reason).
-    #[arg(long, default_value = "cluster-under-test/mutants-equivalent.yaml")]
-    pub equivalent: PathBuf,
+    /// Reviewed list of equivalent mutants (file, before, after, reason)
+    /// [default: SOURCE/cluster-under-test/mutants-equivalent.yaml].
+    #[arg(long)]
+    pub equivalent: Option<PathBuf>,
     /// Trend file the score is appended to ("none" to skip).
     #[arg(long, default_value = "nightly/trend.jsonl")]
     pub trend: PathBuf,
@@ -459,7 +460,9 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
                 seed,
                 out: args.out.clone(),
                 target_dir: args.target_dir.clone(),
-                equivalent: args.equivalent.clone(),
+                equivalent: args.equivalent.clone().unwrap_or_else(|| {
+                    args.source.join(crate::mutants::scratch::SERVER_DIR).join(crate::mutants::EQUIVALENT_FILE)
+                }),
                 trend: (args.trend.as_os_str() != "none").then(|| args.trend.clone()),
                 fail_under: args.fail_under.map(|percent| percent / 100.0),
                 list_only: args.list,

@@ -62,6 +62,26 @@ fn which(program: &str) -> bool {
     ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().any(|dir| std::path::Path::new(dir).join(program).exists())
 }
 
+/// A booted test cluster with what must live as long as it: the lock that
+/// keeps clusters one at a time and the run directory.
+struct Setup {
+    _guard: std::sync::MutexGuard<'static, ()>,
+    _run_dir: tempfile::TempDir,
+    cluster: Cluster,
+}
+
+/// Takes the one-cluster lock and boots a cluster, or `None` (with the
+/// reason printed) when the machine lacks what the tests need.
+fn setup(servers: usize, zookeepers: usize) -> Option<Setup> {
+    let guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !prerequisites_met() {
+        return None;
+    }
+    let run_dir = tempfile::tempdir().expect("tempdir");
+    let cluster = boot(servers, zookeepers, run_dir.path());
+    Some(Setup { _guard: guard, _run_dir: run_dir, cluster })
+}
+
 /// Boot `servers` stand-in hservers (`sleep`) and `zookeepers` real ones.
 fn boot(servers: usize, zookeepers: usize, run_dir: &std::path::Path) -> Cluster {
     let mut spec = ClusterSpec::new(RuntimeKind::Local, servers, zookeepers, run_dir);
@@ -244,12 +264,7 @@ fn teardown_and_assert_gone(mut cluster: Cluster) {
 /// everyone; heal restores every link and removes every rule.
 #[test]
 fn partition_blocks_connects_across_the_cut_and_heal_restores_them() {
-    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !prerequisites_met() {
-        return;
-    }
-    let run_dir = tempfile::tempdir().expect("tempdir");
-    let cluster = boot(4, 1, run_dir.path());
+    let Some(Setup { _guard, _run_dir, cluster }) = setup(4, 1) else { return };
     let net = net(&cluster);
     let nodes = ["n1", "n2", "n3", "n4"];
     let _listeners: Vec<Listener> = nodes.iter().map(|node| listen(net, node, PROBE_PORT)).collect();
@@ -283,12 +298,7 @@ fn partition_blocks_connects_across_the_cut_and_heal_restores_them() {
 /// `include_control` cuts the control namespace from n1 too.
 #[test]
 fn one_way_partition_blocks_one_direction_only() {
-    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !prerequisites_met() {
-        return;
-    }
-    let run_dir = tempfile::tempdir().expect("tempdir");
-    let cluster = boot(2, 1, run_dir.path());
+    let Some(Setup { _guard, _run_dir, cluster }) = setup(2, 1) else { return };
     let net = net(&cluster);
     let mut nemesis = Compose::all_faults();
     let spec = fault("partition", json!({"kind": "one-way"}));
@@ -315,12 +325,7 @@ fn one_way_partition_blocks_one_direction_only() {
 /// brings loss back to zero.
 #[test]
 fn loss_of_30_percent_is_measured_within_8_points() {
-    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !prerequisites_met() {
-        return;
-    }
-    let run_dir = tempfile::tempdir().expect("tempdir");
-    let cluster = boot(2, 1, run_dir.path());
+    let Some(Setup { _guard, _run_dir, cluster }) = setup(2, 1) else { return };
     let net = net(&cluster);
     let mut nemesis = Compose::all_faults();
     let spec = fault("loss", json!({"percent": 30, "peer": "n2"}));
@@ -345,12 +350,7 @@ fn loss_of_30_percent_is_measured_within_8_points() {
 /// (requests wait at n1) and not pings from zk1; heal removes every rule.
 #[test]
 fn inbound_loss_and_delay_act_on_what_a_node_receives_from_its_peer() {
-    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !prerequisites_met() {
-        return;
-    }
-    let run_dir = tempfile::tempdir().expect("tempdir");
-    let cluster = boot(2, 1, run_dir.path());
+    let Some(Setup { _guard, _run_dir, cluster }) = setup(2, 1) else { return };
     let net = net(&cluster);
     let mut nemesis = Compose::all_faults();
     let loss = fault("loss", json!({"percent": 50, "peer": "n2", "direction": "in"}));
@@ -514,12 +514,7 @@ fn echo_client(socket: &UdpSocket, echo: SocketAddr, count: usize, rate_per_seco
 /// the rules, the queue and the thread.
 #[test]
 fn shaper_holds_50_ms_within_20_percent_at_5000_packets_per_second() {
-    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !prerequisites_met() {
-        return;
-    }
-    let run_dir = tempfile::tempdir().expect("tempdir");
-    let cluster = boot(2, 1, run_dir.path());
+    let Some(Setup { _guard, _run_dir, cluster }) = setup(2, 1) else { return };
     let net = net(&cluster);
     let mut nemesis = Compose::all_faults();
     let spec = fault("delay", json!({"ms": 50, "jitter_ms": 10, "peer": "n2", "backend": "auto"}));
@@ -568,12 +563,7 @@ fn shaper_holds_50_ms_within_20_percent_at_5000_packets_per_second() {
 /// another hserver still reaches ZooKeeper; heal restores both directions.
 #[test]
 fn zk_isolate_cuts_servers_from_zookeeper_both_ways() {
-    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !prerequisites_met() {
-        return;
-    }
-    let run_dir = tempfile::tempdir().expect("tempdir");
-    let cluster = boot(2, 1, run_dir.path());
+    let Some(Setup { _guard, _run_dir, cluster }) = setup(2, 1) else { return };
     let net = net(&cluster);
     let _listener = listen(net, "n2", PROBE_PORT);
     let probes = [("n2", "zk1", 2181), ("zk1", "n2", PROBE_PORT), ("n1", "zk1", 2181)];
@@ -593,12 +583,7 @@ fn zk_isolate_cuts_servers_from_zookeeper_both_ways() {
 /// (zk-pause all) takes quorum away, and stopping the fault gets it back.
 #[test]
 fn zk_outage_and_pause_of_all_lose_quorum_and_heal_restores_it() {
-    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !prerequisites_met() {
-        return;
-    }
-    let run_dir = tempfile::tempdir().expect("tempdir");
-    let cluster = boot(0, 3, run_dir.path());
+    let Some(Setup { _guard, _run_dir, cluster }) = setup(0, 3) else { return };
     let quorum_timeout = Duration::from_millis(QUORUM_TIMEOUT_MS);
     cluster.wait_zk_quorum_blocking(quorum_timeout).expect("quorum after boot");
     let mut nemesis = Compose::all_faults();
@@ -621,12 +606,7 @@ fn zk_outage_and_pause_of_all_lose_quorum_and_heal_restores_it() {
 /// cluster's teardown no namespace of the run remains.
 #[test]
 fn teardown_heals_every_network_fault_and_leaves_nothing_of_the_run() {
-    let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !prerequisites_met() {
-        return;
-    }
-    let run_dir = tempfile::tempdir().expect("tempdir");
-    let cluster = boot(3, 1, run_dir.path());
+    let Some(Setup { _guard, _run_dir, cluster }) = setup(3, 1) else { return };
     let net = net(&cluster);
     let mut nemesis = Compose::all_faults();
     let partition = fault("partition", json!({"kind": "isolate-one", "include_zk": true}));

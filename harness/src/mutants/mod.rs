@@ -32,6 +32,9 @@ use operators::Mutation;
 use report::MutantsReport;
 use scratch::{Scratch, StepResult};
 
+/// The reviewed list's file name in the server crate.
+pub const EQUIVALENT_FILE: &str = "mutants-equivalent.yaml";
+
 /// Options of `chaos mutants`.
 #[derive(Debug, Clone)]
 pub struct MutantsOptions {
@@ -163,6 +166,24 @@ pub fn run(options: &MutantsOptions) -> anyhow::Result<u8> {
     let scratch = Scratch::create(&options.source, &crate::orchestrate::absolute(&options.target_dir))?;
     let evaluator = Evaluator { options, scratch: &scratch, scenarios: &scenarios, out: &out, deadline };
     let baseline = evaluator.baseline()?;
+    // A scenario the correct server fails cannot tell a mutant from it.
+    let judging: Vec<PlanScenario> = scenarios
+        .iter()
+        .zip(&baseline)
+        .filter(|(scenario, run)| {
+            let valid = run.outcome == Outcome::Valid;
+            if !valid {
+                eprintln!(
+                    "warning: the correct server was not valid on {} ({:?}); it judges no mutant",
+                    scenario.path.display(),
+                    run.outcome
+                );
+            }
+            valid
+        })
+        .map(|(scenario, _)| scenario.clone())
+        .collect();
+    let evaluator = Evaluator { scenarios: &judging, ..evaluator };
     let mutants = evaluator.mutants(&candidates, &equivalents)?;
     let report = MutantsReport::new(options, candidates.len(), baseline, mutants, started.elapsed());
     report::write(&out, &report, options.trend.as_deref())?;
@@ -311,6 +332,10 @@ impl Evaluator<'_> {
         candidates: &[(String, Mutation)],
         equivalents: &EquivalentList,
     ) -> anyhow::Result<Vec<MutantRecord>> {
+        if self.scenarios.is_empty() {
+            eprintln!("no scenario of the plan passes the correct server; no mutant is judged");
+            return Ok(Vec::new());
+        }
         let mut records = Vec::new();
         let mut reached = 0;
         for (index, (module, mutation)) in candidates.iter().enumerate() {

@@ -82,6 +82,19 @@ impl Score {
     fn percent(&self) -> String {
         self.score().map(|s| format!("{:.0} %", 100.0 * s)).unwrap_or_else(|| "–".into())
     }
+
+    /// The cells of a score table row after the module, in column order.
+    fn cells(&self) -> [String; 7] {
+        [
+            self.caught.to_string(),
+            self.survived.to_string(),
+            self.percent(),
+            self.unbuildable.to_string(),
+            self.unit_killed.to_string(),
+            self.equivalent.to_string(),
+            self.not_run.to_string(),
+        ]
+    }
 }
 
 /// The key of the all-modules score.
@@ -133,18 +146,8 @@ impl MutantsReport {
         let mut out = String::from(
             "| module | caught | survived | score | unbuildable | unit-killed | equivalent | not run |\n|---|---|---|---|---|---|---|---|\n",
         );
-        for (module, s) in &self.scores {
-            let _ = writeln!(
-                out,
-                "| {module} | {} | {} | {} | {} | {} | {} | {} |",
-                s.caught,
-                s.survived,
-                s.percent(),
-                s.unbuildable,
-                s.unit_killed,
-                s.equivalent,
-                s.not_run
-            );
+        for (module, score) in &self.scores {
+            let _ = writeln!(out, "| {module} | {} |", score.cells().join(" | "));
         }
         out
     }
@@ -195,19 +198,8 @@ impl MutantsReport {
             self.candidates,
             self.duration_s
         );
-        for (module, s) in &self.scores {
-            let _ = write!(
-                page,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(module),
-                s.caught,
-                s.survived,
-                s.percent(),
-                s.unbuildable,
-                s.unit_killed,
-                s.equivalent,
-                s.not_run
-            );
+        for (module, score) in &self.scores {
+            let _ = write!(page, "<tr><td>{}</td><td>{}</td></tr>", escape(module), score.cells().join("</td><td>"));
         }
         page.push_str("</table><h2>Correct server</h2><ul>");
         for run in &self.baseline {
