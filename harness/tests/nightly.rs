@@ -35,6 +35,9 @@ fn nightly(out: &Path, extra: &[&str]) -> (i32, String) {
 #[test]
 fn a_night_writes_summary_junit_and_trend_keeps_failures_and_prunes_passes() {
     let out = tempfile::tempdir().unwrap();
+    // A line `chaos mutants` appended to the same trend earlier.
+    let mutants_line = r#"{"mutants":{"started":"20261201T010000Z","seed":4,"plan":"plans/nightly.yaml","caught":7,"run":10,"score":0.7,"modules":{"log":0.75,"store":0.6}}}"#;
+    std::fs::write(out.path().join("trend.jsonl"), format!("{mutants_line}\n")).unwrap();
     let (code, text) = nightly(out.path(), &["--keep-passing", "1"]);
     assert_eq!(code, 1, "one run has a server bug: {text}");
     let summary: serde_json::Value =
@@ -58,8 +61,11 @@ fn a_night_writes_summary_junit_and_trend_keeps_failures_and_prunes_passes() {
     assert_eq!(suite.attribute("failures"), Some("1"));
 
     let trend = std::fs::read_to_string(out.path().join("trend.jsonl")).unwrap();
-    assert_eq!(trend.lines().count(), 1);
-    assert!(std::fs::read_to_string(out.path().join("summary.html")).unwrap().contains("tiny"));
+    assert_eq!(trend.lines().count(), 2, "the night's line after the mutants line");
+    let summary_page = std::fs::read_to_string(out.path().join("summary.html")).unwrap();
+    assert!(summary_page.contains("tiny"));
+    assert!(summary_page.contains("<h2>Mutation score</h2>") && summary_page.contains("<td>7/10</td><td>70 %</td>"));
+    assert!(summary_page.contains("log 75 %, store 60 %"), "per-module scores are listed");
 
     // The failing run is kept; of the two passing runs only the newest stays.
     let failing_dir = PathBuf::from(runs[2]["run_dir"].as_str().unwrap());

@@ -136,3 +136,33 @@ fn tls_mode_is_read_recorded_and_checked() {
     let error = Scenario::from_yaml("tls: mtsl\n", "s.yaml").expect_err("typo").to_string();
     assert!(error.contains("mtls") && error.starts_with("s.yaml:1:"), "{error}");
 }
+
+/// Goal: the run without `--scenario` is `scenarios/default.yaml` with its
+/// compositions; on loopback its network faults are left out (and named),
+/// not refused.
+#[test]
+fn the_built_in_default_is_the_shipped_default_with_compositions() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/default.yaml");
+    assert_eq!(Scenario::builtin_default(), Scenario::load(&shipped).unwrap());
+    let mut drawn = Scenario::builtin_default();
+    drawn.seed = Some(3);
+    drawn.resolve(|| 0).unwrap();
+    assert!(drawn.faults.timeline.iter().any(|e| e.composition.is_some()), "half the slot pairs compose");
+    let mut loopback = Scenario { runtime: "loopback".into(), ..Scenario::builtin_default() };
+    let dropped = loopback.drop_unsupported_faults();
+    assert_eq!(dropped, ["partition", "loss", "delay"]);
+    loopback.resolve(|| 1).unwrap();
+    assert!(loopback.check().is_ok());
+}
+
+/// Goal: an unknown ack style and a composition chance outside 0..=1 are
+/// refused with what is allowed.
+#[test]
+fn ack_styles_and_compose_are_checked() {
+    let style = error_of("workload:\n  ack_styles: {late: 1, lazy: 2}\n");
+    assert!(style.contains("unknown style \"lazy\"") && style.contains("out-of-order"), "{style}");
+    let none = error_of("workload:\n  ack_styles: {late: 0}\n");
+    assert!(none.contains("weight above 0"), "{none}");
+    let compose = error_of("faults: {compose: 1.5}\n");
+    assert!(compose.contains("faults.compose 1.5"), "{compose}");
+}
