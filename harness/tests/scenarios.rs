@@ -78,6 +78,9 @@ fn exit_on_zk_loss_is_caught_as_a_crash() {
         "exit-on-zk-loss",
         "--drain-timeout",
         "10",
+        // The crash is what counts; a short fault-free stretch will do.
+        "--settle",
+        "3",
     ];
     let done = run(store.path(), &args);
     assert_eq!(done.code, 1, "{}", done.output);
@@ -98,8 +101,8 @@ fn clients_cut_then_owner_killed_exposes_checkpoint_on_deliver() {
     let store = tempfile::tempdir().unwrap();
     let mut missed = Vec::new();
     let caught = ["5", "6", "7"].into_iter().find_map(|seed| {
-        let buggy =
-            run(store.path(), &["--scenario", scenario, "--seed", seed, "--server-bug", "checkpoint-on-deliver"]);
+        let args = ["--scenario", scenario, "--seed", seed, "--server-bug", "checkpoint-on-deliver", "--settle", "3"];
+        let buggy = run(store.path(), &args);
         if buggy.code == 1 && count(&buggy.results, "lost") > 0 {
             return Some(buggy);
         }
@@ -185,7 +188,7 @@ fn a_node_that_never_comes_back_is_unavailable_not_a_harness_error() {
     std::fs::write(&wrapper, script).unwrap();
     std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let scenario = store.path().join("kill-n1.yaml");
-    let yaml = "time_limit: 10s\ndrain_timeout: 5s\ncluster: {nodes: 3, zk: 1}\nworkload: {rate: 500}\n\
+    let yaml = "time_limit: 10s\ndrain_timeout: 5s\nsettle: 2s\ncluster: {nodes: 3, zk: 1}\nworkload: {rate: 500}\n\
                 faults:\n  timeline:\n    - {at: 3s, fault: kill, nodes: [n1], for: 2s}\n";
     std::fs::write(&scenario, yaml).unwrap();
     let done = run_with(store.path(), &wrapper, &["--scenario", scenario.to_str().unwrap(), "--seed", "35"]);
