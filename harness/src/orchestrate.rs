@@ -322,6 +322,8 @@ pub fn queue_config(settings: &Scenario) -> QueueConfig {
         backlog_seconds: w.backlog.0.as_secs().try_into().unwrap_or(u32::MAX),
         ack_timeout_seconds: w.ack_timeout.0.as_secs().max(1).try_into().unwrap_or(i32::MAX),
         producers: w.producers,
+        keys_per_producer: w.keys_per_producer,
+        bursts: w.bursts.as_ref().map(crate::scenario::BurstsSection::bursts),
         consumers: w.consumers,
         rate_records_per_s: w.rate,
         churn_probability_per_s: w.churn_per_s,

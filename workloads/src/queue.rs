@@ -17,6 +17,7 @@
 mod ack_style;
 mod acks;
 mod batcher;
+mod bursts;
 mod consumer;
 mod context;
 mod observer;
@@ -38,6 +39,7 @@ use tokio::time::Instant;
 pub use ack_style::{AckStyle, AckStyles};
 pub use acks::AckBuffer;
 pub use batcher::{BatchLimits, Batcher, FlowControl, PendingRecord};
+pub use bursts::Bursts;
 pub use payload::{decode_value, encode_value, value_of, MAX_LANES, SEQUENCE_BITS};
 
 use crate::backoff::Backoff;
@@ -101,6 +103,8 @@ pub struct QueueConfig {
     pub consumers: usize,
     /// Records generated per second by all producers together. Default 2000.
     pub rate_records_per_s: u32,
+    /// Periods of a higher rate, if any. Default none.
+    pub bursts: Option<Bursts>,
     /// A batch is sent at this many records. Default 100.
     pub record_count_limit: usize,
     /// A batch is sent at this many payload bytes. Default 64 KiB.
@@ -151,6 +155,7 @@ impl Default for QueueConfig {
             keys_per_producer: 4,
             consumers: 2,
             rate_records_per_s: 2_000,
+            bursts: None,
             record_count_limit: 100,
             bytes_limit: 64 * 1024,
             age_limit_ms: 20,
@@ -179,7 +184,7 @@ impl QueueConfig {
     /// Checks every field's range; the error names the field and the fix.
     pub fn validate(&self) -> Result<(), WorkloadError> {
         let lanes = self.producers as u64 * self.keys_per_producer as u64;
-        let checks: [(bool, String); 13] = [
+        let checks: [(bool, String); 14] = [
             (!self.stream.is_empty(), "stream must not be empty".into()),
             (!self.subscription.is_empty(), "subscription must not be empty".into()),
             (self.shard_count > 0, "shard_count must be at least 1".into()),
@@ -205,6 +210,10 @@ impl QueueConfig {
                 "churn_probability_per_s must be within 0..=1".into(),
             ),
             (self.ack_styles.is_valid(), "ack_styles needs a style with a weight above 0".into()),
+            (
+                self.bursts.is_none_or(|b| b.is_valid()),
+                "bursts need `for` shorter than `every` and a factor of at least 1".into(),
+            ),
         ];
         match checks.into_iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err(WorkloadError::InvalidConfig(message)),

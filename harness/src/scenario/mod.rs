@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use nemesis::schedule::TargetSelector;
 use serde::{Deserialize, Serialize};
-use workloads::queue::{AckStyle, AckStyles};
+use workloads::queue::{AckStyle, AckStyles, Bursts};
 
 pub use crate::runtime::TlsMode;
 pub use duration::Dur;
@@ -91,6 +91,12 @@ pub struct WorkloadSection {
     pub rate: u32,
     /// Producer tasks.
     pub producers: usize,
+    /// Keys per producer: each key has its own batches and at most one
+    /// append in flight, so many keys mean many small concurrent appends.
+    pub keys_per_producer: usize,
+    /// Periods of a higher append rate (`{every: 10s, for: 2s, factor: 5}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bursts: Option<BurstsSection>,
     /// Consumer slots.
     pub consumers: usize,
     /// Shards of the stream.
@@ -109,6 +115,27 @@ pub struct WorkloadSection {
     /// How consumers acknowledge, by weight (`in-order`, `out-of-order`,
     /// `partial`, `late`, `slow`); each consumer draws one when it starts.
     pub ack_styles: BTreeMap<String, u32>,
+}
+
+/// Bursts of the append rate: the last `for` of every `every` runs at
+/// `factor` times `rate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurstsSection {
+    /// Period.
+    pub every: Dur,
+    /// Length of each burst.
+    #[serde(rename = "for")]
+    pub length: Dur,
+    /// Rate multiplier during a burst.
+    pub factor: f64,
+}
+
+impl BurstsSection {
+    /// The workload's view.
+    pub fn bursts(&self) -> Bursts {
+        Bursts { every: self.every.0, length: self.length.0, factor: self.factor }
+    }
 }
 
 /// Faults: a random mix, or an explicit timeline (which wins when both are given).
@@ -180,6 +207,8 @@ impl Default for WorkloadSection {
             name: "queue".into(),
             rate: 2_000,
             producers: 2,
+            keys_per_producer: 4,
+            bursts: None,
             consumers: 2,
             shards: 4,
             replication_factor: 3,
@@ -338,6 +367,15 @@ impl Scenario {
             ));
         }
         self.ack_styles()?;
+        if self.workload.bursts.as_ref().is_some_and(|b| !b.bursts().is_valid()) {
+            return Err("workload.bursts: `for` must be shorter than `every` and `factor` at least 1".into());
+        }
+        if self.workload.keys_per_producer == 0 || self.workload.keys_per_producer > 1_000 {
+            return Err(format!(
+                "workload.keys_per_producer {} out of range; use 1 to 1000",
+                self.workload.keys_per_producer
+            ));
+        }
         if !(0.0..=1.0).contains(&self.faults.compose) {
             return Err(format!("faults.compose {} must be a chance from 0 to 1", self.faults.compose));
         }

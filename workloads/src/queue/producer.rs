@@ -189,7 +189,7 @@ impl Producer {
     /// rate drops instead of building a backlog.
     fn generate(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.started).as_secs_f64();
-        let due = (elapsed * self.rate_per_s) as u64;
+        let due = super::bursts::due(self.context.config.bursts.as_ref(), elapsed, self.rate_per_s);
         let wanted = due.saturating_sub(self.generated).min(MAX_RECORDS_PER_TICK);
         let payload_bytes = self.context.config.payload_bytes;
         for _ in 0..wanted {
