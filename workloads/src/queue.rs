@@ -123,8 +123,7 @@ pub struct QueueConfig {
     /// acks and is replaced by a new one. Default 0.05.
     pub churn_probability_per_s: f64,
     /// How consumers acknowledge, by weight; each consumer draws one style
-    /// when it starts. Default: half in order, the others out of order,
-    /// partial, late or slow ([`AckStyles::default`]).
+    /// when it starts. Default: all in order ([`AckStyles::default`]).
     pub ack_styles: AckStyles,
     /// Bytes per record payload (the first 8 hold the value). Default 100.
     pub payload_bytes: usize,
