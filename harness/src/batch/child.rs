@@ -52,6 +52,9 @@ pub struct RunRecord {
     pub outcome: Outcome,
     /// Violation and warning counts by anomaly name.
     pub anomalies: BTreeMap<String, u64>,
+    /// Names of the anomalies that are violations (not allowed ones).
+    #[serde(default)]
+    pub violations: Vec<String>,
     /// Wall-clock seconds.
     pub duration_s: f64,
     /// The run directory, if one was made.
@@ -122,6 +125,13 @@ impl Running {
             .as_ref()
             .map(|r| r.anomalies.iter().map(|(name, a)| (name.clone(), a.count)).collect())
             .unwrap_or_default();
+        let violations = results
+            .as_ref()
+            .map(|r| {
+                let violating = r.anomalies.iter().filter(|(_, a)| a.severity == checker::Severity::Violation);
+                violating.map(|(name, _)| name.clone()).collect()
+            })
+            .unwrap_or_default();
         let first_proof_s = match (&results, &run_dir) {
             (Some(results), Some(dir)) => first_proof(results, &dir.join(HISTORY_FILE)),
             _ => None,
@@ -132,6 +142,7 @@ impl Running {
             job: self.job.clone(),
             outcome,
             anomalies,
+            violations,
             duration_s: self.started.elapsed().as_secs_f64(),
             run_dir,
             output_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
@@ -146,6 +157,7 @@ pub fn skipped(job: RunJob, why: &str) -> RunRecord {
         job,
         outcome: Outcome::Skipped,
         anomalies: BTreeMap::new(),
+        violations: Vec::new(),
         duration_s: 0.0,
         run_dir: None,
         output_tail: why.to_string(),

@@ -82,6 +82,20 @@ pub enum Status {
     NotRun,
 }
 
+impl Status {
+    /// The kebab-case name used in reports and as the page's row class.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Caught => "caught",
+            Status::Survived => "survived",
+            Status::Unbuildable => "unbuildable",
+            Status::UnitKilled => "unit-killed",
+            Status::Equivalent => "equivalent",
+            Status::NotRun => "not-run",
+        }
+    }
+}
+
 /// One scenario run of the correct server or of a mutant.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScenarioRun {
@@ -469,22 +483,12 @@ impl Evaluator<'_> {
         };
         let store = runs_dir.join(&stem);
         let record = batch::child::start(job, &store, Some(binary))?.wait()?;
-        let results = record.run_dir.as_ref().and_then(|dir| read_results(dir));
-        let violations = results
-            .map(|r| {
-                r.anomalies
-                    .iter()
-                    .filter(|(_, a)| a.severity == checker::Severity::Violation)
-                    .map(|(name, _)| name.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
         let error = (record.outcome == Outcome::Error).then(|| record.output_tail.clone());
         Ok(ScenarioRun {
             scenario: stem,
             seed: self.options.seed,
             outcome: record.outcome,
-            violations,
+            violations: record.violations,
             duration_s: record.duration_s,
             run_dir: record.run_dir,
             error,
@@ -492,18 +496,29 @@ impl Evaluator<'_> {
     }
 }
 
-fn read_results(run_dir: &Path) -> Option<checker::CheckResult> {
-    let text = std::fs::read_to_string(run_dir.join(crate::rundir::RESULTS_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
 /// One line per judged mutant.
 fn progress_line(record: &MutantRecord) -> String {
-    let fate = match (record.status, record.catch()) {
-        (Status::Caught, Some(run)) => {
-            format!("caught by {} seed {} ({:?}: {})", run.scenario, run.seed, run.outcome, run.violations.join(", "))
-        }
-        (status, _) => format!("{status:?}{}", record.detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()),
-    };
+    let fate = report::fate(record);
     format!("mutant {} [{}] {}: {fate}", record.id, record.mutation.operator, record.mutation.describe())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: the names reports print are the names mutants.json stores.
+    #[test]
+    fn status_names_are_their_json_names() {
+        let all = [
+            Status::Caught,
+            Status::Survived,
+            Status::Unbuildable,
+            Status::UnitKilled,
+            Status::Equivalent,
+            Status::NotRun,
+        ];
+        for status in all {
+            assert_eq!(serde_json::to_value(status).expect("serializes"), serde_json::json!(status.name()));
+        }
+    }
 }

@@ -208,8 +208,7 @@ impl MutantsReport {
         page.push_str("</ul><h2>Mutants</h2><table><tr><th>#</th><th>module</th><th>operator</th><th>change</th><th>fate</th></tr>");
         for mutant in &self.mutants {
             let m = &mutant.mutation;
-            let class =
-                serde_json::to_value(mutant.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let class = mutant.status.name();
             let _ = write!(
                 page,
                 "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}:{}<br><code>{}</code><br><code>{}</code></td><td>{}</td></tr>",
@@ -244,8 +243,8 @@ impl MutantsReport {
     }
 }
 
-/// A mutant's fate in words.
-fn fate(mutant: &MutantRecord) -> String {
+/// A mutant's fate in words (tables and progress lines).
+pub fn fate(mutant: &MutantRecord) -> String {
     match (mutant.status, mutant.catch()) {
         (Status::Caught, Some(run)) => {
             let what = if run.violations.is_empty() {
@@ -257,10 +256,10 @@ fn fate(mutant: &MutantRecord) -> String {
         }
         (Status::Survived, _) => format!("survived {} scenarios", mutant.runs.len()),
         (status, _) => {
-            let name = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let name = status.name();
             match &mutant.detail {
                 Some(detail) => format!("{name}: {detail}"),
-                None => name,
+                None => name.to_string(),
             }
         }
     }
