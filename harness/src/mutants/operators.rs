@@ -145,7 +145,7 @@ impl Mutation {
         if line.get(start..end) != Some(self.original.as_str()) {
             return Err(stale());
         }
-        let changed = format!("{}{}{}", &line[..start], self.replacement, &line[end..]);
+        let changed = splice(line, start, self.original.len(), &self.replacement);
         lines[self.line - 1] = &changed;
         Ok(lines.join("\n"))
     }
@@ -166,12 +166,7 @@ pub fn mutations(file: &str, source: &str) -> Vec<Mutation> {
             for edit in operator.edits(&view.masked, index) {
                 let original_line = originals[index];
                 let original = original_line[edit.column..edit.column + edit.len].to_string();
-                let after = format!(
-                    "{}{}{}",
-                    &original_line[..edit.column],
-                    edit.replacement,
-                    &original_line[edit.column + edit.len..]
-                );
+                let after = splice(original_line, edit.column, edit.len, &edit.replacement);
                 found.push(Mutation {
                     file: file.to_string(),
                     line: index + 1,
@@ -186,6 +181,11 @@ pub fn mutations(file: &str, source: &str) -> Vec<Mutation> {
         }
     }
     found
+}
+
+/// `line` with the `len` bytes at `column` replaced by `replacement`.
+fn splice(line: &str, column: usize, len: usize, replacement: &str) -> String {
+    format!("{}{replacement}{}", &line[..column], &line[column + len..])
 }
 
 const COMPARE_SWAPS: &[(&str, &str)] =
