@@ -217,10 +217,7 @@ impl DelayNemesis {
     ) -> Result<Value, NemesisError> {
         let fault = DELAY_FAULTS[0];
         let interface = net.interface(node).map_err(network::at(fault, node))?;
-        let peer = match &decided.peer {
-            Some(peer) => Some(net.address(peer).map_err(network::at(fault, peer))?),
-            None => None,
-        };
+        let peer = network::peer_address(net, fault, decided.peer.as_ref())?;
         let options = netem::netem_options(
             decided.delay_ms,
             decided.jitter_ms,
@@ -335,10 +332,7 @@ fn shaper_chains(
     let fault = DELAY_FAULTS[0];
     let interface = net.interface(node).map_err(network::at(fault, node))?;
     let queue = queue_number(net.run_id(), instance);
-    let peer = match &decided.peer {
-        Some(peer) => Some(net.address(peer).map_err(network::at(fault, peer))?.to_string()),
-        None => None,
-    };
+    let peer = network::peer_address(net, fault, decided.peer.as_ref())?.map(|address| address.to_string());
     let mut specs: Vec<ChainSpec> = Side::of(decided.direction)
         .into_iter()
         .map(|side| ChainSpec {

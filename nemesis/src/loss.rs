@@ -83,10 +83,7 @@ fn chain_for(
 ) -> Result<ChainSpec, NemesisError> {
     let fault = LOSS_FAULTS[0];
     let interface = net.interface(node).map_err(network::at(fault, node))?;
-    let peer = match &plan.peer {
-        Some(peer) => Some(net.address(peer).map_err(network::at(fault, peer))?.to_string()),
-        None => None,
-    };
+    let peer = network::peer_address(net, fault, plan.peer.as_ref())?.map(|address| address.to_string());
     let mut matches = side.matches(&interface, peer.as_deref());
     matches.push_str(&format!(" -m statistic --mode random --probability {}", probability(plan.percent)));
     let rules = vec![Rule { matches, target: "DROP".to_string() }];

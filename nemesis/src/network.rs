@@ -57,6 +57,15 @@ pub(crate) fn at<'a>(fault: &'a str, node: &'a str) -> impl FnOnce(TargetError) 
     move |error| target_error(fault, node, Value::Null, error)
 }
 
+/// The address of a fault's optional `peer`, for a one-link rule.
+pub(crate) fn peer_address(
+    net: &dyn NetworkControl,
+    fault: &str,
+    peer: Option<&String>,
+) -> Result<Option<std::net::Ipv4Addr>, NemesisError> {
+    peer.map(|peer| net.address(peer).map_err(at(fault, peer))).transpose()
+}
+
 /// The JSON record of one installed chain.
 pub(crate) fn chain_record(spec: &ChainSpec) -> Value {
     let rules: Vec<String> = spec.rules.iter().map(|rule| format!("{} -j {}", rule.matches, rule.target)).collect();
