@@ -47,6 +47,23 @@ const fn step(kinds: &'static [&'static str], targets: TargetSelector, start: (f
     Step { kinds, targets: Some(targets), partition: None, direction: None, start, length }
 }
 
+impl Step {
+    /// The step with this partition kind.
+    const fn partition(self, kind: &'static str) -> Step {
+        Step { partition: Some(kind), ..self }
+    }
+
+    /// The step with this loss or delay direction.
+    const fn direction(self, direction: &'static str) -> Step {
+        Step { direction: Some(direction), ..self }
+    }
+
+    /// The step with its fault's own choice of nodes (ZooKeeper faults).
+    const fn own_targets(self) -> Step {
+        Step { targets: None, ..self }
+    }
+}
+
 /// The templates, each a failure meeting another. Shares keep every fault
 /// inside the span; a kill of a sequencer lasts about half of it (8 s of a
 /// 16 s span: past the 6 s ZooKeeper session, so another node takes over).
@@ -56,42 +73,21 @@ pub const TEMPLATES: &[Template] = &[
         steps: &[
             // Inbound: the replicas receive the sequencer's stores late, so
             // they lag behind it (outbound would slow only their replies).
-            Step {
-                kinds: &["delay", "loss"],
-                targets: Some(TargetSelector::NotSequencer),
-                partition: None,
-                direction: Some("in"),
-                start: (0.0, 0.1),
-                length: (0.6, 0.8),
-            },
+            step(&["delay", "loss"], TargetSelector::NotSequencer, (0.0, 0.1), (0.6, 0.8)).direction("in"),
             step(&["kill"], TargetSelector::Sequencer, (0.2, 0.3), (0.45, 0.55)),
         ],
     },
     Template {
         name: "isolated-sequencer-killed",
         steps: &[
-            Step {
-                kinds: &["partition"],
-                targets: Some(TargetSelector::Sequencer),
-                partition: Some("isolate-one"),
-                direction: None,
-                start: (0.0, 0.1),
-                length: (0.5, 0.7),
-            },
+            step(&["partition"], TargetSelector::Sequencer, (0.0, 0.1), (0.5, 0.7)).partition("isolate-one"),
             step(&["kill"], TargetSelector::Sequencer, (0.15, 0.25), (0.45, 0.55)),
         ],
     },
     Template {
         name: "cut-off-owner-killed",
         steps: &[
-            Step {
-                kinds: &["partition"],
-                targets: Some(TargetSelector::Owner),
-                partition: Some("clients"),
-                direction: None,
-                start: (0.0, 0.1),
-                length: (0.4, 0.6),
-            },
+            step(&["partition"], TargetSelector::Owner, (0.0, 0.1), (0.4, 0.6)).partition("clients"),
             step(&["kill"], TargetSelector::Owner, (0.2, 0.3), (0.3, 0.5)),
         ],
     },
@@ -119,14 +115,7 @@ pub const TEMPLATES: &[Template] = &[
     Template {
         name: "sequencer-dies-without-zookeeper",
         steps: &[
-            Step {
-                kinds: &["zk-outage"],
-                targets: None,
-                partition: None,
-                direction: None,
-                start: (0.0, 0.1),
-                length: (0.4, 0.6),
-            },
+            step(&["zk-outage"], TargetSelector::One, (0.0, 0.1), (0.4, 0.6)).own_targets(),
             step(&["kill"], TargetSelector::Sequencer, (0.1, 0.2), (0.45, 0.55)),
         ],
     },
