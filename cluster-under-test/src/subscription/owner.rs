@@ -105,6 +105,37 @@ struct Shard {
     backlog: Arc<AtomicUsize>,
 }
 
+impl Shard {
+    /// Resends, in id order, the records whose ack timeout passed (or that
+    /// were made due), through `send`, which says whether the response was
+    /// queued. After the first refusal nothing later is sent in this pass:
+    /// the consumer's queue may drain between two attempts, and a later
+    /// batch slipping in ahead of an earlier one would reach a consumer that
+    /// never saw either out of id order. The refused batch and everything
+    /// after it stay due, and new batches wait behind them.
+    fn resend_expired(
+        &mut self,
+        shard_id: u64,
+        now_ms: u64,
+        timeout_ms: u64,
+        mut send: impl FnMut(StreamingFetchResponse) -> bool,
+    ) {
+        let mut refused = false;
+        for (batch_id, indexes) in self.window.take_expired(now_ms, timeout_ms) {
+            if refused {
+                self.window.mark_due(batch_id);
+                continue;
+            }
+            let Some(record) = self.sent.get(&batch_id) else { continue };
+            let Some(response) = partial(shard_id, batch_id, record, &indexes) else { continue };
+            if !send(response) {
+                self.window.mark_due(batch_id);
+                refused = true;
+            }
+        }
+    }
+}
+
 struct Consumer {
     name: String,
     sender: ConsumerSender,
@@ -317,15 +348,10 @@ impl Owner {
             return;
         }
         for (&shard_id, shard) in self.shards.iter_mut() {
-            let Some(sender) = self.assignment.get(&shard_id).and_then(|c| self.consumers.get(c)) else { continue };
-            for (batch_id, indexes) in shard.window.take_expired(now_ms, self.ack_timeout_ms) {
-                let Some(record) = shard.sent.get(&batch_id) else { continue };
-                let Some(response) = partial(shard_id, batch_id, record, &indexes) else { continue };
-                if sender.sender.try_send(Ok(response)).is_err() {
-                    // Retried on the next pass; new batches wait behind it.
-                    shard.window.mark_due(batch_id);
-                }
-            }
+            let Some(consumer) = self.assignment.get(&shard_id).and_then(|c| self.consumers.get(c)) else { continue };
+            shard.resend_expired(shard_id, now_ms, self.ack_timeout_ms, |response| {
+                consumer.sender.try_send(Ok(response)).is_ok()
+            });
         }
     }
 
@@ -368,4 +394,53 @@ fn partial(shard_id: u64, batch_id: u64, record: &BatchedRecord, indexes: &[u32]
     let chosen = indexes.iter().filter_map(|&i| records.get(i as usize).cloned()).collect();
     let ids = indexes.iter().map(|&i| RecordId { shard_id, batch_id, batch_index: i }).collect();
     Some(response_of(ids, codec::batch_of(chosen, record)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard_with_sent(batches: &[u64]) -> Shard {
+        let mut shard = Shard {
+            window: AckWindow::new(0),
+            pending: VecDeque::new(),
+            sent: HashMap::new(),
+            backlog: Arc::new(AtomicUsize::new(0)),
+        };
+        for &batch_id in batches {
+            shard.window.delivered(batch_id, 1, 0);
+            shard.sent.insert(batch_id, BatchedRecord { batch_size: 1, ..Default::default() });
+        }
+        shard
+    }
+
+    fn batch_of(response: &StreamingFetchResponse) -> u64 {
+        response.received_records.as_ref().map_or(u64::MAX, |r| r.record_ids[0].batch_id)
+    }
+
+    #[test]
+    fn a_refused_resend_holds_back_every_later_batch_until_the_next_pass() {
+        let mut shard = shard_with_sent(&[1, 2, 3]);
+        shard.window.expire_all();
+        // The queue is full for batch 1 and has room again for batch 2: a
+        // consumer draining its queue between two attempts.
+        let mut queued = Vec::new();
+        let mut attempts = 0;
+        shard.resend_expired(7, 10, 1_000, |response| {
+            attempts += 1;
+            if attempts == 1 {
+                return false;
+            }
+            queued.push(batch_of(&response));
+            true
+        });
+        assert!(queued.is_empty(), "batches {queued:?} overtook refused batch 1");
+        assert!(shard.window.has_due());
+        shard.resend_expired(7, 20, 1_000, |response| {
+            queued.push(batch_of(&response));
+            true
+        });
+        assert_eq!(queued, vec![1, 2, 3]);
+        assert!(!shard.window.has_due());
+    }
 }
