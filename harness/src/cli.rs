@@ -83,6 +83,9 @@ pub enum Command {
     /// Manage clusters of the harness.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Images of the docker runtime, built here (no registry needed).
+    #[command(subcommand)]
+    Images(ImagesCommand),
     /// Inject or heal faults on a cluster started with `chaos cluster up`.
     Nemesis {
         /// The cluster's run id (default: the only one up).
@@ -91,6 +94,18 @@ pub enum Command {
         /// The fault.
         #[command(subcommand)]
         command: NemesisCommand,
+    },
+}
+
+/// `chaos images ...`
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Find or build the base image (debootstrap + docker import) and the
+    /// node image (base + hserver); unchanged inputs are not rebuilt.
+    Build {
+        /// hserver binary to put in the node image (default: next to chaos).
+        #[arg(long)]
+        hserver: Option<PathBuf>,
     },
 }
 
@@ -325,7 +340,8 @@ pub struct RunArgs {
     /// Where run directories go.
     #[arg(long, default_value = "store")]
     pub store: PathBuf,
-    /// local (network namespaces, needs root) or loopback.
+    /// local (network namespaces, needs root), loopback, or docker (a
+    /// container per node on an internal Docker network, needs root).
     #[arg(long)]
     pub runtime: Option<String>,
     /// hserver binary (default: next to chaos).
@@ -513,11 +529,22 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             daemon(args)?;
             Ok(0)
         }
+        Command::Images(ImagesCommand::Build { hserver }) => build_images(hserver.as_deref()),
         Command::Nemesis { run, command } => {
             let request = manual::request_of(command, run.as_deref())?;
             manual::send(run.as_deref(), request)
         }
     }
+}
+
+/// `chaos images build`: prints each image, whether it was rebuilt and how
+/// long that took.
+fn build_images(hserver: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let profile = crate::runtime::Profile::default();
+    let hserver = crate::runtime::cluster::resolve_hserver(hserver, &profile.server.binary)?;
+    crate::runtime::docker::check_engine()?;
+    crate::runtime::images::ensure(Some(&hserver), |built| println!("{built}"))?;
+    Ok(0)
 }
 
 /// The original verdict and the effective scenario of a past run.

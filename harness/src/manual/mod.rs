@@ -90,7 +90,7 @@ pub struct UpArgs {
     /// Deliberate hserver bug (repeatable).
     #[arg(long = "server-bug")]
     pub server_bugs: Vec<String>,
-    /// local (network namespaces) or loopback.
+    /// local (network namespaces), loopback or docker (a container per node).
     #[arg(long, default_value = "local")]
     pub runtime: String,
     /// Where the run directory goes.

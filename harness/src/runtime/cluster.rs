@@ -1,6 +1,7 @@
 //! [`Cluster`]: boot a cluster of real processes in the `local` (network
-//! namespaces) or `loopback` (distinct 127.0.S.x addresses) runtime, act on
-//! its nodes for the nemesis, and tear it all down.
+//! namespaces), `loopback` (distinct 127.0.S.x addresses) or `docker` (one
+//! container per node, `cluster/container.rs`) runtime, act on its nodes for
+//! the nemesis, and tear it all down.
 //!
 //! Boot order: claim a run id and subnet (state file) → node directories →
 //! namespaces, bridge and veths (`local` only; each namespace recorded before
@@ -14,6 +15,7 @@
 //! Must never: leave anything behind after `teardown` (or `Drop`), create a
 //! name without the run id, or signal a process it did not start.
 
+mod container;
 mod network;
 mod plan;
 mod target;
@@ -24,6 +26,7 @@ pub use plan::{resolve_hserver, CONTROL_HOST};
 pub use teardown::TeardownReport;
 
 use super::certs::{RunCertificates, TlsMode};
+use super::images::Images;
 use super::control::client_runtime;
 use super::error::RuntimeError;
 use super::netns;
@@ -57,6 +60,9 @@ pub enum RuntimeKind {
     Local,
     /// Every node on its own 127.0.S.x address in the harness's namespace.
     Loopback,
+    /// One container per node on an internal Docker network; needs root
+    /// and a Docker engine.
+    Docker,
 }
 
 impl RuntimeKind {
@@ -65,7 +71,14 @@ impl RuntimeKind {
         match self {
             RuntimeKind::Local => "local",
             RuntimeKind::Loopback => "loopback",
+            RuntimeKind::Docker => "docker",
         }
+    }
+
+    /// Whether every node has a network namespace of the run that network
+    /// faults can act in (`local` and `docker`).
+    pub fn has_namespaces(self) -> bool {
+        self != RuntimeKind::Loopback
     }
 }
 
@@ -76,6 +89,7 @@ impl std::str::FromStr for RuntimeKind {
         match text {
             "local" => Ok(RuntimeKind::Local),
             "loopback" => Ok(RuntimeKind::Loopback),
+            "docker" => Ok(RuntimeKind::Docker),
             _ => Err(RuntimeError::UnknownRuntime { name: text.to_string() }),
         }
     }
@@ -150,6 +164,8 @@ pub struct Cluster {
     scratch: Mutex<()>,
     /// The run's certificates when it uses TLS.
     certificates: Option<RunCertificates>,
+    /// The images the docker runtime runs (found or built at boot).
+    images: Option<Images>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -168,12 +184,21 @@ impl Cluster {
     /// Boot `spec`. On failure everything created so far is torn down.
     pub fn boot(spec: ClusterSpec) -> Result<Cluster, RuntimeError> {
         plan::check_sizes(&spec)?;
-        if spec.runtime == RuntimeKind::Local && !nix::unistd::geteuid().is_root() {
+        if spec.runtime.has_namespaces() && !nix::unistd::geteuid().is_root() {
             return Err(RuntimeError::NeedsRoot);
         }
         let hserver = match spec.servers {
             0 => None,
             _ => Some(resolve_hserver(spec.hserver_bin.as_deref(), &spec.profile.server.binary)?),
+        };
+        let images = match spec.runtime {
+            RuntimeKind::Docker => Some(container::images_for(hserver.as_deref())?),
+            _ => None,
+        };
+        // In a container the binary is the image's, wherever it was built.
+        let hserver = match &images {
+            Some(_) => hserver.map(|_| PathBuf::from(super::docker::HSERVER_IN_IMAGE)),
+            None => hserver,
         };
         std::fs::create_dir_all(&spec.run_dir).map_err(|error| RuntimeError::io(&spec.run_dir, error))?;
         let state = state::claim_run(&spec.run_dir, spec.runtime.name(), spec.run_id.as_deref())?;
@@ -186,6 +211,7 @@ impl Cluster {
             }
         };
         let mut cluster = Cluster::unstarted(&spec, state, slots);
+        cluster.images = images;
         match cluster.bring_up(&spec) {
             Ok(()) => Ok(cluster),
             Err(error) => {
@@ -219,6 +245,7 @@ impl Cluster {
             torn_down: false,
             scratch: Mutex::new(()),
             certificates: RunCertificates::plan(&spec.run_dir, spec.tls),
+            images: None,
         }
     }
 
@@ -229,6 +256,7 @@ impl Cluster {
         }
         let control_namespace = match self.runtime {
             RuntimeKind::Local => Some(self.create_network()?),
+            RuntimeKind::Docker => Some(self.create_container_network()?),
             RuntimeKind::Loopback => None,
         };
         self.control = Some(client_runtime(control_namespace.as_deref())?);
@@ -269,7 +297,7 @@ impl Cluster {
         }
         netns::assert_bridge_isolated(&run_id)?;
         for suffix in &suffixes[1..] {
-            netns::assert_isolated(&run_id, suffix)?;
+            netns::assert_isolated(&run_id, suffix, &netns::namespace_name(&run_id, suffix))?;
         }
         Ok(netns::namespace_name(&run_id, "ctl"))
     }

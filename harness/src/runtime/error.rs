@@ -13,10 +13,16 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The `local` runtime was asked for without root.
-    #[error("runtime `local` needs root to create network namespaces; run as root or pass --runtime loopback")]
+    #[error("runtimes `local` and `docker` need root to create and enter network namespaces; run as root or pass --runtime loopback")]
     NeedsRoot,
+    /// Something other than the local runtime needs root.
+    #[error("{what} needs root; run as root")]
+    NeedsRootFor {
+        /// What needs it.
+        what: &'static str,
+    },
     /// A runtime name that is neither `local` nor `loopback`.
-    #[error("unknown runtime `{name}`; use `local` or `loopback`")]
+    #[error("unknown runtime `{name}`; use `local`, `loopback` or `docker`")]
     UnknownRuntime {
         /// The name given.
         name: String,

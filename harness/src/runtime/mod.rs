@@ -1,6 +1,7 @@
 //! Runtimes that boot a cluster of real processes: `local` (one network
-//! namespace per node on a private bridge, needs root) and `loopback` (every
-//! node on its own 127.0.S.x address).
+//! namespace per node on a private bridge, needs root), `loopback` (every
+//! node on its own 127.0.S.x address) and `docker` (one container per node
+//! on an internal Docker network, needs root and a Docker engine).
 //!
 //! # Layout
 //!
@@ -8,6 +9,9 @@
 //! - [`certs`]: a run's throwaway CA, node and client certificates (TLS).
 //! - [`cluster`]: [`Cluster::boot`], node actions for the nemesis
 //!   ([`nemesis::ClusterTarget`]), quorum wait, teardown.
+//! - [`docker`]: the Docker engine's network, holder and node containers,
+//!   removal by the run's label; [`images`]: the base and node images,
+//!   built here (debootstrap, `docker import`) and cached by input hash.
 //! - [`netns`]: namespaces, bridge and veths via `ip`; isolation checks.
 //! - [`control`]: the tokio runtime whose threads live in the control
 //!   namespace; workload clients must be spawned onto it.
@@ -32,7 +36,9 @@
 pub mod certs;
 pub mod cluster;
 pub mod control;
+pub mod docker;
 pub mod error;
+pub mod images;
 pub mod netns;
 pub mod process;
 pub mod profile;

@@ -101,9 +101,31 @@ pub fn attach(run_id: &str, suffix: &str, address: &str) -> Result<(), RuntimeEr
     Ok(())
 }
 
+/// Name the network namespace of process `pid` `name` (`ip netns attach`),
+/// so it is reached like a namespace of our own; deleting the name later
+/// leaves the namespace to its process.
+pub fn attach_process(name: &str, pid: u32) -> Result<(), RuntimeError> {
+    ip(&["netns", "attach", name, &pid.to_string()])?;
+    Ok(())
+}
+
+/// Delete every default route (IPv4 and IPv6) of namespace `name`: a
+/// namespace someone else set up (a container's) must not reach past the
+/// run's network either.
+pub fn remove_default_routes(name: &str) -> Result<(), RuntimeError> {
+    for family in ["-4", "-6"] {
+        let routes = ip(&["-n", name, family, "route", "show", "default"])?;
+        for _ in routes.lines().filter(|line| !line.trim().is_empty()) {
+            ip(&["-n", name, family, "route", "del", "default"])?;
+        }
+    }
+    Ok(())
+}
+
 /// Check that namespace `hc<id>-<suffix>` has no default route (IPv4 or IPv6)
-/// and no link other than `lo` and its own veth.
-pub fn assert_isolated(run_id: &str, suffix: &str) -> Result<(), RuntimeError> {
+/// and no link other than `lo` and its own interface on the run's network
+/// (`interface`: its veth, named like the namespace, or a container's `eth0`).
+pub fn assert_isolated(run_id: &str, suffix: &str, interface: &str) -> Result<(), RuntimeError> {
     let namespace = namespace_name(run_id, suffix);
     let not_isolated = |detail: String| RuntimeError::NotIsolated { namespace: namespace.clone(), detail };
     for family in ["-4", "-6"] {
@@ -114,7 +136,7 @@ pub fn assert_isolated(run_id: &str, suffix: &str) -> Result<(), RuntimeError> {
     }
     let routes = ip(&["-n", &namespace, "-4", "route", "show"])?;
     for route in routes.lines() {
-        if !route.contains(&format!("dev {namespace}")) {
+        if !route.contains(&format!("dev {interface} ")) && !route.ends_with(&format!("dev {interface}")) {
             return Err(not_isolated(format!("route `{route}` does not use the run's veth")));
         }
     }
@@ -122,7 +144,7 @@ pub fn assert_isolated(run_id: &str, suffix: &str) -> Result<(), RuntimeError> {
     for link in links.lines() {
         let name = link.split(':').nth(1).unwrap_or("").trim();
         let name = name.split('@').next().unwrap_or("");
-        if name != "lo" && name != namespace {
+        if name != "lo" && name != interface {
             return Err(not_isolated(format!("unexpected link `{name}`")));
         }
     }

@@ -187,12 +187,24 @@ pub fn run_captured(argv: &[&str], stdin: Option<&str>, timeout: Duration) -> Re
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|error| failed(error.to_string()))?;
-    let readers = [child.stdout.take().map(read_all), child.stderr.take().map(read_all)];
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         use std::io::Write;
         // A command that exits without reading its input is not an error here.
         let _ = pipe.write_all(text.as_bytes());
     }
+    wait_output(child, timeout).map_err(|error| match error {
+        RuntimeError::Command { message, .. } => failed(message),
+        other => other,
+    })
+}
+
+/// Wait for a spawned `child` within `timeout`, collecting whatever of its
+/// stdout and stderr are piped; on timeout it is killed (by its pid, still
+/// ours because it was not reaped) and that is the error.
+pub fn wait_output(mut child: Child, timeout: Duration) -> Result<Captured, RuntimeError> {
+    let pid = child.id();
+    let failed = |message: String| RuntimeError::Command { command: format!("pid {pid}"), message };
+    let readers = [child.stdout.take().map(read_all), child.stderr.take().map(read_all)];
     let status = wait_bounded(&mut child, timeout).map_err(|error| failed(error.to_string()))?;
     // A grandchild may still hold a pipe open: wait for the readers, bounded.
     let read_wait = Duration::from_millis(PIPE_READ_WAIT_MS);

@@ -13,6 +13,7 @@
 //! delete a namespace not listed in the file, or touch another run's file
 //! except to read its subnet and harness pid.
 
+use super::docker;
 use super::error::RuntimeError;
 use super::netns;
 use super::process::{self, ProcessId};
@@ -227,6 +228,8 @@ pub struct RunCleanup {
     pub already_gone: Vec<String>,
     /// Namespaces deleted.
     pub namespaces: Vec<String>,
+    /// Containers, networks and volumes removed by the run's label.
+    pub docker: docker::Removed,
 }
 
 /// Bring down run `run` (whether or not its harness is alive), or every run
@@ -248,6 +251,28 @@ pub fn down(run: Option<&str>, all_stale: bool) -> Result<Vec<RunCleanup>, Runti
     let mut cleanups = Vec::with_capacity(states.len());
     for (path, state) in states {
         cleanups.push(clean_run(&path, &state)?);
+    }
+    if all_stale && run.is_none() {
+        cleanups.extend(orphaned_docker_runs()?);
+    }
+    Ok(cleanups)
+}
+
+/// Removes the Docker objects of runs that have no state file at all (a
+/// harness killed before it wrote one, or a state directory wiped by a
+/// reboot). Runs with a state file, stale or not, are left to it. Without a
+/// Docker engine there is nothing to remove.
+fn orphaned_docker_runs() -> Result<Vec<RunCleanup>, RuntimeError> {
+    if docker::check_engine().is_err() {
+        return Ok(Vec::new());
+    }
+    let mut cleanups = Vec::new();
+    for run_id in docker::labeled_runs()?.into_keys() {
+        if !netns::is_run_id(&run_id) || state_path(&run_id).exists() {
+            continue;
+        }
+        let removed = docker::remove_run(&run_id)?;
+        cleanups.push(RunCleanup { run_id, docker: removed, ..RunCleanup::default() });
     }
     Ok(cleanups)
 }
@@ -278,6 +303,9 @@ pub fn clean_run(path: &Path, state: &RunState) -> Result<RunCleanup, RuntimeErr
         if netns::delete_namespace(&state.run_id, namespace)? {
             cleanup.namespaces.push(namespace.clone());
         }
+    }
+    if state.runtime == "docker" {
+        cleanup.docker = docker::remove_run(&state.run_id)?;
     }
     match std::fs::remove_file(path) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(RuntimeError::io(path, error)),

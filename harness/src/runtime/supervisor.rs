@@ -14,6 +14,7 @@
 //! node `expected_exit`; teardown sets `shutting_down`), block on a full crash
 //! queue, or reap a process before marking it dead.
 
+use super::docker;
 use super::process::{self, Launch, ProcessId};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
@@ -93,25 +94,57 @@ pub struct Supervision {
     pub crashes: mpsc::Sender<CrashEvent>,
 }
 
-/// Start a thread that waits for `child` (the current process of `slot`).
-pub fn watch(slot: Arc<NodeSlot>, child: Child, supervision: Supervision) -> std::io::Result<JoinHandle<()>> {
-    let name = format!("watch-{}", slot.name);
-    std::thread::Builder::new().name(name).spawn(move || watch_until_exit(&slot, child, &supervision))
+/// What a watcher waits on for one node process.
+#[derive(Debug)]
+pub enum Waiter {
+    /// The node process itself, our child.
+    Process(Child),
+    /// A `docker wait` child that ends when the node's container stops and
+    /// prints its exit code (the node process is the container's, not ours).
+    Container(Child),
 }
 
-fn watch_until_exit(slot: &NodeSlot, mut child: Child, supervision: &Supervision) {
-    let pid = child.id();
+impl Waiter {
+    fn child(&mut self) -> &mut Child {
+        match self {
+            Waiter::Process(child) | Waiter::Container(child) => child,
+        }
+    }
+
+    /// Reaps the child (it has exited) and says how the node ended.
+    fn reap(&mut self) -> String {
+        match self {
+            Waiter::Process(child) => child.wait().map(describe).unwrap_or_else(|error| format!("unknown ({error})")),
+            Waiter::Container(child) => {
+                let mut code = String::new();
+                if let Some(stdout) = child.stdout.as_mut() {
+                    let _ = std::io::Read::read_to_string(stdout, &mut code);
+                }
+                let _ = child.wait();
+                docker::describe_exit(&code)
+            }
+        }
+    }
+}
+
+/// Start a thread that waits, through `waiter`, for the current process of
+/// `slot` (pid `pid`) to end.
+pub fn watch(slot: Arc<NodeSlot>, waiter: Waiter, pid: u32, supervision: Supervision) -> std::io::Result<JoinHandle<()>> {
+    let name = format!("watch-{}", slot.name);
+    std::thread::Builder::new().name(name).spawn(move || watch_until_exit(&slot, waiter, pid, &supervision))
+}
+
+fn watch_until_exit(slot: &NodeSlot, mut waiter: Waiter, pid: u32, supervision: &Supervision) {
     // If waiting without reaping fails (it should not for our own child),
     // reap first: losing the pid-reuse guard beats holding the lock forever.
-    let mut early_status = (!wait_exited_without_reaping(pid)).then(|| child.wait());
+    let mut early_status = (!wait_exited_without_reaping(waiter.child().id())).then(|| waiter.reap());
     let (expected, status) = {
         let mut state = slot.lock();
         assert!(state.current.map(|id| id.pid) == Some(pid), "watcher of {} outlived its process", slot.name);
         state.alive = false;
         state.paused = false;
         // Reaping now cannot block: the process has exited.
-        let status = early_status.take().unwrap_or_else(|| child.wait());
-        let status = status.map(describe).unwrap_or_else(|error| format!("unknown ({error})"));
+        let status = early_status.take().unwrap_or_else(|| waiter.reap());
         state.last_exit = Some(status.clone());
         (state.expected_exit || supervision.shutting_down.load(Ordering::SeqCst), status)
     };

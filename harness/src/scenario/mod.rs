@@ -284,10 +284,16 @@ impl Scenario {
             .unwrap_or_else(|e| panic!("the built-in default scenario is invalid: {e}"))
     }
 
+    /// Whether the scenario's runtime gives every node a network namespace
+    /// that network faults can act in (`local`, `docker`).
+    pub fn runtime_has_namespaces(&self) -> bool {
+        self.runtime.parse::<crate::runtime::RuntimeKind>().is_ok_and(|kind| kind.has_namespaces())
+    }
+
     /// Leaves out of the mix the fault kinds `runtime` cannot inject
-    /// (network faults outside `local`); returns the names left out.
+    /// (network faults in `loopback`); returns the names left out.
     pub fn drop_unsupported_faults(&mut self) -> Vec<String> {
-        if self.runtime == "local" {
+        if self.runtime_has_namespaces() {
             return Vec::new();
         }
         let mut dropped = Vec::new();
@@ -357,8 +363,8 @@ impl Scenario {
         if ![1, 3, 5].contains(&self.cluster.zk) {
             return Err(format!("cluster.zk {}: a ZooKeeper ensemble has 1, 3 or 5 nodes", self.cluster.zk));
         }
-        if !["local", "loopback"].contains(&self.runtime.as_str()) {
-            return Err(format!("unknown runtime {:?}; the runtimes are: local, loopback", self.runtime));
+        if self.runtime.parse::<crate::runtime::RuntimeKind>().is_err() {
+            return Err(format!("unknown runtime {:?}; the runtimes are: local, loopback, docker", self.runtime));
         }
         if self.workload.replication_factor as usize > self.cluster.nodes || self.workload.replication_factor == 0 {
             return Err(format!(

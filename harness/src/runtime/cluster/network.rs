@@ -1,4 +1,4 @@
-//! The cluster's [`nemesis::NetworkControl`] (local runtime only): commands
+//! The cluster's [`nemesis::NetworkControl`] (`local` and `docker`): commands
 //! and threads inside the run's namespaces, node addresses and interfaces,
 //! and a throwaway namespace for probing kernel features.
 //!
@@ -35,7 +35,7 @@ const CONTROL_SUFFIX: &str = "ctl";
 impl Cluster {
     /// The namespace suffix of `node` (`ctl` for the control namespace).
     fn namespace_suffix(&self, node: &str) -> Result<String, TargetError> {
-        assert!(self.runtime == RuntimeKind::Local, "network control needs the local runtime");
+        assert!(self.runtime.has_namespaces(), "network control needs a runtime with namespaces");
         if node == CONTROL_NODE {
             return Ok(CONTROL_SUFFIX.to_string());
         }
@@ -109,8 +109,12 @@ impl NetworkControl for Cluster {
     }
 
     fn interface(&self, node: &str) -> Result<String, TargetError> {
-        // `netns::attach` names the veth inside a namespace like the namespace.
-        self.namespace(node)
+        match self.runtime {
+            // A container's interface on its network.
+            RuntimeKind::Docker => Ok(crate::runtime::docker::CONTAINER_INTERFACE.to_string()),
+            // `netns::attach` names the veth inside a namespace like the namespace.
+            RuntimeKind::Local | RuntimeKind::Loopback => self.namespace(node),
+        }
     }
 
     fn control_namespace(&self) -> String {

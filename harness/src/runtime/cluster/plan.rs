@@ -44,11 +44,11 @@ pub fn check_sizes(spec: &ClusterSpec) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// The address of host `host` of the run: `198.18.S.host` (local) or
-/// `127.0.S.host` (loopback).
+/// The address of host `host` of the run: `198.18.S.host` (local, docker)
+/// or `127.0.S.host` (loopback).
 pub fn address(runtime: RuntimeKind, subnet: u8, host: u8) -> String {
     match runtime {
-        RuntimeKind::Local => format!("198.18.{subnet}.{host}"),
+        RuntimeKind::Local | RuntimeKind::Docker => format!("198.18.{subnet}.{host}"),
         RuntimeKind::Loopback => format!("127.0.{subnet}.{host}"),
     }
 }
@@ -140,7 +140,7 @@ fn node_placeholders(spec: &ClusterSpec, run_id: &str, node: &str, index: usize)
     placeholders.values.insert("data_dir", node_dir.join("data").display().to_string());
     placeholders.values.insert("config", node_dir.join("zoo.cfg").display().to_string());
     let netns = match spec.runtime {
-        RuntimeKind::Local => netns::namespace_name(run_id, node),
+        RuntimeKind::Local | RuntimeKind::Docker => netns::namespace_name(run_id, node),
         RuntimeKind::Loopback => String::new(),
     };
     placeholders.values.insert("netns", netns);

@@ -51,7 +51,13 @@ impl Cluster {
             let pid = state.current.map(|id| id.pid);
             return Ok(json!({ "node": slot.name, "pid": pid, "note": "already running" }));
         }
-        let (child, id) = process::spawn(&slot.launch)?;
+        let (waiter, id) = match self.runtime {
+            RuntimeKind::Docker => self.start_container(slot, state.current.is_none())?,
+            RuntimeKind::Local | RuntimeKind::Loopback => {
+                let (child, id) = process::spawn(&slot.launch)?;
+                (supervisor::Waiter::Process(child), id)
+            }
+        };
         state.current = Some(id);
         state.alive = true;
         state.paused = false;
@@ -60,7 +66,7 @@ impl Cluster {
         let recorded = self.lock_state().update(|run| {
             run.processes.insert(slot.name.clone(), id);
         });
-        let watcher = supervisor::watch(Arc::clone(slot), child, self.supervision.clone());
+        let watcher = supervisor::watch(Arc::clone(slot), waiter, id.pid, self.supervision.clone());
         drop(state);
         let watcher = watcher.map_err(|error| RuntimeError::Spawn {
             node: slot.name.clone(),
@@ -174,7 +180,7 @@ impl ClusterTarget for Cluster {
     }
 
     fn network(&self) -> Option<&dyn NetworkControl> {
-        let has_namespaces = self.runtime == RuntimeKind::Local && !self.torn_down;
+        let has_namespaces = self.runtime.has_namespaces() && !self.torn_down;
         has_namespaces.then_some(self as &dyn NetworkControl)
     }
 }

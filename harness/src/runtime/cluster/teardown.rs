@@ -1,5 +1,5 @@
 //! Tearing a cluster down: SIGTERM, a bounded grace period, SIGKILL, then
-//! namespaces and the state file.
+//! namespaces, the run's Docker objects (docker runtime) and the state file.
 //!
 //! Why separate: teardown runs on success, on failed boot and on drop, and
 //! must be idempotent and bounded in every case.
@@ -8,7 +8,8 @@
 //! crashes (it sets `shutting_down` first), or delete the state file while
 //! something it lists may still exist (so `down` can finish the job).
 
-use super::Cluster;
+use super::{Cluster, RuntimeKind};
+use crate::runtime::docker;
 use crate::runtime::error::RuntimeError;
 use crate::runtime::netns;
 use crate::runtime::process::{self, ProcessId};
@@ -29,6 +30,8 @@ pub struct TeardownReport {
     pub killed: Vec<String>,
     /// Namespaces deleted.
     pub namespaces: Vec<String>,
+    /// Containers, networks and volumes removed (docker runtime).
+    pub docker: docker::Removed,
 }
 
 impl Cluster {
@@ -45,10 +48,13 @@ impl Cluster {
             // another runtime (dropping a runtime there would panic).
             control.shutdown_background();
         }
-        let mut report = TeardownReport {
-            terminated: self.signal_alive(&[Signal::SIGTERM, Signal::SIGCONT]),
-            ..TeardownReport::default()
+        // A container's first process ignores SIGTERM unless it handles it,
+        // and a docker run's data goes with it: its nodes are killed at once.
+        let first: &[Signal] = match self.runtime {
+            RuntimeKind::Docker => &[Signal::SIGKILL],
+            RuntimeKind::Local | RuntimeKind::Loopback => &[Signal::SIGTERM, Signal::SIGCONT],
         };
+        let mut report = TeardownReport { terminated: self.signal_alive(first), ..TeardownReport::default() };
         if !state::wait_gone(self.live_processes().into_iter(), Duration::from_millis(self.grace_period_ms)) {
             report.killed = self.signal_alive(&[Signal::SIGKILL]);
         }
@@ -61,6 +67,9 @@ impl Cluster {
         }
         self.join_finished_watchers();
         report.namespaces = self.delete_namespaces()?;
+        if self.runtime == RuntimeKind::Docker {
+            report.docker = docker::remove_run(&self.run_id)?;
+        }
         self.lock_state().remove()?;
         self.torn_down = true;
         Ok(report)
