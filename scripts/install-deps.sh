@@ -3,7 +3,8 @@
 # ZooKeeper (Debian package, run by the harness with Java), iproute2 (network
 # namespaces), iptables (network faults), iputils-ping (fault measurements)
 # and python3-venv (the upstream-client compatibility test). With --test it
-# also installs chromium (the headless-browser test of report.html).
+# also installs chromium (the headless-browser test of report.html) and
+# debootstrap (the docker runtime's base image is made with it).
 # Idempotent.
 set -euo pipefail
 
@@ -16,6 +17,7 @@ command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
+  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then

@@ -26,9 +26,9 @@ pub use plan::{resolve_hserver, CONTROL_HOST};
 pub use teardown::TeardownReport;
 
 use super::certs::{RunCertificates, TlsMode};
-use super::images::Images;
 use super::control::client_runtime;
 use super::error::RuntimeError;
+use super::images::Images;
 use super::netns;
 use super::profile::Profile;
 use super::state::{self, StateFile};

@@ -150,10 +150,8 @@ fn ensure_node(base: &str, hserver: &Path) -> Result<Built, RuntimeError> {
     let context = scratch_dir("node")?;
     let binary = context.path().join("hserver");
     std::fs::copy(hserver, &binary).map_err(|error| RuntimeError::io(hserver, error))?;
-    let dockerfile = format!(
-        "FROM {base}\nCOPY hserver {}\nLABEL hstream-chaos.image=node\n",
-        super::docker::HSERVER_IN_IMAGE
-    );
+    let dockerfile =
+        format!("FROM {base}\nCOPY hserver {}\nLABEL hstream-chaos.image=node\n", super::docker::HSERVER_IN_IMAGE);
     let dockerfile_path = context.path().join("Dockerfile");
     std::fs::write(&dockerfile_path, dockerfile).map_err(|error| RuntimeError::io(&dockerfile_path, error))?;
     let context_path = context.path().display().to_string();

@@ -129,7 +129,12 @@ impl Waiter {
 
 /// Start a thread that waits, through `waiter`, for the current process of
 /// `slot` (pid `pid`) to end.
-pub fn watch(slot: Arc<NodeSlot>, waiter: Waiter, pid: u32, supervision: Supervision) -> std::io::Result<JoinHandle<()>> {
+pub fn watch(
+    slot: Arc<NodeSlot>,
+    waiter: Waiter,
+    pid: u32,
+    supervision: Supervision,
+) -> std::io::Result<JoinHandle<()>> {
     let name = format!("watch-{}", slot.name);
     std::thread::Builder::new().name(name).spawn(move || watch_until_exit(&slot, waiter, pid, &supervision))
 }

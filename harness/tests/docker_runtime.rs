@@ -1,0 +1,170 @@
+//! The docker runtime against the real Docker engine: images built here,
+//! every fault kind in containers, and nothing labelled with the run left
+//! behind, whether the harness ends normally or is SIGKILLed. Needs root
+//! and a running Docker engine (CI has both); the first call builds the
+//! base image with debootstrap (a few minutes), later calls find it.
+//!
+//! Method: run the `chaos` binary as a user would, then ask the engine and
+//! `ip netns` for anything carrying the run id.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn chaos() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
+}
+
+fn hserver() -> PathBuf {
+    let path = chaos().with_file_name("hserver");
+    assert!(path.is_file(), "{} missing: build it with `cargo build -p hserver`", path.display());
+    path
+}
+
+fn run_id_of(run_dir: &Path) -> String {
+    let name = run_dir.file_name().expect("run dir name").to_string_lossy().to_string();
+    name.rsplit('-').next().expect("run id").to_string()
+}
+
+/// Every container, network and volume labelled with `run_id`, and every
+/// namespace named after it.
+fn leftovers(run_id: &str) -> Vec<String> {
+    let label = format!("label=hstream-chaos.run={run_id}");
+    let mut found = Vec::new();
+    for kind in [&["container", "ls", "-a", "-q"][..], &["network", "ls", "-q"], &["volume", "ls", "-q"]] {
+        let output = Command::new("docker").args(kind).args(["--filter", &label]).output().expect("docker");
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        found.extend(text.lines().map(|line| format!("{} {line}", kind[0])));
+    }
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().expect("ip");
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout).to_string();
+    found.extend(namespaces.lines().filter(|line| line.contains(&format!("hc{run_id}"))).map(str::to_string));
+    found
+}
+
+fn build_images() -> String {
+    let output = Command::new(chaos()).args(["images", "build", "--hserver"]).arg(hserver()).output().expect("chaos");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "chaos images build failed:\n{text}");
+    text
+}
+
+const EVERY_FAULT: &str = r#"
+time_limit: 60s
+drain_timeout: 20s
+settle: 5s
+runtime: docker
+cluster: {nodes: 3, zk: 3}
+workload: {rate: 1000}
+faults:
+  timeline:
+    - {at: 2s, fault: kill, nodes: [n1], for: 4s}
+    - {at: 8s, fault: pause, nodes: [n2], for: 4s}
+    - {at: 14s, fault: partition, kind: one-way, nodes: [n3, n1, n2], for: 4s}
+    - {at: 20s, fault: partition, kind: clients, nodes: [n1], for: 4s}
+    - {at: 26s, fault: loss, percent: 30, nodes: [n2], for: 4s}
+    - {at: 32s, fault: delay, ms: 40, jitter_ms: 5, nodes: [n3], for: 4s}
+    - {at: 38s, fault: zk-outage, scope: majority, for: 4s}
+    - {at: 44s, fault: zk-pause, scope: one, for: 4s}
+    - {at: 50s, fault: zk-isolate, nodes: [n1], for: 4s}
+"#;
+
+/// Goal: images are built once and then found by their input hash; a run
+/// with every fault kind against containers is valid on the correct
+/// server, every fault applied and healed without error, every node's log
+/// is in the run directory, and nothing labelled with the run is left.
+#[test]
+fn every_fault_kind_runs_in_containers_and_nothing_is_left() {
+    build_images();
+    let started = Instant::now();
+    let again = build_images();
+    println!("second `chaos images build` took {:.2} s", started.elapsed().as_secs_f64());
+    assert_eq!(again.matches("up to date").count(), 2, "unchanged inputs were rebuilt:\n{again}");
+
+    let store = tempfile::tempdir().expect("tempdir");
+    let scenario = store.path().join("every-fault.yaml");
+    std::fs::write(&scenario, EVERY_FAULT).expect("write scenario");
+    let output = Command::new(chaos())
+        .args(["run", "--seed", "3", "--hserver"])
+        .arg(hserver())
+        .arg("--store")
+        .arg(store.path())
+        .arg("--scenario")
+        .arg(&scenario)
+        .output()
+        .expect("chaos run");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "the correct server is valid in containers:\n{text}");
+    let run_dir = std::fs::canonicalize(store.path().join("latest")).expect("latest");
+
+    let history = std::fs::read_to_string(run_dir.join("history.jsonl")).expect("history");
+    let nemesis: Vec<serde_json::Value> = history
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|op| op["process"] == "nemesis" && op["type"] != "invoke")
+        .collect();
+    for fault in ["kill", "pause", "partition", "loss", "delay", "zk-outage", "zk-pause", "zk-isolate"] {
+        let started = nemesis.iter().filter(|op| op["f"] == fault).collect::<Vec<_>>();
+        assert!(!started.is_empty(), "{fault} never started:\n{nemesis:#?}");
+        for op in started {
+            assert!(op["error"].is_null(), "{fault} failed: {op}");
+        }
+    }
+    let failed_heals: Vec<&serde_json::Value> =
+        nemesis.iter().filter(|op| op["f"] == "heal" && !op["error"].is_null()).collect();
+    assert!(failed_heals.is_empty(), "heals failed: {failed_heals:#?}");
+    let delay = nemesis.iter().find(|op| op["f"] == "heal" && op["value"]["fault"] == "delay").expect("delay heal");
+    let accepted = delay["value"]["healed"][0]["shaper"]["accepted"].as_u64().unwrap_or(0);
+    let backend = nemesis.iter().find(|op| op["f"] == "delay").map(|op| op["value"]["backend"].clone());
+    assert!(backend != Some("nfqueue".into()) || accepted > 0, "the shaper in the container saw no packet");
+
+    for node in ["n1", "n2", "n3", "zk1", "zk2", "zk3"] {
+        let log = run_dir.join("nodes").join(node).join(format!("{node}.log"));
+        let size = std::fs::metadata(&log).map(|meta| meta.len()).unwrap_or(0);
+        assert!(size > 0, "{} is empty or missing", log.display());
+    }
+    let left = leftovers(&run_id_of(&run_dir));
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Goal: after the harness is SIGKILLed mid-run, `chaos cluster down
+/// --all-stale` removes every container, network, volume and namespace of
+/// that run.
+#[test]
+fn a_killed_harness_is_cleaned_up_by_label() {
+    build_images();
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut harness = Command::new(chaos())
+        .args(["run", "--runtime", "docker", "--nodes", "3", "--zk", "1", "--time-limit", "120", "--seed", "5"])
+        .arg("--hserver")
+        .arg(hserver())
+        .arg("--store")
+        .arg(store.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chaos run");
+    // Wait (bounded) until the workload is running: the history has ops.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run_dir = loop {
+        let latest = std::fs::canonicalize(store.path().join("latest")).ok();
+        let busy = latest.as_ref().and_then(|dir| std::fs::read_to_string(dir.join("history.jsonl")).ok());
+        if busy.is_some_and(|history| history.lines().count() > 100) {
+            break latest.expect("latest");
+        }
+        assert!(Instant::now() < deadline, "the docker run never got going");
+        assert!(harness.try_wait().expect("try_wait").is_none(), "chaos run ended early");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let run_id = run_id_of(&run_dir);
+    harness.kill().expect("SIGKILL the harness");
+    harness.wait().expect("reap");
+    assert!(!leftovers(&run_id).is_empty(), "a SIGKILLed harness left nothing to clean up?");
+
+    let output = Command::new(chaos()).args(["cluster", "down", "--all-stale"]).output().expect("down");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "down failed:\n{text}");
+    assert!(text.contains(&run_id), "down did not name run {run_id}:\n{text}");
+    let left = leftovers(&run_id);
+    assert!(left.is_empty(), "left behind after down --all-stale: {left:?}");
+}
