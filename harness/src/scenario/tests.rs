@@ -122,7 +122,7 @@ fn timed_faults_must_end_within_the_time_limit_and_network_faults_need_namespace
 fn sizes_and_names_are_checked() {
     assert!(error_of("cluster: {zk: 2}\n").contains("1, 3 or 5"));
     assert!(error_of("cluster: {server_bugs: [ack-early]}\n").contains("ack-before-replicate"));
-    assert!(error_of("runtime: docker\n").contains("local, loopback"));
+    assert!(error_of("runtime: podman\n").contains("local, loopback, docker"));
 }
 
 /// Goal: `tls:` takes off, tls or mtls, defaults to off, is recorded in the
