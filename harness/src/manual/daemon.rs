@@ -106,7 +106,20 @@ impl Daemon {
             "control_namespace": self.cluster.namespaces().into_iter().find(|n| n.ends_with("-ctl")),
             "nodes": nodes,
             "tls": self.tls_status(),
+            "docker": self.docker_status(),
         })
+    }
+
+    /// The run's containers, networks and volumes (docker runtime), or why
+    /// they could not be listed.
+    fn docker_status(&self) -> Value {
+        if self.cluster.runtime() != crate::runtime::RuntimeKind::Docker {
+            return Value::Null;
+        }
+        match crate::runtime::docker::run_objects(self.cluster.run_id()) {
+            Ok(objects) => json!(objects),
+            Err(error) => json!({ "error": error.to_string() }),
+        }
     }
 
     /// The TLS mode and the files a client needs.

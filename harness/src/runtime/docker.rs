@@ -208,19 +208,19 @@ pub fn describe_exit(code: &str) -> String {
     }
 }
 
-/// What removing a run's objects found.
+/// A run's containers, networks and volumes (those carrying its label).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Removed {
-    /// Containers removed.
+pub struct Objects {
+    /// Container names.
     pub containers: Vec<String>,
-    /// Networks removed.
+    /// Network names.
     pub networks: Vec<String>,
-    /// Volumes removed.
+    /// Volume names.
     pub volumes: Vec<String>,
 }
 
-impl Removed {
-    /// Whether nothing was found.
+impl Objects {
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
     }
@@ -236,27 +236,34 @@ fn labeled(kind: &str, filter: &str) -> Result<Vec<String>, RuntimeError> {
     Ok(output.lines().map(str::trim).filter(|line| !line.is_empty()).map(str::to_string).collect())
 }
 
-/// Remove every container, network and volume labelled with `run_id`
-/// (containers first: a network or volume in use cannot go).
-pub fn remove_run(run_id: &str) -> Result<Removed, RuntimeError> {
+/// Every container, network and volume labelled with `run_id`.
+pub fn run_objects(run_id: &str) -> Result<Objects, RuntimeError> {
     let filter = format!("label={}", run_label(run_id));
-    let mut removed = Removed { containers: labeled("container", &filter)?, ..Removed::default() };
-    if !removed.containers.is_empty() {
+    Ok(Objects {
+        containers: labeled("container", &filter)?,
+        networks: labeled("network", &filter)?,
+        volumes: labeled("volume", &filter)?,
+    })
+}
+
+/// Remove every container, network and volume labelled with `run_id`
+/// (containers first: a network or volume in use cannot go); returns them.
+pub fn remove_run(run_id: &str) -> Result<Objects, RuntimeError> {
+    let objects = run_objects(run_id)?;
+    if !objects.containers.is_empty() {
         let mut args = vec!["rm", "-f", "-v"];
-        args.extend(removed.containers.iter().map(String::as_str));
+        args.extend(objects.containers.iter().map(String::as_str));
         docker(&args)?;
     }
-    removed.networks = labeled("network", &filter)?;
-    for network in &removed.networks {
+    for network in &objects.networks {
         docker(&["network", "rm", network])?;
     }
-    removed.volumes = labeled("volume", &filter)?;
-    if !removed.volumes.is_empty() {
+    if !objects.volumes.is_empty() {
         let mut args = vec!["volume", "rm", "-f"];
-        args.extend(removed.volumes.iter().map(String::as_str));
+        args.extend(objects.volumes.iter().map(String::as_str));
         docker(&args)?;
     }
-    Ok(removed)
+    Ok(objects)
 }
 
 /// Run ids that label at least one container, network or volume, each with

@@ -229,7 +229,7 @@ pub struct RunCleanup {
     /// Namespaces deleted.
     pub namespaces: Vec<String>,
     /// Containers, networks and volumes removed by the run's label.
-    pub docker: docker::Removed,
+    pub docker: docker::Objects,
 }
 
 /// Bring down run `run` (whether or not its harness is alive), or every run

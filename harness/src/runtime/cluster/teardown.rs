@@ -31,7 +31,7 @@ pub struct TeardownReport {
     /// Namespaces deleted.
     pub namespaces: Vec<String>,
     /// Containers, networks and volumes removed (docker runtime).
-    pub docker: docker::Removed,
+    pub docker: docker::Objects,
 }
 
 impl Cluster {
