@@ -201,6 +201,10 @@ pub struct NightlyArgs {
     /// hserver binary (default: next to chaos).
     #[arg(long)]
     pub hserver: Option<PathBuf>,
+    /// Runtime of every run (local, loopback, docker), overriding each
+    /// scenario's `runtime:`.
+    #[arg(long)]
+    pub runtime: Option<String>,
 }
 
 /// `chaos selftest` arguments.
@@ -224,6 +228,10 @@ pub struct SelftestArgs {
     /// hserver binary (default: next to chaos).
     #[arg(long)]
     pub hserver: Option<PathBuf>,
+    /// Runtime of every run (local, loopback, docker), overriding each
+    /// scenario's `runtime:`.
+    #[arg(long)]
+    pub runtime: Option<String>,
 }
 
 /// `chaos mutants` arguments.
@@ -455,7 +463,7 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             out: args.out.clone(),
             keep_passing: args.keep_passing,
             master_seed: args.master_seed,
-            hserver: args.hserver.clone(),
+            child: crate::batch::ChildOptions { hserver: args.hserver.clone(), runtime: args.runtime.clone() },
         }),
         Command::Selftest(args) => crate::selftest::run(&crate::selftest::SelftestOptions {
             plan: args.plan.clone(),
@@ -463,7 +471,7 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             time_limit_s: args.time_limit,
             only: args.bugs.clone(),
             out: args.out.clone(),
-            hserver: args.hserver.clone(),
+            child: crate::batch::ChildOptions { hserver: args.hserver.clone(), runtime: args.runtime.clone() },
         }),
         Command::Mutants(args) => {
             let seed = args.seed.unwrap_or_else(|| u64::from(rand::random::<u32>()));
@@ -563,6 +571,7 @@ fn down(run: Option<String>, all_stale: bool) -> anyhow::Result<u8> {
         if let Ok(run_dir) = manual::daemon::find_cluster(run.as_deref()) {
             let reply = manual::protocol::call(&run_dir, &manual::protocol::Request::Down)?;
             println!("{}", reply.value);
+            wait_torn_down(&run_dir)?;
             return Ok(0);
         }
         if run.is_none() {
@@ -577,6 +586,33 @@ fn down(run: Option<String>, all_stale: bool) -> anyhow::Result<u8> {
         println!("nothing to clean up");
     }
     Ok(0)
+}
+
+/// How long `chaos cluster down` waits for the daemon to finish tearing
+/// the cluster down (grace period, kills, namespaces, Docker objects).
+const DOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits until the run's state file is gone (teardown removes it last), so
+/// `down` returns only when nothing of the cluster is left.
+fn wait_torn_down(run_dir: &std::path::Path) -> anyhow::Result<()> {
+    let name = run_dir.file_name().map(|name| name.to_string_lossy().to_string()).unwrap_or_default();
+    let run_id = name.rsplit('-').next().unwrap_or_default().to_string();
+    if !crate::runtime::netns::is_run_id(&run_id) {
+        anyhow::bail!("{}: not a run directory (no run id in its name)", run_dir.display());
+    }
+    let state = crate::runtime::state::state_path(&run_id);
+    let started = std::time::Instant::now();
+    while state.exists() {
+        if started.elapsed() > DOWN_WAIT {
+            anyhow::bail!(
+                "run {run_id} is still tearing down after {} s; if its daemon died, run `chaos cluster down --run {run_id}`",
+                DOWN_WAIT.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    println!("run {run_id} is down ({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 fn daemon(args: DaemonArgs) -> anyhow::Result<()> {

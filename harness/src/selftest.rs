@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{self, BatchOptions, Outcome, RunJob, RunRecord};
+use crate::batch::{self, BatchOptions, ChildOptions, Outcome, RunJob, RunRecord};
 
 /// The mapping file.
 #[derive(Debug, Deserialize)]
@@ -44,8 +44,8 @@ pub struct SelftestOptions {
     pub only: Vec<String>,
     /// Output directory.
     pub out: PathBuf,
-    /// hserver binary.
-    pub hserver: Option<PathBuf>,
+    /// hserver binary and runtime of the runs.
+    pub child: ChildOptions,
 }
 
 /// One row of the matrix.
@@ -76,7 +76,7 @@ pub fn run(options: &SelftestOptions) -> anyhow::Result<u8> {
         runs_dir: out.join("runs"),
         jobs: 1,
         budget: Duration::from_secs(24 * 3600),
-        hserver: options.hserver.clone(),
+        child: options.child.clone(),
     };
     let total = jobs.len();
     let mut done = 0;

@@ -168,3 +168,78 @@ fn a_killed_harness_is_cleaned_up_by_label() {
     let left = leftovers(&run_id);
     assert!(left.is_empty(), "left behind after down --all-stale: {left:?}");
 }
+
+/// Goal: a cluster left up in containers shows its containers in `chaos
+/// cluster status`, and `chaos cluster down` returns only once every
+/// container, network, volume and namespace of it is gone.
+#[test]
+fn cluster_up_status_down_in_containers() {
+    build_images();
+    let store = tempfile::tempdir().expect("tempdir");
+    let up = Command::new(chaos())
+        .args(["cluster", "up", "--runtime", "docker", "--nodes", "2", "--zk", "1", "--hserver"])
+        .arg(hserver())
+        .arg("--store")
+        .arg(store.path())
+        .output()
+        .expect("up");
+    let text = format!("{}{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
+    assert!(up.status.success(), "cluster up failed:\n{text}");
+    let run_dir = std::fs::canonicalize(store.path().join("latest")).expect("latest");
+    let run_id = run_id_of(&run_dir);
+    let status = Command::new(chaos()).args(["cluster", "status", "--run", &run_id]).output().expect("status");
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(status.contains(&format!("hc{run_id}-n2")), "status does not list the containers:\n{status}");
+    let down = Command::new(chaos()).args(["cluster", "down", "--run", &run_id]).output().expect("down");
+    let text = format!("{}{}", String::from_utf8_lossy(&down.stdout), String::from_utf8_lossy(&down.stderr));
+    assert!(down.status.success(), "cluster down failed:\n{text}");
+    let left = leftovers(&run_id);
+    assert!(left.is_empty(), "`down` returned with the cluster still there: {left:?}\n{text}");
+}
+
+/// Goal: `chaos nightly --runtime docker` runs the plan's runs in
+/// containers (the effective scenario says so), still catches a
+/// deliberately broken server, and leaves nothing of the run behind. (The
+/// correct server's validity in containers is the first test's.)
+#[test]
+fn a_nightly_runs_in_containers_with_runtime_docker() {
+    build_images();
+    let out = tempfile::tempdir().expect("tempdir");
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.yaml");
+    let plan = out.path().join("plan.yaml");
+    let runs = format!("runs:\n  - {{scenario: {0}, seeds: [3], server_bugs: [reorder-delivery]}}\n", tiny.display());
+    std::fs::write(&plan, runs).expect("plan");
+    let output = Command::new(chaos())
+        .args(["nightly", "--runtime", "docker", "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(out.path().join("night"))
+        .arg("--hserver")
+        .arg(hserver())
+        .output()
+        .expect("nightly");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "the bug is caught:\n{text}");
+    let mut run_dirs = Vec::new();
+    let mut stack = vec![out.path().join("night").join("runs")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("runs").flatten() {
+            let path = entry.path();
+            if path.is_symlink() {
+                continue; // `latest`
+            }
+            if path.join("scenario.yaml").is_file() {
+                run_dirs.push(path);
+            } else if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    assert_eq!(run_dirs.len(), 1, "{run_dirs:?}\n{text}");
+    for run_dir in run_dirs {
+        let scenario = std::fs::read_to_string(run_dir.join("scenario.yaml")).expect("scenario");
+        assert!(scenario.contains("runtime: docker"), "{} did not run in docker", run_dir.display());
+        let left = leftovers(&run_id_of(&run_dir));
+        assert!(left.is_empty(), "left behind by {}: {left:?}", run_dir.display());
+    }
+}

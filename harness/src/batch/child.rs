@@ -4,6 +4,7 @@
 //! namespaces, log file, signal handling) and lets `--jobs` run several.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -74,10 +75,24 @@ pub struct Running {
     started: Instant,
 }
 
+/// What every child run of a batch shares, beyond its job.
+#[derive(Clone, Debug, Default)]
+pub struct ChildOptions {
+    /// hserver binary (default: next to chaos).
+    pub hserver: Option<PathBuf>,
+    /// Overrides each scenario's runtime (`--runtime docker` for a whole
+    /// nightly in containers).
+    pub runtime: Option<String>,
+}
+
 /// Starts `chaos run` for `job`, its store under `store`.
-pub fn start(job: RunJob, store: &Path, hserver: Option<&Path>) -> std::io::Result<Running> {
+pub fn start(job: RunJob, store: &Path, options: &ChildOptions) -> std::io::Result<Running> {
     std::fs::create_dir_all(store)?;
-    let mut command = Command::new(std::env::current_exe()?);
+    // The binary this process runs, as the kernel holds it: a rebuild that
+    // replaces the file during a long batch (a nightly, `chaos mutants`)
+    // must not make every later run fail to start.
+    let mut command = Command::new("/proc/self/exe");
+    command.arg0("chaos");
     command.arg("run").arg("--scenario").arg(&job.scenario).arg("--seed").arg(job.seed.to_string());
     command.arg("--store").arg(store);
     for bug in &job.server_bugs {
@@ -86,8 +101,11 @@ pub fn start(job: RunJob, store: &Path, hserver: Option<&Path>) -> std::io::Resu
     if let Some(limit) = job.time_limit_s {
         command.args(["--time-limit", &limit.to_string()]);
     }
-    if let Some(path) = hserver {
+    if let Some(path) = &options.hserver {
         command.arg("--hserver").arg(path);
+    }
+    if let Some(runtime) = &options.runtime {
+        command.args(["--runtime", runtime]);
     }
     let log = std::fs::File::create(store.join("chaos.out"))?;
     let child = command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn()?;

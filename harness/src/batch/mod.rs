@@ -9,7 +9,7 @@ pub mod interrupt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use child::{Outcome, RunJob, RunRecord};
+pub use child::{ChildOptions, Outcome, RunJob, RunRecord};
 
 /// How to run a batch.
 pub struct BatchOptions {
@@ -19,8 +19,8 @@ pub struct BatchOptions {
     pub jobs: usize,
     /// No run starts after this much time.
     pub budget: Duration,
-    /// hserver binary for the children.
-    pub hserver: Option<PathBuf>,
+    /// What every child run shares (hserver binary, runtime).
+    pub child: ChildOptions,
 }
 
 /// Runs `jobs` and returns one record per job, in job order. `progress` is
@@ -36,7 +36,7 @@ pub fn run_all(jobs: Vec<RunJob>, options: &BatchOptions, mut progress: impl FnM
         while running.len() < options.jobs.max(1) && !stop {
             let Some((index, job)) = queue.next() else { break };
             let store = store_of(&options.runs_dir, index, &job);
-            match child::start(job.clone(), &store, options.hserver.as_deref()) {
+            match child::start(job.clone(), &store, &options.child) {
                 Ok(handle) => running.push((index, handle)),
                 Err(e) => {
                     finish(&mut records, index, child::skipped(job, &format!("cannot start: {e}")), &mut progress)

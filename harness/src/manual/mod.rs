@@ -153,6 +153,21 @@ pub fn print_status(status: &Value) {
             node["log"].as_str().unwrap_or("?")
         );
     }
+    let docker = &status["docker"];
+    if !docker.is_null() {
+        let names = |key: &str| {
+            let names = docker[key].as_array().into_iter().flatten().filter_map(Value::as_str);
+            names.collect::<Vec<_>>().join(" ")
+        };
+        match docker["error"].as_str() {
+            Some(error) => println!("docker: cannot list the run's objects: {error}"),
+            None => {
+                println!("docker containers: {}", names("containers"));
+                println!("docker networks:   {}", names("networks"));
+                println!("docker volumes:    {}", names("volumes"));
+            }
+        }
+    }
 }
 
 /// Prints the TLS mode and, with TLS, the files a client needs.

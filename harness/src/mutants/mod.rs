@@ -482,7 +482,8 @@ impl Evaluator<'_> {
             time_limit_s: scenario.time_limit_s,
         };
         let store = runs_dir.join(&stem);
-        let record = batch::child::start(job, &store, Some(binary))?.wait()?;
+        let child = batch::ChildOptions { hserver: Some(binary.to_path_buf()), runtime: None };
+        let record = batch::child::start(job, &store, &child)?.wait()?;
         let error = (record.outcome == Outcome::Error).then(|| record.output_tail.clone());
         Ok(ScenarioRun {
             scenario: stem,

@@ -10,7 +10,7 @@ pub mod summary;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::batch::{self, BatchOptions, Outcome, RunRecord};
+use crate::batch::{self, BatchOptions, ChildOptions, Outcome, RunRecord};
 use summary::Summary;
 
 /// Options of `chaos nightly`.
@@ -27,8 +27,8 @@ pub struct NightlyOptions {
     pub keep_passing: usize,
     /// Overrides the plan's master seed.
     pub master_seed: Option<u64>,
-    /// hserver binary for the runs.
-    pub hserver: Option<PathBuf>,
+    /// hserver binary and runtime of the runs.
+    pub child: ChildOptions,
 }
 
 /// Default budget when neither the plan nor the command line gives one.
@@ -53,7 +53,7 @@ pub fn run(options: &NightlyOptions) -> anyhow::Result<u8> {
     let started = crate::rundir::utc_stamp(std::time::SystemTime::now());
     let total = jobs.len();
     let batch_options =
-        BatchOptions { runs_dir: runs_dir.clone(), jobs: options.jobs, budget, hserver: options.hserver.clone() };
+        BatchOptions { runs_dir: runs_dir.clone(), jobs: options.jobs, budget, child: options.child.clone() };
     let mut done = 0;
     let records = batch::run_all(jobs, &batch_options, |record| {
         done += 1;
