@@ -7,6 +7,7 @@
 //! Method: run the `chaos` binary as a user would, then ask the engine and
 //! `ip netns` for anything carrying the run id.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,10 +43,17 @@ fn leftovers(run_id: &str) -> Vec<String> {
     found
 }
 
-fn build_images() -> String {
-    let output = Command::new(chaos()).args(["images", "build", "--hserver"]).arg(hserver()).output().expect("chaos");
+/// Runs `chaos` with `args`; its exit code and its stdout and stderr together.
+fn chaos_with<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> (Option<i32>, String) {
+    let output = Command::new(chaos()).args(args).output().expect("chaos runs");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "chaos images build failed:\n{text}");
+    (output.status.code(), text)
+}
+
+fn build_images() -> String {
+    let (code, text) =
+        chaos_with([OsStr::new("images"), OsStr::new("build"), OsStr::new("--hserver"), hserver().as_os_str()]);
+    assert_eq!(code, Some(0), "chaos images build failed:\n{text}");
     text
 }
 
@@ -84,17 +92,19 @@ fn every_fault_kind_runs_in_containers_and_nothing_is_left() {
     let store = tempfile::tempdir().expect("tempdir");
     let scenario = store.path().join("every-fault.yaml");
     std::fs::write(&scenario, EVERY_FAULT).expect("write scenario");
-    let output = Command::new(chaos())
-        .args(["run", "--seed", "3", "--hserver"])
-        .arg(hserver())
-        .arg("--store")
-        .arg(store.path())
-        .arg("--scenario")
-        .arg(&scenario)
-        .output()
-        .expect("chaos run");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert_eq!(output.status.code(), Some(0), "the correct server is valid in containers:\n{text}");
+    let hserver = hserver();
+    let (code, text) = chaos_with([
+        OsStr::new("run"),
+        OsStr::new("--seed"),
+        OsStr::new("3"),
+        OsStr::new("--hserver"),
+        hserver.as_os_str(),
+        OsStr::new("--store"),
+        store.path().as_os_str(),
+        OsStr::new("--scenario"),
+        scenario.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "the correct server is valid in containers:\n{text}");
     let run_dir = std::fs::canonicalize(store.path().join("latest")).expect("latest");
 
     let history = std::fs::read_to_string(run_dir.join("history.jsonl")).expect("history");
@@ -161,9 +171,8 @@ fn a_killed_harness_is_cleaned_up_by_label() {
     harness.wait().expect("reap");
     assert!(!leftovers(&run_id).is_empty(), "a SIGKILLed harness left nothing to clean up?");
 
-    let output = Command::new(chaos()).args(["cluster", "down", "--all-stale"]).output().expect("down");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "down failed:\n{text}");
+    let (code, text) = chaos_with(["cluster", "down", "--all-stale"]);
+    assert_eq!(code, Some(0), "down failed:\n{text}");
     assert!(text.contains(&run_id), "down did not name run {run_id}:\n{text}");
     let left = leftovers(&run_id);
     assert!(left.is_empty(), "left behind after down --all-stale: {left:?}");
@@ -176,23 +185,21 @@ fn a_killed_harness_is_cleaned_up_by_label() {
 fn cluster_up_status_down_in_containers() {
     build_images();
     let store = tempfile::tempdir().expect("tempdir");
-    let up = Command::new(chaos())
-        .args(["cluster", "up", "--runtime", "docker", "--nodes", "2", "--zk", "1", "--hserver"])
-        .arg(hserver())
-        .arg("--store")
-        .arg(store.path())
-        .output()
-        .expect("up");
-    let text = format!("{}{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
-    assert!(up.status.success(), "cluster up failed:\n{text}");
+    let hserver = hserver();
+    let up = ["cluster", "up", "--runtime", "docker", "--nodes", "2", "--zk", "1"].map(OsStr::new);
+    let (code, text) = chaos_with(up.into_iter().chain([
+        OsStr::new("--hserver"),
+        hserver.as_os_str(),
+        OsStr::new("--store"),
+        store.path().as_os_str(),
+    ]));
+    assert_eq!(code, Some(0), "cluster up failed:\n{text}");
     let run_dir = std::fs::canonicalize(store.path().join("latest")).expect("latest");
     let run_id = run_id_of(&run_dir);
-    let status = Command::new(chaos()).args(["cluster", "status", "--run", &run_id]).output().expect("status");
-    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    let (_, status) = chaos_with(["cluster", "status", "--run", &run_id]);
     assert!(status.contains(&format!("hc{run_id}-n2")), "status does not list the containers:\n{status}");
-    let down = Command::new(chaos()).args(["cluster", "down", "--run", &run_id]).output().expect("down");
-    let text = format!("{}{}", String::from_utf8_lossy(&down.stdout), String::from_utf8_lossy(&down.stderr));
-    assert!(down.status.success(), "cluster down failed:\n{text}");
+    let (code, text) = chaos_with(["cluster", "down", "--run", &run_id]);
+    assert_eq!(code, Some(0), "cluster down failed:\n{text}");
     let left = leftovers(&run_id);
     assert!(left.is_empty(), "`down` returned with the cluster still there: {left:?}\n{text}");
 }
@@ -209,19 +216,18 @@ fn a_nightly_runs_in_containers_with_runtime_docker() {
     let plan = out.path().join("plan.yaml");
     let runs = format!("runs:\n  - {{scenario: {0}, seeds: [3], server_bugs: [reorder-delivery]}}\n", tiny.display());
     std::fs::write(&plan, runs).expect("plan");
-    let output = Command::new(chaos())
-        .args(["nightly", "--runtime", "docker", "--plan"])
-        .arg(&plan)
-        .arg("--out")
-        .arg(out.path().join("night"))
-        .arg("--hserver")
-        .arg(hserver())
-        .output()
-        .expect("nightly");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert_eq!(output.status.code(), Some(1), "the bug is caught:\n{text}");
+    let (night, hserver) = (out.path().join("night"), hserver());
+    let nightly = ["nightly", "--runtime", "docker", "--plan"].map(OsStr::new);
+    let (code, text) = chaos_with(nightly.into_iter().chain([
+        plan.as_os_str(),
+        OsStr::new("--out"),
+        night.as_os_str(),
+        OsStr::new("--hserver"),
+        hserver.as_os_str(),
+    ]));
+    assert_eq!(code, Some(1), "the bug is caught:\n{text}");
     let mut run_dirs = Vec::new();
-    let mut stack = vec![out.path().join("night").join("runs")];
+    let mut stack = vec![night.join("runs")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("runs").flatten() {
             let path = entry.path();
