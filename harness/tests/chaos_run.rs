@@ -6,19 +6,11 @@
 //! the `chaos` binary as a user would, read its exit code and results.json,
 //! then look for the run's namespaces and processes.
 
+mod common;
+
+use common::{chaos, hserver};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn chaos() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
-}
-
-/// The workspace's hserver binary, built next to `chaos`.
-fn hserver() -> PathBuf {
-    let path = chaos().with_file_name("hserver");
-    assert!(path.is_file(), "{} missing: build it with `cargo build -p hserver`", path.display());
-    path
-}
 
 struct Finished {
     code: i32,

@@ -7,12 +7,10 @@
 //! whose cluster stays silent for 38 s after the last heal, checked with
 //! budgets below and above that.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn chaos() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
-}
+use common::chaos;
+use std::process::Command;
 
 const SILENT_AFTER_HEAL: &str = r#"{"index":0,"time":0,"process":"harness","type":"info","f":"phase","value":"workload"}
 {"index":1,"time":0,"process":0,"type":"invoke","f":"append","value":{"stream":"s","key":"k","values":[1]}}

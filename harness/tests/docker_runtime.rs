@@ -7,20 +7,13 @@
 //! Method: run the `chaos` binary as a user would, then ask the engine and
 //! `ip netns` for anything carrying the run id.
 
+mod common;
+
+use common::{chaos, hserver};
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn chaos() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
-}
-
-fn hserver() -> PathBuf {
-    let path = chaos().with_file_name("hserver");
-    assert!(path.is_file(), "{} missing: build it with `cargo build -p hserver`", path.display());
-    path
-}
 
 fn run_id_of(run_dir: &Path) -> String {
     let name = run_dir.file_name().expect("run dir name").to_string_lossy().to_string();

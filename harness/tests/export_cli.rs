@@ -6,16 +6,14 @@
 //! and process kind, nemesis operations as `:process :nemesis`, and a
 //! clear error for a directory without a history.
 
+mod common;
+
+use common::chaos;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 use checker::synth::{self, Injections, SynthConfig};
 use edn_format::{Keyword, Value};
-
-fn chaos() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
-}
 
 /// The value of `:name` in an EDN map.
 fn field<'v>(map: &'v Value, name: &str) -> &'v Value {

@@ -7,13 +7,12 @@
 //! Needs root (the local runtime), ZooKeeper and cargo; the scratch build
 //! lives in the test target directory so reruns are incremental.
 
+mod common;
+
+use common::chaos;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn chaos() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
-}
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repository root")

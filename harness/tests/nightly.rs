@@ -6,12 +6,11 @@
 //! server), then inspect summary.json, junit.xml (strictly parsed),
 //! trend.jsonl and the runs directory.
 
+mod common;
+
+use common::chaos;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn chaos() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
-}
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)

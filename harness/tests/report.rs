@@ -10,6 +10,9 @@
 //! them with the real checker, write reports with the `chaos` binary and
 //! read the HTML; render one to PNG in Chromium.
 
+mod common;
+
+use common::chaos;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,10 +22,6 @@ use checker::synth::{generate, Injections, SynthConfig};
 const SECOND: u64 = 1_000_000_000;
 /// Wall clock of the synthetic runs' history time 0: 2026-11-26T12:59:08Z.
 const START_UNIX_NS: u64 = 1_795_697_948 * SECOND;
-
-fn chaos() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
-}
 
 /// A run directory holding a synthetic history, its check and run.json.
 fn checked_run(store: &Path, name: &str, config: &SynthConfig, node_log: &str) -> PathBuf {

@@ -8,12 +8,11 @@
 //! `imbalance`, and `chaos shrink` boils a failing timeline
 //! down to the fault that matters.
 
+mod common;
+
+use common::chaos;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn chaos() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
-}
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)

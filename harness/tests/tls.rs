@@ -14,6 +14,9 @@
 //! (`cargo build -p hserver`); the Python test needs
 //! `HSTREAM_COMPAT_PYTHON` (set by `scripts/test.sh`).
 
+mod common;
+
+use common::{chaos, hserver};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,16 +41,6 @@ const ATTEMPTS_IN_FLIGHT: usize = 20;
 const FD_GROWTH_MAX: usize = 64;
 /// Longest the upstream Python client may run.
 const PYTHON_TIMEOUT_S: u64 = 180;
-
-fn chaos() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
-}
-
-fn hserver() -> PathBuf {
-    let path = chaos().with_file_name("hserver");
-    assert!(path.is_file(), "{} missing: build it with `cargo build -p hserver`", path.display());
-    path
-}
 
 /// A loopback mTLS cluster of `servers` hservers and 1 ZooKeeper node,
 /// healthy.
