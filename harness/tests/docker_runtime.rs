@@ -36,16 +36,16 @@ fn leftovers(run_id: &str) -> Vec<String> {
     found
 }
 
-/// Runs `chaos` with `args`; its exit code and its stdout and stderr together.
-fn chaos_with<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> (Option<i32>, String) {
-    let output = Command::new(chaos()).args(args).output().expect("chaos runs");
+/// Runs `chaos` with `args` (words and paths alike); its exit code and its
+/// stdout and stderr together.
+fn chaos_with(args: &[&dyn AsRef<OsStr>]) -> (Option<i32>, String) {
+    let output = Command::new(chaos()).args(args.iter().map(|arg| arg.as_ref())).output().expect("chaos runs");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.code(), text)
 }
 
 fn build_images() -> String {
-    let (code, text) =
-        chaos_with([OsStr::new("images"), OsStr::new("build"), OsStr::new("--hserver"), hserver().as_os_str()]);
+    let (code, text) = chaos_with(&[&"images", &"build", &"--hserver", &hserver()]);
     assert_eq!(code, Some(0), "chaos images build failed:\n{text}");
     text
 }
@@ -85,17 +85,16 @@ fn every_fault_kind_runs_in_containers_and_nothing_is_left() {
     let store = tempfile::tempdir().expect("tempdir");
     let scenario = store.path().join("every-fault.yaml");
     std::fs::write(&scenario, EVERY_FAULT).expect("write scenario");
-    let hserver = hserver();
-    let (code, text) = chaos_with([
-        OsStr::new("run"),
-        OsStr::new("--seed"),
-        OsStr::new("3"),
-        OsStr::new("--hserver"),
-        hserver.as_os_str(),
-        OsStr::new("--store"),
-        store.path().as_os_str(),
-        OsStr::new("--scenario"),
-        scenario.as_os_str(),
+    let (code, text) = chaos_with(&[
+        &"run",
+        &"--seed",
+        &"3",
+        &"--hserver",
+        &hserver(),
+        &"--store",
+        &store.path(),
+        &"--scenario",
+        &scenario,
     ]);
     assert_eq!(code, Some(0), "the correct server is valid in containers:\n{text}");
     let run_dir = std::fs::canonicalize(store.path().join("latest")).expect("latest");
@@ -164,7 +163,7 @@ fn a_killed_harness_is_cleaned_up_by_label() {
     harness.wait().expect("reap");
     assert!(!leftovers(&run_id).is_empty(), "a SIGKILLed harness left nothing to clean up?");
 
-    let (code, text) = chaos_with(["cluster", "down", "--all-stale"]);
+    let (code, text) = chaos_with(&[&"cluster", &"down", &"--all-stale"]);
     assert_eq!(code, Some(0), "down failed:\n{text}");
     assert!(text.contains(&run_id), "down did not name run {run_id}:\n{text}");
     let left = leftovers(&run_id);
@@ -178,20 +177,26 @@ fn a_killed_harness_is_cleaned_up_by_label() {
 fn cluster_up_status_down_in_containers() {
     build_images();
     let store = tempfile::tempdir().expect("tempdir");
-    let hserver = hserver();
-    let up = ["cluster", "up", "--runtime", "docker", "--nodes", "2", "--zk", "1"].map(OsStr::new);
-    let (code, text) = chaos_with(up.into_iter().chain([
-        OsStr::new("--hserver"),
-        hserver.as_os_str(),
-        OsStr::new("--store"),
-        store.path().as_os_str(),
-    ]));
+    let (code, text) = chaos_with(&[
+        &"cluster",
+        &"up",
+        &"--runtime",
+        &"docker",
+        &"--nodes",
+        &"2",
+        &"--zk",
+        &"1",
+        &"--hserver",
+        &hserver(),
+        &"--store",
+        &store.path(),
+    ]);
     assert_eq!(code, Some(0), "cluster up failed:\n{text}");
     let run_dir = std::fs::canonicalize(store.path().join("latest")).expect("latest");
     let run_id = run_id_of(&run_dir);
-    let (_, status) = chaos_with(["cluster", "status", "--run", &run_id]);
+    let (_, status) = chaos_with(&[&"cluster", &"status", &"--run", &run_id]);
     assert!(status.contains(&format!("hc{run_id}-n2")), "status does not list the containers:\n{status}");
-    let (code, text) = chaos_with(["cluster", "down", "--run", &run_id]);
+    let (code, text) = chaos_with(&[&"cluster", &"down", &"--run", &run_id]);
     assert_eq!(code, Some(0), "cluster down failed:\n{text}");
     let left = leftovers(&run_id);
     assert!(left.is_empty(), "`down` returned with the cluster still there: {left:?}\n{text}");
@@ -209,15 +214,18 @@ fn a_nightly_runs_in_containers_with_runtime_docker() {
     let plan = out.path().join("plan.yaml");
     let runs = format!("runs:\n  - {{scenario: {0}, seeds: [3], server_bugs: [reorder-delivery]}}\n", tiny.display());
     std::fs::write(&plan, runs).expect("plan");
-    let (night, hserver) = (out.path().join("night"), hserver());
-    let nightly = ["nightly", "--runtime", "docker", "--plan"].map(OsStr::new);
-    let (code, text) = chaos_with(nightly.into_iter().chain([
-        plan.as_os_str(),
-        OsStr::new("--out"),
-        night.as_os_str(),
-        OsStr::new("--hserver"),
-        hserver.as_os_str(),
-    ]));
+    let night = out.path().join("night");
+    let (code, text) = chaos_with(&[
+        &"nightly",
+        &"--runtime",
+        &"docker",
+        &"--plan",
+        &plan,
+        &"--out",
+        &night,
+        &"--hserver",
+        &hserver(),
+    ]);
     assert_eq!(code, Some(1), "the bug is caught:\n{text}");
     let mut run_dirs = Vec::new();
     let mut stack = vec![night.join("runs")];
