@@ -595,8 +595,7 @@ const DOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 /// Waits until the run's state file is gone (teardown removes it last), so
 /// `down` returns only when nothing of the cluster is left.
 fn wait_torn_down(run_dir: &std::path::Path) -> anyhow::Result<()> {
-    let name = run_dir.file_name().map(|name| name.to_string_lossy().to_string()).unwrap_or_default();
-    let run_id = name.rsplit('-').next().unwrap_or_default().to_string();
+    let run_id = crate::rundir::run_id_of(run_dir).unwrap_or_default();
     if !crate::runtime::netns::is_run_id(&run_id) {
         anyhow::bail!("{}: not a run directory (no run id in its name)", run_dir.display());
     }
@@ -617,9 +616,8 @@ fn wait_torn_down(run_dir: &std::path::Path) -> anyhow::Result<()> {
 
 fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let runtime = args.runtime.parse()?;
-    let name = args.run_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let mut spec = crate::runtime::ClusterSpec::new(runtime, args.nodes, args.zk, &args.run_dir);
-    spec.run_id = name.rsplit('-').next().map(String::from);
+    spec.run_id = crate::rundir::run_id_of(&args.run_dir);
     spec.hserver_bin = args.hserver;
     spec.bug_flags = args.server_bugs;
     spec.tls = args.tls;

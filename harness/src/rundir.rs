@@ -48,6 +48,13 @@ pub fn fresh_run_id() -> String {
     format!("{:06x}", rand::random::<u32>() & 0x00ff_ffff)
 }
 
+/// The run id at the end of a run directory's name (`<timestamp>-<run id>`),
+/// unchecked; `None` for a path without a name.
+pub fn run_id_of(run_dir: &Path) -> Option<String> {
+    let name = run_dir.file_name()?.to_string_lossy().to_string();
+    name.rsplit('-').next().map(String::from)
+}
+
 /// Creates `store/<timestamp>-<run id>/` and points `store/latest` at it.
 pub fn create(store: &Path, run_id: &str) -> std::io::Result<PathBuf> {
     let stamp = utc_stamp(std::time::SystemTime::now());

@@ -44,8 +44,7 @@ fn run(store: &Path, args: &[&str]) -> Finished {
 /// Nothing named after the run survives: no namespace, no process whose
 /// command line mentions the run directory, no state file.
 fn assert_nothing_left(run_dir: &Path) {
-    let name = run_dir.file_name().unwrap().to_string_lossy().to_string();
-    let run_id = name.rsplit('-').next().unwrap().to_string();
+    let run_id = harness::rundir::run_id_of(run_dir).expect("run dir name");
     let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let namespaces = String::from_utf8_lossy(&namespaces.stdout);
     assert!(!namespaces.contains(&format!("hc{run_id}")), "namespaces left: {namespaces}");

@@ -16,8 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn run_id_of(run_dir: &Path) -> String {
-    let name = run_dir.file_name().expect("run dir name").to_string_lossy().to_string();
-    name.rsplit('-').next().expect("run id").to_string()
+    harness::rundir::run_id_of(run_dir).expect("run dir name")
 }
 
 /// Every container, network and volume labelled with `run_id`, and every

@@ -21,6 +21,7 @@ mod plan;
 mod target;
 mod teardown;
 
+use network::CONTROL_SUFFIX;
 pub use network::{SCRATCH_SUFFIX, SPAWN_READY_WAIT_MS};
 pub use plan::{resolve_hserver, CONTROL_HOST};
 pub use teardown::TeardownReport;
@@ -283,7 +284,7 @@ impl Cluster {
     /// namespace name. Each namespace is recorded before it is created.
     fn create_network(&self) -> Result<String, RuntimeError> {
         let run_id = self.run_id.clone();
-        let mut suffixes = vec!["br".to_string(), "ctl".to_string()];
+        let mut suffixes = vec!["br".to_string(), CONTROL_SUFFIX.to_string()];
         suffixes.extend(self.slots.iter().map(|slot| slot.name.clone()));
         for suffix in &suffixes {
             let namespace = netns::namespace_name(&run_id, suffix);
@@ -291,7 +292,7 @@ impl Cluster {
             netns::create_namespace(&namespace)?;
         }
         netns::create_bridge(&run_id)?;
-        netns::attach(&run_id, "ctl", &plan::address(self.runtime, self.subnet, CONTROL_HOST))?;
+        netns::attach(&run_id, CONTROL_SUFFIX, &plan::address(self.runtime, self.subnet, CONTROL_HOST))?;
         for slot in &self.slots {
             netns::attach(&run_id, &slot.name, &slot.address)?;
         }
@@ -299,7 +300,7 @@ impl Cluster {
         for suffix in &suffixes[1..] {
             netns::assert_isolated(&run_id, suffix, &netns::namespace_name(&run_id, suffix))?;
         }
-        Ok(netns::namespace_name(&run_id, "ctl"))
+        Ok(netns::namespace_name(&run_id, CONTROL_SUFFIX))
     }
 
     fn lock_state(&self) -> MutexGuard<'_, StateFile> {

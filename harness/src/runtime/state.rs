@@ -13,6 +13,7 @@
 //! delete a namespace not listed in the file, or touch another run's file
 //! except to read its subnet and harness pid.
 
+use super::cluster::RuntimeKind;
 use super::docker;
 use super::error::RuntimeError;
 use super::netns;
@@ -304,7 +305,7 @@ pub fn clean_run(path: &Path, state: &RunState) -> Result<RunCleanup, RuntimeErr
             cleanup.namespaces.push(namespace.clone());
         }
     }
-    if state.runtime == "docker" {
+    if state.runtime == RuntimeKind::Docker.name() {
         cleanup.docker = docker::remove_run(&state.run_id)?;
     }
     match std::fs::remove_file(path) {

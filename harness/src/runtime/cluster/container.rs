@@ -9,6 +9,7 @@
 //! Must never: leave a namespace of the run with a default route, or start
 //! a container without the run's label (`docker.rs` adds it to everything).
 
+use super::network::CONTROL_SUFFIX;
 use super::{plan, Cluster, CONTROL_HOST};
 use crate::runtime::docker::{self, NodeContainer, CONTAINER_INTERFACE};
 use crate::runtime::error::RuntimeError;
@@ -18,9 +19,6 @@ use crate::runtime::process::ProcessId;
 use crate::runtime::supervisor::{NodeSlot, Waiter};
 use nemesis::Role;
 use std::path::Path;
-
-/// Suffix of the control host's namespace, as in the `local` runtime.
-const CONTROL_SUFFIX: &str = "ctl";
 
 /// Find or build the images of a docker run, saying what it did.
 pub(super) fn images_for(hserver: Option<&Path>) -> Result<Images, RuntimeError> {

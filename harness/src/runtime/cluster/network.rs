@@ -29,8 +29,9 @@ pub const SPAWN_READY_WAIT_MS: u64 = 5_000;
 /// Suffix of the throwaway namespace (`hc<id>-probe`).
 pub const SCRATCH_SUFFIX: &str = "probe";
 
-/// Suffix of the control namespace (`hc<id>-ctl`).
-const CONTROL_SUFFIX: &str = "ctl";
+/// Suffix of the control namespace (`hc<id>-ctl`), in every runtime with
+/// namespaces.
+pub(super) const CONTROL_SUFFIX: &str = "ctl";
 
 impl Cluster {
     /// The namespace suffix of `node` (`ctl` for the control namespace).
