@@ -136,8 +136,8 @@ fn ensure_base() -> Result<Built, RuntimeError> {
     }
     let workspace = scratch_dir("base")?;
     let root = workspace.path().join("root");
-    let built = debootstrap(&root).and_then(|()| import(&root, &tag));
-    built?;
+    debootstrap(&root)?;
+    import(&root, &tag)?;
     Ok(Built { tag, rebuilt: true, took: started.elapsed() })
 }
 
