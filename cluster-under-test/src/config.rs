@@ -51,6 +51,10 @@ pub struct Flags {
     /// (mutual TLS); peers also trust it.
     #[arg(long)]
     pub tls_ca_path: Option<PathBuf>,
+    /// Print the names `--bug` accepts, one per line, and exit: how a
+    /// harness learns this binary's bugs without linking its code.
+    #[arg(long)]
+    pub list_bugs: bool,
 }
 
 /// The `--config` file.

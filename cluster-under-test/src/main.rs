@@ -6,6 +6,12 @@ use hserver::tls::TlsMaterial;
 
 fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
+    if flags.list_bugs {
+        for (_, name) in hserver::bugs::ALL_BUGS {
+            println!("{name}");
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
     let config = match Config::load(flags) {
         Ok(config) => config,
         Err(e) => {

@@ -70,6 +70,12 @@ pub fn run(options: &SelftestOptions) -> anyhow::Result<u8> {
     let chosen: Vec<BugScenario> =
         plan.bugs.into_iter().filter(|b| options.only.is_empty() || options.only.contains(&b.bug)).collect();
     anyhow::ensure!(!chosen.is_empty(), "no bug of {} matches {:?}", options.plan.display(), options.only);
+    let binary = crate::runtime::cluster::resolve_hserver(
+        options.child.hserver.as_deref(),
+        &crate::runtime::Profile::default().server.binary,
+    )?;
+    let bugs: Vec<String> = chosen.iter().map(|entry| entry.bug.clone()).collect();
+    crate::runtime::server_bugs::check(&binary, &bugs)?;
     let jobs = jobs(&chosen, options);
     let out = crate::orchestrate::absolute(&options.out);
     let batch_options = BatchOptions {
@@ -110,7 +116,12 @@ fn load(path: &Path) -> anyhow::Result<SelftestPlan> {
     let mut plan: SelftestPlan = serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     for entry in &mut plan.bugs {
-        entry.bug.parse::<hserver::bugs::Bug>()?;
+        anyhow::ensure!(
+            crate::runtime::server_bugs::is_well_formed(&entry.bug),
+            "{}: bug {:?} is not a bug name (lowercase words joined by dashes)",
+            path.display(),
+            entry.bug
+        );
         if entry.scenario.is_relative() {
             entry.scenario = base.join(&entry.scenario);
         }

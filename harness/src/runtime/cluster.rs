@@ -192,6 +192,9 @@ impl Cluster {
             0 => None,
             _ => Some(resolve_hserver(spec.hserver_bin.as_deref(), &spec.profile.server.binary)?),
         };
+        if let Some(binary) = &hserver {
+            super::server_bugs::check(binary, &spec.bug_flags)?;
+        }
         let images = match spec.runtime {
             RuntimeKind::Docker => Some(container::images_for(hserver.as_deref())?),
             _ => None,

@@ -33,6 +33,14 @@ pub enum RuntimeError {
         /// The path that was checked.
         path: PathBuf,
     },
+    /// The server binary does not offer a requested deliberate bug.
+    #[error("server binary {binary}: {message}")]
+    ServerBugs {
+        /// The binary asked.
+        binary: String,
+        /// What it lacks, with what it has.
+        message: String,
+    },
     /// A cluster size outside the supported range.
     #[error("{what} = {value} is out of range; use {range}")]
     BadSize {

@@ -42,6 +42,7 @@ pub mod images;
 pub mod netns;
 pub mod process;
 pub mod profile;
+pub mod server_bugs;
 pub mod state;
 pub mod supervisor;
 pub mod zookeeper;

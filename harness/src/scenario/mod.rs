@@ -392,9 +392,10 @@ impl Scenario {
             return Err("recovery_budget must be at least 1s".into());
         }
         for bug in &self.cluster.server_bugs {
-            if bug.parse::<hserver::bugs::Bug>().is_err() {
-                let names: Vec<&str> = hserver::bugs::ALL_BUGS.iter().map(|(_, n)| *n).collect();
-                return Err(format!("unknown server bug {bug:?}; the bugs are: {}", names.join(", ")));
+            if !crate::runtime::server_bugs::is_well_formed(bug) {
+                return Err(format!(
+                    "server bug {bug:?} is not a bug name (lowercase words joined by dashes; `hserver --list-bugs` lists them)"
+                ));
             }
         }
         Ok(())
