@@ -7,6 +7,8 @@
 //! which are skipped with a message otherwise). Tests take a shared lock so
 //! that at most one ensemble of JVMs runs at a time on small machines.
 
+mod common;
+
 use harness::runtime::process::{self, ProcessId};
 use harness::runtime::state::{read_state, RunState};
 use harness::runtime::{down, netns, Cluster, ClusterSpec, CrashEvent, RuntimeKind};
@@ -196,4 +198,18 @@ fn down_cleans_up_a_run_whose_harness_crashed() {
     assert_eq!(cleanups[0].namespaces.len(), 3);
     assert_nothing_left(&run, &state_path);
     assert!(down(Some(&run.run_id), false).is_err(), "a second down finds no state file");
+}
+
+/// Goal: a deliberate bug the server binary does not list stops the boot
+/// before anything starts, naming the bug and the binary's own list.
+#[test]
+fn a_bug_the_binary_lacks_is_refused_before_boot() {
+    let run_dir = tempfile::tempdir().expect("temp dir");
+    let mut spec = ClusterSpec::new(RuntimeKind::Loopback, 1, 1, run_dir.path());
+    spec.hserver_bin = Some(common::hserver());
+    spec.bug_flags = vec!["ack-before-replicate".to_string(), "lose-everything".to_string()];
+    let error = Cluster::boot(spec).expect_err("unknown bug").to_string();
+    assert!(error.contains("\"lose-everything\"") && error.contains("stale-epoch"), "{error}");
+    let left: Vec<_> = std::fs::read_dir(run_dir.path()).expect("run dir").flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "nothing is created before the check: {left:?}");
 }
