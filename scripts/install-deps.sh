@@ -3,8 +3,9 @@
 # ZooKeeper (Debian package, run by the harness with Java), iproute2 (network
 # namespaces), iptables (network faults), iputils-ping (fault measurements)
 # and python3-venv (the upstream-client compatibility test). With --test it
-# also installs chromium (the headless-browser test of report.html) and
-# debootstrap (the docker runtime's base image is made with it).
+# also installs chromium (the headless-browser test of report.html),
+# debootstrap (the docker runtime's base image is made with it) and
+# docker-compose (the test that brings a run's compose.yaml up).
 # Idempotent.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
   command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+  command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then

@@ -569,9 +569,16 @@ fn replay_inputs(run_dir: &std::path::Path) -> anyhow::Result<(checker::Validity
 fn down(run: Option<String>, all_stale: bool) -> anyhow::Result<u8> {
     if !all_stale {
         if let Ok(run_dir) = manual::daemon::find_cluster(run.as_deref()) {
+            // Read before the teardown removes the state file and objects.
+            let pending = crate::rundir::run_id_of(&run_dir)
+                .and_then(|run_id| crate::runtime::state::read_state(&crate::runtime::state::state_path(&run_id)).ok())
+                .map(|state| crate::runtime::state::RunCleanup::pending(&state));
             let reply = manual::protocol::call(&run_dir, &manual::protocol::Request::Down)?;
             println!("{}", reply.value);
             wait_torn_down(&run_dir)?;
+            if let Some(pending) = pending {
+                println!("{pending}");
+            }
             return Ok(0);
         }
         if run.is_none() {
@@ -580,7 +587,7 @@ fn down(run: Option<String>, all_stale: bool) -> anyhow::Result<u8> {
     }
     let cleaned = crate::runtime::down(run.as_deref(), all_stale)?;
     for run in &cleaned {
-        println!("{run:?}");
+        println!("{run}");
     }
     if cleaned.is_empty() {
         println!("nothing to clean up");

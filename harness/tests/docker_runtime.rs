@@ -170,8 +170,9 @@ fn a_killed_harness_is_cleaned_up_by_label() {
 }
 
 /// Goal: a cluster left up in containers shows its containers in `chaos
-/// cluster status`, and `chaos cluster down` returns only once every
-/// container, network, volume and namespace of it is gone.
+/// cluster status`, `chaos cluster down` returns only once every
+/// container, network, volume and namespace of it is gone, and the
+/// compose file it left brings the same cluster up with docker-compose.
 #[test]
 fn cluster_up_status_down_in_containers() {
     build_images();
@@ -199,6 +200,41 @@ fn cluster_up_status_down_in_containers() {
     assert_eq!(code, Some(0), "cluster down failed:\n{text}");
     let left = leftovers(&run_id);
     assert!(left.is_empty(), "`down` returned with the cluster still there: {left:?}\n{text}");
+    the_compose_file_brings_the_same_cluster_up(&run_dir, &run_id);
+}
+
+/// `run_dir/compose.yaml`, brought up with docker-compose after the run's
+/// own cluster is down: both servers register in its ZooKeeper again (a
+/// second "registered" line in each server's log), and `down` leaves
+/// nothing labelled with the run.
+fn the_compose_file_brings_the_same_cluster_up(run_dir: &Path, run_id: &str) {
+    let file = run_dir.join("compose.yaml");
+    assert!(file.is_file(), "cluster up --runtime docker writes {}", file.display());
+    let project = format!("hc{run_id}");
+    let compose = |words: &[&str]| {
+        let output = Command::new("docker-compose")
+            .args(["-p", &project, "-f"])
+            .arg(&file)
+            .args(words)
+            .output()
+            .expect("docker-compose runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "docker-compose {words:?} failed:\n{text}");
+    };
+    compose(&["up", "-d"]);
+    let registrations = |node: &str| {
+        let log = std::fs::read_to_string(run_dir.join(format!("nodes/{node}/{node}.log"))).unwrap_or_default();
+        log.matches("registered in ZooKeeper").count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ["n1", "n2"].iter().any(|node| registrations(node) < 2) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let counts = [registrations("n1"), registrations("n2")];
+    compose(&["down", "-v"]);
+    assert_eq!(counts, [2, 2], "each server registered once in the run and once under compose");
+    let left = leftovers(run_id);
+    assert!(left.is_empty(), "docker-compose down left: {left:?}");
 }
 
 /// Goal: `chaos nightly --runtime docker` runs the plan's runs in

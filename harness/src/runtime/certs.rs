@@ -254,7 +254,6 @@ mod tests {
         use rustls::pki_types::pem::PemObject;
         use rustls::client::danger::ServerCertVerifier;
         use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-        use rustls::server::danger::ClientCertVerifier;
         let mut roots = rustls::RootCertStore::empty();
         for root in CertificateDer::pem_file_iter(ca).expect("ca file") {
             roots.add(root.expect("ca pem")).expect("ca certificate");

@@ -216,7 +216,11 @@ impl Cluster {
         };
         let mut cluster = Cluster::unstarted(&spec, state, slots);
         cluster.images = images;
-        match cluster.bring_up(&spec) {
+        let started = cluster.bring_up(&spec).and_then(|()| match cluster.runtime {
+            RuntimeKind::Docker => cluster.write_compose(&spec.run_dir),
+            _ => Ok(()),
+        });
+        match started {
             Ok(()) => Ok(cluster),
             Err(error) => {
                 if let Err(teardown_error) = cluster.teardown() {

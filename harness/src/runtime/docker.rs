@@ -131,7 +131,6 @@ pub fn run_node(spec: &NodeContainer) -> Result<(), RuntimeError> {
     let node_label = format!("hstream-chaos.node={}", spec.node);
     let network = format!("container:{}", holder_name(spec.run_id, spec.node));
     let node_dir = spec.node_dir.display().to_string();
-    let node_mount = format!("{node_dir}:{node_dir}");
     // The data volume is the node's data directory on the host, so it
     // survives kills like a process's would and stays in the run directory
     // for post-mortems; the volume (not the data) goes with the run.
@@ -141,19 +140,38 @@ pub fn run_node(spec: &NodeContainer) -> Result<(), RuntimeError> {
     volume.push(&name);
     docker(&volume)?;
     let data_mount = format!("type=volume,src={name},dst={node_dir}/data");
-    let read_only: Vec<String> = spec.read_only.iter().map(|dir| format!("{0}:{0}:ro", dir.display())).collect();
-    // `exec` makes the node the container's first process; the shell only
-    // redirects its output into the log first.
-    let script = format!("exec \"$@\" >>'{}' 2>&1", spec.log.display());
     let mut args = vec!["run", "-d", "--name", &name, "--label", &label, "--label", &node_label, "--network", &network];
-    args.extend(["-v", &node_mount, "--mount", &data_mount, "-w", &node_dir]);
-    for mount in &read_only {
-        args.extend(["-v", mount.as_str()]);
+    args.extend(["--mount", &data_mount, "-w", &node_dir]);
+    let binds = spec.binds();
+    for bind in &binds {
+        args.extend(["-v", bind.as_str()]);
     }
-    args.extend([spec.image, "sh", "-c", &script, "sh"]);
-    args.extend(spec.argv.iter().map(String::as_str));
+    args.push(spec.image);
+    let command = spec.command();
+    args.extend(command.iter().map(String::as_str));
     docker(&args)?;
     Ok(())
+}
+
+impl NodeContainer<'_> {
+    /// Bind mounts (`host:container[:ro]`): the node's directory, then the
+    /// read-only ones, each at its host path.
+    pub fn binds(&self) -> Vec<String> {
+        let node_dir = self.node_dir.display();
+        let mut binds = vec![format!("{node_dir}:{node_dir}")];
+        binds.extend(self.read_only.iter().map(|dir| format!("{0}:{0}:ro", dir.display())));
+        binds
+    }
+
+    /// The container's command: a shell that appends the node's output to
+    /// its log, then `exec`s the node so it is the container's first
+    /// process (signals to that pid reach the node itself).
+    pub fn command(&self) -> Vec<String> {
+        let script = format!("exec \"$@\" >>'{}' 2>&1", self.log.display());
+        let mut command = vec!["sh".to_string(), "-c".to_string(), script, "sh".to_string()];
+        command.extend(self.argv.iter().cloned());
+        command
+    }
 }
 
 /// Start a stopped container again (same data, same namespace).

@@ -35,6 +35,7 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod compose;
 pub mod control;
 pub mod docker;
 pub mod error;

@@ -233,6 +233,46 @@ pub struct RunCleanup {
     pub docker: docker::Objects,
 }
 
+impl RunCleanup {
+    /// What a live cluster's teardown is about to remove: its recorded
+    /// processes and namespaces and its labelled Docker objects.
+    pub fn pending(state: &RunState) -> RunCleanup {
+        let docker = match state.runtime == RuntimeKind::Docker.name() {
+            true => docker::run_objects(&state.run_id).unwrap_or_default(),
+            false => docker::Objects::default(),
+        };
+        RunCleanup {
+            run_id: state.run_id.clone(),
+            killed: state.processes.keys().cloned().collect(),
+            already_gone: Vec::new(),
+            namespaces: state.namespaces.clone(),
+            docker,
+        }
+    }
+}
+
+/// One line per kind of thing removed, for a person reading `down`'s output.
+impl std::fmt::Display for RunCleanup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut lines = vec![format!("run {}:", self.run_id)];
+        let mut list = |what: &str, names: &[String]| {
+            if !names.is_empty() {
+                lines.push(format!("  {what} ({}): {}", names.len(), names.join(" ")));
+            }
+        };
+        list("stopped processes", &self.killed);
+        list("processes already gone", &self.already_gone);
+        list("removed namespaces", &self.namespaces);
+        list("removed containers", &self.docker.containers);
+        list("removed networks", &self.docker.networks);
+        list("removed volumes", &self.docker.volumes);
+        if lines.len() == 1 {
+            lines.push("  nothing was left".to_string());
+        }
+        f.write_str(&lines.join("\n"))
+    }
+}
+
 /// Bring down run `run` (whether or not its harness is alive), or every run
 /// whose harness is gone when `all_stale`. Removes exactly what each state
 /// file lists: SIGKILLs recorded processes whose start time still matches,
@@ -331,6 +371,26 @@ pub fn wait_gone(ids: impl Iterator<Item = ProcessId>, timeout: Duration) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: `down` says what it removed, kind by kind, and says so when
+    /// nothing was left.
+    #[test]
+    fn a_cleanup_reads_as_what_was_removed() {
+        let names = |list: &[&str]| list.iter().map(|name| name.to_string()).collect::<Vec<_>>();
+        let cleanup = RunCleanup {
+            run_id: "abc123".into(),
+            killed: names(&["n1", "zk1"]),
+            already_gone: names(&["n2"]),
+            namespaces: names(&["hcabc123-n1"]),
+            docker: docker::Objects { containers: names(&["hcabc123-n1"]), networks: vec![], volumes: vec![] },
+        };
+        let text = cleanup.to_string();
+        assert!(text.starts_with("run abc123:\n  stopped processes (2): n1 zk1\n"), "{text}");
+        assert!(text.contains("processes already gone (1): n2") && text.contains("removed containers (1)"), "{text}");
+        assert!(!text.contains("networks"), "{text}");
+        let empty = RunCleanup { run_id: "abc123".into(), ..RunCleanup::default() };
+        assert_eq!(empty.to_string(), "run abc123:\n  nothing was left");
+    }
 
     /// Goal: the derived subnet is in 1..=254 and skips subnets in use.
     #[test]

@@ -11,6 +11,7 @@
 
 use super::network::CONTROL_SUFFIX;
 use super::{plan, Cluster, CONTROL_HOST};
+use crate::runtime::compose::{self, ComposeNode, COMPOSE_FILE};
 use crate::runtime::docker::{self, NodeContainer, CONTAINER_INTERFACE};
 use crate::runtime::error::RuntimeError;
 use crate::runtime::images::{self, Images};
@@ -54,23 +55,45 @@ impl Cluster {
     pub(super) fn start_container(&self, slot: &NodeSlot, first: bool) -> Result<(Waiter, ProcessId), RuntimeError> {
         let name = docker::node_container_name(&self.run_id, &slot.name);
         if first {
-            let images = self.images.as_ref().expect("docker runs have images");
-            let image = if slot.role == Role::Server { &images.node } else { &images.base };
-            let tls = self.certificates.as_ref().map(|certificates| certificates.dir.as_path());
-            docker::run_node(&NodeContainer {
-                run_id: &self.run_id,
-                node: &slot.name,
-                image,
-                argv: &slot.launch.argv,
-                node_dir: &slot.launch.cwd,
-                log: &slot.launch.log,
-                read_only: tls.into_iter().collect(),
-            })?;
+            docker::run_node(&self.node_container(slot))?;
         } else {
             docker::start(&name)?;
         }
         let id = docker::container_process(&name)?;
         let waiter = docker::spawn_waiter(&name)?;
         Ok((Waiter::Container(waiter), id))
+    }
+
+    /// What `slot`'s container runs and mounts: the server image for
+    /// servers, the base image (with ZooKeeper) for the others.
+    fn node_container<'a>(&'a self, slot: &'a NodeSlot) -> NodeContainer<'a> {
+        let images = self.images.as_ref().expect("docker runs have images");
+        let image = if slot.role == Role::Server { &images.node } else { &images.base };
+        let tls = self.certificates.as_ref().map(|certificates| certificates.dir.as_path());
+        NodeContainer {
+            run_id: &self.run_id,
+            node: &slot.name,
+            image,
+            argv: &slot.launch.argv,
+            node_dir: &slot.launch.cwd,
+            log: &slot.launch.log,
+            read_only: tls.into_iter().collect(),
+        }
+    }
+
+    /// Writes `run_dir/compose.yaml`: the cluster as a docker-compose file.
+    pub(super) fn write_compose(&self, run_dir: &Path) -> Result<(), RuntimeError> {
+        let nodes: Vec<ComposeNode> = self
+            .slots
+            .iter()
+            .map(|slot| ComposeNode {
+                container: self.node_container(slot),
+                address: &slot.address,
+                is_server: slot.role == Role::Server,
+            })
+            .collect();
+        let path = run_dir.join(COMPOSE_FILE);
+        std::fs::write(&path, compose::render(&self.run_id, self.subnet, &nodes))
+            .map_err(|error| RuntimeError::io(&path, error))
     }
 }
