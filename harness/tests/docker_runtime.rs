@@ -285,3 +285,35 @@ fn a_nightly_runs_in_containers_with_runtime_docker() {
         assert!(left.is_empty(), "left behind by {}: {left:?}", run_dir.display());
     }
 }
+
+/// Goal: the harness image of `docker/Dockerfile`, built on the base image
+/// with this checkout's binaries, runs a 20 s `local`-runtime chaos run
+/// inside one privileged container with no network of its own, and that
+/// run is valid (exit 0).
+#[test]
+fn the_harness_image_runs_a_local_chaos_run_inside_one_container() {
+    build_images();
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let profile = chaos().parent().and_then(Path::file_name).expect("target/<profile>/chaos").to_owned();
+    let tag = format!("hstream-chaos-harness-test:{}", std::process::id());
+    let base = format!("BASE={}", harness::runtime::images::base_tag());
+    let profile = format!("PROFILE={}", profile.to_string_lossy());
+    let build = Command::new("docker")
+        .args(["build", "-q", "-f", "docker/Dockerfile", "--build-arg", &base, "--build-arg", &profile, "-t", &tag, "."])
+        .current_dir(&repository)
+        .output()
+        .expect("docker build runs");
+    assert!(build.status.success(), "docker build failed: {}", String::from_utf8_lossy(&build.stderr));
+    // Bounded twice: the run stops by its time limit, `timeout` backs it up.
+    let run = Command::new("timeout")
+        .args(["600", "docker", "run", "--rm", "--privileged", "--network", "none"])
+        .args(["--label", "hstream-chaos.test=harness-image", &tag])
+        .args(["chaos", "run", "--runtime", "local", "--time-limit", "20"])
+        .output()
+        .expect("docker run runs");
+    let removed = Command::new("docker").args(["rmi", &tag]).output().expect("docker rmi runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert_eq!(run.status.code(), Some(0), "chaos run in the harness image:\n{text}");
+    assert!(text.contains("VALID"), "{text}");
+    assert!(removed.status.success(), "the test image stays: {}", String::from_utf8_lossy(&removed.stderr));
+}
