@@ -86,6 +86,9 @@ pub enum Command {
     /// Images of the docker runtime, built here (no registry needed).
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// Benchmarks on this machine (figures, not pass/fail).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Inject or heal faults on a cluster started with `chaos cluster up`.
     Nemesis {
         /// The cluster's run id (default: the only one up).
@@ -106,6 +109,35 @@ pub enum ImagesCommand {
         /// hserver binary to put in the node image (default: next to chaos).
         #[arg(long)]
         hserver: Option<PathBuf>,
+    },
+}
+
+/// `chaos bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Boot to healthy and per-fault apply/heal time, per runtime, side by side.
+    Runtime {
+        /// Runtimes to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "local,docker")]
+        runtimes: Vec<String>,
+        /// hservers per cluster.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// ZooKeeper nodes per cluster.
+        #[arg(long, default_value_t = 3)]
+        zk: usize,
+        /// Clusters booted per runtime.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// hserver binary (default: next to chaos).
+        #[arg(long)]
+        hserver: Option<PathBuf>,
+        /// Store for the samples' run directories.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+        /// Where bench-runtime.json goes.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
     },
 }
 
@@ -538,6 +570,19 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Images(ImagesCommand::Build { hserver }) => build_images(hserver.as_deref()),
+        Command::Bench(BenchCommand::Runtime { runtimes, nodes, zk, runs, hserver, store, out }) => {
+            let runtimes = runtimes.iter().map(|name| name.parse()).collect::<Result<Vec<_>, _>>()?;
+            let options = crate::bench::runtime::RuntimeBenchOptions {
+                runtimes,
+                servers: nodes,
+                zookeepers: zk,
+                runs,
+                hserver,
+                store,
+                out,
+            };
+            crate::bench::runtime::run(&options)
+        }
         Command::Nemesis { run, command } => {
             let request = manual::request_of(command, run.as_deref())?;
             manual::send(run.as_deref(), request)

@@ -20,6 +20,7 @@
 //! - [`serve`] — `chaos serve`: browse a store of runs on loopback.
 
 pub mod batch;
+pub mod bench;
 pub mod bench_checker;
 pub mod cli;
 pub mod export;

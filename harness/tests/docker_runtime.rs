@@ -299,7 +299,19 @@ fn the_harness_image_runs_a_local_chaos_run_inside_one_container() {
     let base = format!("BASE={}", harness::runtime::images::base_tag());
     let profile = format!("PROFILE={}", profile.to_string_lossy());
     let build = Command::new("docker")
-        .args(["build", "-q", "-f", "docker/Dockerfile", "--build-arg", &base, "--build-arg", &profile, "-t", &tag, "."])
+        .args([
+            "build",
+            "-q",
+            "-f",
+            "docker/Dockerfile",
+            "--build-arg",
+            &base,
+            "--build-arg",
+            &profile,
+            "-t",
+            &tag,
+            ".",
+        ])
         .current_dir(&repository)
         .output()
         .expect("docker build runs");

@@ -213,3 +213,42 @@ fn a_bug_the_binary_lacks_is_refused_before_boot() {
     let left: Vec<_> = std::fs::read_dir(run_dir.path()).expect("run dir").flatten().map(|e| e.path()).collect();
     assert!(left.is_empty(), "nothing is created before the check: {left:?}");
 }
+
+/// Goal: `chaos bench runtime` boots a cluster, times every fault kind
+/// (network faults refused with the reason in `loopback`, the others
+/// applied and healed) and writes its figures; it leaves no run behind.
+#[test]
+fn bench_runtime_times_boot_and_every_fault_kind() {
+    if !zookeeper_installed() {
+        return;
+    }
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(common::chaos())
+        .args(["bench", "runtime", "--runtimes", "loopback", "--nodes", "3", "--zk", "1", "--runs", "1"])
+        .arg("--store")
+        .arg(work.path().join("store"))
+        .arg("--out")
+        .arg(work.path())
+        .arg("--hserver")
+        .arg(common::hserver())
+        .output()
+        .expect("chaos runs");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("loopback run 1: healthy after"), "{text}");
+    let json = std::fs::read_to_string(work.path().join("bench-runtime.json")).expect("bench-runtime.json");
+    let samples: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let faults = samples[0]["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 9);
+    for fault in faults {
+        let name = fault["fault"].as_str().unwrap_or_default();
+        let network = ["partition", "loss", "delay", "zk-isolate"].iter().any(|kind| name.starts_with(kind));
+        assert_eq!(fault["error"].is_string(), network, "{fault}");
+    }
+    let run_dirs = std::fs::read_dir(work.path().join("store")).expect("store").flatten();
+    for run_dir in run_dirs.filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir())) {
+        let run_id = harness::rundir::run_id_of(&run_dir.path()).expect("run id");
+        assert!(!harness::runtime::state::state_path(&run_id).exists(), "run {run_id} is still up");
+    }
+}

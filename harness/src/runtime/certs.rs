@@ -251,8 +251,8 @@ mod tests {
     /// Verifies `cert` (leaf first) against the CA in `ca` with rustls's
     /// own verifiers: as a server named `address`, and as a client.
     fn assert_chains_to(ca: &Path, cert: &Path, address: &str) {
-        use rustls::pki_types::pem::PemObject;
         use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
         let mut roots = rustls::RootCertStore::empty();
         for root in CertificateDer::pem_file_iter(ca).expect("ca file") {

@@ -147,8 +147,16 @@ mod tests {
             read_only,
         };
         let nodes = [
-            ComposeNode { container: node("zk1", "base:1", &zk_argv, vec![]), address: "198.18.7.21", is_server: false },
-            ComposeNode { container: node("n1", "node:2", &server_argv, vec![tls]), address: "198.18.7.11", is_server: true },
+            ComposeNode {
+                container: node("zk1", "base:1", &zk_argv, vec![]),
+                address: "198.18.7.21",
+                is_server: false,
+            },
+            ComposeNode {
+                container: node("n1", "node:2", &server_argv, vec![tls]),
+                address: "198.18.7.11",
+                is_server: true,
+            },
         ];
         let text = render("r1", 7, &nodes);
         let file: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");

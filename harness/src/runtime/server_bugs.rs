@@ -19,7 +19,9 @@ pub fn listed(binary: &Path) -> Result<Vec<String>, RuntimeError> {
     let output = process::run_command(&[shown.as_str(), "--list-bugs"], LIST_TIMEOUT).map_err(|error| {
         RuntimeError::ServerBugs {
             binary: shown.clone(),
-            message: format!("it cannot list its bugs ({error}); deliberate bugs need an hserver that has `--list-bugs`"),
+            message: format!(
+                "it cannot list its bugs ({error}); deliberate bugs need an hserver that has `--list-bugs`"
+            ),
         }
     })?;
     Ok(output.lines().map(str::trim).filter(|line| !line.is_empty()).map(str::to_string).collect())
@@ -70,7 +72,8 @@ mod tests {
     #[test]
     fn bugs_are_checked_against_what_the_binary_lists() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = fake_server(dir.path(), "lister", "[ \"$1\" = --list-bugs ] && printf 'skip-fsync\\nlose-acks\\n'");
+        let server =
+            fake_server(dir.path(), "lister", "[ \"$1\" = --list-bugs ] && printf 'skip-fsync\\nlose-acks\\n'");
         assert_eq!(listed(&server).expect("listed"), ["skip-fsync", "lose-acks"]);
         check(&server, &["lose-acks".to_string()]).expect("a listed bug passes");
         let error = check(&server, &["no-such".to_string()]).expect_err("unlisted").to_string();
