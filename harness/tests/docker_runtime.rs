@@ -49,6 +49,45 @@ fn build_images() -> String {
     text
 }
 
+/// Our node and base images under names of the test's own, as a user's
+/// images would be; the names are removed when this is dropped.
+struct ProfileImages {
+    server: String,
+    zookeeper: String,
+}
+
+impl ProfileImages {
+    fn tag() -> ProfileImages {
+        let base = harness::runtime::images::base_tag();
+        let node = harness::runtime::images::node_tag(&base, &hserver()).expect("node tag");
+        let id = std::process::id();
+        let images = ProfileImages {
+            server: format!("hstream-chaos-test-server:{id}"),
+            zookeeper: format!("hstream-chaos-test-zookeeper:{id}"),
+        };
+        for (source, name) in [(&node, &images.server), (&base, &images.zookeeper)] {
+            let status = Command::new("docker").args(["tag", source, name]).status().expect("docker tag");
+            assert!(status.success(), "docker tag {source} {name}");
+        }
+        images
+    }
+
+    /// The default profile with both roles on these images.
+    fn profile(&self) -> String {
+        let mut profile = harness::runtime::Profile::default();
+        profile.server.image = Some(self.server.clone());
+        profile.server.binary = "/usr/local/bin/hserver".to_string();
+        profile.zookeeper.image = Some(self.zookeeper.clone());
+        profile.to_yaml()
+    }
+}
+
+impl Drop for ProfileImages {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", &self.server, &self.zookeeper]).output();
+    }
+}
+
 const EVERY_FAULT: &str = r#"
 time_limit: 60s
 drain_timeout: 20s
@@ -70,8 +109,8 @@ faults:
 "#;
 
 /// Goal: images are built once and then found by their input hash; a run
-/// with every fault kind against containers is valid on the correct
-/// server, every fault applied and healed without error, every node's log
+/// with every fault kind against containers (of images a profile names) is
+/// valid on the correct server, every fault applied and healed without error, every node's log
 /// is in the run directory, and nothing labelled with the run is left.
 #[test]
 fn every_fault_kind_runs_in_containers_and_nothing_is_left() {
@@ -84,6 +123,11 @@ fn every_fault_kind_runs_in_containers_and_nothing_is_left() {
     let store = tempfile::tempdir().expect("tempdir");
     let scenario = store.path().join("every-fault.yaml");
     std::fs::write(&scenario, EVERY_FAULT).expect("write scenario");
+    // The profile mechanism, with our own images under other names: a
+    // user's profile names images the harness did not build.
+    let images = ProfileImages::tag();
+    let profile = store.path().join("profile.yaml");
+    std::fs::write(&profile, images.profile()).expect("write profile");
     let (code, text) = chaos_with(&[
         &"run",
         &"--seed",
@@ -94,8 +138,14 @@ fn every_fault_kind_runs_in_containers_and_nothing_is_left() {
         &store.path(),
         &"--scenario",
         &scenario,
+        &"--profile",
+        &profile,
     ]);
+    drop(images);
     assert_eq!(code, Some(0), "the correct server is valid in containers:\n{text}");
+    for role in ["server", "zookeeper"] {
+        assert!(text.contains(&format!("the profile's {role} image")), "the profile's {role} image is unused:\n{text}");
+    }
     let run_dir = std::fs::canonicalize(store.path().join("latest")).expect("latest");
 
     let history = std::fs::read_to_string(run_dir.join("history.jsonl")).expect("history");
@@ -328,4 +378,32 @@ fn the_harness_image_runs_a_local_chaos_run_inside_one_container() {
     assert_eq!(run.status.code(), Some(0), "chaos run in the harness image:\n{text}");
     assert!(text.contains("VALID"), "{text}");
     assert!(removed.status.success(), "the test image stays: {}", String::from_utf8_lossy(&removed.stderr));
+}
+
+/// Goal: a profile naming an image the engine lacks stops the run before
+/// anything starts (exit 2, naming the image and the fix), leaving nothing.
+#[test]
+fn a_profile_image_the_engine_lacks_is_refused_before_boot() {
+    build_images();
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut profile = harness::runtime::Profile::default();
+    profile.server.image = Some("hstream-chaos-test-nowhere:1".to_string());
+    let path = store.path().join("profile.yaml");
+    std::fs::write(&path, profile.to_yaml()).expect("write profile");
+    let (code, text) = chaos_with(&[
+        &"run",
+        &"--runtime",
+        &"docker",
+        &"--time-limit",
+        &"10",
+        &"--store",
+        &store.path(),
+        &"--profile",
+        &path,
+    ]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("hstream-chaos-test-nowhere:1") && text.contains("docker load"), "{text}");
+    let run_dir = std::fs::canonicalize(store.path().join("latest")).expect("latest");
+    let left = leftovers(&run_id_of(&run_dir));
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -181,6 +181,35 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// What `{bin}` is for the servers and, for the docker runtime, the images
+/// (found or built now). A profile image brings its own server, so nothing
+/// of this checkout is resolved, checked or built for it; otherwise the
+/// hserver binary is found, asked for the requested bugs, and (docker) put
+/// in the node image, whose copy the nodes run.
+fn server_program(spec: &ClusterSpec) -> Result<(Option<PathBuf>, Option<Images>), RuntimeError> {
+    let docker = spec.runtime == RuntimeKind::Docker;
+    if spec.servers == 0 {
+        let images = if docker { Some(container::images_for(None, &spec.profile)?) } else { None };
+        return Ok((None, images));
+    }
+    if let (true, Some(image)) = (docker, &spec.profile.server.image) {
+        if !spec.bug_flags.is_empty() {
+            let message = "deliberate bugs need this checkout's hserver; the profile runs its own image".to_string();
+            return Err(RuntimeError::ServerBugs { binary: image.clone(), message });
+        }
+        let images = container::images_for(None, &spec.profile)?;
+        return Ok((Some(PathBuf::from(&spec.profile.server.binary)), Some(images)));
+    }
+    let binary = resolve_hserver(spec.hserver_bin.as_deref(), &spec.profile.server.binary)?;
+    super::server_bugs::check(&binary, &spec.bug_flags)?;
+    if !docker {
+        return Ok((Some(binary), None));
+    }
+    let images = container::images_for(Some(&binary), &spec.profile)?;
+    // In a container the binary is the image's, wherever it was built.
+    Ok((Some(PathBuf::from(super::docker::HSERVER_IN_IMAGE)), Some(images)))
+}
+
 impl Cluster {
     /// Boot `spec`. On failure everything created so far is torn down.
     pub fn boot(spec: ClusterSpec) -> Result<Cluster, RuntimeError> {
@@ -188,22 +217,7 @@ impl Cluster {
         if spec.runtime.has_namespaces() && !nix::unistd::geteuid().is_root() {
             return Err(RuntimeError::NeedsRoot);
         }
-        let hserver = match spec.servers {
-            0 => None,
-            _ => Some(resolve_hserver(spec.hserver_bin.as_deref(), &spec.profile.server.binary)?),
-        };
-        if let Some(binary) = &hserver {
-            super::server_bugs::check(binary, &spec.bug_flags)?;
-        }
-        let images = match spec.runtime {
-            RuntimeKind::Docker => Some(container::images_for(hserver.as_deref())?),
-            _ => None,
-        };
-        // In a container the binary is the image's, wherever it was built.
-        let hserver = match &images {
-            Some(_) => hserver.map(|_| PathBuf::from(super::docker::HSERVER_IN_IMAGE)),
-            None => hserver,
-        };
+        let (hserver, images) = server_program(&spec)?;
         std::fs::create_dir_all(&spec.run_dir).map_err(|error| RuntimeError::io(&spec.run_dir, error))?;
         let state = state::claim_run(&spec.run_dir, spec.runtime.name(), spec.run_id.as_deref())?;
         let run_id = state.state().run_id.clone();

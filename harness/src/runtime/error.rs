@@ -41,6 +41,14 @@ pub enum RuntimeError {
         /// What it lacks, with what it has.
         message: String,
     },
+    /// A profile names an image the Docker engine does not have.
+    #[error("the profile's {role} image {image} is not in the Docker engine (there is no registry to pull from): load it (`docker load -i FILE`) or build it, or drop `image:` to use the harness's own")]
+    MissingImage {
+        /// The image named.
+        image: String,
+        /// The role it was named for (`server`, `zookeeper`).
+        role: &'static str,
+    },
     /// A cluster size outside the supported range.
     #[error("{what} = {value} is out of range; use {range}")]
     BadSize {

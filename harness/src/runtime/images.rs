@@ -58,6 +58,8 @@ pub struct Images {
     pub base: String,
     /// Node image tag (hservers run it).
     pub node: String,
+    /// ZooKeeper nodes' image tag (base unless a profile names another).
+    pub zookeeper: String,
 }
 
 /// What building one image did.
@@ -118,11 +120,11 @@ pub fn ensure(hserver: Option<&Path>, mut report: impl FnMut(&Built)) -> Result<
     let base = ensure_base()?;
     report(&base);
     let Some(hserver) = hserver else {
-        return Ok(Images { node: base.tag.clone(), base: base.tag });
+        return Ok(Images { node: base.tag.clone(), zookeeper: base.tag.clone(), base: base.tag });
     };
     let node = ensure_node(&base.tag, hserver)?;
     report(&node);
-    Ok(Images { base: base.tag, node: node.tag })
+    Ok(Images { zookeeper: base.tag.clone(), base: base.tag, node: node.tag })
 }
 
 fn ensure_base() -> Result<Built, RuntimeError> {

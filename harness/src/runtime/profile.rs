@@ -48,13 +48,18 @@ pub struct ZooKeeperProfile {
     pub health: HealthCheck,
     /// Log file template (stdout and stderr), e.g. `{node_dir}/{node}.log`.
     pub log: String,
+    /// docker runtime: the image ZooKeeper nodes run (default: the base
+    /// image, which has the Debian package the default argv starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// How to start hserver nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerProfile {
-    /// Binary name looked up next to the harness executable, or a path.
+    /// Binary name looked up next to the harness executable, or a path;
+    /// with `image`, the program's path inside that image.
     pub binary: String,
     /// Command line; see [`PLACEHOLDERS`].
     pub argv: Vec<String>,
@@ -64,6 +69,11 @@ pub struct ServerProfile {
     pub health: HealthCheck,
     /// Log file template (stdout and stderr), e.g. `{node_dir}/{node}.log`.
     pub log: String,
+    /// docker runtime: an image that already holds the server (`binary` is
+    /// its path there), used as it is instead of the node image built from
+    /// this checkout's hserver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// A cluster profile: one entry per node kind.
@@ -119,6 +129,7 @@ impl Default for Profile {
                 sync_limit_ticks: 5,
                 health: HealthCheck::ZkSrvr,
                 log: "{node_dir}/{node}.log".to_string(),
+                image: None,
             },
             server: ServerProfile {
                 binary: "hserver".to_string(),
@@ -142,6 +153,7 @@ impl Default for Profile {
                 port: 6570,
                 health: HealthCheck::GrpcDescribeCluster,
                 log: "{node_dir}/{node}.log".to_string(),
+                image: None,
             },
         }
     }
@@ -268,5 +280,16 @@ mod tests {
         let typo = profile.to_yaml().replace("client_port", "clientport");
         let error = Profile::from_yaml_str(&typo, "cluster.yaml").expect_err("typo");
         assert!(error.to_string().starts_with("cluster.yaml: "), "{error}");
+    }
+
+    /// Goal: the shipped sample profile for the real HStreamDB images stays
+    /// a valid profile (it cannot be run here; it can be parsed).
+    #[test]
+    fn the_hstreamdb_docker_sample_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/hstreamdb-docker.yaml");
+        let profile = Profile::load(&path).expect("the sample is a valid profile");
+        assert_eq!(profile.server.image.as_deref(), Some("hstreamdb/hstream:latest"));
+        assert_eq!(profile.zookeeper.image.as_deref(), Some("zookeeper:3.8"));
+        assert!(profile.server.argv.contains(&"{tls_flags}".to_string()));
     }
 }

@@ -17,14 +17,30 @@ use crate::runtime::error::RuntimeError;
 use crate::runtime::images::{self, Images};
 use crate::runtime::netns;
 use crate::runtime::process::ProcessId;
+use crate::runtime::profile::Profile;
 use crate::runtime::supervisor::{NodeSlot, Waiter};
 use nemesis::Role;
 use std::path::Path;
 
-/// Find or build the images of a docker run, saying what it did.
-pub(super) fn images_for(hserver: Option<&Path>) -> Result<Images, RuntimeError> {
+/// Find or build the images of a docker run, saying what it did: the base
+/// image (holders), the node image of `hserver` (when given), and any image
+/// the profile names for a role instead, which must already be there.
+pub(super) fn images_for(hserver: Option<&Path>, profile: &Profile) -> Result<Images, RuntimeError> {
     docker::check_engine()?;
-    images::ensure(hserver, |built| eprintln!("image {built}"))
+    let mut found = images::ensure(hserver, |built| eprintln!("image {built}"))?;
+    let chosen = [
+        (&profile.server.image, &mut found.node, "server"),
+        (&profile.zookeeper.image, &mut found.zookeeper, "zookeeper"),
+    ];
+    for (named, image, role) in chosen {
+        let Some(named) = named else { continue };
+        if !images::exists(named)? {
+            return Err(RuntimeError::MissingImage { image: named.clone(), role });
+        }
+        eprintln!("image {named}: the profile's {role} image");
+        *image = named.clone();
+    }
+    Ok(found)
 }
 
 impl Cluster {
@@ -68,7 +84,7 @@ impl Cluster {
     /// servers, the base image (with ZooKeeper) for the others.
     fn node_container<'a>(&'a self, slot: &'a NodeSlot) -> NodeContainer<'a> {
         let images = self.images.as_ref().expect("docker runs have images");
-        let image = if slot.role == Role::Server { &images.node } else { &images.base };
+        let image = if slot.role == Role::Server { &images.node } else { &images.zookeeper };
         let tls = self.certificates.as_ref().map(|certificates| certificates.dir.as_path());
         NodeContainer {
             run_id: &self.run_id,
