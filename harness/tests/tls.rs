@@ -312,6 +312,9 @@ fn upstream_python_client_appends_and_consumes_over_mtls() {
     assert!(text.contains("OK: every record received"), "{text}");
 }
 
+/// Goal: the shipped default scenario (every fault kind it draws, 60 s)
+/// leaves the correct server valid with every hop on mutual TLS, and
+/// several fault kinds really ran.
 #[test]
 fn chaos_run_with_mtls_under_the_default_scenario_is_valid() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -336,6 +339,14 @@ fn chaos_run_with_mtls_under_the_default_scenario_is_valid() {
     assert!(effective.contains("\ntls: mtls\n"), "the effective scenario records the mode:\n{effective}");
     let network = ["fault: partition", "fault: loss", "fault: delay"];
     assert!(network.iter().any(|fault| effective.contains(fault)), "no network fault ran:\n{effective}");
+    let history = std::fs::read_to_string(run_dir.join("history.jsonl")).expect("history");
+    let kinds: std::collections::BTreeSet<String> = history
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|op| op["process"] == "nemesis" && op["type"] == "invoke")
+        .filter_map(|op| op["f"].as_str().map(str::to_string))
+        .collect();
+    assert!(kinds.len() >= 4, "expected several fault kinds in the default 60 s, saw {kinds:?}");
     let log = std::fs::read_to_string(run_dir.join("nodes/n1/n1.log")).expect("n1 log");
     assert!(log.contains("tls=\"mutual\"") || log.contains("tls=mutual"), "n1 did not serve mutual TLS:\n{log}");
     let key = run_dir.join("tls/client.key");
