@@ -183,30 +183,8 @@ fn every_fault_kind_runs_in_containers_and_nothing_is_left() {
 /// that run.
 #[test]
 fn a_killed_harness_is_cleaned_up_by_label() {
-    build_images();
     let store = tempfile::tempdir().expect("tempdir");
-    let mut harness = Command::new(chaos())
-        .args(["run", "--runtime", "docker", "--nodes", "3", "--zk", "1", "--time-limit", "120", "--seed", "5"])
-        .arg("--hserver")
-        .arg(hserver())
-        .arg("--store")
-        .arg(store.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chaos run");
-    // Wait (bounded) until the workload is running: the history has ops.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run_dir = loop {
-        let latest = std::fs::canonicalize(store.path().join("latest")).ok();
-        let busy = latest.as_ref().and_then(|dir| std::fs::read_to_string(dir.join("history.jsonl")).ok());
-        if busy.is_some_and(|history| history.lines().count() > 100) {
-            break latest.expect("latest");
-        }
-        assert!(Instant::now() < deadline, "the docker run never got going");
-        assert!(harness.try_wait().expect("try_wait").is_none(), "chaos run ended early");
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let (mut harness, run_dir) = busy_docker_run(store.path());
     let run_id = run_id_of(&run_dir);
     harness.kill().expect("SIGKILL the harness");
     harness.wait().expect("reap");
@@ -217,6 +195,52 @@ fn a_killed_harness_is_cleaned_up_by_label() {
     assert!(text.contains(&run_id), "down did not name run {run_id}:\n{text}");
     let left = leftovers(&run_id);
     assert!(left.is_empty(), "left behind after down --all-stale: {left:?}");
+}
+
+/// Goal: Ctrl-C (SIGINT) during a docker run heals, tears the cluster
+/// down and leaves nothing labelled with the run by the time the harness
+/// exits.
+#[test]
+fn ctrl_c_removes_every_container_of_the_run() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let (mut harness, run_dir) = busy_docker_run(store.path());
+    let run_id = run_id_of(&run_dir);
+    let pid = nix::unistd::Pid::from_raw(harness.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT the harness");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while harness.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "the harness did not end within 120 s of Ctrl-C");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let left = leftovers(&run_id);
+    assert!(left.is_empty(), "left behind after Ctrl-C: {left:?}");
+}
+
+/// Starts a 120 s docker run and returns once its workload is going (the
+/// history has ops), with the run directory.
+fn busy_docker_run(store: &Path) -> (std::process::Child, std::path::PathBuf) {
+    build_images();
+    let mut harness = Command::new(chaos())
+        .args(["run", "--runtime", "docker", "--nodes", "3", "--zk", "1", "--time-limit", "120", "--seed", "5"])
+        .arg("--hserver")
+        .arg(hserver())
+        .arg("--store")
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chaos run");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let latest = std::fs::canonicalize(store.join("latest")).ok();
+        let busy = latest.as_ref().and_then(|dir| std::fs::read_to_string(dir.join("history.jsonl")).ok());
+        if busy.is_some_and(|history| history.lines().count() > 100) {
+            return (harness, latest.expect("latest"));
+        }
+        assert!(Instant::now() < deadline, "the docker run never got going");
+        assert!(harness.try_wait().expect("try_wait").is_none(), "chaos run ended early");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Goal: a cluster left up in containers shows its containers in `chaos
