@@ -313,15 +313,17 @@ fn the_compose_file_brings_the_same_cluster_up(run_dir: &Path, run_id: &str) {
 
 /// Goal: `chaos nightly --runtime docker` runs the plan's runs in
 /// containers (the effective scenario says so), still catches a
-/// deliberately broken server, and leaves nothing of the run behind. (The
-/// correct server's validity in containers is the first test's.)
+/// deliberately broken server — `ack-before-replicate` under the shipped
+/// sequencer-kill scenario, as lost records — and leaves nothing of the run
+/// behind. (The correct server's validity in containers is the first test's.)
 #[test]
 fn a_nightly_runs_in_containers_with_runtime_docker() {
     build_images();
     let out = tempfile::tempdir().expect("tempdir");
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.yaml");
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/sequencer-kill.yaml");
     let plan = out.path().join("plan.yaml");
-    let runs = format!("runs:\n  - {{scenario: {0}, seeds: [3], server_bugs: [reorder-delivery]}}\n", tiny.display());
+    let runs =
+        format!("runs:\n  - {{scenario: {0}, seeds: [12], server_bugs: [ack-before-replicate]}}\n", scenario.display());
     std::fs::write(&plan, runs).expect("plan");
     let night = out.path().join("night");
     let (code, text) = chaos_with(&[
@@ -355,6 +357,13 @@ fn a_nightly_runs_in_containers_with_runtime_docker() {
     for run_dir in run_dirs {
         let scenario = std::fs::read_to_string(run_dir.join("scenario.yaml")).expect("scenario");
         assert!(scenario.contains("runtime: docker"), "{} did not run in docker", run_dir.display());
+        let results = std::fs::read_to_string(run_dir.join("results.json")).expect("results.json");
+        let results: serde_json::Value = serde_json::from_str(&results).expect("json");
+        let caught = ["lost", "inconsistent-id", "duplicate-write"]
+            .iter()
+            .map(|name| results["anomalies"][name]["count"].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        assert!(caught > 0, "acknowledged-before-replicated records were not found lost: {results}");
         let left = leftovers(&run_id_of(&run_dir));
         assert!(left.is_empty(), "left behind by {}: {left:?}", run_dir.display());
     }
