@@ -1,5 +1,5 @@
 //! Network and ZooKeeper faults measured for their effect in real network
-//! namespaces (`local` runtime): partitions block TCP connects across the cut
+//! namespaces (`local` runtime, and one test in `docker` containers): partitions block TCP connects across the cut
 //! and not within a side, one-way cuts one direction only, loss and delay
 //! hold their configured values, ZooKeeper outages heal, and nothing of the
 //! run (rule, queue listener, thread, namespace) is left afterwards.
@@ -73,21 +73,32 @@ struct Setup {
 /// Takes the one-cluster lock and boots a cluster, or `None` (with the
 /// reason printed) when the machine lacks what the tests need.
 fn setup(servers: usize, zookeepers: usize) -> Option<Setup> {
+    setup_in(RuntimeKind::Local, servers, zookeepers)
+}
+
+/// [`setup`] in `runtime` (`local` or `docker`).
+fn setup_in(runtime: RuntimeKind, servers: usize, zookeepers: usize) -> Option<Setup> {
     let guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if !prerequisites_met() {
         return None;
     }
     let run_dir = tempfile::tempdir().expect("tempdir");
-    let cluster = boot(servers, zookeepers, run_dir.path());
+    let cluster = boot(runtime, servers, zookeepers, run_dir.path());
     Some(Setup { _guard: guard, _run_dir: run_dir, cluster })
 }
 
-/// Boot `servers` stand-in hservers (`sleep`) and `zookeepers` real ones.
-fn boot(servers: usize, zookeepers: usize, run_dir: &std::path::Path) -> Cluster {
-    let mut spec = ClusterSpec::new(RuntimeKind::Local, servers, zookeepers, run_dir);
+/// Boot `servers` stand-in hservers (`sleep`) and `zookeepers` real ones;
+/// in docker the stand-ins run in the base image (through a profile image,
+/// so no node image is built for them).
+fn boot(runtime: RuntimeKind, servers: usize, zookeepers: usize, run_dir: &std::path::Path) -> Cluster {
+    let mut spec = ClusterSpec::new(runtime, servers, zookeepers, run_dir);
     spec.grace_period_ms = 2_000;
     spec.hserver_bin = Some("/bin/sleep".into());
+    spec.profile.server.binary = "/bin/sleep".into();
     spec.profile.server.argv = vec!["{bin}".to_string(), "3600".to_string()];
+    if runtime == RuntimeKind::Docker {
+        spec.profile.server.image = Some(harness::runtime::images::base_tag());
+    }
     Cluster::boot(spec).expect("boot")
 }
 
@@ -635,4 +646,64 @@ fn teardown_heals_every_network_fault_and_leaves_nothing_of_the_run() {
     let _listener = listen(net, "n3", PROBE_PORT);
     assert_eq!(connects(net, &pairs), [true, true]);
     teardown_and_assert_gone(cluster);
+}
+
+/// Goal: in the docker runtime the same faults act the same way inside the
+/// containers' namespaces: a partition blocks connects across the cut and
+/// heal restores them, 30 % loss and 50 ms of delay are measured within
+/// tolerance, a killed node's process is gone and its container comes back
+/// with its data, and nothing of the run is left afterwards.
+#[test]
+fn in_containers_partition_loss_delay_and_kill_act_as_in_namespaces() {
+    let Some(Setup { _guard, _run_dir, cluster }) = setup_in(RuntimeKind::Docker, 3, 1) else { return };
+    let net = net(&cluster);
+    let nodes = ["n1", "n2", "n3"];
+    let _listeners: Vec<Listener> = nodes.iter().map(|node| listen(net, node, PROBE_PORT)).collect();
+    let across = [("n1", "n3", PROBE_PORT), ("n3", "n1", PROBE_PORT), ("n2", "n3", PROBE_PORT)];
+    assert_eq!(connects(net, &across), [true, true, true], "links work before the fault");
+    let mut nemesis = Compose::all_faults();
+    let partition = fault("partition", json!({"kind": "halves"}));
+    nemesis.start(&partition, &names(&nodes), &cluster).expect("partition");
+    assert_eq!(connects(net, &across), [false, false, true], "n1 against n2 and n3");
+    nemesis.stop(&partition, &cluster).expect("heal");
+    assert_eq!(connects(net, &across), [true, true, true], "heal restores every link");
+
+    let loss = fault("loss", json!({"percent": 30, "peer": "n2"}));
+    nemesis.start(&loss, &names(&["n1"]), &cluster).expect("loss");
+    let lossy = ping(net, "n1", "n2", 1_000, "0.002");
+    nemesis.stop(&loss, &cluster).expect("heal loss");
+    eprintln!("docker loss 30 %: measured {:.1} % over {} pings", lossy.loss_percent(), lossy.transmitted);
+    assert!((20.0..=40.0).contains(&lossy.loss_percent()), "{lossy:?}");
+
+    let before = ping(net, "n1", "n2", 50, "0.02").average_ms.expect("rtt before");
+    let delay = fault("delay", json!({"ms": 50, "jitter_ms": 0}));
+    nemesis.start(&delay, &names(&["n1"]), &cluster).expect("delay");
+    let slow = ping(net, "n1", "n2", 50, "0.02").average_ms.expect("rtt during delay");
+    nemesis.stop(&delay, &cluster).expect("heal delay");
+    eprintln!("docker delay 50 ms: rtt {before:.1} ms -> {slow:.1} ms");
+    assert!((40.0..=75.0).contains(&(slow - before)), "added rtt {:.1} ms", slow - before);
+
+    let marker = _run_dir.path().join("nodes/n2/data/marker");
+    std::fs::write(&marker, "kept").expect("write into n2's data");
+    let pid = cluster.pid("n2").expect("n2 runs");
+    nemesis.start(&fault("kill", json!({})), &names(&["n2"]), &cluster).expect("kill");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "n2's process {pid} is gone");
+    nemesis.teardown(&cluster).expect("restart");
+    let restarted = cluster.pid("n2").expect("n2 runs again");
+    assert_ne!(restarted, pid);
+    let container = format!("hc{}-n2", cluster.run_id());
+    let data = std::process::Command::new("docker")
+        .args(["exec", &container, "cat"])
+        .arg(&marker)
+        .output()
+        .expect("docker exec");
+    assert_eq!(String::from_utf8_lossy(&data.stdout), "kept", "n2 came back without its data");
+
+    assert_network_clean(&cluster);
+    let run_id = cluster.run_id().to_string();
+    teardown_and_assert_gone(cluster);
+    let label = format!("label=hstream-chaos.run={run_id}");
+    let containers =
+        std::process::Command::new("docker").args(["ps", "-a", "-q", "--filter", &label]).output().expect("docker ps");
+    assert!(containers.stdout.is_empty(), "containers of the run left");
 }
