@@ -64,7 +64,7 @@ fn anomaly_count(results: &serde_json::Value, name: &str) -> u64 {
 #[test]
 fn correct_server_under_kill_and_pause_is_valid() {
     let store = tempfile::tempdir().unwrap();
-    let done = run(store.path(), &["--time-limit", "45", "--nemesis", "kill,pause", "--seed", "11"]);
+    let done = run(store.path(), &["--time-limit", "32", "--nemesis", "kill,pause", "--seed", "11"]);
     assert_eq!(done.code, 0, "{}", done.output);
     assert_eq!(done.results["valid"], serde_json::json!(true), "{}", done.results);
     for name in [

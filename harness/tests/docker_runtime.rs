@@ -370,9 +370,9 @@ fn a_nightly_runs_in_containers_with_runtime_docker() {
 }
 
 /// Goal: the harness image of `docker/Dockerfile`, built on the base image
-/// with this checkout's binaries, runs a 20 s `local`-runtime chaos run
-/// inside one privileged container with no network of its own, and that
-/// run is valid (exit 0).
+/// with this checkout's binaries, runs a 20 s `local`-runtime chaos run (3
+/// hservers, one ZooKeeper) inside one privileged container with no network
+/// of its own, and that run is valid (exit 0).
 #[test]
 fn the_harness_image_runs_a_local_chaos_run_inside_one_container() {
     build_images();
@@ -403,7 +403,7 @@ fn the_harness_image_runs_a_local_chaos_run_inside_one_container() {
     let run = Command::new("timeout")
         .args(["600", "docker", "run", "--rm", "--privileged", "--network", "none"])
         .args(["--label", "hstream-chaos.test=harness-image", &tag])
-        .args(["chaos", "run", "--runtime", "local", "--time-limit", "20"])
+        .args(["chaos", "run", "--runtime", "local", "--time-limit", "20", "--nodes", "3", "--zk", "1"])
         .output()
         .expect("docker run runs");
     let removed = Command::new("docker").args(["rmi", &tag]).output().expect("docker rmi runs");

@@ -59,7 +59,8 @@ fn count(results: &serde_json::Value, name: &str) -> u64 {
 fn zookeeper_outage_of_20s_leaves_the_correct_server_valid() {
     let store = tempfile::tempdir().unwrap();
     let scenario = repo("scenarios/zk-outage.yaml");
-    let done = run(store.path(), &["--scenario", scenario.to_str().unwrap(), "--seed", "31"]);
+    // The outage runs from 10 s to 30 s; two more seconds of load after it.
+    let done = run(store.path(), &["--scenario", scenario.to_str().unwrap(), "--seed", "31", "--time-limit", "32"]);
     assert_eq!(done.code, 0, "{}\n{}", done.output, done.results);
     assert_eq!(count(&done.results, "crash"), 0);
 }
