@@ -328,6 +328,7 @@ pub fn queue_config(settings: &Scenario) -> QueueConfig {
         rate_records_per_s: w.rate,
         churn_probability_per_s: w.churn_per_s,
         idle_subscriptions: w.idle_subscriptions,
+        subscribe_after_ms: w.subscribe_after.0.as_millis().try_into().unwrap_or(u64::MAX),
         // Checked when the scenario was loaded.
         ack_styles: settings.ack_styles().unwrap_or_default(),
         ..QueueConfig::default()

@@ -239,10 +239,11 @@ fn id_of(value: &serde_json::Value) -> (u64, u64, u64) {
 
 /// Goal: every ack style shows in the history as what it is — acks out of
 /// id order, deliveries acked only in part (and redelivered), acks held
-/// near the ack timeout, consumers that left with records unacked — and
-/// the correct server shows no violation under them but the known open
-/// one (see the end of the test). Method: no faults,
-/// five consumer slots churning often so every style is drawn many times.
+/// near the ack timeout, consumers that left with records unacked — the
+/// subscription created 4 s after the first appends still delivers them,
+/// and the correct server shows no violation under any of it. Method: no
+/// faults, five consumer slots churning often so every style is drawn many
+/// times.
 #[test]
 fn every_ack_style_shows_in_the_history_and_the_correct_server_stays_valid() {
     let store = tempfile::tempdir().unwrap();
@@ -250,7 +251,7 @@ fn every_ack_style_shows_in_the_history_and_the_correct_server_stays_valid() {
     std::fs::write(
         &scenario,
         "time_limit: 30s\ndrain_timeout: 15s\nsettle: 2s\ncluster: {nodes: 3, zk: 1}\n\
-         workload:\n  rate: 1000\n  consumers: 5\n  ack_timeout: 6s\n  churn_per_s: 0.15\n\
+         workload:\n  rate: 1000\n  consumers: 5\n  ack_timeout: 6s\n  churn_per_s: 0.15\n  subscribe_after: 4s\n\
          \x20 ack_styles: {in-order: 1, out-of-order: 1, partial: 1, late: 1, slow: 1}\nfaults: {mix: []}\n",
     )
     .unwrap();
@@ -303,6 +304,16 @@ fn every_ack_style_shows_in_the_history_and_the_correct_server_stays_valid() {
     for style in styles {
         assert!(ops.iter().any(|op| of_style(&op, style)), "no {style} consumer ran");
     }
+    // The late subscription: no receive before it existed, many values
+    // appended before the first receive (the valid verdict says they came).
+    let first_receive = ops.iter().find(|op| op["f"] == "receive").map(time).expect("a receive");
+    let appended_before: usize = ops
+        .iter()
+        .filter(|op| op["f"] == "append" && op["type"] == "ok" && time(op) < first_receive)
+        .filter_map(|op| op["value"]["values"].as_array().map(Vec::len))
+        .sum();
+    assert!(first_receive >= 3.5, "a consumer received at {first_receive:.1} s, before the subscription existed");
+    assert!(appended_before >= 1_000, "only {appended_before} values were appended before the first receive");
     assert_eq!(done.code, 0, "the correct server is valid under every ack style:\n{}", done.results);
     assert_nothing_left(&done.run_dir);
 }

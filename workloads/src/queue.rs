@@ -90,6 +90,11 @@ pub struct QueueConfig {
     /// checker can judge how the server spreads subscriptions over nodes
     /// (one subscription alone says nothing about balance). Default 10.
     pub idle_subscriptions: u32,
+    /// When above 0, the consumers' subscription (from the earliest offset)
+    /// is created this long after the producers start, so it must deliver
+    /// records appended before it existed; the consumers start once it
+    /// exists. Default 0: it is created at setup, before any append.
+    pub subscribe_after_ms: u64,
     /// Seconds before an unacked delivery is redelivered. Default 5.
     pub ack_timeout_seconds: i32,
     /// Unacked records the server allows per subscription. Default 1000.
@@ -148,6 +153,7 @@ impl Default for QueueConfig {
             backlog_seconds: 86_400,
             subscription: "chaos-sub".into(),
             idle_subscriptions: 10,
+            subscribe_after_ms: 0,
             ack_timeout_seconds: 5,
             max_unacked_records: 1_000,
             producers: 2,
@@ -343,10 +349,15 @@ impl QueueWorkload {
             let task = producer::run_producer(self.context.clone(), lanes.to_vec(), rng, phase);
             self.producers.push(tokio::spawn(task));
         }
+        let (subscribed, subscription_exists) = watch::channel(self.context.config.subscribe_after_ms == 0);
         for slot in 0..self.context.config.consumers {
             let rng = seeded_rng(self.seed, CONSUMER_SEED_STREAM + slot as u64);
             let stop = self.consumer_stop.subscribe();
-            let task = consumer::run_consumer_slot(self.context.clone(), rng, stop);
+            let task = consumer::run_consumer_slot(self.context.clone(), rng, subscription_exists.clone(), stop);
+            self.consumers.push(tokio::spawn(task));
+        }
+        if self.context.config.subscribe_after_ms > 0 {
+            let task = subscribe_late(self.context.clone(), subscribed, self.consumer_stop.subscribe());
             self.consumers.push(tokio::spawn(task));
         }
         let stop = self.consumer_stop.subscribe();
@@ -524,17 +535,49 @@ async fn prepare_cluster(
         })
     })
     .await?;
-    for subscription in config.subscriptions() {
-        let subscription = subscription.as_str();
-        retry("create subscription", deadline, || {
-            nodes.on_any_node(|client| async move {
-                let (ack_timeout, max_unacked) = (config.ack_timeout_seconds, config.max_unacked_records);
-                client.create_subscription(subscription, stream, ack_timeout, max_unacked).await
-            })
-        })
-        .await?;
+    let late = |subscription: &String| config.subscribe_after_ms > 0 && *subscription == config.subscription;
+    for subscription in config.subscriptions().iter().filter(|subscription| !late(subscription)) {
+        create_subscription(nodes, config, subscription, deadline).await?;
     }
     Ok(shards)
+}
+
+/// Creates `subscription` of the stream (from the earliest offset; an
+/// existing one is fine), retried until `deadline`.
+async fn create_subscription(
+    nodes: &Nodes,
+    config: &QueueConfig,
+    subscription: &str,
+    deadline: Instant,
+) -> Result<(), WorkloadError> {
+    let stream = config.stream.as_str();
+    retry("create subscription", deadline, || {
+        nodes.on_any_node(|client| async move {
+            let (ack_timeout, max_unacked) = (config.ack_timeout_seconds, config.max_unacked_records);
+            client.create_subscription(subscription, stream, ack_timeout, max_unacked).await
+        })
+    })
+    .await
+}
+
+/// Creates the consumers' subscription `subscribe_after_ms` after the
+/// producers start (unless the workload stops first), then tells the
+/// consumer slots to begin. If it cannot be created within the setup
+/// timeout no consumer runs, and the drain reports every record missing.
+async fn subscribe_late(context: Arc<Context>, subscribed: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
+    let delay = Duration::from_millis(context.config.subscribe_after_ms);
+    if tokio::time::timeout(delay, stop.changed()).await.is_ok() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_millis(context.config.setup_timeout_ms);
+    let subscription = context.config.subscription.as_str();
+    match create_subscription(&context.nodes, &context.config, subscription, deadline).await {
+        Ok(()) => {
+            tracing::info!(subscription, "created the consumers' subscription after the first appends");
+            subscribed.send_replace(true);
+        }
+        Err(error) => tracing::error!(%error, "cannot create the consumers' subscription; no consumer runs"),
+    }
 }
 
 /// The error for a stream that lists no shards yet.

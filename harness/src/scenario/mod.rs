@@ -112,6 +112,10 @@ pub struct WorkloadSection {
     /// Subscriptions nobody reads, observed so the checker can judge how
     /// the server spreads subscription owners over nodes.
     pub idle_subscriptions: u32,
+    /// Create the consumers' subscription (from the earliest offset) this
+    /// long after the producers start, so it must deliver records appended
+    /// before it existed; 0 creates it before the first append.
+    pub subscribe_after: Dur,
     /// How consumers acknowledge, by weight (`in-order`, `out-of-order`,
     /// `partial`, `late`, `slow`); each consumer draws one when it starts.
     pub ack_styles: BTreeMap<String, u32>,
@@ -216,6 +220,7 @@ impl Default for WorkloadSection {
             ack_timeout: Dur::secs(5),
             churn_per_s: 0.05,
             idle_subscriptions: 10,
+            subscribe_after: Dur::secs(0),
             ack_styles: AckStyles::default()
                 .0
                 .into_iter()
@@ -387,6 +392,12 @@ impl Scenario {
         }
         if self.time_limit.0.as_secs() == 0 {
             return Err("time_limit must be at least 1s".into());
+        }
+        if self.workload.subscribe_after.0 >= self.time_limit.0 {
+            return Err(format!(
+                "workload.subscribe_after {} must be shorter than time_limit {}",
+                self.workload.subscribe_after, self.time_limit
+            ));
         }
         if self.recovery_budget.0.as_secs() == 0 {
             return Err("recovery_budget must be at least 1s".into());

@@ -75,8 +75,16 @@ enum SessionEnd {
 }
 
 /// Runs consumers in one slot until `stop`: a new named consumer after
-/// every churn.
-pub(crate) async fn run_consumer_slot(context: Arc<Context>, mut rng: ChaCha8Rng, mut stop: watch::Receiver<bool>) {
+/// every churn, the first once the consumers' subscription exists.
+pub(crate) async fn run_consumer_slot(
+    context: Arc<Context>,
+    mut rng: ChaCha8Rng,
+    mut subscription_exists: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    if !wait_until_true(&mut subscription_exists, &mut stop).await {
+        return;
+    }
     for _ in 0..MAX_CONSUMERS_PER_SLOT {
         if *stop.borrow() {
             return;
@@ -89,6 +97,23 @@ pub(crate) async fn run_consumer_slot(context: Arc<Context>, mut rng: ChaCha8Rng
         }
     }
     tracing::warn!("consumer slot reached its consumer cap");
+}
+
+/// Waits until `flag` is true; false when `stop` turns true (or `flag`'s
+/// sender is gone) first.
+async fn wait_until_true(flag: &mut watch::Receiver<bool>, stop: &mut watch::Receiver<bool>) -> bool {
+    loop {
+        if *stop.borrow() {
+            return false;
+        }
+        if *flag.borrow_and_update() {
+            return true;
+        }
+        tokio::select! {
+            changed = flag.changed() => if changed.is_err() { return false },
+            _ = stop.changed() => {}
+        }
+    }
 }
 
 /// One named consumer: sessions until it churns or the workload stops,
@@ -424,6 +449,30 @@ mod tests {
         StreamingFetchResponse {
             received_records: Some(ReceivedRecord { record_ids, record: Some(encode_batch(&records)) }),
         }
+    }
+
+    /// Goal: a consumer slot starts once the subscription exists, and not
+    /// at all when the workload stops first or the subscriber gives up.
+    #[tokio::test]
+    async fn slots_wait_for_the_subscription_or_the_stop() {
+        let (exists_sender, mut exists) = watch::channel(false);
+        let (stop_sender, mut stop) = watch::channel(false);
+        let waiting = tokio::spawn(async move { wait_until_true(&mut exists, &mut stop).await });
+        tokio::task::yield_now().await;
+        exists_sender.send_replace(true);
+        assert!(waiting.await.expect("joins"), "starts once the subscription exists");
+        drop(stop_sender);
+
+        let (_exists_sender, mut exists) = watch::channel(false);
+        let (stop_sender, mut stop) = watch::channel(false);
+        let waiting = tokio::spawn(async move { wait_until_true(&mut exists, &mut stop).await });
+        stop_sender.send_replace(true);
+        assert!(!waiting.await.expect("joins"), "the stop comes first");
+
+        let (exists_sender, mut exists) = watch::channel(false);
+        let (_stop_sender, mut stop) = watch::channel(false);
+        drop(exists_sender);
+        assert!(!wait_until_true(&mut exists, &mut stop).await, "the subscriber gave up");
     }
 
     /// Goal: a delivery becomes HISTORY.md's `records` list: value from the
