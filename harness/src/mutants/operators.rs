@@ -325,9 +325,23 @@ fn swap_args(line: &str) -> Vec<Edit> {
         if args.len() != 2 || args[0] == args[1] || !args.iter().all(|a| is_plain_argument(a)) {
             continue;
         }
+        // A reference and a value, or a keyword constant, cannot trade
+        // places and still compile: such a mutant would only cost a build.
+        if indirection(args[0]) != indirection(args[1]) || args.iter().any(|a| KEYWORD_VALUES.contains(a)) {
+            continue;
+        }
         edits.push(Edit { column: open + 1, len: inner.len(), replacement: format!("{}, {}", args[1], args[0]) });
     }
     edits
+}
+
+/// Values that are keywords or constructors, never of a swapped partner's type.
+const KEYWORD_VALUES: &[&str] = &["None", "true", "false", "self"];
+
+/// The `&`, `&mut` and `*` in front of an argument.
+fn indirection(text: &str) -> &str {
+    let name = text.trim_start_matches(['&', '*']).trim_start_matches("mut ");
+    &text[..text.len() - name.len()]
 }
 
 fn is_plain_argument(text: &str) -> bool {

@@ -83,12 +83,16 @@ fn drop_check_disables_early_exits() {
     assert_eq!(check(source, Operator::DropCheck), vec!["if false {", "if false { return Ok(()); }"]);
 }
 
-/// Goal: two plain arguments swap; single arguments, complex arguments,
-/// macros and definitions do not.
+/// Goal: two plain arguments of the same kind swap; single arguments,
+/// complex arguments, macros, definitions, a reference beside a value and
+/// keyword constants do not.
 #[test]
-fn swap_args_swaps_two_plain_arguments() {
-    let source = "fn g(a: u8, b: u8) {\n    let r = store.write(self.shard, batch_id);\n    let s = f(a + 1, b);\n    let t = h(x);\n    println!(a, b);\n}";
-    assert_eq!(check(source, Operator::SwapArgs), vec!["let r = store.write(batch_id, self.shard);"]);
+fn swap_args_swaps_two_plain_arguments_of_the_same_kind() {
+    let source = "fn g(a: u8, b: u8) {\n    let r = store.write(self.shard, batch_id);\n    let s = f(a + 1, b);\n    let t = h(x);\n    println!(a, b);\n    run(&shared, requests);\n    map.insert(id, None);\n    rename(&from, &to);\n}";
+    assert_eq!(
+        check(source, Operator::SwapArgs),
+        vec!["let r = store.write(batch_id, self.shard);", "rename(&to, &from);"]
+    );
 }
 
 /// Goal: functions returning `Result<()>` return `Ok(())` at once, `bool`
