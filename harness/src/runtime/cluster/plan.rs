@@ -60,9 +60,12 @@ pub fn address(runtime: RuntimeKind, subnet: u8, host: u8) -> String {
 pub fn resolve_hserver(explicit: Option<&Path>, binary: &str) -> Result<PathBuf, RuntimeError> {
     let candidates = hserver_candidates(explicit, binary);
     let found = candidates.iter().find(|path| path.is_file());
-    found.cloned().ok_or_else(|| RuntimeError::MissingBinary {
+    let found = found.ok_or_else(|| RuntimeError::MissingBinary {
         path: candidates.first().cloned().unwrap_or_else(|| PathBuf::from(binary)),
-    })
+    })?;
+    // Nodes start in their own directories: a relative path would not
+    // name the same file there.
+    std::path::absolute(found).map_err(|error| RuntimeError::io(found, error))
 }
 
 fn hserver_candidates(explicit: Option<&Path>, binary: &str) -> Vec<PathBuf> {
@@ -225,5 +228,27 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("/nowhere/hserver"), "{message}");
         assert!(message.contains("cargo build --release -p hserver"), "{message}");
+    }
+
+    /// Goal: a binary named by a relative path comes back absolute, so a
+    /// node started in its own directory finds it.
+    #[test]
+    fn a_relative_hserver_path_becomes_absolute() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let binary = dir.path().join("hserver");
+        std::fs::write(&binary, "").expect("write");
+        let cwd = std::env::current_dir().expect("cwd");
+        let relative = pathdiff(&binary, &cwd);
+        let found = resolve_hserver(Some(&relative), "hserver").expect("found");
+        assert!(found.is_absolute() && found.ends_with("hserver"), "{}", found.display());
+    }
+
+    /// `path` relative to `base` (both absolute), with `..` as needed.
+    fn pathdiff(path: &Path, base: &Path) -> PathBuf {
+        let mut relative = PathBuf::new();
+        for _ in base.components().skip(1) {
+            relative.push("..");
+        }
+        relative.join(path.strip_prefix("/").expect("absolute"))
     }
 }
