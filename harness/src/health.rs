@@ -30,12 +30,17 @@ pub async fn wait_cluster(cluster: &Cluster, servers: usize) -> anyhow::Result<D
 
 /// Like [`wait_cluster`], but both waits share one `timeout`: callers that
 /// check again and again (recovery restarts nodes between rounds) pass a
-/// short one.
+/// short one. Both probes run as tasks of the cluster's control runtime,
+/// whose threads live in the run's control namespace, whatever thread
+/// awaits this: from any other namespace the probes would not reach the
+/// nodes, and from the host's they could leave the machine.
 pub async fn wait_cluster_within(cluster: &Cluster, servers: usize, timeout: Duration) -> anyhow::Result<Duration> {
     let start = Instant::now();
     cluster.wait_zk_quorum(timeout).await?;
     let left = timeout.saturating_sub(start.elapsed());
-    wait_healthy(&cluster.server_addresses(), servers, left, cluster.client_tls()).await?;
+    let (endpoints, tls) = (cluster.server_addresses(), cluster.client_tls());
+    let probe = cluster.control_handle()?.spawn(async move { wait_healthy(&endpoints, servers, left, tls).await });
+    probe.await.map_err(|error| anyhow::anyhow!("health probe task failed: {error}"))??;
     Ok(start.elapsed())
 }
 

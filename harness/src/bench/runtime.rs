@@ -11,7 +11,6 @@
 //! down whatever happened.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nemesis::{ClusterTarget, Compose, FaultSpec, Nemesis};
@@ -131,26 +130,15 @@ fn measure(runtime: RuntimeKind, run: usize, options: &RuntimeBenchOptions) -> a
     let mut cluster = Cluster::boot(spec)?;
     // Kills are expected here; the receiver only has to exist.
     let _crashes = cluster.crash_events();
-    let cluster = Arc::new(cluster);
-    let measured = wait_healthy(&cluster, options.servers).map(|()| {
+    let measured = cluster.control_handle().map_err(anyhow::Error::from).and_then(|handle| {
+        // The probes run on the control runtime's threads (see `health`).
+        handle.block_on(crate::health::wait_cluster(&cluster, options.servers))?;
         let boot_s = started.elapsed().as_secs_f64();
         let faults = time_faults(&cluster, &faults(options.servers, options.zookeepers));
-        RuntimeSample { runtime: runtime.name().to_string(), run, boot_s, faults }
+        Ok(RuntimeSample { runtime: runtime.name().to_string(), run, boot_s, faults })
     });
-    let mut cluster = Arc::try_unwrap(cluster).map_err(|_| anyhow::anyhow!("cluster still in use at teardown"))?;
     cluster.teardown()?;
     measured
-}
-
-/// Waits for health on the cluster's control runtime, whose threads live
-/// in the run's control namespace: probes from anywhere else would not
-/// reach the nodes (and must never leave the machine).
-fn wait_healthy(cluster: &Arc<Cluster>, servers: usize) -> anyhow::Result<()> {
-    let handle = cluster.control_handle()?;
-    let probing = cluster.clone();
-    let waited = handle.block_on(handle.spawn(async move { crate::health::wait_cluster(&probing, servers).await }));
-    waited.map_err(|error| anyhow::anyhow!("health check task failed: {error}"))??;
-    Ok(())
 }
 
 /// Applies and heals each fault in turn, timing the nemesis.
