@@ -121,7 +121,10 @@ fn timed_faults_must_end_within_the_time_limit_and_network_faults_need_namespace
 #[test]
 fn sizes_and_names_are_checked() {
     assert!(error_of("cluster: {zk: 2}\n").contains("1, 3 or 5"));
-    assert!(error_of("cluster: {server_bugs: [ack-early]}\n").contains("ack-before-replicate"));
+    // Bug names are the server binary's (checked at boot); here, their shape.
+    assert!(error_of("cluster: {server_bugs: [Ack_Early]}\n").contains("hserver --list-bugs"));
+    assert!(Scenario::from_yaml("cluster: {server_bugs: [ack-early]}\n", "s.yaml").is_ok());
+    assert!(error_of("time_limit: 10s\nworkload: {subscribe_after: 10s}\n").contains("workload.subscribe_after"));
     assert!(error_of("runtime: podman\n").contains("local, loopback, docker"));
 }
 
