@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::docker::{NodeContainer, RUN_LABEL};
+use super::docker::{NodeContainer, NODE_LABEL, RUN_LABEL};
 
 /// The file's name in the run directory.
 pub const COMPOSE_FILE: &str = "compose.yaml";
@@ -86,7 +86,7 @@ pub fn render(run_id: &str, subnet: u8, nodes: &[ComposeNode]) -> String {
     let labels = |node: Option<&str>| {
         let mut labels = BTreeMap::from([(RUN_LABEL.to_string(), run_id.to_string())]);
         if let Some(node) = node {
-            labels.insert("hstream-chaos.node".to_string(), node.to_string());
+            labels.insert(NODE_LABEL.to_string(), node.to_string());
         }
         labels
     };

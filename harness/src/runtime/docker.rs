@@ -28,6 +28,9 @@ use std::time::Duration;
 /// The label every object of a run carries, with the run id as value.
 pub const RUN_LABEL: &str = "hstream-chaos.run";
 
+/// The label a node's containers carry, with the node's name as value.
+pub const NODE_LABEL: &str = "hstream-chaos.node";
+
 /// Deadline of one short `docker` command (create, start, inspect, rm).
 pub const DOCKER_TIMEOUT_MS: u64 = 60_000;
 
@@ -91,7 +94,7 @@ pub fn create_network(run_id: &str, subnet: u8) -> Result<(), RuntimeError> {
 /// returns the pid of its process (whose network namespace is the host's).
 pub fn start_holder(run_id: &str, host: &str, image: &str, address: &str) -> Result<u32, RuntimeError> {
     let (label, name, network) = (run_label(run_id), holder_name(run_id, host), network_name(run_id));
-    let node_label = format!("hstream-chaos.node={host}");
+    let node_label = format!("{NODE_LABEL}={host}");
     let args = ["run", "-d", "--name", &name, "--hostname", host, "--label", &label, "--label", &node_label];
     let mut args = args.to_vec();
     args.extend(["--network", &network, "--ip", address, image, "sleep", "infinity"]);
@@ -128,7 +131,7 @@ pub struct NodeContainer<'a> {
 pub fn run_node(spec: &NodeContainer) -> Result<(), RuntimeError> {
     let name = node_container_name(spec.run_id, spec.node);
     let label = run_label(spec.run_id);
-    let node_label = format!("hstream-chaos.node={}", spec.node);
+    let node_label = format!("{NODE_LABEL}={}", spec.node);
     let network = format!("container:{}", holder_name(spec.run_id, spec.node));
     let node_dir = spec.node_dir.display().to_string();
     // The data volume is the node's data directory on the host, so it

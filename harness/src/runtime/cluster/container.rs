@@ -81,7 +81,8 @@ impl Cluster {
     }
 
     /// What `slot`'s container runs and mounts: the server image for
-    /// servers, the base image (with ZooKeeper) for the others.
+    /// servers, the ZooKeeper image (the base, unless the profile names
+    /// another) for the others.
     fn node_container<'a>(&'a self, slot: &'a NodeSlot) -> NodeContainer<'a> {
         let images = self.images.as_ref().expect("docker runs have images");
         let image = if slot.role == Role::Server { &images.node } else { &images.zookeeper };
