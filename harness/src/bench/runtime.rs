@@ -10,7 +10,7 @@
 //! node logs of a slow boot can be read afterwards; every cluster is torn
 //! down whatever happened.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nemesis::{ClusterTarget, Compose, FaultSpec, Nemesis};
@@ -113,7 +113,7 @@ pub fn run(options: &RuntimeBenchOptions) -> anyhow::Result<u8> {
     }
     println!("\n{}", summary(&samples, options));
     std::fs::create_dir_all(&options.out)?;
-    let path = json_path(&options.out);
+    let path = options.out.join("bench-runtime.json");
     std::fs::write(&path, serde_json::to_string_pretty(&samples)?)?;
     println!("wrote {}", path.display());
     Ok(0)
@@ -153,10 +153,7 @@ fn time_faults(cluster: &Cluster, entries: &[FaultEntry]) -> Vec<FaultTiming> {
             let applied = nemesis.start(&spec, &entry.nodes, target);
             let apply_ms = started.elapsed().as_secs_f64() * 1e3;
             let started = Instant::now();
-            let healed = match applied {
-                Ok(_) => nemesis.stop(&spec, target),
-                Err(error) => Err(error),
-            };
+            let healed = applied.and_then(|_| nemesis.stop(&spec, target));
             let heal_ms = started.elapsed().as_secs_f64() * 1e3;
             let error = healed.err().map(|error| error.to_string());
             FaultTiming { fault: label(entry), apply_ms, heal_ms, error }
@@ -189,10 +186,11 @@ pub fn summary(samples: &[RuntimeSample], options: &RuntimeBenchOptions) -> Stri
         "boot to healthy, {} hservers + {} ZooKeeper (median of {} runs):",
         options.servers, options.zookeepers, options.runs
     )];
-    for runtime in &runtimes {
+    for &kind in &options.runtimes {
+        let runtime = kind.name();
         let boot = median(of(runtime).map(|sample| sample.boot_s).collect());
-        let goal = match (*runtime == RuntimeKind::Docker.name(), options.servers, options.zookeepers) {
-            (true, 5, 3) => {
+        let goal = match (kind, options.servers, options.zookeepers) {
+            (RuntimeKind::Docker, 5, 3) => {
                 let met = boot <= DOCKER_BOOT_GOAL.as_secs_f64();
                 format!("  (goal ≤ {} s: {})", DOCKER_BOOT_GOAL.as_secs(), if met { "met" } else { "missed" })
             }
@@ -220,11 +218,6 @@ pub fn summary(samples: &[RuntimeSample], options: &RuntimeBenchOptions) -> Stri
         lines.push(format!("  {fault:<32}{}", cells.join("")));
     }
     lines.join("\n")
-}
-
-/// Where `bench-runtime.json` of `out` is.
-pub fn json_path(out: &Path) -> PathBuf {
-    out.join("bench-runtime.json")
 }
 
 #[cfg(test)]
