@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{chaos, hserver};
+use common::{chaos, hserver, leftovers};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,22 +17,6 @@ use std::time::{Duration, Instant};
 
 fn run_id_of(run_dir: &Path) -> String {
     harness::rundir::run_id_of(run_dir).expect("run dir name")
-}
-
-/// Every container, network and volume labelled with `run_id`, and every
-/// namespace named after it.
-fn leftovers(run_id: &str) -> Vec<String> {
-    let label = format!("label=hstream-chaos.run={run_id}");
-    let mut found = Vec::new();
-    for kind in [&["container", "ls", "-a", "-q"][..], &["network", "ls", "-q"], &["volume", "ls", "-q"]] {
-        let output = Command::new("docker").args(kind).args(["--filter", &label]).output().expect("docker");
-        let text = String::from_utf8_lossy(&output.stdout).to_string();
-        found.extend(text.lines().map(|line| format!("{} {line}", kind[0])));
-    }
-    let namespaces = Command::new("ip").args(["netns", "list"]).output().expect("ip");
-    let namespaces = String::from_utf8_lossy(&namespaces.stdout).to_string();
-    found.extend(namespaces.lines().filter(|line| line.contains(&format!("hc{run_id}"))).map(str::to_string));
-    found
 }
 
 /// Runs `chaos` with `args` (words and paths alike); its exit code and its

@@ -14,6 +14,8 @@
 //! packages; skipped with a message otherwise. Tests take a shared lock so
 //! that one cluster runs at a time.
 
+mod common;
+
 use harness::runtime::{netns, Cluster, ClusterSpec, RuntimeKind};
 use nemesis::delay::{live_shaper_threads, set_thread_nice};
 use nemesis::{ClusterTarget, Compose, FaultSpec, Nemesis, NetworkControl, CONTROL_NODE};
@@ -93,7 +95,6 @@ fn setup_in(runtime: RuntimeKind, servers: usize, zookeepers: usize) -> Option<S
 fn boot(runtime: RuntimeKind, servers: usize, zookeepers: usize, run_dir: &std::path::Path) -> Cluster {
     let mut spec = ClusterSpec::new(runtime, servers, zookeepers, run_dir);
     spec.grace_period_ms = 2_000;
-    spec.hserver_bin = Some("/bin/sleep".into());
     spec.profile.server.binary = "/bin/sleep".into();
     spec.profile.server.argv = vec!["{bin}".to_string(), "3600".to_string()];
     if runtime == RuntimeKind::Docker {
@@ -702,8 +703,6 @@ fn in_containers_partition_loss_delay_and_kill_act_as_in_namespaces() {
     assert_network_clean(&cluster);
     let run_id = cluster.run_id().to_string();
     teardown_and_assert_gone(cluster);
-    let label = format!("label=hstream-chaos.run={run_id}");
-    let containers =
-        std::process::Command::new("docker").args(["ps", "-a", "-q", "--filter", &label]).output().expect("docker ps");
-    assert!(containers.stdout.is_empty(), "containers of the run left");
+    let left = common::leftovers(&run_id);
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -1,9 +1,10 @@
 //! What the harness's integration tests share: where the binaries under
-//! test are. (Each file under `tests/` is its own crate and uses only part
-//! of this, hence the `dead_code` allowance.)
+//! test are, and what a run left behind. (Each file under `tests/` is its
+//! own crate and uses only part of this, hence the `dead_code` allowance.)
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::process::Command;
 
 /// The `chaos` binary cargo built for these tests.
 pub fn chaos() -> PathBuf {
@@ -15,4 +16,20 @@ pub fn hserver() -> PathBuf {
     let path = chaos().with_file_name("hserver");
     assert!(path.is_file(), "{} missing: build it with `cargo build -p hserver`", path.display());
     path
+}
+
+/// Every container, network and volume labelled with `run_id`, and every
+/// namespace named after it.
+pub fn leftovers(run_id: &str) -> Vec<String> {
+    let label = format!("label=hstream-chaos.run={run_id}");
+    let mut found = Vec::new();
+    for kind in [&["container", "ls", "-a", "-q"][..], &["network", "ls", "-q"], &["volume", "ls", "-q"]] {
+        let output = Command::new("docker").args(kind).args(["--filter", &label]).output().expect("docker");
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        found.extend(text.lines().map(|line| format!("{} {line}", kind[0])));
+    }
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().expect("ip");
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout).to_string();
+    found.extend(namespaces.lines().filter(|line| line.contains(&format!("hc{run_id}"))).map(str::to_string));
+    found
 }
