@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use nemesis::schedule::TargetSelector;
 
+use crate::bench::figures::Mode;
 use crate::manual::{self, NemesisCommand, UpArgs};
 use crate::orchestrate::{self, RunOptions};
 use crate::runtime::TlsMode;
@@ -138,6 +139,19 @@ pub enum BenchCommand {
         /// Where bench-runtime.json goes.
         #[arg(long, default_value = "bench")]
         out: PathBuf,
+    },
+    /// Append throughput and latency (records/s, MB/s, p50/p99/p99.9), also under --scenario.
+    Write(Box<crate::bench::options::LoadArgs>),
+    /// Fill a stream, then measure reading it from the start.
+    Read(Box<crate::bench::options::LoadArgs>),
+    /// Append and read at once: throughput and end-to-end latency.
+    WriteRead(Box<crate::bench::options::LoadArgs>),
+    /// Two bench.json files side by side, with ratios (B over A).
+    Compare {
+        /// The baseline bench.json.
+        a: PathBuf,
+        /// The bench.json to compare with it.
+        b: PathBuf,
     },
 }
 
@@ -583,6 +597,10 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             };
             crate::bench::runtime::run(&options)
         }
+        Command::Bench(BenchCommand::Write(args)) => crate::bench::load::run(Mode::Write, &args),
+        Command::Bench(BenchCommand::Read(args)) => crate::bench::load::run(Mode::Read, &args),
+        Command::Bench(BenchCommand::WriteRead(args)) => crate::bench::load::run(Mode::WriteRead, &args),
+        Command::Bench(BenchCommand::Compare { a, b }) => crate::bench::compare::run(&a, &b),
         Command::Nemesis { run, command } => {
             let request = manual::request_of(command, run.as_deref())?;
             manual::send(run.as_deref(), request)

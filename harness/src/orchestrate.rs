@@ -69,24 +69,8 @@ fn run_in(run_dir: &Path, run_id: String, settings: Scenario, options: &RunOptio
     std::fs::write(run_dir.join(SCENARIO_FILE), settings.to_yaml())
         .with_context(|| format!("cannot write {}", run_dir.join(SCENARIO_FILE).display()))?;
     eprintln!("run {run_id}: seed {} → {}", settings.seed(), run_dir.display());
-    let runtime: RuntimeKind = settings.runtime.parse()?;
-    let mut spec = ClusterSpec::new(runtime, settings.cluster.nodes, settings.cluster.zk, &run_dir);
-    spec.run_id = Some(run_id.clone());
-    spec.hserver_bin = options.hserver_bin.as_deref().map(absolute);
-    spec.bug_flags = settings.cluster.server_bugs.clone();
-    spec.tls = settings.tls;
-    if let Some(path) = &settings.cluster.profile {
-        spec.profile = Profile::load(path)?;
-    }
     let boot_started = std::time::Instant::now();
-    if crate::interrupt::interrupted() {
-        anyhow::bail!("interrupted before the cluster booted");
-    }
-    let mut cluster = Cluster::boot(spec).context("cannot boot the cluster")?;
-    if crate::interrupt::interrupted() {
-        cluster.teardown().context("teardown after an interrupted boot failed")?;
-        anyhow::bail!("interrupted while the cluster booted; it was torn down");
-    }
+    let mut cluster = boot(&settings, options.hserver_bin.as_deref(), &run_dir, &run_id)?;
     let crashes = cluster.crash_events();
     let handle = cluster.control_handle()?;
     let cluster = Arc::new(cluster);
@@ -98,6 +82,77 @@ fn run_in(run_dir: &Path, run_id: String, settings: Scenario, options: &RunOptio
     let outcome = outcome.context("the run's task panicked")??;
     teardown.context("teardown failed")?;
     Ok(outcome)
+}
+
+/// Boots the cluster the settings describe, in `run_dir` (`chaos run` and
+/// `chaos bench`). Ctrl-C before or during the boot tears it down again
+/// and is an error.
+pub fn boot(settings: &Scenario, hserver_bin: Option<&Path>, run_dir: &Path, run_id: &str) -> anyhow::Result<Cluster> {
+    let runtime: RuntimeKind = settings.runtime.parse()?;
+    let mut spec = ClusterSpec::new(runtime, settings.cluster.nodes, settings.cluster.zk, run_dir);
+    spec.run_id = Some(run_id.to_string());
+    spec.hserver_bin = hserver_bin.map(absolute);
+    spec.bug_flags = settings.cluster.server_bugs.clone();
+    spec.tls = settings.tls;
+    if let Some(path) = &settings.cluster.profile {
+        spec.profile = Profile::load(path)?;
+    }
+    if crate::interrupt::interrupted() {
+        anyhow::bail!("interrupted before the cluster booted");
+    }
+    let mut cluster = Cluster::boot(spec).context("cannot boot the cluster")?;
+    if crate::interrupt::interrupted() {
+        cluster.teardown().context("teardown after an interrupted boot failed")?;
+        anyhow::bail!("interrupted while the cluster booted; it was torn down");
+    }
+    Ok(cluster)
+}
+
+/// Opens the run's history and writes `run.json` (its seed and the wall
+/// clock time at which the history's clock starts).
+pub async fn open_history(run_dir: &Path, run_id: String, seed: u64) -> anyhow::Result<Recorder> {
+    let recorder = Recorder::create(run_dir.join(HISTORY_FILE)).await?;
+    let history_start_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX));
+    rundir::RunInfo { run_id, seed, history_start_unix_ns }.write(run_dir)?;
+    Ok(recorder)
+}
+
+/// The fault driver of a run over `workload`'s stream and subscription.
+pub fn fault_driver(
+    cluster: &Arc<Cluster>,
+    settings: &Scenario,
+    recorder: &Recorder,
+    endpoints: &[String],
+    workload: &QueueWorkload,
+    subscription: String,
+) -> Arc<FaultDriver> {
+    Arc::new(FaultDriver {
+        nemesis: Arc::new(Mutex::new(Compose::all_faults())),
+        target: cluster.clone() as Arc<dyn ClusterTarget>,
+        recorder: recorder.clone(),
+        server_addresses: settings.server_names().into_iter().zip(endpoints.iter().cloned()).collect(),
+        shards: workload.shards().iter().map(|s| s.shard_id).collect(),
+        subscription,
+        client_tls: cluster.client_tls(),
+        active: Arc::default(),
+        applied: Mutex::default(),
+    })
+}
+
+/// Checks the closed history of `run_dir` and writes the results files.
+pub async fn check_history(run_dir: &Path) -> anyhow::Result<CheckResult> {
+    let (result, warnings) = tokio::task::spawn_blocking({
+        let history = run_dir.join(HISTORY_FILE);
+        move || verdict::check_file(&history, &verdict::options_for(&history))
+    })
+    .await??;
+    for warning in warnings {
+        tracing::warn!("history: {warning}");
+    }
+    verdict::write_results(run_dir, &result)?;
+    Ok(result)
 }
 
 /// The asynchronous part of a run, on the control runtime.
@@ -118,29 +173,15 @@ async fn drive(
     let booted = boot_started.elapsed().as_secs_f64();
     eprintln!("cluster healthy after {booted:.1} s ({nodes} hservers, {} ZooKeeper)", settings.cluster.zk);
     tracing::info!(booted_s = booted, "cluster healthy");
-    let recorder = Recorder::create(run_dir.join(HISTORY_FILE)).await?;
-    let history_start_unix_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX));
-    rundir::RunInfo { run_id, seed: settings.seed(), history_start_unix_ns }.write(&run_dir)?;
+    let recorder = open_history(&run_dir, run_id, settings.seed()).await?;
     if let Some(crashes) = crashes {
-        tokio::spawn(forward_crashes(crashes, recorder.clone()));
+        tokio::spawn(forward_crashes(crashes, recorder.clone(), watch::channel(None).0));
     }
     let mut config = queue_config(&settings);
     config.client.tls = cluster.client_tls();
     let subscription = config.subscription.clone();
     let mut workload = QueueWorkload::setup(config, endpoints.clone(), recorder.clone(), settings.seed()).await?;
-    let driver = Arc::new(FaultDriver {
-        nemesis: Arc::new(Mutex::new(Compose::all_faults())),
-        target: cluster.clone() as Arc<dyn ClusterTarget>,
-        recorder: recorder.clone(),
-        server_addresses: settings.server_names().into_iter().zip(endpoints.iter().cloned()).collect(),
-        shards: workload.shards().iter().map(|s| s.shard_id).collect(),
-        subscription,
-        client_tls: cluster.client_tls(),
-        active: Arc::default(),
-        applied: Mutex::default(),
-    });
+    let driver = fault_driver(&cluster, &settings, &recorder, &endpoints, &workload, subscription);
     recorder.harness_info("phase", json!("workload")).await?;
     let start = Instant::now();
     workload.start();
@@ -169,16 +210,7 @@ async fn drive(
     workload.stop().await;
     recorder.harness_info("phase", json!("done")).await?;
     recorder.close().await?;
-    let (result, warnings) = tokio::task::spawn_blocking({
-        let history = run_dir.join(HISTORY_FILE);
-        move || verdict::check_file(&history, &verdict::options_for(&history))
-    })
-    .await??;
-    for warning in warnings {
-        tracing::warn!("history: {warning}");
-    }
-    verdict::write_results(&run_dir, &result)?;
-    Ok(result)
+    check_history(&run_dir).await
 }
 
 /// Shows progress until the time limit or a stop signal.
@@ -210,7 +242,7 @@ async fn watch_workload(
 /// after [`health::HEALTH_TIMEOUT_S`] is a finding, not a harness failure:
 /// it is recorded as a harness `unhealthy` event (which the checker reports
 /// as `unavailable`) and the run goes on to drain and check.
-async fn final_phase(
+pub(crate) async fn final_phase(
     cluster: &Arc<Cluster>,
     driver: &FaultDriver,
     recorder: &Recorder,
@@ -286,9 +318,22 @@ async fn restart_down_nodes(
     }
 }
 
-async fn forward_crashes(mut crashes: tokio::sync::mpsc::Receiver<crate::runtime::CrashEvent>, recorder: Recorder) {
+/// Records each node crash in the history and names the first one on
+/// `first` (the bench stops at it; a chaos run goes on).
+pub(crate) async fn forward_crashes(
+    mut crashes: tokio::sync::mpsc::Receiver<crate::runtime::CrashEvent>,
+    recorder: Recorder,
+    first: watch::Sender<Option<String>>,
+) {
     while let Some(crash) = crashes.recv().await {
         eprintln!("node {} crashed: {}", crash.node, crash.status);
+        first.send_if_modified(|first| {
+            let unset = first.is_none();
+            if unset {
+                *first = Some(format!("node {} crashed: {}", crash.node, crash.status));
+            }
+            unset
+        });
         let value = json!({"node": crash.node, "status": crash.status, "log_tail": crash.log_tail.join("\n")});
         if recorder.harness_info("crash", value).await.is_err() {
             return;
@@ -297,7 +342,7 @@ async fn forward_crashes(mut crashes: tokio::sync::mpsc::Receiver<crate::runtime
 }
 
 /// Stops the run at SIGINT/SIGTERM and says so on `signalled`.
-async fn stop_on_signal(stop: watch::Sender<bool>, signalled: watch::Sender<bool>) {
+pub(crate) async fn stop_on_signal(stop: watch::Sender<bool>, signalled: watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return;

@@ -33,7 +33,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-pub use records::{decode_batch, decode_received, encode_batch, DecodeError, DeliveredRecord};
+pub use records::{decode_batch, decode_received, encode_batch, Compression, DecodeError, DeliveredRecord};
 pub use sharding::{hash_range, key_hash, shard_for_key};
 pub use tls::{ClientIdentity, ClientTls, TlsFileError};
 
@@ -62,6 +62,8 @@ pub struct ClientConfig {
     /// TLS towards the servers (CA, and a client certificate for mutual
     /// TLS); `None` (the default) connects in plaintext.
     pub tls: Option<ClientTls>,
+    /// How appended batches are compressed. Default none.
+    pub compression: Compression,
 }
 
 impl Default for ClientConfig {
@@ -72,6 +74,7 @@ impl Default for ClientConfig {
             keepalive_interval_ms: 1_000,
             keepalive_timeout_ms: 3_000,
             tls: None,
+            compression: Compression::None,
         }
     }
 }
@@ -177,6 +180,7 @@ pub struct HStreamClient {
     api: HStreamApiClient<Channel>,
     address: String,
     request_timeout: Duration,
+    compression: Compression,
 }
 
 impl HStreamClient {
@@ -216,7 +220,12 @@ impl HStreamClient {
         let api = HStreamApiClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        HStreamClient { api, address: address.to_string(), request_timeout: config.request_timeout() }
+        HStreamClient {
+            api,
+            address: address.to_string(),
+            request_timeout: config.request_timeout(),
+            compression: config.compression,
+        }
     }
 
     /// The `host:port` this client talks to.
@@ -316,7 +325,7 @@ impl HStreamClient {
         let request = hstream_proto::server::AppendRequest {
             stream_name: stream.to_string(),
             shard_id,
-            records: Some(encode_batch(records)),
+            records: Some(encode_batch(records, self.compression)),
         };
         let mut api = self.api.clone();
         let response = self.unary("append", api.append(request)).await?;

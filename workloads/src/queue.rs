@@ -340,8 +340,15 @@ impl QueueWorkload {
     /// Spawns the producers, the consumer slots and the observer. Call it
     /// once, inside the runtime the workload's connections must use.
     pub fn start(&mut self) {
-        assert!(!self.started, "a queue workload starts once");
-        self.started = true;
+        self.start_producers();
+        self.start_consumers();
+    }
+
+    /// Spawns the producers only, so a stream can be filled before anyone
+    /// reads it (`chaos bench read`); [`QueueWorkload::start_consumers`]
+    /// follows. Call it once, inside the workload's runtime.
+    pub fn start_producers(&mut self) {
+        assert!(self.producers.is_empty() && !self.started, "producers start once, before the consumers");
         let keys = self.context.config.keys_per_producer;
         for (number, lanes) in self.lanes.chunks(keys).enumerate() {
             let rng = seeded_rng(self.seed, PRODUCER_SEED_STREAM + number as u64);
@@ -349,6 +356,14 @@ impl QueueWorkload {
             let task = producer::run_producer(self.context.clone(), lanes.to_vec(), rng, phase);
             self.producers.push(tokio::spawn(task));
         }
+    }
+
+    /// Spawns the consumer slots and the observer; they read the
+    /// subscription from its start, also what was appended before. Call it
+    /// once, inside the workload's runtime.
+    pub fn start_consumers(&mut self) {
+        assert!(!self.started, "a queue workload's consumers start once");
+        self.started = true;
         let (subscribed, subscription_exists) = watch::channel(self.context.config.subscribe_after_ms == 0);
         for slot in 0..self.context.config.consumers {
             let rng = seeded_rng(self.seed, CONSUMER_SEED_STREAM + slot as u64);

@@ -242,6 +242,65 @@ pub fn lag(series: &Series) -> Result<String, PlotError> {
     })
 }
 
+/// One named line of [`lines_over_time`]: (seconds, value) points; a
+/// missing second is left out, and the line breaks where seconds are
+/// missing.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// The legend's name.
+    pub name: String,
+    /// The points, in time order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Lines over time with shaded, labelled intervals (the bench's faults):
+/// the bench page's throughput and latency plots. A `log` plot draws
+/// values on a log10 axis (latencies spanning milliseconds to seconds).
+pub fn lines_over_time(
+    plot: &'static str,
+    title: &str,
+    y_desc: &str,
+    x_end: f64,
+    bands: &[(f64, f64, String)],
+    lines: &[Line],
+    log: bool,
+) -> Result<String, PlotError> {
+    let scale = |y: f64| if log { y.max(1e-3).log10() } else { y };
+    let values = || lines.iter().flat_map(|line| line.points.iter().map(|&(_, y)| scale(y)));
+    let highest = values().fold(if log { 0.0 } else { 1.0 }, f64::max);
+    let lowest = if log { values().fold(highest, f64::min).floor() } else { 0.0 };
+    let top = if log { highest.ceil().max(lowest + 1.0) } else { highest * 1.1 };
+    let label = |y: &f64| if log { format!("{}", 10f64.powf(*y)) } else { format!("{y}") };
+    svg(plot, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 15))
+            .margin(8)
+            .x_label_area_size(32)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..x_end.max(1.0), lowest..top)?;
+        chart.configure_mesh().x_desc("time (s)").y_desc(y_desc).y_label_formatter(&label).draw()?;
+        for (start, end, name) in bands {
+            chart.draw_series([Rectangle::new([(*start, lowest), (*end, top)], BAND.filled())])?;
+            let font = ("sans-serif", 11).into_font().color(&FAIL);
+            chart.draw_series([Text::new(name.clone(), (*start, top - (top - lowest) * 0.02), font)])?;
+        }
+        for (rank, line) in lines.iter().enumerate() {
+            let colour = PALETTE[rank % PALETTE.len()];
+            for (stretch, part) in line.points.chunk_by(|a, b| b.0 - a.0 <= 1.0 + 1e-9).enumerate() {
+                let points = part.iter().map(|&(x, y)| (x, scale(y)));
+                let drawn = chart.draw_series(LineSeries::new(points, colour.stroke_width(2)))?;
+                if stretch == 0 {
+                    drawn
+                        .label(line.name.clone())
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+                }
+            }
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        Ok(())
+    })
+}
+
 type CountChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// A linear plot of counts over the run, with fault bands and a legend;

@@ -8,7 +8,7 @@
 
 use std::io::Read;
 
-use flate2::read::GzDecoder;
+use flate2::read::{GzDecoder, GzEncoder};
 use hstream_proto::server::{
     h_stream_record_header::Flag, BatchHStreamRecords, BatchedRecord, CompressionType, HStreamRecord,
     HStreamRecordHeader, ReceivedRecord, RecordId,
@@ -54,9 +54,33 @@ pub enum DecodeError {
     },
 }
 
-/// Builds an append's batch: uncompressed, `batchSize` = number of records,
-/// each record RAW-flagged with `header.key` set.
-pub fn encode_batch(records: &[(String, Vec<u8>)]) -> BatchedRecord {
+/// How an append's batch payload is compressed, as HStream's producers
+/// offer it (`CompressionType`); the server stores and delivers the batch
+/// as it came.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// Sent as is (the default, and what the chaos workloads use).
+    #[default]
+    None,
+    /// gzip at flate2's default level.
+    Gzip,
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Compression, String> {
+        match name {
+            "none" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            other => Err(format!("unknown compression {other:?}: use none or gzip")),
+        }
+    }
+}
+
+/// Builds an append's batch: `batchSize` = number of records, each record
+/// RAW-flagged with `header.key` set, the payload compressed as asked.
+pub fn encode_batch(records: &[(String, Vec<u8>)], compression: Compression) -> BatchedRecord {
     let batch = BatchHStreamRecords {
         records: records
             .iter()
@@ -71,12 +95,27 @@ pub fn encode_batch(records: &[(String, Vec<u8>)]) -> BatchedRecord {
             .collect(),
     };
     let batch_size = u32::try_from(records.len()).expect("a batch has fewer than 2^32 records");
+    let plain = batch.encode_to_vec();
+    let (compression_type, payload) = match compression {
+        Compression::None => (CompressionType::None, plain),
+        Compression::Gzip => (CompressionType::Gzip, gzip(&plain)),
+    };
     BatchedRecord {
-        compression_type: CompressionType::None as i32,
+        compression_type: compression_type as i32,
         publish_time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
         batch_size,
-        payload: batch.encode_to_vec(),
+        payload,
     }
+}
+
+/// Gzips bytes held in memory.
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut output = Vec::with_capacity(bytes.len() / 2);
+    // Reading from a slice into a Vec cannot fail: there is no I/O.
+    GzEncoder::new(bytes, flate2::Compression::default())
+        .read_to_end(&mut output)
+        .expect("gzip from memory to memory does not fail");
+    output
 }
 
 /// The records of a batch, decompressed (`None` or `Gzip`) and decoded.
@@ -136,7 +175,7 @@ mod tests {
     /// compression, batchSize = records, RAW flag, key in the header.
     #[test]
     fn encoded_batches_are_raw_uncompressed_and_keyed() {
-        let batch = encode_batch(&records());
+        let batch = encode_batch(&records(), Compression::None);
         assert_eq!(batch.compression_type, CompressionType::None as i32);
         assert_eq!(batch.batch_size, 2);
         let decoded = BatchHStreamRecords::decode(batch.payload.as_slice()).expect("decode");
@@ -147,11 +186,15 @@ mod tests {
     }
 
     /// Goal: deliveries decode to (key, payload, id) in order, for both
-    /// compressions upstream clients read. Method: encode, gzip a copy,
-    /// decode both.
+    /// compressions upstream clients read, and a gzip batch we encode is
+    /// one an independent encoder's output decodes like. Method: encode
+    /// both ways, gzip a plain copy with flate2's writer, decode all three.
     #[test]
     fn deliveries_decode_with_and_without_gzip() {
-        let plain = encode_batch(&records());
+        let plain = encode_batch(&records(), Compression::None);
+        let ours = encode_batch(&records(), Compression::Gzip);
+        assert_eq!(ours.compression_type, CompressionType::Gzip as i32);
+        assert_ne!(ours.payload, plain.payload);
         let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
         encoder.write_all(&plain.payload).expect("gzip");
         let gzipped = BatchedRecord {
@@ -159,7 +202,7 @@ mod tests {
             payload: encoder.finish().expect("gzip"),
             ..plain.clone()
         };
-        for batch in [plain, gzipped] {
+        for batch in [plain, ours, gzipped] {
             let received = ReceivedRecord { record_ids: ids(2), record: Some(batch) };
             let delivered = decode_received(&received).expect("decode");
             assert_eq!(delivered.len(), 2);
@@ -172,11 +215,15 @@ mod tests {
     /// Goal: malformed deliveries are errors, never partial results.
     #[test]
     fn malformed_deliveries_are_rejected() {
-        let mismatched = ReceivedRecord { record_ids: ids(3), record: Some(encode_batch(&records())) };
+        let mismatched =
+            ReceivedRecord { record_ids: ids(3), record: Some(encode_batch(&records(), Compression::None)) };
         assert!(matches!(decode_received(&mismatched), Err(DecodeError::CountMismatch { ids: 3, records: 2 })));
         let zstd = ReceivedRecord {
             record_ids: ids(2),
-            record: Some(BatchedRecord { compression_type: CompressionType::Zstd as i32, ..encode_batch(&records()) }),
+            record: Some(BatchedRecord {
+                compression_type: CompressionType::Zstd as i32,
+                ..encode_batch(&records(), Compression::None)
+            }),
         };
         assert!(matches!(decode_received(&zstd), Err(DecodeError::UnsupportedCompression(2))));
         let empty = ReceivedRecord { record_ids: ids(0), record: None };

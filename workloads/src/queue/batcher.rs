@@ -68,6 +68,12 @@ impl Batcher {
             || now.saturating_duration_since(*oldest) >= self.limits.age
     }
 
+    /// How long the oldest buffered record has waited at `now` (zero when
+    /// nothing is buffered): what the age limit bounds.
+    pub fn oldest_wait(&self, now: Instant) -> Duration {
+        self.records.front().map_or(Duration::ZERO, |(oldest, _)| now.saturating_duration_since(*oldest))
+    }
+
     /// When the age limit makes the oldest record due, if any is buffered.
     pub fn deadline(&self) -> Option<Instant> {
         self.records.front().map(|(oldest, _)| *oldest + self.limits.age)
@@ -215,6 +221,7 @@ mod tests {
         assert!(!batcher.is_ready(start + Duration::from_millis(19)));
         assert!(batcher.is_ready(start + Duration::from_millis(20)));
         assert_eq!(batcher.deadline(), Some(start + Duration::from_millis(20)));
+        assert_eq!(batcher.oldest_wait(start + Duration::from_millis(19)), Duration::from_millis(19));
         let mut small = Batcher::new(BatchLimits { record_count: 1, ..limits() });
         small.push(record(1, 10), start);
         small.push(record(2, 10), start + Duration::from_millis(15));

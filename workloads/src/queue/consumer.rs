@@ -438,7 +438,7 @@ fn records_json(records: &[ReceivedValue]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::encode_batch;
+    use crate::client::{encode_batch, Compression};
     use crate::queue::payload::encode_value;
     use hstream_proto::server::ReceivedRecord;
 
@@ -447,7 +447,10 @@ mod tests {
         let record_ids =
             (0..records.len() as u32).map(|batch_index| RecordId { shard_id: 2, batch_id: 5, batch_index }).collect();
         StreamingFetchResponse {
-            received_records: Some(ReceivedRecord { record_ids, record: Some(encode_batch(&records)) }),
+            received_records: Some(ReceivedRecord {
+                record_ids,
+                record: Some(encode_batch(&records, Compression::None)),
+            }),
         }
     }
 

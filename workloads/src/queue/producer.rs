@@ -73,6 +73,10 @@ struct AppendJob {
     key: String,
     shard_id: u64,
     records: Vec<PendingRecord>,
+    /// How long the batch's oldest record waited in the buffer.
+    buffered: Duration,
+    /// Bytes the producer held (buffered or in flight) when the batch left.
+    flow_bytes: usize,
 }
 
 /// What an append task reports back to its producer.
@@ -213,12 +217,19 @@ impl Producer {
             if lane.in_flight || !lane.batcher.is_ready(now) {
                 continue;
             }
+            let buffered = lane.batcher.oldest_wait(now);
             let records = lane.batcher.take_batch();
             assert!(!records.is_empty(), "a due batch has records");
             let bytes = records.iter().map(|record| record.payload.len()).sum();
             lane.in_flight = true;
-            let job =
-                AppendJob { process: lane.process, key: lane.spec.key.clone(), shard_id: lane.spec.shard_id, records };
+            let job = AppendJob {
+                process: lane.process,
+                key: lane.spec.key.clone(),
+                shard_id: lane.spec.shard_id,
+                records,
+                buffered,
+                flow_bytes: self.flow.used_bytes(),
+            };
             let task = append_batch(self.context.clone(), job, phase.clone());
             let handle = self.appends.spawn(task);
             self.in_flight.insert(handle.id(), InFlight { slot, bytes });
@@ -263,7 +274,13 @@ impl Producer {
 /// One append operation: invoke, send (unless aborted), complete.
 async fn append_batch(context: Arc<Context>, job: AppendJob, mut phase: watch::Receiver<ProducerPhase>) -> AppendDone {
     let values: Vec<u64> = job.records.iter().map(|record| record.value).collect();
-    let invoke = json!({"stream": context.config.stream, "key": job.key, "values": values});
+    let invoke = json!({
+        "stream": context.config.stream,
+        "key": job.key,
+        "values": values,
+        "buffered_us": u64::try_from(job.buffered.as_micros()).unwrap_or(u64::MAX),
+        "flow_bytes": job.flow_bytes,
+    });
     let recorder = &context.recorder;
     if recorder.invoke(job.process, "append", invoke.clone()).await.is_err() {
         return AppendDone { op_type: OpType::Fail, recorder_closed: true };

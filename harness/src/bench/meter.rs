@@ -1,0 +1,405 @@
+//! The bench's figures, read from the history op by op: per-second
+//! throughput and latency quantiles (HDR histograms), the batches'
+//! measurements, and the fault timeline.
+//!
+//! Everything a bench reports comes from `history.jsonl`, so a bench's
+//! figures can be recomputed from its run directory alone. The same meter
+//! serves the live progress line (fed as the history grows, see
+//! [`HistoryTail`]) and the final report (fed the whole file).
+//!
+//! Memory stays bounded: per-second histograms resize to the latencies
+//! they hold (two significant figures), and only values not yet delivered
+//! are remembered.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use checker::faults::{Faults, NemesisEvent};
+use checker::{Op, OpType, Process};
+use hdrhistogram::Histogram;
+use serde_json::Value;
+
+/// Width of one window of the series.
+pub const WINDOW_NS: u64 = 1_000_000_000;
+/// The harness phase that starts the measured stretch; the next phase
+/// event ends it.
+pub const MEASURE_PHASE: &str = "measure";
+/// Significant figures of the per-second histograms (1 % precision).
+const WINDOW_SIGFIGS: u8 = 2;
+/// Significant figures of the whole-run histograms (0.1 % precision).
+const TOTAL_SIGFIGS: u8 = 3;
+
+/// A latency histogram in microseconds that grows to what it holds.
+fn histogram(sigfigs: u8) -> Histogram<u64> {
+    let mut histogram = Histogram::new(sigfigs).expect("2 and 3 significant figures are valid");
+    histogram.auto(true);
+    histogram
+}
+
+/// Records `us` (at least 1 µs: HDR histograms start at 1).
+fn record(histogram: &mut Histogram<u64>, us: u64) {
+    // Auto-resizing histograms only fail on values beyond u64 range.
+    let _ = histogram.record(us.max(1));
+}
+
+/// One second of the run.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Records whose append was acknowledged in this second.
+    pub appended: u64,
+    /// Records delivered for the first time in this second.
+    pub delivered: u64,
+    /// Appends that ended `fail` or `info` in this second.
+    pub append_errors: u64,
+    /// Latency of the appends acknowledged in this second, µs.
+    pub append_us: Histogram<u64>,
+    /// Append call to first delivery, of records first delivered in this
+    /// second, µs.
+    pub end_to_end_us: Histogram<u64>,
+}
+
+impl Window {
+    fn new() -> Window {
+        Window {
+            appended: 0,
+            delivered: 0,
+            append_errors: 0,
+            append_us: histogram(WINDOW_SIGFIGS),
+            end_to_end_us: histogram(WINDOW_SIGFIGS),
+        }
+    }
+}
+
+/// What the producers' batches looked like: what the batch settings and
+/// flow control must bound.
+#[derive(Debug, Clone)]
+pub struct Batches {
+    /// Appends invoked.
+    pub count: u64,
+    /// Most records in one batch.
+    pub max_records: u64,
+    /// Most payload bytes in one batch.
+    pub max_bytes: u64,
+    /// Longest a batch's oldest record waited in the buffer, µs.
+    pub max_buffered_us: u64,
+    /// How long batches' oldest records waited, µs.
+    pub buffered_us: Histogram<u64>,
+    /// Most payload bytes one producer held (buffered or in flight).
+    pub max_flow_bytes: u64,
+}
+
+/// An append on its way, for its latency.
+#[derive(Debug, Clone, Copy)]
+struct Invoked {
+    time: u64,
+    records: u64,
+}
+
+/// Reads ops and keeps the bench's figures.
+#[derive(Debug)]
+pub struct Meter {
+    record_bytes: u64,
+    track_deliveries: bool,
+    /// One window per second since the history started.
+    pub windows: Vec<Window>,
+    /// Append latencies within the measured stretch, µs.
+    pub append_us: Histogram<u64>,
+    /// End-to-end latencies within the measured stretch, µs.
+    pub end_to_end_us: Histogram<u64>,
+    /// Records acknowledged within the measured stretch.
+    pub measured_appended: u64,
+    /// Records first delivered within the measured stretch.
+    pub measured_delivered: u64,
+    /// The batches (of the whole run).
+    pub batches: Batches,
+    /// When the measured stretch started and ended (ns), once known.
+    pub measured: (Option<u64>, Option<u64>),
+    /// Time of the last op read, ns.
+    pub end_time: u64,
+    /// Values appended and not yet delivered, with their append's invoke
+    /// time.
+    pending: HashMap<u64, u64>,
+    invokes: HashMap<u64, Invoked>,
+    nemesis: Vec<Op>,
+}
+
+impl Meter {
+    /// A meter for records of `record_bytes` each; `track_deliveries`
+    /// remembers appended values for end-to-end latency (off when nothing
+    /// reads during the measurement, so memory does not grow with it).
+    pub fn new(record_bytes: u64, track_deliveries: bool) -> Meter {
+        Meter {
+            record_bytes,
+            track_deliveries,
+            windows: Vec::new(),
+            append_us: histogram(TOTAL_SIGFIGS),
+            end_to_end_us: histogram(TOTAL_SIGFIGS),
+            measured_appended: 0,
+            measured_delivered: 0,
+            batches: Batches {
+                count: 0,
+                max_records: 0,
+                max_bytes: 0,
+                max_buffered_us: 0,
+                buffered_us: histogram(TOTAL_SIGFIGS),
+                max_flow_bytes: 0,
+            },
+            measured: (None, None),
+            end_time: 0,
+            pending: HashMap::new(),
+            invokes: HashMap::new(),
+            nemesis: Vec::new(),
+        }
+    }
+
+    /// Reads a whole history file.
+    pub fn read_file(path: &Path, record_bytes: u64, track_deliveries: bool) -> Result<Meter, checker::HistoryError> {
+        let file = std::fs::File::open(path).map_err(|error| checker::HistoryError::Io {
+            source: path.display().to_string(),
+            line: 0,
+            error,
+        })?;
+        let mut meter = Meter::new(record_bytes, track_deliveries);
+        checker::read_ops(std::io::BufReader::new(file), &path.display().to_string(), |op| {
+            meter.feed(op);
+            true
+        })?;
+        Ok(meter)
+    }
+
+    /// Takes one op, in history order.
+    pub fn feed(&mut self, op: Op) {
+        self.end_time = self.end_time.max(op.time);
+        self.window_at(op.time);
+        match op.process {
+            Process::Nemesis => self.nemesis.push(op),
+            Process::Harness if op.f == "phase" => self.phase(&op),
+            Process::Harness => {}
+            Process::Client(process) => match (op.f.as_str(), op.kind) {
+                ("append", OpType::Invoke) => self.append_invoked(process, &op),
+                ("append", kind) => self.append_completed(process, &op, kind),
+                ("receive", OpType::Ok) => self.received(&op),
+                _ => {}
+            },
+        }
+    }
+
+    /// The fault timeline so far.
+    pub fn faults(&self) -> Faults {
+        Faults::from_events(self.nemesis.iter().map(|op| NemesisEvent {
+            position: u32::try_from(op.index).unwrap_or(u32::MAX),
+            time: op.time,
+            kind: op.kind,
+            f: &op.f,
+            value: &op.value,
+        }))
+    }
+
+    /// True when `time` lies in the measured stretch.
+    pub fn is_measured(&self, time: u64) -> bool {
+        match self.measured {
+            (Some(from), to) => time >= from && to.is_none_or(|to| time < to),
+            (None, _) => false,
+        }
+    }
+
+    /// Bytes of `records` records.
+    pub fn bytes_of(&self, records: u64) -> u64 {
+        records * self.record_bytes
+    }
+
+    fn phase(&mut self, op: &Op) {
+        match self.measured {
+            (None, _) if op.value.as_str() == Some(MEASURE_PHASE) => self.measured.0 = Some(op.time),
+            (Some(_), None) => self.measured.1 = Some(op.time),
+            _ => {}
+        }
+    }
+
+    fn append_invoked(&mut self, process: u64, op: &Op) {
+        let values = values(&op.value);
+        let records = values.clone().count() as u64;
+        self.invokes.insert(process, Invoked { time: op.time, records });
+        if self.track_deliveries {
+            self.pending.extend(values.map(|value| (value, op.time)));
+        }
+        let number = |field: &str| op.value.get(field).and_then(Value::as_u64).unwrap_or(0);
+        let batches = &mut self.batches;
+        batches.count += 1;
+        batches.max_records = batches.max_records.max(records);
+        batches.max_bytes = batches.max_bytes.max(records * self.record_bytes);
+        batches.max_buffered_us = batches.max_buffered_us.max(number("buffered_us"));
+        record(&mut batches.buffered_us, number("buffered_us"));
+        batches.max_flow_bytes = batches.max_flow_bytes.max(number("flow_bytes"));
+    }
+
+    fn append_completed(&mut self, process: u64, op: &Op, kind: OpType) {
+        let Some(invoked) = self.invokes.remove(&process) else { return };
+        let measured = self.is_measured(op.time);
+        let latency_us = op.time.saturating_sub(invoked.time) / 1_000;
+        let window = self.window_at(op.time);
+        if kind != OpType::Ok {
+            window.append_errors += 1;
+            return;
+        }
+        window.appended += invoked.records;
+        record(&mut window.append_us, latency_us);
+        if measured {
+            record(&mut self.append_us, latency_us);
+            self.measured_appended += invoked.records;
+        }
+    }
+
+    fn received(&mut self, op: &Op) {
+        let records = op.value.get("records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let measured = self.is_measured(op.time);
+        for value in records.iter().filter_map(|record| record.get("value").and_then(Value::as_u64)) {
+            let first = match self.track_deliveries {
+                true => self.pending.remove(&value),
+                false => None,
+            };
+            let Some(invoked) = first else { continue };
+            let latency_us = op.time.saturating_sub(invoked) / 1_000;
+            let window = self.window_at(op.time);
+            window.delivered += 1;
+            record(&mut window.end_to_end_us, latency_us);
+            if measured {
+                record(&mut self.end_to_end_us, latency_us);
+                self.measured_delivered += 1;
+            }
+        }
+    }
+
+    /// The window holding `time`, creating every window up to it.
+    fn window_at(&mut self, time: u64) -> &mut Window {
+        let wanted = (time / WINDOW_NS) as usize;
+        while self.windows.len() <= wanted {
+            self.windows.push(Window::new());
+        }
+        &mut self.windows[wanted]
+    }
+}
+
+/// The `values` of an append.
+fn values(value: &Value) -> impl Iterator<Item = u64> + Clone + '_ {
+    value.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_u64)
+}
+
+/// Follows a history file as the recorder writes it: each call to
+/// [`HistoryTail::read_new`] hands the meter the complete lines written
+/// since the last call.
+#[derive(Debug)]
+pub struct HistoryTail {
+    file: std::fs::File,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl HistoryTail {
+    /// Opens the history (it must exist).
+    pub fn open(path: &Path) -> std::io::Result<HistoryTail> {
+        Ok(HistoryTail { file: std::fs::File::open(path)?, offset: 0, partial: Vec::new() })
+    }
+
+    /// Feeds every new complete line to `meter`; lines that do not parse
+    /// are skipped (the final pass over the file reports them).
+    pub fn read_new(&mut self, meter: &mut Meter) -> std::io::Result<()> {
+        self.file.seek(SeekFrom::Start(self.offset))?;
+        let read = self.file.read_to_end(&mut self.partial)?;
+        self.offset += read as u64;
+        let complete = match self.partial.iter().rposition(|&byte| byte == b'\n') {
+            Some(last) => last + 1,
+            None => return Ok(()),
+        };
+        for line in self.partial[..complete].split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
+            if let Ok(op) = serde_json::from_slice::<Op>(line) {
+                meter.feed(op);
+            }
+        }
+        self.partial.drain(..complete);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(index: u64, time_ms: u64, process: Process, kind: OpType, f: &str, value: Value) -> Op {
+        Op::new(index, time_ms * 1_000_000, process, kind, f, value)
+    }
+
+    /// A small history: warm-up append, the measured stretch with two
+    /// appends and their deliveries, then the next phase.
+    fn history() -> Vec<Op> {
+        let client = Process::Client;
+        let harness = Process::Harness;
+        let append = |values: &[u64]| json!({"values": values, "buffered_us": 300, "flow_bytes": 200});
+        let delivered =
+            |values: &[u64]| json!({"records": values.iter().map(|v| json!({"value": v})).collect::<Vec<_>>()});
+        vec![
+            op(0, 100, client(0), OpType::Invoke, "append", append(&[1])),
+            op(1, 110, client(0), OpType::Ok, "append", append(&[1])),
+            op(2, 500, harness, OpType::Info, "phase", json!(MEASURE_PHASE)),
+            op(3, 1_000, client(0), OpType::Invoke, "append", append(&[2, 3])),
+            op(4, 1_020, client(0), OpType::Ok, "append", append(&[2, 3])),
+            op(5, 1_100, client(1), OpType::Invoke, "append", append(&[4])),
+            op(6, 1_400, client(1), OpType::Info, "append", append(&[4])),
+            op(7, 1_500, client(2), OpType::Invoke, "receive", json!({})),
+            op(8, 2_050, client(2), OpType::Ok, "receive", delivered(&[2, 3, 2])),
+            op(9, 2_100, harness, OpType::Info, "phase", json!("heal")),
+            op(10, 2_200, client(2), OpType::Invoke, "receive", json!({})),
+            op(11, 2_300, client(2), OpType::Ok, "receive", delivered(&[1])),
+        ]
+    }
+
+    /// Goal: records land in the second they were acknowledged or first
+    /// delivered, latencies are measured from the append's invoke, and only
+    /// the measured stretch counts toward the totals.
+    #[test]
+    fn windows_and_totals_follow_the_history() {
+        let mut meter = Meter::new(100, true);
+        history().into_iter().for_each(|op| meter.feed(op));
+        assert_eq!(meter.windows.len(), 3);
+        assert_eq!(meter.windows[0].appended, 1);
+        assert_eq!(meter.windows[1].appended, 2);
+        assert_eq!(meter.windows[1].append_errors, 1);
+        assert_eq!(meter.windows[2].delivered, 3, "2 and 3 once each (the redelivery of 2 is not new), then 1");
+        assert_eq!(meter.measured, (Some(500_000_000), Some(2_100_000_000)));
+        assert_eq!(meter.append_us.len(), 1, "the warm-up append is not in the totals");
+        assert_eq!((meter.measured_appended, meter.measured_delivered), (2, 2));
+        let within = |value: u64, expected: u64| value.abs_diff(expected) <= expected / 100;
+        assert!(within(meter.append_us.max(), 20_000));
+        assert_eq!(meter.end_to_end_us.len(), 2, "the delivery after the stretch is not in the totals");
+        assert!(within(meter.end_to_end_us.max(), 1_050_000));
+        assert_eq!(meter.batches.count, 3);
+        assert_eq!((meter.batches.max_records, meter.batches.max_bytes), (2, 200));
+        assert_eq!((meter.batches.max_buffered_us, meter.batches.max_flow_bytes), (300, 200));
+    }
+
+    /// Goal: the tail hands over exactly the complete lines, once each,
+    /// however the writer splits them. Method: write a history in two
+    /// pieces cut inside a line; the tailed meter must equal one fed the
+    /// whole list.
+    #[test]
+    fn the_tail_reads_complete_lines_once() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("history.jsonl");
+        let text: String = history().iter().map(|op| serde_json::to_string(op).expect("serialize") + "\n").collect();
+        let cut = text.len() / 2 + 3;
+        std::fs::write(&path, &text[..cut]).expect("write");
+        let mut tail = HistoryTail::open(&path).expect("open");
+        let mut tailed = Meter::new(100, true);
+        tail.read_new(&mut tailed).expect("read");
+        std::fs::write(&path, &text).expect("write");
+        tail.read_new(&mut tailed).expect("read");
+        tail.read_new(&mut tailed).expect("read again");
+        let mut whole = Meter::new(100, true);
+        history().into_iter().for_each(|op| whole.feed(op));
+        let appended = |meter: &Meter| meter.windows.iter().map(|w| (w.appended, w.delivered)).collect::<Vec<_>>();
+        assert_eq!(appended(&tailed), appended(&whole));
+        assert_eq!(tailed.batches.count, whole.batches.count);
+    }
+}
