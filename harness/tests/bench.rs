@@ -267,3 +267,49 @@ fn a_cluster_that_dies_mid_bench_leaves_partial_figures() {
     assert!(!report["series"].as_array().expect("series").is_empty(), "the partial series is written");
     assert!(text(&output).contains("crashed"), "{}", text(&output));
 }
+
+/// Goal: `--attach` benches a cluster that `chaos cluster up` started on
+/// the local runtime: its clients reach the nodes from inside that
+/// cluster's control namespace (the only way in), the stream is the
+/// bench's own, and the history checks valid; the cluster stays up for
+/// its owner, and `--scenario` is refused with the way to inject faults.
+#[test]
+fn attach_benches_a_cluster_that_is_up() {
+    if !zookeeper_installed() || !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs ZooKeeper and root (the local runtime)");
+        return;
+    }
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().expect("temp dir");
+    let chaos = |args: &[&str]| Command::new(common::chaos()).args(args).output().expect("chaos runs");
+    let up_store = work.path().join("up");
+    let up = Command::new(common::chaos())
+        .args(["cluster", "up", "--runtime", "local", "--nodes", "3", "--zk", "1", "--store"])
+        .arg(&up_store)
+        .arg("--hserver")
+        .arg(common::hserver())
+        .output()
+        .expect("chaos runs");
+    assert!(up.status.success(), "{}", text(&up));
+    let cluster_dir = std::fs::canonicalize(up_store.join("latest")).expect("latest");
+    let run_id = harness::rundir::run_id_of(&cluster_dir).expect("run id");
+    let store = work.path().join("bench");
+    let attached = Command::new(common::chaos())
+        .args(["bench", "write-read", "--attach", &run_id, "--duration", "3s", "--warmup", "1s", "--rate", "3000"])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .expect("chaos runs");
+    let refused = chaos(&["bench", "write", "--attach", &run_id, "--scenario", "scenarios/default.yaml"]);
+    let status = chaos(&["cluster", "status", "--run", &run_id]);
+    let down = chaos(&["cluster", "down", "--run", &run_id]);
+    assert!(attached.status.success(), "{}", text(&attached));
+    assert!(text(&attached).contains("attached to"), "{}", text(&attached));
+    let report = bench_json(&only_run_dir(&store));
+    assert_eq!(report["check"], "valid");
+    assert!(report["totals"]["appended"].as_u64().is_some_and(|n| n > 1_000), "{}", report["totals"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("chaos nemesis"), "{}", text(&refused));
+    assert!(status.status.success(), "the cluster is still up after the bench: {}", text(&status));
+    assert!(down.status.success(), "{}", text(&down));
+}

@@ -316,11 +316,11 @@ impl HStreamClient {
     /// shard; returns the record ids in record order. A response with a
     /// different number of ids is an `INTERNAL` error (the append may have
     /// happened).
-    pub async fn append(
+    pub async fn append<K: AsRef<str>, P: AsRef<[u8]>>(
         &self,
         stream: &str,
         shard_id: u64,
-        records: &[(String, Vec<u8>)],
+        records: &[(K, P)],
     ) -> Result<Vec<RecordId>, CallError> {
         let request = hstream_proto::server::AppendRequest {
             stream_name: stream.to_string(),

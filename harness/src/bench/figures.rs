@@ -127,6 +127,9 @@ pub struct ClientFigures {
     pub cpu_us_per_record: f64,
     /// Cores the harness kept busy on average.
     pub cores_used: f64,
+    /// CPU microseconds per record spent by everything else on the
+    /// machine (the cluster's servers and ZooKeeper, on a local cluster).
+    pub rest_cpu_us_per_record: f64,
     /// Fraction of the machine's CPU time that was busy (all processes).
     pub machine_busy: f64,
     /// `client` when the harness, not the cluster, was the limit.

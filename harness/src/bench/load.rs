@@ -70,13 +70,13 @@ struct Target {
 /// failed mid-bench.
 pub fn run(mode: Mode, args: &LoadArgs) -> anyhow::Result<u8> {
     args.validate()?;
-    let settings = args.scenario()?;
     if args.attach.is_some() && args.scenario.is_some() {
         anyhow::bail!(
             "--scenario with --attach: the bench injects faults only into a cluster it boots; \
              on a `chaos cluster up` cluster, run `chaos nemesis ...` while the bench runs"
         );
     }
+    let settings = args.scenario()?;
     crate::interrupt::catch().context("cannot install the Ctrl-C handler")?;
     let run_id = rundir::fresh_run_id();
     let run_dir = rundir::create(&absolute(&args.store), &run_id)
@@ -470,7 +470,10 @@ pub fn summary_table(report: &BenchReport) -> String {
         ));
     }
     if let Some(client) = &report.client {
-        out.push_str(&format!("  client: {:.2} µs CPU per record; {}\n", client.cpu_us_per_record, client.note));
+        out.push_str(&format!(
+            "  client: {:.2} µs CPU per record (the rest of the machine: {:.2}); {}\n",
+            client.cpu_us_per_record, client.rest_cpu_us_per_record, client.note
+        ));
     }
     if let Some(check) = &report.check {
         out.push_str(&format!("  checker: {check}\n"));

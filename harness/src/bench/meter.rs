@@ -18,7 +18,8 @@ use std::path::Path;
 use checker::faults::{Faults, NemesisEvent};
 use checker::{Op, OpType, Process};
 use hdrhistogram::Histogram;
-use serde_json::Value;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 
 /// Width of one window of the series.
 pub const WINDOW_NS: u64 = 1_000_000_000;
@@ -170,16 +171,34 @@ impl Meter {
 
     /// Takes one op, in history order.
     pub fn feed(&mut self, op: Op) {
-        self.end_time = self.end_time.max(op.time);
-        self.window_at(op.time);
-        match op.process {
-            Process::Nemesis => self.nemesis.push(op),
-            Process::Harness if op.f == "phase" => self.phase(&op),
-            Process::Harness => {}
-            Process::Client(process) => match (op.f.as_str(), op.kind) {
-                ("append", OpType::Invoke) => self.append_invoked(process, &op),
-                ("append", kind) => self.append_completed(process, &op, kind),
-                ("receive", OpType::Ok) => self.received(&op),
+        // A `Value` is a deserializer of itself; `Reading` accepts any shape.
+        let reading = Reading::deserialize(&op.value).unwrap_or_default();
+        self.take(op.time, op.process, op.kind, &op.f, reading);
+        if op.process == Process::Nemesis {
+            self.nemesis.push(op);
+        }
+    }
+
+    /// Takes one history line (as the recorder wrote it), parsing only
+    /// what the meter reads; a line that does not parse is skipped (the
+    /// final pass over the file reports it). Nemesis lines count only
+    /// toward the time: the live side knows the active faults anyway.
+    pub fn feed_line(&mut self, line: &[u8]) {
+        if let Ok(line) = serde_json::from_slice::<Line>(line) {
+            self.take(line.time, line.process, line.kind, &line.f, line.value);
+        }
+    }
+
+    fn take(&mut self, time: u64, process: Process, kind: OpType, f: &str, reading: Reading) {
+        self.end_time = self.end_time.max(time);
+        self.window_at(time);
+        match process {
+            Process::Harness if f == "phase" => self.phase(time, reading.phase.as_deref()),
+            Process::Nemesis | Process::Harness => {}
+            Process::Client(process) => match (f, kind) {
+                ("append", OpType::Invoke) => self.append_invoked(process, time, &reading),
+                ("append", kind) => self.append_completed(process, time, kind),
+                ("receive", OpType::Ok) => self.received(time, &reading.delivered),
                 _ => {}
             },
         }
@@ -209,36 +228,34 @@ impl Meter {
         records * self.record_bytes
     }
 
-    fn phase(&mut self, op: &Op) {
+    fn phase(&mut self, time: u64, name: Option<&str>) {
         match self.measured {
-            (None, _) if op.value.as_str() == Some(MEASURE_PHASE) => self.measured.0 = Some(op.time),
-            (Some(_), None) => self.measured.1 = Some(op.time),
+            (None, _) if name == Some(MEASURE_PHASE) => self.measured.0 = Some(time),
+            (Some(_), None) => self.measured.1 = Some(time),
             _ => {}
         }
     }
 
-    fn append_invoked(&mut self, process: u64, op: &Op) {
-        let values = values(&op.value);
-        let records = values.clone().count() as u64;
-        self.invokes.insert(process, Invoked { time: op.time, records });
+    fn append_invoked(&mut self, process: u64, time: u64, reading: &Reading) {
+        let records = reading.values.len() as u64;
+        self.invokes.insert(process, Invoked { time, records });
         if self.track_deliveries {
-            self.pending.extend(values.map(|value| (value, op.time)));
+            self.pending.extend(reading.values.iter().map(|&value| (value, time)));
         }
-        let number = |field: &str| op.value.get(field).and_then(Value::as_u64).unwrap_or(0);
         let batches = &mut self.batches;
         batches.count += 1;
         batches.max_records = batches.max_records.max(records);
         batches.max_bytes = batches.max_bytes.max(records * self.record_bytes);
-        batches.max_buffered_us = batches.max_buffered_us.max(number("buffered_us"));
-        record(&mut batches.buffered_us, number("buffered_us"));
-        batches.max_flow_bytes = batches.max_flow_bytes.max(number("flow_bytes"));
+        batches.max_buffered_us = batches.max_buffered_us.max(reading.buffered_us);
+        record(&mut batches.buffered_us, reading.buffered_us);
+        batches.max_flow_bytes = batches.max_flow_bytes.max(reading.flow_bytes);
     }
 
-    fn append_completed(&mut self, process: u64, op: &Op, kind: OpType) {
+    fn append_completed(&mut self, process: u64, time: u64, kind: OpType) {
         let Some(invoked) = self.invokes.remove(&process) else { return };
-        let measured = self.is_measured(op.time);
-        let latency_us = op.time.saturating_sub(invoked.time) / 1_000;
-        let window = self.window_at(op.time);
+        let measured = self.is_measured(time);
+        let latency_us = time.saturating_sub(invoked.time) / 1_000;
+        let window = self.window_at(time);
         if kind != OpType::Ok {
             window.append_errors += 1;
             return;
@@ -251,17 +268,16 @@ impl Meter {
         }
     }
 
-    fn received(&mut self, op: &Op) {
-        let records = op.value.get("records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        let measured = self.is_measured(op.time);
-        for value in records.iter().filter_map(|record| record.get("value").and_then(Value::as_u64)) {
+    fn received(&mut self, time: u64, delivered: &[u64]) {
+        let measured = self.is_measured(time);
+        for value in delivered {
             let first = match self.track_deliveries {
-                true => self.pending.remove(&value),
+                true => self.pending.remove(value),
                 false => None,
             };
             let Some(invoked) = first else { continue };
-            let latency_us = op.time.saturating_sub(invoked) / 1_000;
-            let window = self.window_at(op.time);
+            let latency_us = time.saturating_sub(invoked) / 1_000;
+            let window = self.window_at(time);
             window.delivered += 1;
             record(&mut window.end_to_end_us, latency_us);
             if measured {
@@ -281,9 +297,101 @@ impl Meter {
     }
 }
 
-/// The `values` of an append.
-fn values(value: &Value) -> impl Iterator<Item = u64> + Clone + '_ {
-    value.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_u64)
+/// The fields of a history line the live side parses.
+#[derive(Debug, Deserialize)]
+struct Line {
+    time: u64,
+    process: Process,
+    #[serde(rename = "type")]
+    kind: OpType,
+    f: String,
+    #[serde(default)]
+    value: Reading,
+}
+
+/// What the meter reads of an op's value: an append's `values` and its
+/// two measurements, a receive's delivered values, a phase's name.
+/// Everything else (ids, keys, nemesis details) is skipped unparsed, so
+/// following a busy history stays cheap.
+#[derive(Debug, Default)]
+struct Reading {
+    values: Vec<u64>,
+    delivered: Vec<u64>,
+    buffered_us: u64,
+    flow_bytes: u64,
+    phase: Option<String>,
+}
+
+/// One delivered record; only its value is read.
+#[derive(Debug, Deserialize)]
+struct Delivered {
+    value: u64,
+}
+
+impl<'de> Deserialize<'de> for Reading {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Reading, D::Error> {
+        deserializer.deserialize_any(ReadingVisitor)
+    }
+}
+
+/// Accepts any value: a map gives its known fields, a string a phase,
+/// anything else nothing.
+struct ReadingVisitor;
+
+impl<'de> Visitor<'de> for ReadingVisitor {
+    type Value = Reading;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("an operation's value")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Reading, M::Error> {
+        let mut reading = Reading::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "values" => reading.values = map.next_value()?,
+                "records" => {
+                    let records: Vec<Delivered> = map.next_value()?;
+                    reading.delivered = records.into_iter().map(|record| record.value).collect();
+                }
+                "buffered_us" => reading.buffered_us = map.next_value()?,
+                "flow_bytes" => reading.flow_bytes = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(reading)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Reading, E> {
+        Ok(Reading { phase: Some(text.to_string()), ..Reading::default() })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Reading, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Reading::default())
+    }
+
+    fn visit_unit<E>(self) -> Result<Reading, E> {
+        Ok(Reading::default())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Reading, E> {
+        Ok(Reading::default())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Reading, E> {
+        Ok(Reading::default())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Reading, E> {
+        Ok(Reading::default())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Reading, E> {
+        Ok(Reading::default())
+    }
 }
 
 /// Follows a history file as the recorder writes it: each call to
@@ -313,9 +421,7 @@ impl HistoryTail {
             None => return Ok(()),
         };
         for line in self.partial[..complete].split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
-            if let Ok(op) = serde_json::from_slice::<Op>(line) {
-                meter.feed(op);
-            }
+            meter.feed_line(line);
         }
         self.partial.drain(..complete);
         Ok(())
@@ -325,7 +431,7 @@ impl HistoryTail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn op(index: u64, time_ms: u64, process: Process, kind: OpType, f: &str, value: Value) -> Op {
         Op::new(index, time_ms * 1_000_000, process, kind, f, value)

@@ -37,9 +37,11 @@ pub fn html(report: &BenchReport) -> Result<String, PlotError> {
     if let Some(client) = &report.client {
         let _ = writeln!(
             out,
-            "<p class=\"note\">{} (client CPU {:.2} µs per record; {:.2} cores; machine {:.0} % busy)</p>",
+            "<p class=\"note\">{} (client CPU {:.2} µs per record, the rest of the machine {:.2}; \
+             {:.2} cores; machine {:.0} % busy)</p>",
             escape(&client.note),
             client.cpu_us_per_record,
+            client.rest_cpu_us_per_record,
             client.cores_used,
             client.machine_busy * 100.0
         );

@@ -50,7 +50,8 @@ fn machine_jiffies() -> Option<(u64, u64)> {
 }
 
 /// The client's figures between two samples, for `records` records of
-/// throughput, on a machine with `cores` cores.
+/// throughput, on a machine with `cores` cores; what the rest of the
+/// machine spent per record is its busy time less the client's.
 pub fn client_figures(start: Usage, end: Usage, records: u64, cores: usize) -> ClientFigures {
     let wall = end.at.saturating_duration_since(start.at).as_secs_f64().max(1e-9);
     let cpu_s = (end.process_cpu_s - start.process_cpu_s).max(0.0);
@@ -60,7 +61,10 @@ pub fn client_figures(start: Usage, end: Usage, records: u64, cores: usize) -> C
         }
         _ => 0.0,
     };
-    judge(cpu_s, wall, records, cores, machine_busy)
+    let mut figures = judge(cpu_s, wall, records, cores, machine_busy);
+    let rest_cpu_s = (machine_busy * cores as f64 * wall - cpu_s).max(0.0);
+    figures.rest_cpu_us_per_record = if records == 0 { 0.0 } else { rest_cpu_s * 1e6 / records as f64 };
+    figures
 }
 
 /// The figures and the verdict on who was the limit.
@@ -89,6 +93,7 @@ fn judge(cpu_s: f64, wall_s: f64, records: u64, cores: usize, machine_busy: f64)
         cpu_s,
         cpu_us_per_record: if records == 0 { 0.0 } else { cpu_s * 1e6 / records as f64 },
         cores_used,
+        rest_cpu_us_per_record: 0.0,
         machine_busy,
         limit: limit.to_string(),
         note,

@@ -80,7 +80,7 @@ impl std::str::FromStr for Compression {
 
 /// Builds an append's batch: `batchSize` = number of records, each record
 /// RAW-flagged with `header.key` set, the payload compressed as asked.
-pub fn encode_batch(records: &[(String, Vec<u8>)], compression: Compression) -> BatchedRecord {
+pub fn encode_batch<K: AsRef<str>, P: AsRef<[u8]>>(records: &[(K, P)], compression: Compression) -> BatchedRecord {
     let batch = BatchHStreamRecords {
         records: records
             .iter()
@@ -88,9 +88,9 @@ pub fn encode_batch(records: &[(String, Vec<u8>)], compression: Compression) -> 
                 header: Some(HStreamRecordHeader {
                     flag: Flag::Raw as i32,
                     attributes: Default::default(),
-                    key: key.clone(),
+                    key: key.as_ref().to_string(),
                 }),
-                payload: payload.clone(),
+                payload: payload.as_ref().to_vec(),
             })
             .collect(),
     };

@@ -303,8 +303,8 @@ async fn send_append(context: &Context, job: &AppendJob) -> Result<Vec<RecordId>
     let not_sent = |error: CallError| CallError { sent: false, ..error };
     let address = context.shard_address(job.shard_id).await.map_err(not_sent)?;
     let client = context.connections.get(&address).await.map_err(not_sent)?;
-    let records: Vec<(String, Vec<u8>)> =
-        job.records.iter().map(|record| (job.key.clone(), record.payload.clone())).collect();
+    let records: Vec<(&str, &[u8])> =
+        job.records.iter().map(|record| (job.key.as_str(), record.payload.as_slice())).collect();
     let result = client.append(&context.config.stream, job.shard_id, &records).await;
     if result.is_err() {
         context.forget_shard(job.shard_id);
