@@ -186,6 +186,8 @@ pub struct BenchReport {
     pub run_id: String,
     /// The settings, as given (flags and cluster).
     pub settings: serde_json::Value,
+    /// When the measured stretch started, seconds since the history began.
+    pub measured_from_s: Option<f64>,
     /// The measured stretch.
     pub totals: Totals,
     /// Median per-second throughput over the measured seconds that no

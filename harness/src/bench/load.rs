@@ -281,6 +281,7 @@ async fn drive(
         run_id,
         settings: args.describe(&settings),
         client: Some(usage::client_figures(usage_start, usage_end, records, cores)),
+        measured_from_s: meter.measured.0.map(|ns| ns as f64 / 1e9),
         totals,
         steady_records_per_s: steady,
         faults,

@@ -109,8 +109,12 @@ fn plots(report: &BenchReport) -> Result<Vec<String>, PlotError> {
         throughput.push(line("records first delivered/s", series, |s| Some(s.delivered as f64)));
     }
     throughput.push(line("appends failed or unknown/s", series, |s| Some(s.append_errors as f64)));
-    let title = "throughput per second (faults shaded)";
-    let throughput = lines_over_time("throughput", title, "records/s", x_end, &bands, &throughput, false)?;
+    let measured = match (report.totals.seconds, report.measured_from_s) {
+        (seconds, Some(from)) => format!("; measured {from:.0}–{:.0} s", from + seconds),
+        _ => String::new(),
+    };
+    let title = format!("throughput per second (faults shaded{measured})");
+    let throughput = lines_over_time("throughput", &title, "records/s", x_end, &bands, &throughput, false)?;
     let of =
         |pick: fn(&Second) -> Option<Quantiles>, q: fn(&Quantiles) -> f64| move |s: &Second| pick(s).map(|v| q(&v));
     let mut latency = vec![
@@ -122,8 +126,8 @@ fn plots(report: &BenchReport) -> Result<Vec<String>, PlotError> {
         latency.push(line("end-to-end p50", series, of(|s| s.end_to_end_ms, |q| q.p50)));
         latency.push(line("end-to-end p99", series, of(|s| s.end_to_end_ms, |q| q.p99)));
     }
-    let title = "latency per second, log scale (faults shaded)";
-    let latency = lines_over_time("latency", title, "ms", x_end, &bands, &latency, true)?;
+    let title = format!("latency per second, log scale (faults shaded{measured})");
+    let latency = lines_over_time("latency", &title, "ms", x_end, &bands, &latency, true)?;
     Ok(vec![throughput, latency])
 }
 

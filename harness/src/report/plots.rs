@@ -270,7 +270,13 @@ pub fn lines_over_time(
     let highest = values().fold(if log { 0.0 } else { 1.0 }, f64::max);
     let lowest = if log { values().fold(highest, f64::min).floor() } else { 0.0 };
     let top = if log { highest.ceil().max(lowest + 1.0) } else { highest * 1.1 };
-    let label = |y: &f64| if log { format!("{}", 10f64.powf(*y)) } else { format!("{y}") };
+    // A log axis is labelled at whole powers of ten only.
+    let label = |y: &f64| match log {
+        false => format!("{y}"),
+        true if (y - y.round()).abs() < 1e-6 => format!("{}", 10f64.powi(y.round() as i32)),
+        true => String::new(),
+    };
+    let y_labels = if log { (top - lowest) as usize + 1 } else { 10 };
     svg(plot, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 15))
@@ -278,7 +284,7 @@ pub fn lines_over_time(
             .x_label_area_size(32)
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..x_end.max(1.0), lowest..top)?;
-        chart.configure_mesh().x_desc("time (s)").y_desc(y_desc).y_label_formatter(&label).draw()?;
+        chart.configure_mesh().x_desc("time (s)").y_desc(y_desc).y_labels(y_labels).y_label_formatter(&label).draw()?;
         for (start, end, name) in bands {
             chart.draw_series([Rectangle::new([(*start, lowest), (*end, top)], BAND.filled())])?;
             let font = ("sans-serif", 11).into_font().color(&FAIL);
