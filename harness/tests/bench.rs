@@ -158,8 +158,9 @@ fn read_gets_every_record_and_the_age_limit_bounds_waiting() {
     assert!(report["batches"]["max_records"].as_u64().expect("max") < 100, "the age limit, not the count, sent them");
 }
 
-/// Goal: write-read loses nothing and delivers nothing unexpected by the
-/// checker's own judgement, and measures end-to-end latency.
+/// Goal: write-read over two streams loses nothing and delivers nothing
+/// unexpected by the checker's own judgement (values stay unique across
+/// the streams), and measures end-to-end latency.
 #[test]
 fn write_read_is_checked_and_measures_end_to_end() {
     if !zookeeper_installed() {
@@ -167,7 +168,7 @@ fn write_read_is_checked_and_measures_end_to_end() {
     }
     let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let work = tempfile::tempdir().expect("temp dir");
-    let (output, run_dir) = bench(work.path(), "write-read", &["--duration", "4s", "--rate", "5000"]);
+    let (output, run_dir) = bench(work.path(), "write-read", &["--duration", "4s", "--rate", "5000", "--streams", "2"]);
     assert!(output.status.success(), "{}", text(&output));
     let report = bench_json(&run_dir);
     assert_eq!(report["check"], "valid");
@@ -175,7 +176,11 @@ fn write_read_is_checked_and_measures_end_to_end() {
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("results.json")).expect("results")).expect("json");
     let anomalies = results["anomalies"].as_array().map_or(0, Vec::len);
     assert_eq!(anomalies, 0, "{results}");
-    let (ok_values, _) = appends(&history(&run_dir));
+    let ops = history(&run_dir);
+    let (ok_values, invokes) = appends(&ops);
+    let streams: std::collections::BTreeSet<&str> =
+        invokes.iter().filter_map(|op| op.value["stream"].as_str()).collect();
+    assert_eq!(streams.into_iter().collect::<Vec<_>>(), ["bench-0", "bench-1"]);
     assert_eq!(series_sum(&report, "delivered"), ok_values, "every acknowledged record was first delivered once");
     assert!(report["totals"]["end_to_end_ms"]["p50"].as_f64().is_some(), "{}", report["totals"]);
     assert!(text(&output).contains("e2e p50/p99"), "the live line shows end-to-end latency");

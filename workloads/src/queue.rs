@@ -104,6 +104,10 @@ pub struct QueueConfig {
     /// Keys (lanes) per producer; each key has at most one append in
     /// flight. Default 4.
     pub keys_per_producer: usize,
+    /// The first lane's number. Workloads that share one history (several
+    /// streams of one bench) give each its own range of lanes, so values
+    /// stay unique across them. Default 0.
+    pub first_lane: u64,
     /// Consumer slots (concurrent consumers). Default 2.
     pub consumers: usize,
     /// Records generated per second by all producers together. Default 2000.
@@ -158,6 +162,7 @@ impl Default for QueueConfig {
             max_unacked_records: 1_000,
             producers: 2,
             keys_per_producer: 4,
+            first_lane: 0,
             consumers: 2,
             rate_records_per_s: 2_000,
             bursts: None,
@@ -195,7 +200,10 @@ impl QueueConfig {
             (self.shard_count > 0, "shard_count must be at least 1".into()),
             (self.producers > 0, "producers must be at least 1".into()),
             (self.keys_per_producer > 0, "keys_per_producer must be at least 1".into()),
-            (lanes < MAX_LANES, format!("producers * keys_per_producer must be below {MAX_LANES}")),
+            (
+                self.first_lane.saturating_add(lanes) < MAX_LANES,
+                format!("first_lane + producers * keys_per_producer must be below {MAX_LANES}"),
+            ),
             (self.consumers > 0, "consumers must be at least 1 (drain needs them)".into()),
             (self.rate_records_per_s > 0, "rate_records_per_s must be at least 1".into()),
             (
@@ -323,7 +331,7 @@ impl QueueWorkload {
         seed: u64,
     ) -> QueueWorkload {
         let lane_count = (config.producers * config.keys_per_producer) as u64;
-        let lanes = assign_lanes(lane_count, &shards);
+        let lanes = assign_lanes(config.first_lane..config.first_lane + lane_count, &shards);
         let context = Context::new(config, recorder, connections, endpoints, shards);
         QueueWorkload {
             context: Arc::new(context),
@@ -472,6 +480,11 @@ impl QueueWorkload {
             distinct_received: snapshot.distinct_received,
             consumer_churns: snapshot.consumer_churns,
         }
+    }
+
+    /// The subscription the consumers read.
+    pub fn subscription(&self) -> &str {
+        &self.context.config.subscription
     }
 
     /// The shards of the stream, sorted by id, as listed at setup.
@@ -632,13 +645,13 @@ where
     Err(WorkloadError::Setup { step, attempts, elapsed_ms: start.elapsed().as_millis() as u64, last_error })
 }
 
-/// Keys and shards for `count` lanes: lane `l` gets the first key
+/// Keys and shards for the `lanes`: lane `l` gets the first key
 /// `k{l}-{j}` that hashes to shard `l mod shards`, so every shard gets
 /// lanes. If no candidate hashes there (or the ranges are unreadable) the
 /// lane keeps `k{l}-0` and whatever shard it hashes to, or the wanted one.
-fn assign_lanes(count: u64, shards: &[Shard]) -> Vec<LaneSpec> {
+fn assign_lanes(lanes: std::ops::Range<u64>, shards: &[Shard]) -> Vec<LaneSpec> {
     assert!(!shards.is_empty(), "lanes need shards");
-    (0..count)
+    lanes
         .map(|lane| {
             let wanted = shards[(lane % shards.len() as u64) as usize].shard_id;
             let hashed = |key: &str| shard_for_key(shards, key).map(|shard| shard.shard_id);
@@ -677,7 +690,7 @@ mod tests {
     #[test]
     fn lanes_spread_over_all_shards_with_matching_keys() {
         let shards = shards(4);
-        let lanes = assign_lanes(8, &shards);
+        let lanes = assign_lanes(0..8, &shards);
         for (lane, spec) in lanes.iter().enumerate() {
             assert_eq!(spec.lane, lane as u64);
             assert_eq!(spec.shard_id, 10 + (lane as u64 % 4));
@@ -688,7 +701,7 @@ mod tests {
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), 8);
-        assert_eq!(assign_lanes(8, &shards), lanes, "deterministic");
+        assert_eq!(assign_lanes(0..8, &shards), lanes, "deterministic");
     }
 
     /// Goal: the defaults are the documented ones and valid; each broken

@@ -26,12 +26,12 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use workloads::client::{ClientConfig, ClientTls};
-use workloads::queue::QueueWorkload;
 use workloads::Recorder;
 
 use super::figures::{self, BenchReport, Mode};
 use super::meter::{HistoryTail, Meter, MEASURE_PHASE};
 use super::options::LoadArgs;
+use super::streams::Streams;
 use super::usage::{self, Usage};
 use crate::faults::FaultDriver;
 use crate::orchestrate::{self, absolute};
@@ -183,12 +183,12 @@ async fn drive(
         tokio::spawn(orchestrate::forward_crashes(crashes, recorder.clone(), crashed));
     }
     let stream = if target.booted.is_some() { "bench".to_string() } else { format!("bench-{run_id}") };
-    let config = args.queue_config(&stream, ClientConfig { tls: target.tls.clone(), ..ClientConfig::default() });
-    let subscription = config.subscription.clone();
-    let mut workload =
-        QueueWorkload::setup(config, target.endpoints.clone(), recorder.clone(), settings.seed()).await?;
+    let client = ClientConfig { tls: target.tls.clone(), ..ClientConfig::default() };
+    let mut workload = Streams::setup(&args, &stream, client, &target.endpoints, &recorder, settings.seed()).await?;
     let driver = target.booted.as_ref().map(|cluster| {
-        orchestrate::fault_driver(cluster, &settings, &recorder, &target.endpoints, &workload, subscription)
+        let (first, endpoints) = (workload.first(), &target.endpoints);
+        let subscription = first.subscription().to_string();
+        orchestrate::fault_driver(cluster, &settings, &recorder, endpoints, first, subscription)
     });
     let mut live = Live::new(&run_dir, mode, args.record_size as u64, driver.clone(), crashed_rx, stop_rx)?;
     let (warmup, duration, _) = args.durations();
@@ -258,11 +258,8 @@ async fn drive(
         Mode::Read | Mode::WriteRead => true,
     };
     if verify && ended.is_none() {
-        let drained = workload.drain(DRAIN_TIMEOUT).await;
-        eprintln!(
-            "read back {} of {} acknowledged records ({:?})",
-            drained.ok_values_received, drained.ok_values, drained.end
-        );
+        let (received, acknowledged) = workload.drain(DRAIN_TIMEOUT).await;
+        eprintln!("read back {received} of {acknowledged} acknowledged records");
     }
     workload.stop().await;
     phase(&recorder, "done").await?;
@@ -332,7 +329,7 @@ impl Live {
     /// stretch's goal was reached; returns why it ended early, if it did.
     async fn watch(
         &mut self,
-        workload: &QueueWorkload,
+        workload: &Streams,
         limit: Duration,
         args: &LoadArgs,
         done: impl Fn(&workloads::queue::Progress) -> bool,

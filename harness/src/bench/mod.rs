@@ -2,8 +2,8 @@
 //! figures on this machine (never asserted in tests). `runtime` measures
 //! what booting a cluster and applying each fault cost per runtime; `load`
 //! measures the cluster's write and read throughput and latency, also
-//! under faults (with `meter`, `figures`, `page`, `usage` and `options`
-//! as its parts), and `compare` sets two of those side by side.
+//! under faults (with `options`, `streams`, `meter`, `figures`, `page`
+//! and `usage` as its parts), and `compare` sets two of those side by side.
 
 pub mod compare;
 pub mod figures;
@@ -12,4 +12,5 @@ pub mod meter;
 pub mod options;
 pub mod page;
 pub mod runtime;
+pub mod streams;
 pub mod usage;

@@ -65,7 +65,10 @@ pub struct LoadArgs {
     /// Consumers reading the subscription (read and write-read).
     #[arg(long, default_value_t = 2)]
     pub consumers: usize,
-    /// Shards of the stream.
+    /// Streams, each with its own producers, consumers and subscription.
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
+    /// Shards of each stream.
     #[arg(long, default_value_t = 4)]
     pub shards: u32,
     /// Replicas of each record.
@@ -131,8 +134,8 @@ fn bad(flag: String, message: impl Into<String>) -> BadFlag {
 impl LoadArgs {
     /// Checks the flags against each other; the first problem is returned.
     pub fn validate(&self) -> Result<(), BadFlag> {
-        let lanes = self.producers as u64 * self.keys as u64;
-        let checks: [(bool, String, String); 12] = [
+        let lanes = self.lanes_per_stream().saturating_mul(self.streams as u64);
+        let checks: [(bool, String, String); 13] = [
             (
                 !self.duration.0.is_zero(),
                 format!("--duration {}", self.duration),
@@ -162,7 +165,12 @@ impl LoadArgs {
             (self.replication_factor > 0, "--replication-factor 0".into(), "records need a replica".into()),
             (self.producers > 0, "--producers 0".into(), "the stream needs a producer".into()),
             (self.keys > 0, "--keys 0".into(), "producers need an ordering key".into()),
-            (lanes < MAX_LANES, format!("--producers x --keys = {lanes}"), format!("must be below {MAX_LANES}")),
+            (self.streams > 0, "--streams 0".into(), "the bench needs a stream".into()),
+            (
+                lanes < MAX_LANES,
+                format!("--streams x --producers x --keys = {lanes}"),
+                format!("must be below {MAX_LANES}"),
+            ),
             (self.consumers > 0, "--consumers 0".into(), "reading (and checking) needs a consumer".into()),
             (
                 self.rate != Some(0) && self.fill_records != Some(0),
@@ -205,10 +213,17 @@ impl LoadArgs {
         Ok(s)
     }
 
-    /// The queue workload that does the bench's writing and reading.
-    pub fn queue_config(&self, stream: &str, client: ClientConfig) -> QueueConfig {
+    /// Ordering keys (lanes) of one stream's producers.
+    fn lanes_per_stream(&self) -> u64 {
+        self.producers as u64 * self.keys as u64
+    }
+
+    /// The queue workload that does the bench's writing and reading on the
+    /// `number`-th stream (from 0), named `stream`.
+    pub fn queue_config(&self, stream: &str, number: usize, client: ClientConfig) -> QueueConfig {
         QueueConfig {
             stream: stream.to_string(),
+            first_lane: number as u64 * self.lanes_per_stream(),
             subscription: format!("{stream}-sub"),
             shard_count: self.shards,
             replication_factor: self.replication_factor,
@@ -245,6 +260,7 @@ impl LoadArgs {
             "record_size": self.record_size,
             "producers": self.producers,
             "consumers": self.consumers,
+            "streams": self.streams,
             "shards": self.shards,
             "replication_factor": self.replication_factor,
             "keys_per_producer": self.keys,
@@ -297,6 +313,7 @@ mod tests {
         refused(&["--record-size", "4"], "--record-size 4");
         refused(&["--flow-bytes", "1000", "--batch-bytes", "2000"], "--flow-bytes 1000");
         refused(&["--batch-records", "0"], "--batch-records 0");
+        refused(&["--streams", "0"], "--streams 0");
     }
 
     /// Goal: the flags reach the workload: batch limits, flow control,
@@ -304,10 +321,12 @@ mod tests {
     #[test]
     fn flags_become_the_workload() {
         let parsed = args(&["--batch-records", "10", "--batch-age", "50ms", "--compression", "gzip", "--keys", "2"]);
-        let config = parsed.queue_config("bench", ClientConfig::default());
+        let config = parsed.queue_config("bench", 0, ClientConfig::default());
         assert_eq!((config.record_count_limit, config.age_limit_ms, config.keys_per_producer), (10, 50, 2));
         assert_eq!(config.client.compression, Compression::Gzip);
         assert_eq!((config.churn_probability_per_s, config.idle_subscriptions), (0.0, 0));
         config.validate().expect("the workload accepts what the bench validated");
+        let third = parsed.queue_config("bench-2", 2, ClientConfig::default());
+        assert_eq!(third.first_lane, 2 * 4 * 2, "each stream has its own lanes (4 producers x 2 keys)");
     }
 }
