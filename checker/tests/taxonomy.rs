@@ -263,6 +263,25 @@ fn record_within_the_backlog_is_still_lost() {
     check_with(&history.text(), &options, Expect { valid: Validity::Invalid, anomalies: &[(LOST, 1)] });
 }
 
+/// Goal: retention is judged by time, not only by the end of the history:
+/// a record that a delivery went past 5 s after its append, while the
+/// 10 s backlog still protected it, is lost, although it was 20 s old when
+/// the history ended. (A server that trims early passed as `expired`
+/// before this rule.)
+#[test]
+fn record_skipped_while_younger_than_the_backlog_is_lost() {
+    let mut history = Writer::default();
+    history.append(0.0, 0, &[1, 2], 0, 1);
+    history.receive(5.0, 1, "c0#0", &[(2, [0, 1, 1])]);
+    history.op(20.0, json!("harness"), "info", "phase", json!("done"));
+    let options = CheckOptions { backlog_seconds: Some(10), ..CheckOptions::default() };
+    let result = check_with(&history.text(), &options, Expect { valid: Validity::Invalid, anomalies: &[(LOST, 1)] });
+    assert_mentions(
+        &explanation(&result, LOST),
+        &["value 1", "record [0,1,1] was delivered", "5.000 s after its append", "backlog of 10 s"],
+    );
+}
+
 // ---- stale-redelivery ----------------------------------------------------------
 
 /// The shared start: value 1 delivered on c0#0 at 2 s and acked at 3 s.

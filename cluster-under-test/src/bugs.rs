@@ -33,10 +33,14 @@ pub enum Bug {
     /// Every shard sequencer and subscription owner is placed on the
     /// lowest-numbered eligible live node.
     UnbalancedPlacement,
+    /// Retention ignores the stream's backlog duration and keeps one
+    /// second: each trim round moves a shard's trim point past everything
+    /// older, so readers behind it skip records that were to be kept.
+    EarlyTrim,
 }
 
 /// Every bug with its command-line name, in the order the README lists them.
-pub const ALL_BUGS: [(Bug, &str); 8] = [
+pub const ALL_BUGS: [(Bug, &str); 9] = [
     (Bug::AckBeforeReplicate, "ack-before-replicate"),
     (Bug::CheckpointOnDeliver, "checkpoint-on-deliver"),
     (Bug::NoRedeliver, "no-redeliver"),
@@ -45,6 +49,7 @@ pub const ALL_BUGS: [(Bug, &str); 8] = [
     (Bug::StaleEpoch, "stale-epoch"),
     (Bug::ReuseLsn, "reuse-lsn"),
     (Bug::UnbalancedPlacement, "unbalanced-placement"),
+    (Bug::EarlyTrim, "early-trim"),
 ];
 
 impl Bug {

@@ -36,6 +36,10 @@ pub const RECONCILE_INTERVAL_MS: u64 = 300;
 pub const ZK_RETRY_MS: u64 = 1_000;
 /// How often backlog retention runs.
 pub const TRIM_INTERVAL_MS: u64 = 5_000;
+/// What retention keeps under the `early-trim` bug, whatever the stream's
+/// backlog: one second (the trim point only moves to a batch younger than
+/// the cutoff, so some must be).
+const EARLY_TRIM_BACKLOG_MS: i64 = 1_000;
 /// Replicas delete expired batches only this long after the sequencer's
 /// trim point passed them, so no reader still needs them.
 pub const TRIM_MARGIN_MS: i64 = 60_000;
@@ -278,7 +282,11 @@ impl Node {
             let view = self.view();
             for shard in view.shards.values() {
                 let Some(stream) = view.streams.get(&shard.stream) else { continue };
-                let cutoff_ms = crate::log::sequencer::now_ms() - i64::from(stream.backlog_seconds) * 1_000;
+                let backlog_ms = match self.bugs().has(Bug::EarlyTrim) {
+                    true => EARLY_TRIM_BACKLOG_MS,
+                    false => i64::from(stream.backlog_seconds) * 1_000,
+                };
+                let cutoff_ms = crate::log::sequencer::now_ms() - backlog_ms;
                 if let Some(sequencer) = self.logs.sequencer(shard.shard_id) {
                     let trim_before = sequencer.advance_trim(cutoff_ms);
                     if trim_before > shard.trim_before {

@@ -226,3 +226,20 @@ fn shrink_keeps_the_zookeeper_outage_and_drops_the_rest() {
     });
     assert!(reproduced, "the shrunk timeline did not reproduce crash in 5 runs:\n{text}");
 }
+
+/// Goal: `early-trim` (retention keeps one second instead of the stream's
+/// 20 s backlog) is caught as `lost` on `retention.yaml`: the
+/// subscription, created 6 s in, starts at a trim point past records a
+/// few seconds old, which the checker judges by time (a delivery went
+/// past them within their backlog), not as `expired`.
+#[test]
+fn early_trim_is_lost_not_expired_on_the_retention_scenario() {
+    let store = tempfile::tempdir().unwrap();
+    let scenario = repo("scenarios/retention.yaml");
+    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "41"];
+    let done = run(store.path(), &[&args[..], &["--server-bug", "early-trim"]].concat());
+    assert_eq!(done.code, 1, "{}\n{}", done.output, done.results);
+    assert!(count(&done.results, "lost") > 0, "{}", done.results);
+    let example = &done.results["anomalies"]["lost"]["examples"][0]["explanation"];
+    assert!(example.as_str().is_some_and(|text| text.contains("backlog of 20 s")), "{example}");
+}

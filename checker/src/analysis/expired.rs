@@ -1,5 +1,6 @@
 //! `expired`: an acknowledged value never delivered that may have been
-//! older than the stream's backlog (retention) when the history ended, so
+//! older than the stream's backlog (retention) when the history ended, and
+//! that no delivery went past while it was younger than the backlog, so
 //! retention may legally have deleted it. Allowed; needs
 //! `CheckOptions::backlog_seconds`, since the history does not record the
 //! stream's backlog.

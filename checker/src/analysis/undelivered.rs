@@ -4,13 +4,16 @@
 //! `unavailable`).
 //!
 //! The rule, decided from what the history can prove:
-//! - `expired` when the stream has a backlog (retention) and the record may
-//!   have been older than it when the history ended (its append was invoked
-//!   more than `backlog_seconds` before the last operation): retention may
-//!   legally have deleted it.
-//! - `lost` when deliveries on the record's shard went past it: some record
+//! - `lost` when deliveries on the record's shard went past it (some record
 //!   with a larger id on that shard was delivered, so the server skipped
-//!   this one. (Jepsen's Kafka checker draws the same line.)
+//!   this one; Jepsen's Kafka checker draws the same line) — and, when the
+//!   stream has a backlog (retention), one of them did so *before the
+//!   backlog had passed since its append was invoked*: the record was
+//!   younger than the backlog then, so retention could not have deleted it
+//!   yet, and skipping it was loss however old it was at the end.
+//! - `expired` when the stream has a backlog, no delivery went past the
+//!   record within its backlog, and it may have been older than the
+//!   backlog when the history ended: retention may legally have deleted it.
 //! - `unseen-at-end` otherwise: the shard's deliveries never reached its id
 //!   before the drain gave up, so the history cannot tell loss from a
 //!   consumer that was stuck or too slow. Still a violation, reported with
@@ -39,6 +42,10 @@ pub(crate) struct Missing {
     pub record: u32,
     pub id: u32,
     pub fate: Fate,
+    /// For `lost`: the delivery that proves it (the first past it within
+    /// its backlog when the stream has one, else the shard's frontier);
+    /// [`NONE`] otherwise.
+    pub passed_by: u32,
 }
 
 /// How far a shard's deliveries got.
@@ -56,6 +63,9 @@ pub(crate) struct Undelivered {
     /// In append order, then value order.
     pub missing: Vec<Missing>,
     pub shards: FastMap<u64, ShardEnd>,
+    /// Per shard, each delivery that went past every earlier one: (its
+    /// time, its number), in time order with rising ids.
+    pub advances: FastMap<u64, Vec<(u64, u32)>>,
     /// Time of the last operation: when the drain gave up.
     pub end_time: u64,
 }
@@ -68,29 +78,45 @@ impl Undelivered {
         if index.counts.receives_ok == 0 {
             return undelivered;
         }
-        undelivered.shards = shard_ends(index);
+        (undelivered.shards, undelivered.advances) = shard_ends(index);
         let backlog_ns = options.backlog_seconds.map(|seconds| seconds.saturating_mul(1_000_000_000));
         for (number, append) in index.appends.iter().enumerate() {
             if append.outcome != Outcome::Ok {
                 continue;
             }
-            let age = undelivered.end_time.saturating_sub(index.time(append.invoke));
+            let invoked = index.time(append.invoke);
+            let age = undelivered.end_time.saturating_sub(invoked);
             let records = index.append_records(append).iter().zip(index.append_ids(append));
             for (&record, &id) in records {
                 if id == NONE || index.record_first_delivery[record as usize] != NONE {
                     continue;
                 }
-                let fate = if backlog_ns.is_some_and(|backlog| age > backlog) {
-                    Fate::Expired
-                } else if undelivered.frontier(index, id).is_some() {
-                    Fate::Lost
-                } else {
-                    Fate::UnseenAtEnd
+                let (fate, passed_by) = match backlog_ns {
+                    Some(backlog) if age > backlog => {
+                        match undelivered.passed_before(index, id, invoked.saturating_add(backlog)) {
+                            Some(delivery) => (Fate::Lost, delivery),
+                            None => (Fate::Expired, NONE),
+                        }
+                    }
+                    _ => match undelivered.frontier(index, id) {
+                        Some(delivery) => (Fate::Lost, delivery),
+                        None => (Fate::UnseenAtEnd, NONE),
+                    },
                 };
-                undelivered.missing.push(Missing { append: number as u32, record, id, fate });
+                undelivered.missing.push(Missing { append: number as u32, record, id, fate, passed_by });
             }
         }
         undelivered
+    }
+
+    /// The first delivery on `id`'s shard that went past it, if it came
+    /// before `deadline`.
+    fn passed_before(&self, index: &Index, id: u32, deadline: u64) -> Option<u32> {
+        let id = index.id(id);
+        let advances = self.advances.get(&id.shard)?;
+        let first = advances.partition_point(|&(_, delivery)| index.id(index.deliveries[delivery as usize].id) <= id);
+        let &(time, delivery) = advances.get(first)?;
+        (time < deadline).then_some(delivery)
     }
 
     /// The delivery that went past `id` on its shard, if any.
@@ -106,17 +132,26 @@ impl Undelivered {
     }
 }
 
-/// Per shard, the delivery with the largest id and the last delivery.
-fn shard_ends(index: &Index) -> FastMap<u64, ShardEnd> {
+/// Per shard, the delivery with the largest id and the last delivery, and
+/// every delivery that raised the largest id, with its time.
+type ShardProgress = (FastMap<u64, ShardEnd>, FastMap<u64, Vec<(u64, u32)>>);
+
+fn shard_ends(index: &Index) -> ShardProgress {
     let mut shards: FastMap<u64, ShardEnd> = FastMap::default();
+    let mut advances: FastMap<u64, Vec<(u64, u32)>> = FastMap::default();
     for (number, delivery) in index.deliveries.iter().enumerate() {
         let number = number as u32;
         let id = index.id(delivery.id);
-        let end = shards.entry(id.shard).or_insert(ShardEnd { frontier: number, last: number });
+        let time = index.time(delivery.position);
+        let end = shards.entry(id.shard).or_insert_with(|| {
+            advances.entry(id.shard).or_default().push((time, number));
+            ShardEnd { frontier: number, last: number }
+        });
         end.last = number;
         if index.id(index.deliveries[end.frontier as usize].id) < id {
             end.frontier = number;
+            advances.entry(id.shard).or_default().push((time, number));
         }
     }
-    shards
+    (shards, advances)
 }
