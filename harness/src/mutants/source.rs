@@ -5,8 +5,11 @@
 //! literals and comments are blanked to spaces (same byte length, so
 //! columns found in the mask are columns of the real line). Lines that
 //! cannot change what a client sees are left out: test code
-//! (`#[cfg(test)]` items), attributes, `use`/`const`/`static` items, and
-//! logging and assertion macros (with their continuation lines). Pure text
+//! (`#[cfg(test)]` items), attributes, `use`/`const`/`static` items,
+//! logging and assertion macros (with their continuation lines), and
+//! statements that read one of hserver's deliberate bug switches (with the
+//! block they guard): those only run under `--server-bug`, which mutants
+//! never switch on, so every change there is equivalent. Pure text
 //! processing; it never reads a file itself.
 
 /// The mutable view of one source file.
@@ -37,6 +40,10 @@ const SKIPPED_MACROS: &[&str] = &[
     "writeln!(",
     "format!(",
 ];
+
+/// Ways hserver reads a deliberate bug switch: `ctx.bugs.has(..)`,
+/// `self.bugs().has(..)`, and fields named `bugs_*` caching one.
+const BUG_SWITCH_READS: &[&str] = &["bugs.has(", "bugs().has(", "bugs_"];
 
 /// Item starts that are never mutated.
 const SKIPPED_ITEM_PREFIXES: &[&str] = &["#[", "#![", "use ", "pub use ", "const ", "pub const ", "static "];
@@ -167,6 +174,7 @@ fn mutable_lines(masked: &[String]) -> Vec<bool> {
             1 + item_length(masked, line + 1)
         } else if SKIPPED_ITEM_PREFIXES.iter().any(|p| text.starts_with(p))
             || SKIPPED_MACROS.iter().any(|m| text.contains(m))
+            || BUG_SWITCH_READS.iter().any(|r| text.contains(r))
         {
             statement_length(masked, line)
         } else {
@@ -247,6 +255,15 @@ mod tests {
         let source = "use std::x;\nfn f(a: u8) -> bool {\n    tracing::warn!(\n        a = a + 1,\n    );\n    a < 3\n}\n#[cfg(test)]\nmod tests {\n    fn g() { 1 + 1; }\n}\nfn h() {}";
         let flags = MaskedSource::new(source).mutable;
         assert_eq!(flags, vec![false, true, false, false, false, true, true, false, false, false, false, true]);
+    }
+
+    /// Goal: a statement reading a deliberate bug switch is not mutable,
+    /// with the block it guards; the code after it is.
+    #[test]
+    fn bug_switch_statements_are_not_mutable() {
+        let source = "if self.ctx.bugs.has(Bug::X) {\n    return a + 1;\n}\nlet r = self.bugs_reorder && b < c;\nlet n = a + 1;";
+        let flags = MaskedSource::new(source).mutable;
+        assert_eq!(flags, vec![false, false, false, false, true]);
     }
 
     /// Goal: a one-line `#[cfg(test)] mod tests;` skips only itself.
