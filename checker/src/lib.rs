@@ -51,7 +51,7 @@ mod result;
 mod stats;
 
 pub use history::{parse_history, read_ops, History, HistoryError, Op, OpType, Process};
-pub use options::{CheckOptions, RECOVERY_BUDGET_DEFAULT};
+pub use options::{CheckOptions, LATENCY_BUDGET_DEFAULT, RECOVERY_BUDGET_DEFAULT};
 pub use result::{Anomaly, CheckResult, Severity, Validity, MAX_EXAMPLES};
 pub use stats::{ShardBehind, Stats};
 

@@ -36,6 +36,9 @@ pub const STALE_REDELIVERY: &str = "stale-redelivery";
 /// After the last fault healed, no append or delivery succeeded for longer
 /// than the recovery budget while there was work.
 pub const UNAVAILABLE: &str = "unavailable";
+/// After the faults, the median time from acknowledgement to first
+/// delivery exceeded the latency budget.
+pub const SLOW_DELIVERY: &str = "slow-delivery";
 /// Shard sequencers spread unevenly over the live nodes of a settled
 /// cluster.
 pub const IMBALANCE: &str = "imbalance";
@@ -47,7 +50,7 @@ pub const CRASH: &str = "crash";
 pub const DUPLICATE_DELIVERY: &str = "duplicate-delivery";
 
 /// Every anomaly name.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
     LOST,
     UNSEEN_AT_END,
     EXPIRED,
@@ -60,6 +63,7 @@ pub const ALL: [&str; 16] = [
     DELIVERY_SKIP,
     STALE_REDELIVERY,
     UNAVAILABLE,
+    SLOW_DELIVERY,
     IMBALANCE,
     LOG_PATTERN,
     CRASH,
@@ -87,6 +91,7 @@ pub fn meaning(name: &str) -> Option<&'static str> {
         UNAVAILABLE => {
             "After the last fault healed, no append or delivery succeeded for longer than the recovery budget."
         }
+        SLOW_DELIVERY => "After the faults, half the records took longer than the latency budget to reach a consumer.",
         IMBALANCE => {
             "On a settled cluster, sequencers or subscription owners were spread unevenly over live nodes, \
              or a subscription's shards over its consumers."

@@ -8,10 +8,16 @@ use std::time::Duration;
 /// healed before that counts as `unavailable`.
 pub const RECOVERY_BUDGET_DEFAULT: Duration = Duration::from_secs(20);
 
+/// The median acknowledgement-to-delivery latency after the faults above
+/// which the checker reports `slow-delivery`. A healthy cluster here
+/// delivers in tens of milliseconds; consumers that stall on purpose
+/// only hold back a minority of the shards.
+pub const LATENCY_BUDGET_DEFAULT: Duration = Duration::from_secs(1);
+
 /// Options of [`crate::check_with`] and [`crate::check_reader`].
 ///
 /// `CheckOptions::default()` is what [`crate::check`] uses: no retention,
-/// a 20 s recovery budget, no logs.
+/// a 20 s recovery budget, a 1 s latency budget, no logs.
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
     /// The stream's backlog (retention) in seconds, if it has one. A record
@@ -21,6 +27,10 @@ pub struct CheckOptions {
     /// After the last fault healed, the longest time without a successful
     /// append or delivery (while there was work) that is still fine.
     pub recovery_budget: Duration,
+    /// Once the faults are over, the longest median time from an append's
+    /// acknowledgement to its records' first delivery that is still fine
+    /// (`None`: not judged).
+    pub latency_budget: Option<Duration>,
     /// Node logs as `(file name, content)`, read by the caller; scanned by
     /// `log-pattern` for panics, `FATAL` and failed assertions.
     pub logs: Vec<(String, String)>,
@@ -35,6 +45,7 @@ impl Default for CheckOptions {
         CheckOptions {
             backlog_seconds: None,
             recovery_budget: RECOVERY_BUDGET_DEFAULT,
+            latency_budget: Some(LATENCY_BUDGET_DEFAULT),
             logs: Vec::new(),
             history_start_unix_ns: None,
         }

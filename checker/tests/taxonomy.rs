@@ -8,7 +8,7 @@ mod common;
 
 use checker::names::{
     DELIVERY_SKIP, DUPLICATE_DELIVERY, EXPIRED, IMBALANCE, LOG_PATTERN, LOST, NONMONOTONIC_DELIVERY, ORDER_CYCLE,
-    STALE_REDELIVERY, UNAVAILABLE, UNSEEN_AT_END,
+    SLOW_DELIVERY, STALE_REDELIVERY, UNAVAILABLE, UNSEEN_AT_END,
 };
 use checker::{CheckOptions, CheckResult, Severity, Validity};
 use common::{check_with, Expect};
@@ -280,6 +280,60 @@ fn record_skipped_while_younger_than_the_backlog_is_lost() {
         &explanation(&result, LOST),
         &["value 1", "record [0,1,1] was delivered", "5.000 s after its append", "backlog of 10 s"],
     );
+}
+
+// ---- slow-delivery -------------------------------------------------------------
+
+/// A fault healed at 1 s, then 10 records appended every 0.1 s from 2 s to
+/// 20 s, each batch delivered `lag` seconds after its acknowledgement; the
+/// batches appended before 3 s, on a shard of their own, wait 4 s more
+/// (the catch-up after a fault).
+fn latency_run(lag: f64) -> Writer {
+    let mut events: Vec<(f64, bool, u64, u64)> = Vec::new();
+    for batch in 0..180_u64 {
+        let appended = 2.0 + batch as f64 * 0.1;
+        let (shard, catch_up) = if appended < 3.0 { (1, 4.0) } else { (0, 0.0) };
+        events.push((appended, true, batch, shard));
+        events.push((appended + lag + catch_up, false, batch, shard));
+    }
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut history = Writer::default();
+    history.nemesis(1.0, "kill", "n1");
+    for (seconds, is_append, batch, shard) in events {
+        let values: Vec<u64> = (0..10).map(|i| batch * 10 + i + 1).collect();
+        if is_append {
+            history.append(seconds, 0, &values, shard, batch + 1);
+        } else {
+            let records: Vec<(u64, [u64; 3])> =
+                values.iter().enumerate().map(|(i, &v)| (v, [shard, batch + 1, i as u64])).collect();
+            history.receive(seconds, 1, "c0#0", &records);
+        }
+    }
+    history.op(25.0, json!("harness"), "info", "phase", json!("done"));
+    history
+}
+
+/// Goal: after the faults, records that take 1.5 s to reach a consumer
+/// are a `slow-delivery` (budget 1 s), explained with the stretch judged
+/// (5 s after the first delivery, at 4.5 s), the median and the budget.
+#[test]
+fn records_delivered_slowly_after_the_faults_are_a_slow_delivery() {
+    let history = latency_run(1.5);
+    let expect = Expect { valid: Validity::Invalid, anomalies: &[(SLOW_DELIVERY, 1)] };
+    let result = check_with(&history.text(), &options(), expect);
+    assert_mentions(
+        &explanation(&result, SLOW_DELIVERY),
+        &["records acknowledged from 9.5 s on", "half took 1500 ms or more", "latency budget of 1000 ms"],
+    );
+}
+
+/// Goal: the near misses: a 50 ms lag is fine although the catch-up
+/// right after the fault took 4 s, and a budget of `None` judges nothing.
+#[test]
+fn prompt_delivery_after_the_faults_and_an_unjudged_run_are_valid() {
+    check_with(&latency_run(0.05).text(), &options(), VALID);
+    let unjudged = CheckOptions { latency_budget: None, ..CheckOptions::default() };
+    check_with(&latency_run(1.5).text(), &unjudged, VALID);
 }
 
 // ---- stale-redelivery ----------------------------------------------------------

@@ -64,6 +64,11 @@ pub enum Command {
         /// `unavailable` (default: the run's scenario, else 20).
         #[arg(long)]
         recovery_budget: Option<u64>,
+        /// Milliseconds of median acknowledgement-to-delivery latency after
+        /// the faults that count as `slow-delivery`, 0 for not judged
+        /// (default: the run's scenario, else 1000).
+        #[arg(long)]
+        latency_budget: Option<u64>,
         /// Also rewrite the run directory's results.json and report.html
         /// with this verdict (say, a newer checker on an old run). Without
         /// it the run directory is left as it is.
@@ -538,7 +543,7 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
                 list_only: args.list,
             })
         }
-        Command::Check { path, recovery_budget, write } => {
+        Command::Check { path, recovery_budget, latency_budget, write } => {
             if write && !path.is_dir() {
                 anyhow::bail!(
                     "--write needs a run directory (store/<run>), not {}: results.json and report.html live there",
@@ -549,6 +554,9 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             let mut options = verdict::options_for(&history);
             if let Some(seconds) = recovery_budget {
                 options.recovery_budget = std::time::Duration::from_secs(seconds);
+            }
+            if let Some(millis) = latency_budget {
+                options.latency_budget = (millis > 0).then(|| std::time::Duration::from_millis(millis));
             }
             let (result, warnings) = verdict::check_file(&history, &options)?;
             for warning in warnings {

@@ -47,8 +47,8 @@ pub fn check_file(history: &Path, options: &CheckOptions) -> Result<(CheckResult
     Ok((checked.result, checked.warnings))
 }
 
-/// The checker's options for a run directory: the stream's backlog and the
-/// recovery budget from the effective scenario, every node log under
+/// The checker's options for a run directory: the stream's backlog, the
+/// recovery and latency budgets from the effective scenario, every node log under
 /// `nodes/` (for `log-pattern`) and, from `run.json`, where the history's
 /// time 0 was on the wall clock. A bare history file gets the defaults.
 pub fn options_for(history: &Path) -> CheckOptions {
@@ -57,6 +57,7 @@ pub fn options_for(history: &Path) -> CheckOptions {
     if let Ok(scenario) = crate::scenario::Scenario::load(&run_dir.join(crate::rundir::SCENARIO_FILE)) {
         options.backlog_seconds = Some(scenario.workload.backlog.0.as_secs());
         options.recovery_budget = scenario.recovery_budget.0;
+        options.latency_budget = scenario.latency_budget.map(|budget| budget.0);
     }
     options.logs = node_logs(run_dir);
     options.history_start_unix_ns = crate::rundir::RunInfo::read(run_dir).map(|info| info.history_start_unix_ns);

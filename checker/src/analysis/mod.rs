@@ -21,6 +21,7 @@ mod lost;
 mod nonmonotonic_append;
 mod nonmonotonic_delivery;
 mod order_cycle;
+mod slow_delivery;
 mod stale_redelivery;
 mod unavailable;
 mod undelivered;
@@ -91,7 +92,7 @@ type Analysis = fn(&Context) -> Report;
 /// Every analysis, most expensive first (as measured on a 10 M-op history)
 /// so the pool stays busy to the end. The order only schedules: reports
 /// merge by name, and no two analyses update the same stats.
-const ANALYSES: [(&str, Analysis); 16] = [
+const ANALYSES: [(&str, Analysis); 17] = [
     (names::NONMONOTONIC_APPEND, nonmonotonic_append::analyse),
     (names::ORDER_CYCLE, order_cycle::analyse),
     (names::DELIVERY_SKIP, delivery_skip::analyse),
@@ -99,6 +100,7 @@ const ANALYSES: [(&str, Analysis); 16] = [
     // the cheaper analyses below keep the other threads busy.
     (names::LOST, lost::analyse),
     (names::UNAVAILABLE, unavailable::analyse),
+    (names::SLOW_DELIVERY, slow_delivery::analyse),
     (names::NONMONOTONIC_DELIVERY, nonmonotonic_delivery::analyse),
     (names::UNEXPECTED, unexpected::analyse),
     (names::STALE_REDELIVERY, stale_redelivery::analyse),

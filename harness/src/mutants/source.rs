@@ -261,7 +261,8 @@ mod tests {
     /// with the block it guards; the code after it is.
     #[test]
     fn bug_switch_statements_are_not_mutable() {
-        let source = "if self.ctx.bugs.has(Bug::X) {\n    return a + 1;\n}\nlet r = self.bugs_reorder && b < c;\nlet n = a + 1;";
+        let source =
+            "if self.ctx.bugs.has(Bug::X) {\n    return a + 1;\n}\nlet r = self.bugs_reorder && b < c;\nlet n = a + 1;";
         let flags = MaskedSource::new(source).mutable;
         assert_eq!(flags, vec![false, false, false, false, true]);
     }

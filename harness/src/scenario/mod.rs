@@ -61,6 +61,10 @@ pub struct Scenario {
     /// after the last fault healed before the checker calls it
     /// `unavailable`.
     pub recovery_budget: Dur,
+    /// Once the faults are over, the longest median time from an append's
+    /// acknowledgement to its records' first delivery before the checker
+    /// calls it `slow-delivery` (`null`: not judged).
+    pub latency_budget: Option<Dur>,
     /// Faults.
     pub faults: FaultsSection,
 }
@@ -194,6 +198,7 @@ impl Default for Scenario {
             drain_timeout: Dur::secs(30),
             settle: Dur::secs(SETTLE_DEFAULT_S),
             recovery_budget: Dur(checker::RECOVERY_BUDGET_DEFAULT),
+            latency_budget: Some(Dur(checker::LATENCY_BUDGET_DEFAULT)),
             faults: FaultsSection::default(),
         }
     }
@@ -401,6 +406,9 @@ impl Scenario {
         }
         if self.recovery_budget.0.as_secs() == 0 {
             return Err("recovery_budget must be at least 1s".into());
+        }
+        if self.latency_budget.is_some_and(|budget| budget.0.as_millis() < 10) {
+            return Err("latency_budget must be at least 10ms (null: not judged)".into());
         }
         for bug in &self.cluster.server_bugs {
             if !crate::runtime::server_bugs::is_well_formed(bug) {

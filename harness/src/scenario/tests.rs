@@ -128,6 +128,18 @@ fn sizes_and_names_are_checked() {
     assert!(error_of("runtime: podman\n").contains("local, loopback, docker"));
 }
 
+/// Goal: `latency_budget` defaults to the checker's, takes a duration or
+/// `null` (not judged), and refuses a budget no delivery could meet.
+#[test]
+fn latency_budget_is_read_and_checked() {
+    let default = Scenario::from_yaml("{}\n", "s.yaml").unwrap();
+    assert_eq!(default.latency_budget, Some(Dur(checker::LATENCY_BUDGET_DEFAULT)));
+    let set = Scenario::from_yaml("latency_budget: 2s\n", "s.yaml").unwrap();
+    assert_eq!(set.latency_budget, Some(Dur::secs(2)));
+    assert_eq!(Scenario::from_yaml("latency_budget: null\n", "s.yaml").unwrap().latency_budget, None);
+    assert!(error_of("latency_budget: 0s\n").contains("latency_budget must be at least 10ms"));
+}
+
 /// Goal: `tls:` takes off, tls or mtls, defaults to off, is recorded in the
 /// effective scenario, and a typo names the allowed values.
 #[test]
