@@ -57,7 +57,7 @@ pub fn options_for(history: &Path) -> CheckOptions {
     if let Ok(scenario) = crate::scenario::Scenario::load(&run_dir.join(crate::rundir::SCENARIO_FILE)) {
         options.backlog_seconds = Some(scenario.workload.backlog.0.as_secs());
         options.recovery_budget = scenario.recovery_budget.0;
-        options.latency_budget = scenario.latency_budget.map(|budget| budget.0);
+        options.latency_budget = scenario.judged_latency_budget();
     }
     options.logs = node_logs(run_dir);
     options.history_start_unix_ns = crate::rundir::RunInfo::read(run_dir).map(|info| info.history_start_unix_ns);

@@ -138,6 +138,9 @@ fn latency_budget_is_read_and_checked() {
     assert_eq!(set.latency_budget, Some(Dur::secs(2)));
     assert_eq!(Scenario::from_yaml("latency_budget: null\n", "s.yaml").unwrap().latency_budget, None);
     assert!(error_of("latency_budget: 0s\n").contains("latency_budget must be at least 10ms"));
+    assert_eq!(set.judged_latency_budget(), Some(std::time::Duration::from_secs(2)));
+    let hostile = Scenario::from_yaml("latency_budget: 2s\nworkload: {ack_styles: {in-order: 2, late: 1}}\n", "s.yaml");
+    assert_eq!(hostile.unwrap().judged_latency_budget(), None, "late acks throttle everyone's deliveries");
 }
 
 /// Goal: `tls:` takes off, tls or mtls, defaults to off, is recorded in the
