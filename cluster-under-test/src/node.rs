@@ -282,9 +282,10 @@ impl Node {
             let view = self.view();
             for shard in view.shards.values() {
                 let Some(stream) = view.streams.get(&shard.stream) else { continue };
-                let backlog_ms = match self.bugs().has(Bug::EarlyTrim) {
-                    true => EARLY_TRIM_BACKLOG_MS,
-                    false => i64::from(stream.backlog_seconds) * 1_000,
+                let backlog_ms = if self.bugs().has(Bug::EarlyTrim) {
+                    EARLY_TRIM_BACKLOG_MS
+                } else {
+                    i64::from(stream.backlog_seconds) * 1_000
                 };
                 let cutoff_ms = crate::log::sequencer::now_ms() - backlog_ms;
                 if let Some(sequencer) = self.logs.sequencer(shard.shard_id) {

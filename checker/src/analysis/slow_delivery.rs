@@ -5,7 +5,7 @@
 //! one record, a busy loop starving the delivery task.
 //!
 //! The records judged are those acknowledged in the settled stretch: from
-//! [`SETTLE_GRACE`] after both the last fault operation completed and the
+//! [`SETTLE_GRACE_NS`] after both the last fault operation completed and the
 //! first delivery of the run (so records older than the subscription do
 //! not count), to the end of the history. Their latency is the time from
 //! the append's acknowledgement to the record's first delivery (one never

@@ -48,13 +48,21 @@ pub(crate) struct Missing {
     pub passed_by: u32,
 }
 
-/// How far a shard's deliveries got.
-#[derive(Debug, Clone, Copy)]
+/// How far a shard's deliveries got, and when.
+#[derive(Debug, Clone)]
 pub(crate) struct ShardEnd {
-    /// The delivery (number) with the largest id ever delivered.
-    pub frontier: u32,
+    /// Each delivery that went past every earlier one on the shard: (its
+    /// time, its number), in time order with rising ids; never empty.
+    pub advances: Vec<(u64, u32)>,
     /// The last delivery (number) on the shard.
     pub last: u32,
+}
+
+impl ShardEnd {
+    /// The delivery (number) with the largest id ever delivered.
+    pub fn frontier(&self) -> u32 {
+        self.advances.last().map_or(self.last, |&(_, delivery)| delivery)
+    }
 }
 
 /// The classification of every acknowledged, never-delivered record.
@@ -63,9 +71,6 @@ pub(crate) struct Undelivered {
     /// In append order, then value order.
     pub missing: Vec<Missing>,
     pub shards: FastMap<u64, ShardEnd>,
-    /// Per shard, each delivery that went past every earlier one: (its
-    /// time, its number), in time order with rising ids.
-    pub advances: FastMap<u64, Vec<(u64, u32)>>,
     /// Time of the last operation: when the drain gave up.
     pub end_time: u64,
 }
@@ -78,7 +83,7 @@ impl Undelivered {
         if index.counts.receives_ok == 0 {
             return undelivered;
         }
-        (undelivered.shards, undelivered.advances) = shard_ends(index);
+        undelivered.shards = shard_ends(index);
         let backlog_ns = options.backlog_seconds.map(|seconds| seconds.saturating_mul(1_000_000_000));
         for (number, append) in index.appends.iter().enumerate() {
             if append.outcome != Outcome::Ok {
@@ -113,7 +118,7 @@ impl Undelivered {
     /// before `deadline`.
     fn passed_before(&self, index: &Index, id: u32, deadline: u64) -> Option<u32> {
         let id = index.id(id);
-        let advances = self.advances.get(&id.shard)?;
+        let advances = &self.shards.get(&id.shard)?.advances;
         let first = advances.partition_point(|&(_, delivery)| index.id(index.deliveries[delivery as usize].id) <= id);
         let &(time, delivery) = advances.get(first)?;
         (time < deadline).then_some(delivery)
@@ -122,8 +127,8 @@ impl Undelivered {
     /// The delivery that went past `id` on its shard, if any.
     pub fn frontier(&self, index: &Index, id: u32) -> Option<u32> {
         let id = index.id(id);
-        let end = self.shards.get(&id.shard)?;
-        (index.id(index.deliveries[end.frontier as usize].id) > id).then_some(end.frontier)
+        let frontier = self.shards.get(&id.shard)?.frontier();
+        (index.id(index.deliveries[frontier as usize].id) > id).then_some(frontier)
     }
 
     /// The missing records of one fate.
@@ -132,26 +137,20 @@ impl Undelivered {
     }
 }
 
-/// Per shard, the delivery with the largest id and the last delivery, and
-/// every delivery that raised the largest id, with its time.
-type ShardProgress = (FastMap<u64, ShardEnd>, FastMap<u64, Vec<(u64, u32)>>);
-
-fn shard_ends(index: &Index) -> ShardProgress {
+/// Per shard, every delivery that raised the largest id (with its time)
+/// and the last delivery.
+fn shard_ends(index: &Index) -> FastMap<u64, ShardEnd> {
     let mut shards: FastMap<u64, ShardEnd> = FastMap::default();
-    let mut advances: FastMap<u64, Vec<(u64, u32)>> = FastMap::default();
     for (number, delivery) in index.deliveries.iter().enumerate() {
         let number = number as u32;
         let id = index.id(delivery.id);
-        let time = index.time(delivery.position);
-        let end = shards.entry(id.shard).or_insert_with(|| {
-            advances.entry(id.shard).or_default().push((time, number));
-            ShardEnd { frontier: number, last: number }
-        });
+        let end = shards.entry(id.shard).or_insert(ShardEnd { advances: Vec::new(), last: number });
         end.last = number;
-        if index.id(index.deliveries[end.frontier as usize].id) < id {
-            end.frontier = number;
-            advances.entry(id.shard).or_default().push((time, number));
+        let advanced =
+            end.advances.last().is_none_or(|&(_, frontier)| index.id(index.deliveries[frontier as usize].id) < id);
+        if advanced {
+            end.advances.push((index.time(delivery.position), number));
         }
     }
-    (shards, advances)
+    shards
 }

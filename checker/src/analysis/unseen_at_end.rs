@@ -37,7 +37,7 @@ fn shards_behind(context: &Context) -> BTreeMap<u64, ShardBehind> {
         let acknowledged = acknowledged_at(index, missing);
         let entry = behind.entry(id.shard).or_insert_with(|| {
             let end = context.undelivered().shards.get(&id.shard);
-            let frontier = end.map(|end| index.deliveries[end.frontier as usize]);
+            let frontier = end.map(|end| index.deliveries[end.frontier() as usize]);
             let last = end.map(|end| index.deliveries[end.last as usize]);
             ShardBehind {
                 unseen: 0,
