@@ -7,6 +7,7 @@
 //! or stop tearing down at the first failing member (every member is torn
 //! down, then the failures are reported together).
 
+use crate::clock::ClockNemesis;
 use crate::delay::DelayNemesis;
 use crate::error::NemesisError;
 use crate::kill::KillNemesis;
@@ -57,8 +58,9 @@ impl Compose {
     }
 
     /// Every fault kind: `kill`, `pause`, `partition`, `loss`, `delay`,
-    /// `zk-outage`, `zk-pause`, `zk-isolate`. Network faults refuse to start
-    /// on a target without network namespaces.
+    /// `zk-outage`, `zk-pause`, `zk-isolate`, `clock-skew`, `clock-jump`,
+    /// `clock-strobe`. Network faults refuse to start on a target without
+    /// network namespaces, clock faults on one without clock control.
     pub fn all_faults() -> Compose {
         let members: Vec<Box<dyn Nemesis>> = vec![
             Box::new(KillNemesis::new()),
@@ -69,6 +71,7 @@ impl Compose {
             Box::new(ZkOutageNemesis::new()),
             Box::new(ZkPauseNemesis::new()),
             Box::new(ZkIsolateNemesis::new()),
+            Box::new(ClockNemesis::new()),
         ];
         Compose::new(members).expect("every fault kind handles distinct names")
     }
@@ -177,7 +180,19 @@ mod tests {
     #[test]
     fn all_faults_routes_every_kind() {
         let mut compose = Compose::all_faults();
-        let expected = ["kill", "pause", "partition", "loss", "delay", "zk-outage", "zk-pause", "zk-isolate"];
+        let expected = [
+            "kill",
+            "pause",
+            "partition",
+            "loss",
+            "delay",
+            "zk-outage",
+            "zk-pause",
+            "zk-isolate",
+            "clock-skew",
+            "clock-jump",
+            "clock-strobe",
+        ];
         assert_eq!(compose.handled(), expected);
         let target = FakeTarget::new(&["n1", "zk1"]);
         let error = compose.start(&FaultSpec::named("loss"), &["n1".to_string()], &target).expect_err("no netns");

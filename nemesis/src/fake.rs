@@ -5,9 +5,9 @@
 //! Must never: be compiled outside tests (only `dev-dependencies` enable
 //! the feature).
 
-use crate::target::{ClusterTarget, Role, TargetError};
+use crate::target::{ClockDial, ClusterTarget, Role, TargetError};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Node state in the fake: alive and paused flags.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,6 +18,9 @@ pub struct FakeNode {
     pub paused: bool,
 }
 
+/// The clock offsets the fake's dials were set to, per node, in order.
+pub type ClockLog = Arc<Mutex<BTreeMap<String, Vec<f64>>>>;
+
 /// Records calls and keeps per-node flags.
 pub struct FakeTarget {
     /// Every node by name, with its flags.
@@ -26,6 +29,8 @@ pub struct FakeTarget {
     pub calls: Mutex<Vec<String>>,
     /// Node on which every action fails, to test partial application.
     pub failing: Option<String>,
+    /// Every offset a clock dial was set to.
+    pub clocks: ClockLog,
 }
 
 impl FakeTarget {
@@ -38,12 +43,17 @@ impl FakeTarget {
                 (name.to_string(), node)
             })
             .collect();
-        FakeTarget { nodes: Mutex::new(nodes), calls: Mutex::new(Vec::new()), failing: None }
+        FakeTarget { nodes: Mutex::new(nodes), calls: Mutex::new(Vec::new()), failing: None, clocks: ClockLog::default() }
     }
 
     /// The calls so far.
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().expect("fake lock").clone()
+    }
+
+    /// The offsets `name`'s clock was set to, in order.
+    pub fn clock_offsets(&self, name: &str) -> Vec<f64> {
+        self.clocks.lock().expect("fake lock").get(name).cloned().unwrap_or_default()
     }
 
     /// The flags of `name` (panics on an unknown name: tests only).
@@ -88,6 +98,15 @@ impl ClusterTarget for FakeTarget {
     }
     fn resume(&self, node: &str) -> Result<serde_json::Value, TargetError> {
         self.act("resume", node, |state| state.paused = false)
+    }
+    fn clock(&self, node: &str) -> Result<ClockDial, TargetError> {
+        self.act("clock", node, |_| ())?;
+        let clocks = self.clocks.clone();
+        let name = node.to_string();
+        Ok(ClockDial::new(node, move |offset| {
+            clocks.lock().map_err(|error| error.to_string())?.entry(name.clone()).or_default().push(offset);
+            Ok(())
+        }))
     }
     fn is_running(&self, node: &str) -> bool {
         let nodes = self.nodes.lock().expect("fake lock");

@@ -12,7 +12,8 @@
 //!   [`pause`] (SIGSTOP, healed by SIGCONT), [`partition`] (grudges as
 //!   iptables DROP rules), [`loss`] (iptables `statistic`), [`delay`] (netem,
 //!   or the NFQUEUE shaper where the kernel has no netem), [`zk_outage`],
-//!   [`zk_pause`] and [`zk_isolate`].
+//!   [`zk_pause`], [`zk_isolate`], and [`clock`] (skew, jump and strobe
+//!   of one node's clock, through the [`ClockDial`] the runtime hands out).
 //! - [`grudge`]: pure partition graphs (petgraph): who cannot hear whom.
 //! - [`iptables`]: one dedicated, run-tagged chain per fault instance.
 //! - [`compose`]: routes each fault by name to the nemesis that handles it.
@@ -34,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod apply;
+pub mod clock;
 pub mod compose;
 pub mod delay;
 pub mod direction;
@@ -53,6 +55,7 @@ pub mod zk_outage;
 pub mod zk_pause;
 mod zk_select;
 
+pub use clock::ClockNemesis;
 pub use compose::Compose;
 pub use delay::DelayNemesis;
 pub use error::NemesisError;
@@ -60,7 +63,7 @@ pub use kill::KillNemesis;
 pub use loss::LossNemesis;
 pub use partition::PartitionNemesis;
 pub use pause::PauseNemesis;
-pub use target::{ClusterTarget, CommandOutput, NetworkControl, Role, TargetError, CONTROL_NODE};
+pub use target::{ClockDial, ClusterTarget, CommandOutput, NetworkControl, Role, TargetError, CONTROL_NODE};
 pub use zk_isolate::ZkIsolateNemesis;
 pub use zk_outage::ZkOutageNemesis;
 pub use zk_pause::ZkPauseNemesis;

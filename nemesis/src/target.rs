@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -80,6 +81,55 @@ pub trait ClusterTarget: Send + Sync {
     /// has none (loopback): network faults then refuse to start.
     fn network(&self) -> Option<&dyn NetworkControl> {
         None
+    }
+    /// The dial of `node`'s clock, for clock faults. Runtimes whose nodes
+    /// were started without a fake clock refuse, with the fix.
+    fn clock(&self, node: &str) -> Result<ClockDial, TargetError> {
+        Err(TargetError::Failed {
+            node: node.to_string(),
+            action: "set clock",
+            reason: "this cluster was started without clock control".to_string(),
+        })
+    }
+}
+
+/// Sets how far one node's clock is from the true time, without touching
+/// the machine's clock (which every node shares).
+///
+/// Why a handle and not a target method: a strobe turns the dial from its
+/// own thread for as long as the fault lasts, so the dial must outlive the
+/// borrow of the target. The runtime decides what turning it means (a
+/// control file read by libfaketime, today).
+#[derive(Clone)]
+pub struct ClockDial {
+    node: String,
+    set: Arc<dyn Fn(f64) -> Result<(), String> + Send + Sync>,
+}
+
+impl std::fmt::Debug for ClockDial {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("ClockDial").field("node", &self.node).finish()
+    }
+}
+
+impl ClockDial {
+    /// A dial for `node` that applies an offset in seconds with `set`.
+    pub fn new(node: &str, set: impl Fn(f64) -> Result<(), String> + Send + Sync + 'static) -> ClockDial {
+        ClockDial { node: node.to_string(), set: Arc::new(set) }
+    }
+
+    /// The node this dial turns.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Put the node's clock `offset_s` seconds from the true time (0 heals).
+    pub fn set(&self, offset_s: f64) -> Result<(), TargetError> {
+        (self.set)(offset_s).map_err(|reason| TargetError::Failed {
+            node: self.node.clone(),
+            action: "set clock",
+            reason,
+        })
     }
 }
 
