@@ -37,10 +37,16 @@ pub enum Bug {
     /// second: each trim round moves a shard's trim point past everything
     /// older, so readers behind it skip records that were to be kept.
     EarlyTrim,
+    /// Retention trusts the wall clock alone: a shard's trim point moves
+    /// past every batch whose append time (stamped by the sequencer's wall
+    /// clock) is older than the backlog by this node's wall clock, and each
+    /// replica deletes by the same rule, so a node whose clock jumps ahead
+    /// (or a sequencer whose clock ran behind) expires records early.
+    WallclockTrim,
 }
 
 /// Every bug with its command-line name, in the order the README lists them.
-pub const ALL_BUGS: [(Bug, &str); 9] = [
+pub const ALL_BUGS: [(Bug, &str); 10] = [
     (Bug::AckBeforeReplicate, "ack-before-replicate"),
     (Bug::CheckpointOnDeliver, "checkpoint-on-deliver"),
     (Bug::NoRedeliver, "no-redeliver"),
@@ -50,6 +56,7 @@ pub const ALL_BUGS: [(Bug, &str); 9] = [
     (Bug::ReuseLsn, "reuse-lsn"),
     (Bug::UnbalancedPlacement, "unbalanced-placement"),
     (Bug::EarlyTrim, "early-trim"),
+    (Bug::WallclockTrim, "wallclock-trim"),
 ];
 
 impl Bug {

@@ -22,7 +22,7 @@ use crate::log::{recovery, LogContext, Logs};
 use crate::meta::{Checkpoint, Meta, MetaError, NodeInfo, OwnerMeta, ShardMeta, StreamMeta, SubscriptionMeta};
 use crate::peers::Peers;
 use crate::placement::{self, NodeId};
-use crate::store::{Store, StoreOptions};
+use crate::store::{Store, StoreOptions, TrimBound};
 use crate::subscription::owner::{self, OwnerSetup};
 use crate::subscription::OwnerHandle;
 use crate::tls::TlsMaterial;
@@ -288,14 +288,23 @@ impl Node {
                     i64::from(stream.backlog_seconds) * 1_000
                 };
                 let cutoff_ms = crate::log::sequencer::now_ms() - backlog_ms;
+                let wall_clock_only = self.bugs().has(Bug::WallclockTrim);
+                let hold = (!wall_clock_only).then(|| Duration::from_millis(backlog_ms.max(0) as u64));
                 if let Some(sequencer) = self.logs.sequencer(shard.shard_id) {
-                    let trim_before = sequencer.advance_trim(cutoff_ms);
+                    let trim_before = sequencer.advance_trim(cutoff_ms, hold);
                     if trim_before > shard.trim_before {
                         self.record_trim(shard.shard_id, trim_before).await;
                     }
                 }
                 if shard.replicas.contains(&self.info.id) {
-                    let removed = self.logs.ctx.store.trim_older_than(shard.shard_id, cutoff_ms - TRIM_MARGIN_MS).await;
+                    // A replica removes what the sequencer's trim point (kept in
+                    // ZooKeeper) says is expired, not what its own wall clock says.
+                    let bound = if wall_clock_only {
+                        TrimBound::OlderThan(cutoff_ms - TRIM_MARGIN_MS)
+                    } else {
+                        TrimBound::Below(shard.trim_before)
+                    };
+                    let removed = self.logs.ctx.store.trim(shard.shard_id, bound).await;
                     if let Ok(count @ 1..) = removed {
                         tracing::info!(shard = shard.shard_id, count, "trimmed expired batches");
                     }

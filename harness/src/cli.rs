@@ -213,6 +213,9 @@ pub struct DaemonArgs {
     /// TLS mode.
     #[arg(long, default_value_t = TlsMode::Off)]
     pub tls: TlsMode,
+    /// Nodes under fake clocks.
+    #[arg(long)]
+    pub fake_clock: bool,
 }
 
 /// `chaos replay` arguments.
@@ -699,6 +702,7 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     spec.hserver_bin = args.hserver;
     spec.bug_flags = args.server_bugs;
     spec.tls = args.tls;
+    spec.fake_clock = args.fake_clock;
     let lifetime = std::time::Duration::from_secs(args.lifetime_minutes * 60);
     manual::daemon::run(manual::daemon::DaemonConfig { spec, lifetime })
 }

@@ -94,6 +94,7 @@ pub fn boot(settings: &Scenario, hserver_bin: Option<&Path>, run_dir: &Path, run
     spec.hserver_bin = hserver_bin.map(absolute);
     spec.bug_flags = settings.cluster.server_bugs.clone();
     spec.tls = settings.tls;
+    spec.fake_clock = settings.has_clock_faults();
     if let Some(path) = &settings.cluster.profile {
         spec.profile = Profile::load(path)?;
     }

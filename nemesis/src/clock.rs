@@ -214,12 +214,7 @@ impl Nemesis for ClockNemesis {
 /// Flip `dials` between the true time and `offset_s` every `half` until
 /// told to stop (or [`STROBE_LIMIT`] passes); starts at the offset, which
 /// the caller has already set.
-fn strobe(
-    dials: &[ClockDial],
-    offset_s: f64,
-    half: Duration,
-    stopped: &mpsc::Receiver<()>,
-) -> Result<(), String> {
+fn strobe(dials: &[ClockDial], offset_s: f64, half: Duration, stopped: &mpsc::Receiver<()>) -> Result<(), String> {
     let began = Instant::now();
     let mut at_offset = true;
     while began.elapsed() < STROBE_LIMIT {

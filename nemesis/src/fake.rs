@@ -43,7 +43,12 @@ impl FakeTarget {
                 (name.to_string(), node)
             })
             .collect();
-        FakeTarget { nodes: Mutex::new(nodes), calls: Mutex::new(Vec::new()), failing: None, clocks: ClockLog::default() }
+        FakeTarget {
+            nodes: Mutex::new(nodes),
+            calls: Mutex::new(Vec::new()),
+            failing: None,
+            clocks: ClockLog::default(),
+        }
     }
 
     /// The calls so far.

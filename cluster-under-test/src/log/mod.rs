@@ -9,6 +9,7 @@
 //! gap-free prefix, re-replicates it to a majority and records the epoch's
 //! end in ZooKeeper. Reads only ever follow those recorded ends.
 
+pub mod age_witness;
 pub mod context;
 pub mod ids;
 pub mod recovery;

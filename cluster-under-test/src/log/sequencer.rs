@@ -18,6 +18,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use hstream_proto::internal::{Batch, FetchRequest, StoreRequest};
 use tokio::sync::watch;
 
+use super::age_witness::AgeWitness;
 use super::context::LogContext;
 use super::ids::{batch_id, LogShape};
 use crate::bugs::Bug;
@@ -73,6 +74,8 @@ pub struct Sequencer {
     replicas: Vec<NodeId>,
     finalized: Vec<(u64, u64)>,
     trim_before: AtomicU64,
+    /// What this sequencer has seen exist for a backlog (monotonic clock).
+    witness: Mutex<AgeWitness>,
     ctx: Arc<LogContext>,
     state: Mutex<SeqState>,
     progress: watch::Sender<Progress>,
@@ -93,6 +96,7 @@ impl Sequencer {
             replicas: shard.replicas.clone(),
             finalized: shard.finalized.clone(),
             trim_before: AtomicU64::new(shard.trim_before),
+            witness: Mutex::new(AgeWitness::default()),
             ctx,
             state: Mutex::new(SeqState { next_seq: first_seq, durable_above_committed: BTreeSet::new() }),
             progress,
@@ -105,16 +109,26 @@ impl Sequencer {
     }
 
     /// Moves the trim point past the batches appended before `cutoff_ms`:
-    /// to the first batch held here that is not older than the cutoff.
-    /// Only ever moves forward, and only to a batch seen to be younger, so
-    /// nothing within the backlog is ever skipped.
-    pub fn advance_trim(&self, cutoff_ms: i64) -> u64 {
+    /// to the first batch held here that is not older than the cutoff, and
+    /// (with `hold`) not past any batch this sequencer has not seen exist
+    /// for `hold` by its monotonic clock, so a wall clock that is wrong on
+    /// this node or was wrong on the one that stamped the batches cannot
+    /// expire them early. Only ever moves forward, and only to a batch seen
+    /// to be younger, so nothing within the backlog is ever skipped.
+    pub fn advance_trim(&self, cutoff_ms: i64, hold: Option<Duration>) -> u64 {
         let current = self.trim_before();
         let batches = self.ctx.store.read_from(self.shard_id, current, TRIM_SCAN_BATCHES).unwrap_or_default();
-        let Some(first_young) = batches.iter().find(|b| b.append_time_ms >= cutoff_ms) else {
+        let first_young = batches.iter().find(|b| b.append_time_ms >= cutoff_ms).map(|b| b.batch_id);
+        let proven_old = hold.map(|hold| {
+            let end = batch_id(self.epoch, self.progress.borrow().committed_seq + 1);
+            let mut witness = self.witness.lock().unwrap_or_else(|e| e.into_inner());
+            witness.observe(Instant::now(), end, hold)
+        });
+        let Some(first_young) = first_young else {
             return current;
         };
-        self.trim_before.fetch_max(first_young.batch_id, Ordering::Relaxed);
+        let target = proven_old.map_or(first_young, |proven| first_young.min(proven));
+        self.trim_before.fetch_max(target, Ordering::Relaxed);
         self.trim_before()
     }
 

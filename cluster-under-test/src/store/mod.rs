@@ -72,10 +72,29 @@ pub struct StoredBatch {
     pub batch_id: u64,
     /// Number of records in `payload`.
     pub record_count: u32,
-    /// When the batch was appended, in Unix milliseconds; used by [`Store::trim_older_than`].
+    /// When the batch was appended, in Unix milliseconds; used by [`TrimBound::OlderThan`].
     pub append_time_ms: i64,
     /// The encoded records; opaque to the store.
     pub payload: Vec<u8>,
+}
+
+/// Which batches a trim removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrimBound {
+    /// Those whose `append_time_ms` is below this (a wall-clock judgement).
+    OlderThan(i64),
+    /// Those whose id is below this (a trim point decided elsewhere).
+    Below(u64),
+}
+
+impl TrimBound {
+    /// Whether the batch `batch_id`, appended at `append_time_ms`, is removed.
+    pub fn covers(self, batch_id: u64, append_time_ms: i64) -> bool {
+        match self {
+            TrimBound::OlderThan(cutoff_ms) => append_time_ms < cutoff_ms,
+            TrimBound::Below(first_kept) => batch_id < first_kept,
+        }
+    }
 }
 
 /// How a [`Store`] writes; see [`StoreOptions::default`].
@@ -397,11 +416,11 @@ impl Store {
         self.request(|reply| Request::Grouped(GroupedRequest::Discard { shard_id, ids, reply })).await
     }
 
-    /// Removes batches whose `append_time_ms < cutoff_ms` (backlog retention) and returns how
-    /// many were removed. Segment files left with no live batch are deleted (the newest segment
-    /// is always kept); old batches in other segments get tombstones.
-    pub async fn trim_older_than(&self, shard_id: u64, cutoff_ms: i64) -> Result<u64, StoreError> {
-        self.request(|reply| Request::Barrier(BarrierRequest::Trim { shard_id, cutoff_ms, reply })).await
+    /// Removes the batches `bound` covers (backlog retention) and returns how many were
+    /// removed. Segment files left with no live batch are deleted (the newest segment is always
+    /// kept); covered batches in other segments get tombstones.
+    pub async fn trim(&self, shard_id: u64, bound: TrimBound) -> Result<u64, StoreError> {
+        self.request(|reply| Request::Barrier(BarrierRequest::Trim { shard_id, bound, reply })).await
     }
 
     /// Every shard this node holds a log (or a sealed epoch) for, ascending.

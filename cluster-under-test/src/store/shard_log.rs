@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde::{Deserialize, Serialize};
 
 use super::segment::{self, FrameKind, ScannedFrame};
-use super::{Counters, StoreError, StoreOptions, StoredBatch};
+use super::{Counters, StoreError, StoreOptions, StoredBatch, TrimBound};
 
 /// The meta file of a shard: its sealed epoch.
 const META_FILE_NAME: &str = "meta.json";
@@ -138,15 +138,15 @@ impl ShardState {
         segment.live_batches -= 1;
     }
 
-    /// Plans removing every batch with `append_time_ms < cutoff_ms`.
+    /// Plans removing every batch `bound` covers.
     ///
     /// A segment other than the tail is deleted when all its live batches are old and every
     /// batch its tombstones killed sits in a segment that is gone (or deleted first, as the
     /// plan deletes in ascending order); other old batches get tombstones.
-    pub(crate) fn plan_trim(&self, cutoff_ms: i64) -> TrimPlan {
+    pub(crate) fn plan_trim(&self, bound: TrimBound) -> TrimPlan {
         let mut old_by_segment: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for (batch_id, location) in &self.index {
-            if location.append_time_ms < cutoff_ms {
+            if bound.covers(*batch_id, location.append_time_ms) {
                 old_by_segment.entry(location.segment).or_default().push(*batch_id);
             }
         }

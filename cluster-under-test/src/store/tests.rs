@@ -279,18 +279,33 @@ async fn trim_removes_old_batches_and_survives_reopen() {
         }
         assert_eq!(segment_paths(dir.path(), 1).len(), 4);
         // Older than 50: ids 1–4 (first two segments, deleted) and nothing else.
-        assert_eq!(store.trim_older_than(1, 50).await.expect("trim"), 4);
+        assert_eq!(store.trim(1, TrimBound::OlderThan(50)).await.expect("trim"), 4);
         assert_eq!(segment_paths(dir.path(), 1).len(), 2);
         // Older than 60: id 5, in a segment that keeps id 6, so it gets a tombstone.
-        assert_eq!(store.trim_older_than(1, 60).await.expect("trim"), 1);
-        assert_eq!(store.trim_older_than(1, 60).await.expect("trim"), 0);
-        assert_eq!(store.trim_older_than(42, 60).await.expect("unknown shard"), 0);
+        assert_eq!(store.trim(1, TrimBound::OlderThan(60)).await.expect("trim"), 1);
+        assert_eq!(store.trim(1, TrimBound::OlderThan(60)).await.expect("trim"), 0);
+        assert_eq!(store.trim(42, TrimBound::OlderThan(60)).await.expect("unknown shard"), 0);
         assert_eq!(store.ids_from(1, 0), vec![id(6), id(7), id(8)]);
     }
     let store = open(dir.path());
     assert_eq!(store.ids_from(1, 0), vec![id(6), id(7), id(8)]);
     let read = store.read_from(1, 0, 10).expect("read");
     assert!(read.iter().all(|batch| batch.append_time_ms >= 60));
+}
+
+/// Goal: a trim below an id removes exactly the batches before it, whatever their append times
+/// say (a clock that was wrong when they were stamped does not matter).
+#[tokio::test]
+async fn trim_below_an_id_ignores_append_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_with_segment_bytes(dir.path(), 2 * segment::frame_bytes(3) as u64);
+    let times = [90, 10, 80, 20, 70];
+    for (seq, time) in (1..=5).zip(times) {
+        store.append(1, batch(id(seq), time, "abc")).await.expect("append");
+    }
+    assert_eq!(store.trim(1, TrimBound::Below(id(4))).await.expect("trim"), 3);
+    assert_eq!(store.ids_from(1, 0), vec![id(4), id(5)]);
+    assert_eq!(store.trim(1, TrimBound::Below(id(4))).await.expect("trim"), 0);
 }
 
 /// Goal: a segment whose tombstones killed batches in a segment that stays is not deleted,
@@ -306,7 +321,7 @@ async fn trim_keeps_segments_whose_tombstones_are_still_needed() {
         store.discard(1, vec![id(2)]).await.expect("discard"); // tombstone in segment 1
         store.append(1, batch(id(3), 10, "old")).await.expect("append"); // segment 1
         store.append(1, batch(id(4), 100, "new")).await.expect("append"); // segment 2 (tail)
-        assert_eq!(store.trim_older_than(1, 50).await.expect("trim"), 1);
+        assert_eq!(store.trim(1, TrimBound::OlderThan(50)).await.expect("trim"), 1);
         assert_eq!(segment_paths(dir.path(), 1).len(), 3, "segment 1 still needed");
     }
     let store = open(dir.path());

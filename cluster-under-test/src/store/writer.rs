@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::segment;
 use super::shard_log::{Location, Mutation, Segment, ShardLog};
-use super::{Counters, Shared, StoreError, StoredBatch, DROPPED_DIR_SUFFIX};
+use super::{Counters, Shared, StoreError, StoredBatch, TrimBound, DROPPED_DIR_SUFFIX};
 
 /// Most requests drained into one group before committing it.
 const GROUP_REQUESTS_MAX: usize = 256;
@@ -59,7 +59,7 @@ pub(crate) enum GroupedRequest {
 #[derive(Debug)]
 pub(crate) enum BarrierRequest {
     Seal { shard_id: u64, epoch: u64, reply: Reply<u64> },
-    Trim { shard_id: u64, cutoff_ms: i64, reply: Reply<u64> },
+    Trim { shard_id: u64, bound: TrimBound, reply: Reply<u64> },
     DropShard { shard_id: u64, reply: Reply<()> },
 }
 
@@ -484,7 +484,7 @@ fn run_barrier(shared: &Shared, request: BarrierRequest) {
     // Callers may have gone away; the outcome stands regardless.
     match request {
         BarrierRequest::Seal { shard_id, epoch, reply } => drop(reply.send(seal(shared, shard_id, epoch))),
-        BarrierRequest::Trim { shard_id, cutoff_ms, reply } => drop(reply.send(trim(shared, shard_id, cutoff_ms))),
+        BarrierRequest::Trim { shard_id, bound, reply } => drop(reply.send(trim(shared, shard_id, bound))),
         BarrierRequest::DropShard { shard_id, reply } => drop(reply.send(drop_shard(shared, shard_id))),
     }
 }
@@ -505,12 +505,12 @@ fn seal(shared: &Shared, shard_id: u64, epoch: u64) -> Result<u64, StoreError> {
 }
 
 /// Tombstones old batches in segments that stay, then deletes the segments the plan frees.
-fn trim(shared: &Shared, shard_id: u64, cutoff_ms: i64) -> Result<u64, StoreError> {
+fn trim(shared: &Shared, shard_id: u64, bound: TrimBound) -> Result<u64, StoreError> {
     let Some(log) = shared.shard(shard_id) else {
         return Ok(0);
     };
     log.check_usable()?;
-    let plan = log.read().plan_trim(cutoff_ms);
+    let plan = log.read().plan_trim(bound);
     let mut staged = StagedShard::new(Arc::clone(&log));
     for batch_id in &plan.tombstoned {
         staged.stage_tombstone(*batch_id, shared.options.segment_bytes);
@@ -520,8 +520,7 @@ fn trim(shared: &Shared, shard_id: u64, cutoff_ms: i64) -> Result<u64, StoreErro
         delete_segment(shared, &log, *seq, batch_ids)?;
     }
     let state = log.read();
-    let oldest_ms = state.index.values().map(|location| location.append_time_ms).min();
-    assert!(oldest_ms.is_none_or(|oldest_ms| oldest_ms >= cutoff_ms));
+    assert!(!state.index.iter().any(|(batch_id, location)| bound.covers(*batch_id, location.append_time_ms)));
     Ok(plan.batches())
 }
 

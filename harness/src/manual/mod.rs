@@ -105,6 +105,10 @@ pub struct UpArgs {
     /// off, tls or mtls; prints where the client certificate and CA are.
     #[arg(long, default_value_t = crate::runtime::TlsMode::Off)]
     pub tls: crate::runtime::TlsMode,
+    /// Run every node under libfaketime, so `chaos nemesis clock-skew`,
+    /// `clock-jump` and `clock-strobe` can move its clock.
+    #[arg(long)]
+    pub fake_clock: bool,
 }
 
 /// `chaos cluster up`: start the daemon, wait for health, print how to reach it.
@@ -120,6 +124,9 @@ pub fn up(args: &UpArgs) -> anyhow::Result<()> {
     command.args(["--nodes", &args.nodes.to_string(), "--zk", &args.zk.to_string(), "--runtime", &args.runtime]);
     command.args(["--lifetime-minutes", &args.lifetime_minutes.to_string()]);
     command.args(["--tls", args.tls.name()]);
+    if args.fake_clock {
+        command.arg("--fake-clock");
+    }
     for bug in &args.server_bugs {
         command.args(["--server-bug", bug]);
     }

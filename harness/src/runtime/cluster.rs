@@ -29,6 +29,7 @@ pub use teardown::TeardownReport;
 use super::certs::{RunCertificates, TlsMode};
 use super::control::client_runtime;
 use super::error::RuntimeError;
+use super::fake_clock;
 use super::images::Images;
 use super::netns;
 use super::profile::Profile;
@@ -124,6 +125,9 @@ pub struct ClusterSpec {
     /// TLS between clients and hservers and among hservers: with `tls` or
     /// `mtls`, boot makes the run's certificates under `<run_dir>/tls`.
     pub tls: TlsMode,
+    /// Start every node under libfaketime with its own offset file, so
+    /// clock faults can move its clock ([`crate::runtime::fake_clock`]).
+    pub fake_clock: bool,
 }
 
 impl ClusterSpec {
@@ -141,6 +145,7 @@ impl ClusterSpec {
             grace_period_ms: GRACE_PERIOD_MS_DEFAULT,
             run_id: None,
             tls: TlsMode::Off,
+            fake_clock: false,
         }
     }
 }
@@ -275,6 +280,9 @@ impl Cluster {
         for slot in &self.slots {
             let dir = &slot.launch.cwd;
             std::fs::create_dir_all(dir.join("data")).map_err(|error| RuntimeError::io(dir, error))?;
+            if slot.has_fake_clock() {
+                fake_clock::write_offset(dir, 0.0)?;
+            }
         }
         let control_namespace = match self.runtime {
             RuntimeKind::Local => Some(self.create_network()?),

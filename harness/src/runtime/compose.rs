@@ -49,6 +49,8 @@ struct Service {
     networks: BTreeMap<&'static str, Attachment>,
     working_dir: String,
     volumes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    environment: Vec<String>,
     command: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     depends_on: Vec<String>,
@@ -103,6 +105,7 @@ pub fn render(run_id: &str, subnet: u8, nodes: &[ComposeNode]) -> String {
                 networks: BTreeMap::from([(NETWORK, Attachment { ipv4_address: node.address.to_string() })]),
                 working_dir: literal(&container.node_dir.display().to_string()),
                 volumes: container.binds().iter().map(|bind| literal(bind)).collect(),
+                environment: container.env_pairs().iter().map(|pair| literal(pair)).collect(),
                 command: container.command().iter().map(|word| literal(word)).collect(),
                 depends_on: if node.is_server { zookeepers.clone() } else { Vec::new() },
             };
@@ -137,7 +140,8 @@ mod tests {
         let zk_argv = ["java".to_string(), "-cp".to_string(), "/zk".to_string()];
         let server_argv = ["/usr/local/bin/hserver".to_string(), "--node-id".to_string(), "1".to_string()];
         let tls = Path::new("/store/r1/tls");
-        let node = |name, image, argv, read_only| NodeContainer {
+        let clock = [("FAKETIME_TIMESTAMP_FILE".to_string(), "/store/r1/nodes/x/clock.offset".to_string())];
+        let node = |name, image, argv, read_only, env| NodeContainer {
             run_id: "r1",
             node: name,
             image,
@@ -145,15 +149,16 @@ mod tests {
             node_dir: Path::new("/store/r1/nodes/x"),
             log: Path::new("/store/r1/nodes/x/node.log"),
             read_only,
+            env,
         };
         let nodes = [
             ComposeNode {
-                container: node("zk1", "base:1", &zk_argv, vec![]),
+                container: node("zk1", "base:1", &zk_argv, vec![], &[]),
                 address: "198.18.7.21",
                 is_server: false,
             },
             ComposeNode {
-                container: node("n1", "node:2", &server_argv, vec![tls]),
+                container: node("n1", "node:2", &server_argv, vec![tls], &clock),
                 address: "198.18.7.11",
                 is_server: true,
             },
@@ -168,7 +173,9 @@ mod tests {
         assert_eq!(n1["volumes"][1], "/store/r1/tls:/store/r1/tls:ro");
         assert_eq!(n1["command"][2], "exec \"$$@\" >>'/store/r1/nodes/x/node.log' 2>&1");
         assert_eq!(n1["command"][4], "/usr/local/bin/hserver");
+        assert_eq!(n1["environment"][0], "FAKETIME_TIMESTAMP_FILE=/store/r1/nodes/x/clock.offset");
         assert!(file["services"]["zk1"]["depends_on"].is_null());
+        assert!(file["services"]["zk1"]["environment"].is_null());
         let network = &file["networks"]["cluster"];
         assert_eq!(network["internal"], true);
         assert_eq!(network["ipam"]["config"][0]["subnet"], "198.18.7.0/24");

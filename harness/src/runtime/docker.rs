@@ -122,6 +122,8 @@ pub struct NodeContainer<'a> {
     pub log: &'a Path,
     /// Directories mounted read-only at the same path (TLS files).
     pub read_only: Vec<&'a Path>,
+    /// Environment variables of the node (a fake clock's).
+    pub env: &'a [(String, String)],
 }
 
 /// Create and start `spec`'s container in its holder's network namespace,
@@ -149,6 +151,10 @@ pub fn run_node(spec: &NodeContainer) -> Result<(), RuntimeError> {
     for bind in &binds {
         args.extend(["-v", bind.as_str()]);
     }
+    let env = spec.env_pairs();
+    for pair in &env {
+        args.extend(["-e", pair.as_str()]);
+    }
     args.push(spec.image);
     let command = spec.command();
     args.extend(command.iter().map(String::as_str));
@@ -157,6 +163,11 @@ pub fn run_node(spec: &NodeContainer) -> Result<(), RuntimeError> {
 }
 
 impl NodeContainer<'_> {
+    /// The node's environment as `NAME=value` pairs.
+    pub fn env_pairs(&self) -> Vec<String> {
+        self.env.iter().map(|(name, value)| format!("{name}={value}")).collect()
+    }
+
     /// Bind mounts (`host:container[:ro]`): the node's directory, then the
     /// read-only ones, each at its host path.
     pub fn binds(&self) -> Vec<String> {

@@ -29,9 +29,10 @@ pub const DEBIAN_SUITE: &str = "bookworm";
 pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
 /// Packages added to `minbase`: ZooKeeper and its Java runtime, `ip`,
-/// `iptables`, `ping` and `ps` for faults and debugging by hand.
+/// `iptables`, `ping` and `ps` for faults and debugging by hand, and
+/// libfaketime for clock faults.
 pub const BASE_PACKAGES: &[&str] =
-    &["default-jre-headless", "zookeeper", "iproute2", "iptables", "iputils-ping", "procps"];
+    &["default-jre-headless", "zookeeper", "iproute2", "iptables", "iputils-ping", "procps", "faketime"];
 
 /// Bump when the way the base image is made changes (not its packages).
 const BASE_RECIPE_VERSION: u32 = 1;

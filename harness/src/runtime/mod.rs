@@ -21,6 +21,8 @@
 //!   [`CrashEvent`]s.
 //! - [`state`]: per-run state files and [`down`].
 //! - [`zookeeper`]: zoo.cfg and the `srvr` quorum probe.
+//! - [`fake_clock`]: nodes under libfaketime, each with a control file
+//!   the clock faults rewrite.
 //!
 //! # Invariants
 //!
@@ -39,6 +41,7 @@ pub mod compose;
 pub mod control;
 pub mod docker;
 pub mod error;
+pub mod fake_clock;
 pub mod images;
 pub mod netns;
 pub mod process;

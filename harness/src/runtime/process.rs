@@ -89,6 +89,8 @@ pub struct Launch {
     pub cwd: std::path::PathBuf,
     /// File receiving stdout and stderr (appended to).
     pub log: std::path::PathBuf,
+    /// Environment variables added to the harness's own (a fake clock's).
+    pub env: Vec<(String, String)>,
 }
 
 /// Spawn `launch` in its own process group (so Ctrl-C of the harness does not
@@ -104,6 +106,7 @@ pub fn spawn(launch: &Launch) -> Result<(Child, ProcessId), RuntimeError> {
     let mut command = Command::new(&launch.argv[0]);
     command
         .args(&launch.argv[1..])
+        .envs(launch.env.iter().map(|(name, value)| (name, value)))
         .current_dir(&launch.cwd)
         .stdin(Stdio::null())
         .stdout(log)

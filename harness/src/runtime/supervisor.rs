@@ -78,6 +78,11 @@ pub struct NodeSlot {
 }
 
 impl NodeSlot {
+    /// Whether the node runs under a fake clock (its launch sets one).
+    pub fn has_fake_clock(&self) -> bool {
+        self.launch.env.iter().any(|(name, _)| name == "FAKETIME_TIMESTAMP_FILE")
+    }
+
     /// Lock the process facts; a poisoned lock is still used (the data is
     /// plain flags, valid whatever panicked).
     pub fn lock(&self) -> MutexGuard<'_, NodeProcess> {

@@ -9,7 +9,7 @@ use super::duration::Dur;
 
 /// Every fault kind and the parameters it takes (the nemesis validates
 /// their values; this table lets scenario errors point at the file line).
-pub const FAULT_KINDS: [(&str, &[&str]); 8] = [
+pub const FAULT_KINDS: [(&str, &[&str]); 11] = [
     ("kill", &[]),
     ("pause", &[]),
     ("partition", nemesis::partition::PARTITION_PARAMS),
@@ -18,7 +18,14 @@ pub const FAULT_KINDS: [(&str, &[&str]); 8] = [
     ("zk-outage", &["scope"]),
     ("zk-pause", &["scope"]),
     ("zk-isolate", &["servers"]),
+    ("clock-skew", &["offset_s"]),
+    ("clock-jump", &["offset_s"]),
+    ("clock-strobe", nemesis::clock::CLOCK_PARAMS),
 ];
+
+/// Fault kinds that move a node's clock (the cluster then runs its nodes
+/// under fake clocks).
+pub const CLOCK_FAULTS: &[&str] = nemesis::clock::CLOCK_FAULTS;
 
 /// Fault kinds that act on the network (need the `local` runtime).
 pub const NETWORK_FAULTS: [&str; 4] = ["partition", "loss", "delay", "zk-isolate"];
@@ -92,6 +99,13 @@ pub struct FaultEntry {
     /// zk-isolate (without nodes): one, some or all hservers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub servers: Option<String>,
+    /// clock faults: seconds off the true time (skew: alternating sign
+    /// over the targets; strobe: the amplitude).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_s: Option<f64>,
+    /// clock-strobe: one full period, offset then true time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_ms: Option<u64>,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -126,6 +140,8 @@ impl FaultEntry {
         put("backend", self.backend.clone().map(Value::from));
         put("scope", self.scope.clone().map(Value::from));
         put("servers", self.servers.clone().map(Value::from));
+        put("offset_s", self.offset_s.map(Value::from));
+        put("period_ms", self.period_ms.map(Value::from));
         Value::Object(params)
     }
 
@@ -155,6 +171,11 @@ impl FaultEntry {
     /// Whether this fault acts on the network.
     pub fn is_network(&self) -> bool {
         NETWORK_FAULTS.contains(&self.fault.as_str())
+    }
+
+    /// Whether this fault moves clocks.
+    pub fn is_clock(&self) -> bool {
+        CLOCK_FAULTS.contains(&self.fault.as_str())
     }
 
     /// Whether this fault acts on ZooKeeper as a whole.

@@ -301,6 +301,13 @@ impl Scenario {
         self.runtime.parse::<crate::runtime::RuntimeKind>().is_ok_and(|kind| kind.has_namespaces())
     }
 
+    /// Whether any fault of the scenario moves a clock: its nodes then run
+    /// under fake clocks.
+    pub fn has_clock_faults(&self) -> bool {
+        let mixed = self.faults.mix.iter().map(MixItem::entry);
+        mixed.chain(self.faults.timeline.iter().cloned()).any(|entry| entry.is_clock())
+    }
+
     /// Leaves out of the mix the fault kinds `runtime` cannot inject
     /// (network faults in `loopback`); returns the names left out.
     pub fn drop_unsupported_faults(&mut self) -> Vec<String> {

@@ -95,6 +95,7 @@ impl Cluster {
             node_dir: &slot.launch.cwd,
             log: &slot.launch.log,
             read_only: tls.into_iter().collect(),
+            env: &slot.launch.env,
         }
     }
 

@@ -8,6 +8,7 @@
 use super::{ClusterSpec, RuntimeKind};
 use crate::runtime::certs::RunCertificates;
 use crate::runtime::error::RuntimeError;
+use crate::runtime::fake_clock;
 use crate::runtime::netns;
 use crate::runtime::process::Launch;
 use crate::runtime::profile::{render, render_argv, Placeholders, ZooKeeperProfile};
@@ -108,6 +109,8 @@ pub fn plan_nodes(
         );
         return Err(RuntimeError::Profile { origin: "cluster profile".to_string(), message });
     }
+    let clock = if spec.fake_clock { Some(fake_clock::library()?) } else { None };
+    let clock = clock.as_deref();
     for index in 0..spec.servers {
         let name = format!("n{}", index + 1);
         let mut placeholders = node_placeholders(spec, run_id, &name, index);
@@ -120,7 +123,7 @@ pub fn plan_nodes(
         placeholders.bug_flags = spec.bug_flags.clone();
         placeholders.tls_flags = certificates.as_ref().map(|certs| certs.server_flags(&name)).unwrap_or_default();
         let server = &spec.profile.server;
-        slots.push(slot(Role::Server, node_address, &server.argv, &server.log, &placeholders)?);
+        slots.push(slot(Role::Server, node_address, &server.argv, &server.log, &placeholders, clock)?);
     }
     for (index, zk_address) in zk_addresses.iter().enumerate() {
         let mut placeholders = node_placeholders(spec, run_id, &format!("zk{}", index + 1), index);
@@ -128,7 +131,8 @@ pub fn plan_nodes(
         placeholders.values.insert("port", spec.profile.zookeeper.client_port.to_string());
         placeholders.values.insert("zk_connect", zk_connect.clone());
         let zookeeper = &spec.profile.zookeeper;
-        slots.push(slot(Role::ZooKeeper, zk_address.clone(), &zookeeper.argv, &zookeeper.log, &placeholders)?);
+        let argv = &zookeeper.argv;
+        slots.push(slot(Role::ZooKeeper, zk_address.clone(), argv, &zookeeper.log, &placeholders, clock)?);
     }
     Ok(slots)
 }
@@ -156,15 +160,19 @@ fn slot(
     argv: &[String],
     log: &str,
     placeholders: &Placeholders,
+    clock_library: Option<&Path>,
 ) -> Result<Arc<NodeSlot>, RuntimeError> {
     let value = |name: &str| placeholders.values.get(name).cloned().unwrap_or_default();
     let netns = Some(value("netns")).filter(|name| !name.is_empty());
+    let cwd = PathBuf::from(value("node_dir"));
+    let env = clock_library.map(|library| fake_clock::launch_env(library, &cwd)).unwrap_or_default();
     let launch = Launch {
         node: value("node"),
         argv: render_argv(argv, placeholders)?,
         netns,
-        cwd: PathBuf::from(value("node_dir")),
+        cwd,
         log: PathBuf::from(render(log, placeholders)?),
+        env,
     };
     Ok(Arc::new(NodeSlot { name: value("node"), role, address, launch, process: Mutex::new(NodeProcess::default()) }))
 }

@@ -12,7 +12,7 @@ use super::{Cluster, RuntimeKind};
 use crate::runtime::error::RuntimeError;
 use crate::runtime::process::{self, ProcessId};
 use crate::runtime::supervisor::{self, NodeSlot};
-use nemesis::{ClusterTarget, NetworkControl, Role, TargetError};
+use nemesis::{ClockDial, ClusterTarget, NetworkControl, Role, TargetError};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -182,5 +182,19 @@ impl ClusterTarget for Cluster {
     fn network(&self) -> Option<&dyn NetworkControl> {
         let has_namespaces = self.runtime.has_namespaces() && !self.torn_down;
         has_namespaces.then_some(self as &dyn NetworkControl)
+    }
+
+    fn clock(&self, node: &str) -> Result<ClockDial, TargetError> {
+        let slot = self.slot(node).map_err(|error| self.target_error(node, "set clock", error))?;
+        if !slot.has_fake_clock() {
+            return Err(TargetError::Failed {
+                node: node.to_string(),
+                action: "set clock",
+                reason: "the cluster was started without fake clocks; a scenario with a clock fault \
+                         starts it with them, and so does `chaos cluster up --fake-clock`"
+                    .to_string(),
+            });
+        }
+        Ok(crate::runtime::fake_clock::dial(node, &slot.launch.cwd))
     }
 }
