@@ -1,8 +1,9 @@
 //! Network and ZooKeeper faults measured for their effect in real network
 //! namespaces (`local` runtime, and one test in `docker` containers): partitions block TCP connects across the cut
 //! and not within a side, one-way cuts one direction only, loss and delay
-//! hold their configured values, ZooKeeper outages heal, and nothing of the
-//! run (rule, queue listener, thread, namespace) is left afterwards.
+//! hold their configured values, ZooKeeper outages heal, clock faults move
+//! the clock a node's processes read and heal puts it back, and nothing of
+//! the run (rule, queue listener, thread, namespace) is left afterwards.
 //!
 //! Method: small clusters booted with `Cluster::boot` — real ZooKeeper nodes,
 //! and `/bin/sleep` standing in for hservers (only their namespaces matter
@@ -609,6 +610,78 @@ fn zk_outage_and_pause_of_all_lose_quorum_and_heal_restores_it() {
         let back = cluster.wait_zk_quorum_blocking(quorum_timeout).expect("quorum after heal");
         eprintln!("{name} all, then heal: quorum back, leader {:?}", back.leader);
     }
+    teardown_and_assert_gone(cluster);
+}
+
+/// The wall clock a stand-in node last wrote to `clock.seen` in its
+/// directory, minus the true time, in seconds.
+fn clock_seen_offset(node_dir: &std::path::Path) -> i64 {
+    let text = std::fs::read_to_string(node_dir.join("clock.seen")).expect("clock.seen");
+    let seen: i64 = text.lines().last().and_then(|line| line.trim().parse().ok()).expect("a time");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+    seen - now as i64
+}
+
+/// Goal: clock faults move the wall clock the processes of a node read (a
+/// stand-in hserver writing `date +%s` five times a second, under the
+/// node's fake clock), by the offset asked: a jump an hour ahead, a skew
+/// back, a strobe seen at both ends; heal puts the true time back; ZooKeeper keeps its quorum under its
+/// own fake clock; a cluster booted without fake clocks refuses clock
+/// faults with the fix.
+#[test]
+fn clock_faults_move_the_clock_a_node_reads_and_heal_restores_it() {
+    let mut nemesis = Compose::all_faults();
+    let jump = fault("clock-jump", json!({"offset_s": 3600}));
+    {
+        let _guard = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !prerequisites_met() {
+            return;
+        }
+        if let Err(error) = harness::runtime::fake_clock::library() {
+            eprintln!("skipped: {error}");
+            return;
+        }
+        let run_dir = tempfile::tempdir().expect("tempdir");
+        let mut spec = ClusterSpec::new(RuntimeKind::Local, 1, 1, run_dir.path());
+        spec.grace_period_ms = 2_000;
+        spec.fake_clock = true;
+        spec.profile.server.binary = "/bin/sh".into();
+        let reader = "for i in $(seq 600); do date +%s >> clock.seen; sleep 0.2; done";
+        spec.profile.server.argv = names(&["{bin}", "-c", reader]);
+        let cluster = Cluster::boot(spec).expect("boot");
+        let node_dir = run_dir.path().join("nodes/n1");
+        let settle = || std::thread::sleep(Duration::from_millis(1_800));
+        settle();
+        assert!(clock_seen_offset(&node_dir).abs() <= 1, "true time at boot");
+        let record = nemesis.start(&jump, &names(&["n1"]), &cluster).expect("jump");
+        assert_eq!(record["clocks"][0]["offset_s"], 3600.0, "{record}");
+        settle();
+        assert!((clock_seen_offset(&node_dir) - 3_600).abs() <= 1, "an hour ahead");
+        nemesis.stop(&jump, &cluster).expect("heal");
+        let skew = fault("clock-skew", json!({"offset_s": -90}));
+        nemesis.start(&skew, &names(&["n1", "zk1"]), &cluster).expect("skew");
+        settle();
+        assert!((clock_seen_offset(&node_dir) + 90).abs() <= 1, "90 s behind");
+        cluster.wait_zk_quorum_blocking(Duration::from_millis(QUORUM_TIMEOUT_MS)).expect("ZooKeeper under a skew");
+        nemesis.stop(&skew, &cluster).expect("heal");
+        let strobe = fault("clock-strobe", json!({"offset_s": 600, "period_ms": 4000}));
+        nemesis.start(&strobe, &names(&["n1"]), &cluster).expect("strobe");
+        let seen: Vec<i64> = (0..16)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(500));
+                clock_seen_offset(&node_dir)
+            })
+            .collect();
+        let near = |target: i64| seen.iter().filter(|offset| (**offset - target).abs() <= 1).count();
+        assert!(near(600) >= 3 && near(0) >= 3, "the strobe flips between 600 s ahead and the true time: {seen:?}");
+        nemesis.teardown(&cluster).expect("teardown heals");
+        settle();
+        assert!(clock_seen_offset(&node_dir).abs() <= 1, "true time after heal");
+        teardown_and_assert_gone(cluster);
+    }
+    let Some(Setup { _guard, _run_dir, cluster }) = setup(1, 1) else { return };
+    let refused = nemesis.start(&jump, &names(&["n1"]), &cluster).expect_err("no fake clock");
+    assert!(refused.to_string().contains("--fake-clock"), "{refused}");
     teardown_and_assert_gone(cluster);
 }
 

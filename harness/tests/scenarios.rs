@@ -243,3 +243,23 @@ fn early_trim_is_lost_not_expired_on_the_retention_scenario() {
     let example = &done.results["anomalies"]["lost"]["examples"][0]["explanation"];
     assert!(example.as_str().is_some_and(|text| text.contains("backlog of 20 s")), "{example}");
 }
+
+/// Goal: on `clock.yaml` (a sequencer's clock an hour ahead while the
+/// subscription is still to be created, then skews and a strobe) a server
+/// whose retention trusts the wall clock (`wallclock-trim`) is caught as
+/// `lost`, judged on the true clock, and the correct server, whose
+/// retention also waits out the backlog on the monotonic clock, stays
+/// valid through the same clock faults.
+#[test]
+fn wallclock_trim_is_lost_under_clock_faults_and_the_correct_server_is_valid() {
+    let store = tempfile::tempdir().unwrap();
+    let scenario = repo("scenarios/clock.yaml");
+    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "1"];
+    let buggy = run(store.path(), &[&args[..], &["--server-bug", "wallclock-trim"]].concat());
+    assert_eq!(buggy.code, 1, "{}\n{}", buggy.output, buggy.results);
+    assert!(count(&buggy.results, "lost") > 0, "{}", buggy.results);
+    let history = std::fs::read_to_string(buggy.run_dir.join("history.jsonl")).unwrap();
+    assert!(history.contains(r#""clocks":[{"node":"#), "the nemesis records each node's offset");
+    let correct = run(store.path(), &args);
+    assert_eq!(correct.code, 0, "{}\n{}", correct.output, correct.results);
+}
