@@ -43,10 +43,14 @@ pub enum Bug {
     /// replica deletes by the same rule, so a node whose clock jumps ahead
     /// (or a sequencer whose clock ran behind) expires records early.
     WallclockTrim,
+    /// A subscription's owner treats an ack of a record it never sent (an
+    /// unknown shard, a batch beyond what it delivered, an index past the
+    /// batch's end) as corrupt state and aborts the process.
+    CrashOnUnknownAck,
 }
 
 /// Every bug with its command-line name, in the order the README lists them.
-pub const ALL_BUGS: [(Bug, &str); 10] = [
+pub const ALL_BUGS: [(Bug, &str); 11] = [
     (Bug::AckBeforeReplicate, "ack-before-replicate"),
     (Bug::CheckpointOnDeliver, "checkpoint-on-deliver"),
     (Bug::NoRedeliver, "no-redeliver"),
@@ -57,6 +61,7 @@ pub const ALL_BUGS: [(Bug, &str); 10] = [
     (Bug::UnbalancedPlacement, "unbalanced-placement"),
     (Bug::EarlyTrim, "early-trim"),
     (Bug::WallclockTrim, "wallclock-trim"),
+    (Bug::CrashOnUnknownAck, "crash-on-unknown-ack"),
 ];
 
 impl Bug {

@@ -5,6 +5,11 @@
 //! replayed; only the `sequencer` and `owner` selectors are resolved at run
 //! time, by asking the cluster which nodes sequence shards or own the
 //! workload's subscription.
+//!
+//! Every fault goes to the nemesis except `rogue-client`, which is a client,
+//! not an action on nodes: the driver runs [`workloads::rogue`] against the
+//! target hservers for the fault's duration and records its summary when
+//! it is healed.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,10 +18,25 @@ use nemesis::{ClusterTarget, Compose, FaultSpec, Nemesis};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use workloads::client::{node_address, ClientTls, HStreamClient};
+use workloads::client::{node_address, ClientConfig, ClientTls, HStreamClient};
+use workloads::rogue::{RogueConfig, RogueSummary};
 use workloads::Recorder;
 
+use crate::scenario::fault::ROGUE_FAULT;
 use crate::scenario::FaultEntry;
+
+/// Default pause between a rogue client's misbehaviours.
+pub const ROGUE_INTERVAL_MS_DEFAULT: u64 = 100;
+
+/// Most misbehaviours of one rogue-client fault.
+pub const ROGUE_ACTIONS_MAX: u64 = 100_000;
+
+/// A rogue client running for one fault: how to stop it and its task.
+pub struct RunningRogue {
+    label: String,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<RogueSummary>,
+}
 
 /// Faults currently applied, for the progress bar.
 pub type ActiveFaults = Arc<Mutex<Vec<String>>>;
@@ -42,6 +62,10 @@ pub struct FaultDriver {
     /// The nodes each timeline entry (by index) was applied to, so the
     /// effective scenario can name them even for `targets: sequencer` or `owner`.
     pub applied: Mutex<Vec<(usize, Vec<String>)>>,
+    /// The run's seed (rogue clients draw from it).
+    pub seed: u64,
+    /// Rogue clients running now.
+    pub rogues: Mutex<Vec<RunningRogue>>,
 }
 
 /// The history's `f` for healing a fault kind.
@@ -116,11 +140,14 @@ impl FaultDriver {
             invoke["composition"] = json!(composition);
         }
         let _ = self.recorder.nemesis_invoke(&entry.fault, invoke).await;
-        let (spec, targets) = (spec_of(entry), nodes.to_vec());
-        let outcome = self.with_nemesis(move |nemesis, target| nemesis.start(&spec, &targets, target)).await;
-        let (value, error) = split(outcome);
-        tracing::info!(fault = %entry.fault, ?nodes, %value, ?error, "fault started");
         let label = format!("{} {}", entry.fault, nodes.join(","));
+        let (value, error) = if entry.fault == ROGUE_FAULT {
+            (self.start_rogue(entry, nodes, &label), None)
+        } else {
+            let (spec, targets) = (spec_of(entry), nodes.to_vec());
+            split(self.with_nemesis(move |nemesis, target| nemesis.start(&spec, &targets, target)).await)
+        };
+        tracing::info!(fault = %entry.fault, ?nodes, %value, ?error, "fault started");
         self.active.lock().unwrap_or_else(|e| e.into_inner()).push(label.clone());
         let _ = self.recorder.nemesis_info(&entry.fault, value, error).await;
         label
@@ -130,9 +157,12 @@ impl FaultDriver {
     async fn stop_fault(&self, entry: &FaultEntry, nodes: &[String], label: &str) {
         let f = stop_name(&entry.fault);
         let _ = self.recorder.nemesis_invoke(f, json!({"nodes": nodes})).await;
-        let spec = spec_of(entry);
-        let outcome = self.with_nemesis(move |nemesis, target| nemesis.stop(&spec, target)).await;
-        let (value, error) = split(outcome);
+        let (value, error) = if entry.fault == ROGUE_FAULT {
+            (self.stop_rogues(Some(label)).await, None)
+        } else {
+            let spec = spec_of(entry);
+            split(self.with_nemesis(move |nemesis, target| nemesis.stop(&spec, target)).await)
+        };
         {
             let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(position) = active.iter().position(|a| a == label) {
@@ -145,10 +175,65 @@ impl FaultDriver {
     /// Heals everything every nemesis knows about, recorded as `heal`.
     pub async fn heal_all(&self) {
         let _ = self.recorder.nemesis_invoke("heal", json!({"nodes": "all"})).await;
+        let rogues = self.stop_rogues(None).await;
         let outcome = self.with_nemesis(|nemesis, target| nemesis.teardown(target)).await;
-        let (value, error) = split(outcome);
+        let (mut value, error) = split(outcome);
+        if let (Some(record), false) = (value.as_object_mut(), rogues.as_array().is_some_and(Vec::is_empty)) {
+            record.insert("rogue_clients".to_string(), rogues);
+        }
         self.active.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let _ = self.recorder.nemesis_info("heal", value, error).await;
+    }
+
+    /// Starts a rogue client against `nodes` (hservers) for `entry`; returns
+    /// what the history records. Its own stream and subscription are named
+    /// after the entry's start, so each fault's are distinct.
+    fn start_rogue(&self, entry: &FaultEntry, nodes: &[String], label: &str) -> Value {
+        let servers: Vec<(String, String)> =
+            self.server_addresses.iter().filter(|(name, _)| nodes.contains(name)).cloned().collect();
+        let at_ms = entry.at.map(|at| at.0.as_millis() as u64).unwrap_or_default();
+        let name = format!("rogue-{at_ms}");
+        let interval_ms = entry.interval_ms.unwrap_or(ROGUE_INTERVAL_MS_DEFAULT);
+        let client = ClientConfig { tls: self.client_tls.clone(), ..ClientConfig::default() };
+        let config = RogueConfig {
+            servers: servers.clone(),
+            client,
+            interval: std::time::Duration::from_millis(interval_ms),
+            seed: self.seed ^ at_ms,
+            name: name.clone(),
+            max_actions: ROGUE_ACTIONS_MAX,
+        };
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(workloads::rogue::run(config, self.recorder.clone(), stopped));
+        let rogue = RunningRogue { label: label.to_string(), stop, task };
+        self.rogues.lock().unwrap_or_else(|e| e.into_inner()).push(rogue);
+        let servers: Vec<&String> = servers.iter().map(|(node, _)| node).collect();
+        json!({ "fault": ROGUE_FAULT, "servers": servers, "name": name, "interval_ms": interval_ms })
+    }
+
+    /// Stops the rogue clients started as `label` (all with `None`) and
+    /// waits for them; returns their summaries.
+    async fn stop_rogues(&self, label: Option<&str>) -> Value {
+        let stopping: Vec<RunningRogue> = {
+            let mut rogues = self.rogues.lock().unwrap_or_else(|e| e.into_inner());
+            let (chosen, kept) = rogues.drain(..).partition(|rogue| label.is_none_or(|label| rogue.label == label));
+            *rogues = kept;
+            chosen
+        };
+        let mut summaries = Vec::new();
+        for rogue in stopping {
+            // A send error means the task already ended; its summary stands.
+            let _ = rogue.stop.send(true);
+            let summary = match rogue.task.await {
+                Ok(summary) => summary.to_json(),
+                Err(error) => json!({ "error": format!("the rogue client's task failed: {error}") }),
+            };
+            summaries.push(json!({ "fault": ROGUE_FAULT, "label": rogue.label, "summary": summary }));
+        }
+        match (label, summaries.len()) {
+            (Some(_), 1) => summaries.swap_remove(0),
+            _ => Value::Array(summaries),
+        }
     }
 
     /// Runs a nemesis action on a blocking thread: signalling waits (boundedly)
@@ -274,6 +359,8 @@ mod tests {
             client_tls: None,
             active: Arc::default(),
             applied: Mutex::default(),
+            seed: 0,
+            rogues: Mutex::default(),
         });
         let timeline = [entry("kill", 50, 600, "n1"), entry("pause", 250, 100, "n2")];
         let (_stop, stop_rx) = watch::channel(false);

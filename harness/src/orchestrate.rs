@@ -139,6 +139,8 @@ pub fn fault_driver(
         client_tls: cluster.client_tls(),
         active: Arc::default(),
         applied: Mutex::default(),
+        seed: settings.seed(),
+        rogues: Mutex::default(),
     })
 }
 

@@ -263,3 +263,33 @@ fn wallclock_trim_is_lost_under_clock_faults_and_the_correct_server_is_valid() {
     let correct = run(store.path(), &args);
     assert_eq!(correct.code, 0, "{}\n{}", correct.output, correct.results);
 }
+
+/// Goal: on `rogue-clients.yaml` (a hostile client beside the workload,
+/// then a kill) a server that aborts on an ack of a record it never sent
+/// (`crash-on-unknown-ack`) is caught as a `crash`, every misbehaviour is
+/// in the history as a `rogue` operation with the server's answer, and the
+/// correct server stays valid with no crash through the same abuse.
+#[test]
+fn crash_on_unknown_ack_is_a_crash_under_rogue_clients_and_the_correct_server_is_valid() {
+    let store = tempfile::tempdir().unwrap();
+    let scenario = repo("scenarios/rogue-clients.yaml");
+    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "1"];
+    let buggy = run(store.path(), &[&args[..], &["--server-bug", "crash-on-unknown-ack"]].concat());
+    assert_eq!(buggy.code, 1, "{}\n{}", buggy.output, buggy.results);
+    assert!(count(&buggy.results, "crash") > 0, "{}", buggy.results);
+    let correct = run(store.path(), &args);
+    assert_eq!(correct.code, 0, "{}\n{}", correct.output, correct.results);
+    let history = std::fs::read_to_string(correct.run_dir.join("history.jsonl")).unwrap();
+    let rogue: Vec<serde_json::Value> = history
+        .lines()
+        .filter(|line| line.contains(r#""f":"rogue""#))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let answered = |kind: &str| {
+        rogue.iter().any(|op| op["type"] == "ok" && op["value"]["kind"] == kind && op["value"]["answer"].is_string())
+    };
+    for kind in ["ack-unknown", "ack-out-of-range", "malformed-append", "bad-stream", "missing-subscription"] {
+        assert!(answered(kind), "no answered {kind} in the correct server's run");
+    }
+    assert!(history.contains(r#""summary":{"answers""#), "the heal records what the rogue client did");
+}

@@ -337,6 +337,23 @@ impl HStreamClient {
         Ok(response.record_ids)
     }
 
+    /// `Append` of `request` exactly as given: the rogue client's malformed
+    /// requests, which the typed [`HStreamClient::append`] cannot make.
+    pub async fn raw_append(
+        &self,
+        request: hstream_proto::server::AppendRequest,
+    ) -> Result<hstream_proto::server::AppendResponse, CallError> {
+        let mut api = self.api.clone();
+        self.unary("append", api.append(request)).await
+    }
+
+    /// `CreateStream` of `stream` exactly as given, an existing stream
+    /// included: the rogue client's streams that cannot exist.
+    pub async fn raw_create_stream(&self, stream: Stream) -> Result<Stream, CallError> {
+        let mut api = self.api.clone();
+        self.unary("create_stream", api.create_stream(stream)).await
+    }
+
     /// Opens a StreamingFetch session whose first request names the
     /// subscription and consumer (with no acks). Opening is bounded by the
     /// request timeout; the session itself is not.

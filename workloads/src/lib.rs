@@ -14,6 +14,9 @@
 //! - [`queue`]: the `queue` workload: buffered producers appending unique
 //!   values, churning StreamingFetch consumers acking them, and a periodic
 //!   placement observer.
+//! - [`rogue`]: the hostile client of the `rogue-client` fault: acks of
+//!   ids never sent, malformed and oversized requests, reset sessions, on a
+//!   stream and subscription of its own, each attempt in the history.
 //!
 //! # Invariants
 //!
@@ -31,6 +34,7 @@ pub mod client;
 mod error;
 pub mod queue;
 pub mod recorder;
+pub mod rogue;
 #[cfg(test)]
 mod test_support;
 

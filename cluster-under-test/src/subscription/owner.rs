@@ -181,6 +181,7 @@ pub fn start(setup: OwnerSetup) -> OwnerHandle {
         bugs_checkpoint_on_deliver: setup.ctx.bugs.has(Bug::CheckpointOnDeliver),
         bugs_no_redeliver: setup.ctx.bugs.has(Bug::NoRedeliver),
         bugs_reorder: setup.ctx.bugs.has(Bug::ReorderDelivery),
+        bugs_crash_on_unknown_ack: setup.ctx.bugs.has(Bug::CrashOnUnknownAck),
         ack_timeout_ms: (setup.subscription.ack_timeout_seconds.max(1) as u64) * 1_000,
         max_unacked: setup.subscription.max_unacked_records.max(1) as u64,
         meta: setup.meta,
@@ -199,6 +200,7 @@ struct Owner {
     bugs_checkpoint_on_deliver: bool,
     bugs_no_redeliver: bool,
     bugs_reorder: bool,
+    bugs_crash_on_unknown_ack: bool,
     ack_timeout_ms: u64,
     max_unacked: u64,
     meta: Arc<Meta>,
@@ -254,6 +256,10 @@ impl Owner {
             }
             SubscriptionEvent::Acks { ids, .. } => {
                 for id in ids {
+                    if self.bugs_crash_on_unknown_ack && !self.was_sent(&id) {
+                        tracing::error!(?id, subscription = %self.id, "ack of a record never sent: state is corrupt");
+                        std::process::abort();
+                    }
                     if let Some(shard) = self.shards.get_mut(&id.shard_id) {
                         shard.window.ack(id.batch_id, id.batch_index);
                         if !shard.window.is_open(id.batch_id) {
@@ -268,6 +274,18 @@ impl Owner {
                 }
             }
         }
+    }
+
+    /// Whether `id` names a record this owner delivered: a known shard, a
+    /// batch below where reading continues, an index inside the batch
+    /// (batches sent are remembered until fully acknowledged; acks of older
+    /// ones are repeats).
+    fn was_sent(&self, id: &RecordId) -> bool {
+        self.shards.get(&id.shard_id).is_some_and(|shard| {
+            let batch_known = id.batch_id < shard.window.next_batch();
+            let index_known = shard.sent.get(&id.batch_id).is_none_or(|batch| id.batch_index < batch.batch_size);
+            batch_known && index_known
+        })
     }
 
     /// Spreads shards over consumers: sticky, balanced, a newcomer takes

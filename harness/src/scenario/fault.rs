@@ -9,7 +9,7 @@ use super::duration::Dur;
 
 /// Every fault kind and the parameters it takes (the nemesis validates
 /// their values; this table lets scenario errors point at the file line).
-pub const FAULT_KINDS: [(&str, &[&str]); 11] = [
+pub const FAULT_KINDS: [(&str, &[&str]); 12] = [
     ("kill", &[]),
     ("pause", &[]),
     ("partition", nemesis::partition::PARTITION_PARAMS),
@@ -21,7 +21,15 @@ pub const FAULT_KINDS: [(&str, &[&str]); 11] = [
     ("clock-skew", &["offset_s"]),
     ("clock-jump", &["offset_s"]),
     ("clock-strobe", nemesis::clock::CLOCK_PARAMS),
+    (ROGUE_FAULT, &["interval_ms"]),
 ];
+
+/// The fault that runs a hostile client ([`workloads::rogue`]) against
+/// the target hservers; the fault driver runs it, not the nemesis.
+pub const ROGUE_FAULT: &str = "rogue-client";
+
+/// Bounds of `interval_ms`, the rogue client's pause between misbehaviours.
+pub const ROGUE_INTERVAL_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
 
 /// Fault kinds that move a node's clock (the cluster then runs its nodes
 /// under fake clocks).
@@ -106,6 +114,9 @@ pub struct FaultEntry {
     /// clock-strobe: one full period, offset then true time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_ms: Option<u64>,
+    /// rogue-client: pause between two misbehaviours (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -142,6 +153,7 @@ impl FaultEntry {
         put("servers", self.servers.clone().map(Value::from));
         put("offset_s", self.offset_s.map(Value::from));
         put("period_ms", self.period_ms.map(Value::from));
+        put("interval_ms", self.interval_ms.map(Value::from));
         Value::Object(params)
     }
 
@@ -159,6 +171,10 @@ impl FaultEntry {
         }
         if let Some(percent) = self.percent.filter(|p| !(0.0..=100.0).contains(p)) {
             return Err(format!("percent {percent} out of range; use 0 to 100"));
+        }
+        if let Some(interval) = self.interval_ms.filter(|ms| !ROGUE_INTERVAL_MS.contains(ms)) {
+            let (low, high) = (ROGUE_INTERVAL_MS.start(), ROGUE_INTERVAL_MS.end());
+            return Err(format!("interval_ms {interval} out of range; use {low} to {high}"));
         }
         Ok(())
     }
