@@ -11,15 +11,25 @@
 //! which the docker runtime mounts at the same path, so one mechanism
 //! serves every runtime.
 //!
-//! Only the wall clock moves: with libfaketime's monotonic faking on,
-//! glibc's absolute sleeps on the monotonic clock fail with EINVAL (seen
-//! with Python here), so `FAKETIME_DONT_FAKE_MONOTONIC=1` is always set.
+//! Which clocks move depends on the role, as measured here with
+//! libfaketime 0.9.10:
+//! - hservers: the wall clock only (`FAKETIME_DONT_FAKE_MONOTONIC=1`), as
+//!   when NTP or an operator steps a clock; the monotonic clock a correct
+//!   server times its retention and timeouts with keeps running true
+//!   (with it faked too, no local rule could tell a jump from time
+//!   passing). Rust's relative sleeps and tokio's timers work in this mode.
+//! - ZooKeeper: both clocks. With the monotonic clock left alone, the
+//!   JVM's timed waits go wrong and a node took 5-8 s to answer `ruok`
+//!   instead of 0.5 s (absolute `clock_nanosleep` on the monotonic clock
+//!   fails with EINVAL in that mode, seen with Python); with both faked it
+//!   starts as fast as without libfaketime and keeps serving through jumps
+//!   of an hour ahead and 90 s back.
 //!
 //! Must never: change the machine's clock, or leave a node's file off the
 //! true time when the cluster is booted (every boot writes `+0`).
 
 use super::error::RuntimeError;
-use nemesis::ClockDial;
+use nemesis::{ClockDial, Role};
 use std::path::{Path, PathBuf};
 
 /// The control file in each node's directory.
@@ -47,14 +57,18 @@ pub fn library() -> Result<PathBuf, RuntimeError> {
     })
 }
 
-/// The environment that puts a node started in `node_dir` under `library`.
-pub fn launch_env(library: &Path, node_dir: &Path) -> Vec<(String, String)> {
-    vec![
+/// The environment that puts a node of `role` started in `node_dir` under
+/// `library` (see the module's notes for which clocks move).
+pub fn launch_env(library: &Path, node_dir: &Path, role: Role) -> Vec<(String, String)> {
+    let mut env = vec![
         ("LD_PRELOAD".to_string(), library.display().to_string()),
         ("FAKETIME_TIMESTAMP_FILE".to_string(), node_dir.join(CLOCK_FILE).display().to_string()),
         ("FAKETIME_CACHE_DURATION".to_string(), CACHE_SECONDS.to_string()),
-        ("FAKETIME_DONT_FAKE_MONOTONIC".to_string(), "1".to_string()),
-    ]
+    ];
+    if role == Role::Server {
+        env.push(("FAKETIME_DONT_FAKE_MONOTONIC".to_string(), "1".to_string()));
+    }
+    env
 }
 
 /// libfaketime's relative offset syntax: a signed number of seconds.
@@ -92,9 +106,13 @@ mod tests {
         dial.set(2.5).expect("set");
         assert_eq!(std::fs::read_to_string(dir.path().join(CLOCK_FILE)).expect("read"), "+2.500\n");
         assert!(!dir.path().join(format!("{CLOCK_FILE}.new")).exists());
-        let env = launch_env(Path::new("/lib/libfaketime.so.1"), dir.path());
+        let env = launch_env(Path::new("/lib/libfaketime.so.1"), dir.path(), Role::Server);
         let file = env.iter().find(|(name, _)| name == "FAKETIME_TIMESTAMP_FILE").expect("file");
         assert!(file.1.ends_with(CLOCK_FILE));
+        let wall_only = |env: &[(String, String)]| env.iter().any(|(name, _)| name == "FAKETIME_DONT_FAKE_MONOTONIC");
+        assert!(wall_only(&env), "hservers: the wall clock only");
+        let zookeeper = launch_env(Path::new("/lib/libfaketime.so.1"), dir.path(), Role::ZooKeeper);
+        assert!(!wall_only(&zookeeper), "ZooKeeper: both clocks");
     }
 
     /// Goal: a directory that is gone fails with the path, not a panic.

@@ -165,7 +165,7 @@ fn slot(
     let value = |name: &str| placeholders.values.get(name).cloned().unwrap_or_default();
     let netns = Some(value("netns")).filter(|name| !name.is_empty());
     let cwd = PathBuf::from(value("node_dir"));
-    let env = clock_library.map(|library| fake_clock::launch_env(library, &cwd)).unwrap_or_default();
+    let env = clock_library.map(|library| fake_clock::launch_env(library, &cwd, role)).unwrap_or_default();
     let launch = Launch {
         node: value("node"),
         argv: render_argv(argv, placeholders)?,
