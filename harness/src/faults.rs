@@ -18,25 +18,13 @@ use nemesis::{ClusterTarget, Compose, FaultSpec, Nemesis};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use workloads::client::{node_address, ClientConfig, ClientTls, HStreamClient};
-use workloads::rogue::{RogueConfig, RogueSummary};
+use workloads::client::{node_address, ClientTls, HStreamClient};
 use workloads::Recorder;
+
+use crate::rogue_clients::{RogueClients, RogueRequest, ROGUE_INTERVAL_MS_DEFAULT};
 
 use crate::scenario::fault::ROGUE_FAULT;
 use crate::scenario::FaultEntry;
-
-/// Default pause between a rogue client's misbehaviours.
-pub const ROGUE_INTERVAL_MS_DEFAULT: u64 = 100;
-
-/// Most misbehaviours of one rogue-client fault.
-pub const ROGUE_ACTIONS_MAX: u64 = 100_000;
-
-/// A rogue client running for one fault: how to stop it and its task.
-pub struct RunningRogue {
-    label: String,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<RogueSummary>,
-}
 
 /// Faults currently applied, for the progress bar.
 pub type ActiveFaults = Arc<Mutex<Vec<String>>>;
@@ -65,7 +53,7 @@ pub struct FaultDriver {
     /// The run's seed (rogue clients draw from it).
     pub seed: u64,
     /// Rogue clients running now.
-    pub rogues: Mutex<Vec<RunningRogue>>,
+    pub rogues: RogueClients,
 }
 
 /// The history's `f` for healing a fault kind.
@@ -158,7 +146,7 @@ impl FaultDriver {
         let f = stop_name(&entry.fault);
         let _ = self.recorder.nemesis_invoke(f, json!({"nodes": nodes})).await;
         let (value, error) = if entry.fault == ROGUE_FAULT {
-            (self.stop_rogues(Some(label)).await, None)
+            (self.rogues.stop(Some(label)).await, None)
         } else {
             let spec = spec_of(entry);
             split(self.with_nemesis(move |nemesis, target| nemesis.stop(&spec, target)).await)
@@ -175,7 +163,7 @@ impl FaultDriver {
     /// Heals everything every nemesis knows about, recorded as `heal`.
     pub async fn heal_all(&self) {
         let _ = self.recorder.nemesis_invoke("heal", json!({"nodes": "all"})).await;
-        let rogues = self.stop_rogues(None).await;
+        let rogues = self.rogues.stop(None).await;
         let outcome = self.with_nemesis(|nemesis, target| nemesis.teardown(target)).await;
         let (mut value, error) = split(outcome);
         if let (Some(record), false) = (value.as_object_mut(), rogues.as_array().is_some_and(Vec::is_empty)) {
@@ -189,51 +177,16 @@ impl FaultDriver {
     /// what the history records. Its own stream and subscription are named
     /// after the entry's start, so each fault's are distinct.
     fn start_rogue(&self, entry: &FaultEntry, nodes: &[String], label: &str) -> Value {
-        let servers: Vec<(String, String)> =
-            self.server_addresses.iter().filter(|(name, _)| nodes.contains(name)).cloned().collect();
         let at_ms = entry.at.map(|at| at.0.as_millis() as u64).unwrap_or_default();
-        let name = format!("rogue-{at_ms}");
-        let interval_ms = entry.interval_ms.unwrap_or(ROGUE_INTERVAL_MS_DEFAULT);
-        let client = ClientConfig { tls: self.client_tls.clone(), ..ClientConfig::default() };
-        let config = RogueConfig {
-            servers: servers.clone(),
-            client,
-            interval: std::time::Duration::from_millis(interval_ms),
+        let request = RogueRequest {
+            label: label.to_string(),
+            servers: self.server_addresses.iter().filter(|(name, _)| nodes.contains(name)).cloned().collect(),
+            tls: self.client_tls.clone(),
+            interval_ms: entry.interval_ms.unwrap_or(ROGUE_INTERVAL_MS_DEFAULT),
             seed: self.seed ^ at_ms,
-            name: name.clone(),
-            max_actions: ROGUE_ACTIONS_MAX,
+            name: format!("rogue-{at_ms}"),
         };
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(workloads::rogue::run(config, self.recorder.clone(), stopped));
-        let rogue = RunningRogue { label: label.to_string(), stop, task };
-        self.rogues.lock().unwrap_or_else(|e| e.into_inner()).push(rogue);
-        let servers: Vec<&String> = servers.iter().map(|(node, _)| node).collect();
-        json!({ "fault": ROGUE_FAULT, "servers": servers, "name": name, "interval_ms": interval_ms })
-    }
-
-    /// Stops the rogue clients started as `label` (all with `None`) and
-    /// waits for them; returns their summaries.
-    async fn stop_rogues(&self, label: Option<&str>) -> Value {
-        let stopping: Vec<RunningRogue> = {
-            let mut rogues = self.rogues.lock().unwrap_or_else(|e| e.into_inner());
-            let (chosen, kept) = rogues.drain(..).partition(|rogue| label.is_none_or(|label| rogue.label == label));
-            *rogues = kept;
-            chosen
-        };
-        let mut summaries = Vec::new();
-        for rogue in stopping {
-            // A send error means the task already ended; its summary stands.
-            let _ = rogue.stop.send(true);
-            let summary = match rogue.task.await {
-                Ok(summary) => summary.to_json(),
-                Err(error) => json!({ "error": format!("the rogue client's task failed: {error}") }),
-            };
-            summaries.push(json!({ "fault": ROGUE_FAULT, "label": rogue.label, "summary": summary }));
-        }
-        match (label, summaries.len()) {
-            (Some(_), 1) => summaries.swap_remove(0),
-            _ => Value::Array(summaries),
-        }
+        self.rogues.start(request, self.recorder.clone(), &tokio::runtime::Handle::current())
     }
 
     /// Runs a nemesis action on a blocking thread: signalling waits (boundedly)
@@ -360,7 +313,7 @@ mod tests {
             active: Arc::default(),
             applied: Mutex::default(),
             seed: 0,
-            rogues: Mutex::default(),
+            rogues: RogueClients::default(),
         });
         let timeline = [entry("kill", 50, 600, "n1"), entry("pause", 250, 100, "n2")];
         let (_stop, stop_rx) = watch::channel(false);

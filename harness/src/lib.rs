@@ -35,6 +35,7 @@ pub mod nightly;
 pub mod orchestrate;
 pub mod progress;
 pub mod report;
+pub mod rogue_clients;
 pub mod rundir;
 pub mod runtime;
 pub mod scenario;

@@ -140,7 +140,7 @@ pub fn fault_driver(
         active: Arc::default(),
         applied: Mutex::default(),
         seed: settings.seed(),
-        rogues: Mutex::default(),
+        rogues: crate::rogue_clients::RogueClients::default(),
     })
 }
 

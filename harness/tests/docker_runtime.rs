@@ -73,7 +73,7 @@ impl Drop for ProfileImages {
 }
 
 const EVERY_FAULT: &str = r#"
-time_limit: 60s
+time_limit: 68s
 drain_timeout: 20s
 settle: 5s
 runtime: docker
@@ -90,6 +90,8 @@ faults:
     - {at: 38s, fault: zk-outage, scope: majority, for: 4s}
     - {at: 44s, fault: zk-pause, scope: one, for: 4s}
     - {at: 50s, fault: zk-isolate, nodes: [n1], for: 4s}
+    - {at: 56s, fault: clock-skew, offset_s: 30, nodes: [n2, zk2], for: 4s}
+    - {at: 62s, fault: rogue-client, nodes: [n3], for: 4s}
 "#;
 
 /// Goal: images are built once and then found by their input hash; a run
@@ -138,7 +140,19 @@ fn every_fault_kind_runs_in_containers_and_nothing_is_left() {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|op| op["process"] == "nemesis" && op["type"] != "invoke")
         .collect();
-    for fault in ["kill", "pause", "partition", "loss", "delay", "zk-outage", "zk-pause", "zk-isolate"] {
+    let every_fault = [
+        "kill",
+        "pause",
+        "partition",
+        "loss",
+        "delay",
+        "zk-outage",
+        "zk-pause",
+        "zk-isolate",
+        "clock-skew",
+        "rogue-client",
+    ];
+    for fault in every_fault {
         let started = nemesis.iter().filter(|op| op["f"] == fault).collect::<Vec<_>>();
         assert!(!started.is_empty(), "{fault} never started:\n{nemesis:#?}");
         for op in started {

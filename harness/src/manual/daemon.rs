@@ -17,10 +17,17 @@ use tokio::net::UnixListener;
 
 use super::protocol::{Reply, Request, SOCKET_FILE};
 use crate::health;
+use crate::rogue_clients::{RogueClients, RogueRequest, ROGUE_INTERVAL_MS_DEFAULT};
 use crate::runtime::{Cluster, ClusterSpec};
+use crate::scenario::fault::{ROGUE_FAULT, ROGUE_INTERVAL_MS};
+use workloads::Recorder;
 
 /// Name of the file the daemon writes once the cluster is healthy.
 pub const READY_FILE: &str = "cluster.json";
+
+/// The history of the rogue clients `chaos nemesis rogue-client` starts
+/// (a history like a run's, with only their operations).
+pub const ROGUE_HISTORY: &str = "rogue.jsonl";
 
 /// What the daemon runs.
 pub struct DaemonConfig {
@@ -56,9 +63,24 @@ async fn serve(cluster: Arc<Cluster>, run_dir: PathBuf, servers: usize, lifetime
     let socket = run_dir.join(SOCKET_FILE);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)?;
-    let state = Arc::new(Daemon { cluster, nemesis: Mutex::new(Compose::all_faults()), active: Mutex::default() });
+    let rogue_history = Recorder::create(run_dir.join(ROGUE_HISTORY)).await?;
+    let state = Arc::new(Daemon {
+        cluster,
+        nemesis: Mutex::new(Compose::all_faults()),
+        active: Mutex::default(),
+        rogues: RogueClients::default(),
+        rogue_history: rogue_history.clone(),
+        handle: tokio::runtime::Handle::current(),
+    });
     std::fs::write(run_dir.join(READY_FILE), serde_json::to_string_pretty(&state.status())?)?;
-    let deadline = Instant::now() + lifetime;
+    let served = serve_requests(&state, &listener, Instant::now() + lifetime).await;
+    state.rogues.stop(None).await;
+    rogue_history.close().await?;
+    served
+}
+
+/// Answers requests on `listener` until `down` or `deadline`.
+async fn serve_requests(state: &Arc<Daemon>, listener: &UnixListener, deadline: Instant) -> anyhow::Result<()> {
     loop {
         let accepted =
             tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), listener.accept()).await;
@@ -89,6 +111,10 @@ struct Daemon {
     cluster: Arc<Cluster>,
     nemesis: Mutex<Compose>,
     active: Mutex<Vec<String>>,
+    rogues: RogueClients,
+    rogue_history: Recorder,
+    /// The client runtime (rogue clients run on it).
+    handle: tokio::runtime::Handle,
 }
 
 impl Daemon {
@@ -142,6 +168,13 @@ impl Daemon {
             Request::List => Ok(json!(*self.active.lock().unwrap_or_else(|e| e.into_inner()))),
             Request::Restart { nodes } => each(&nodes, |n| target.start(n).map_err(|e| e.to_string())),
             Request::Resume { nodes } => each(&nodes, |n| target.resume(n).map_err(|e| e.to_string())),
+            Request::Start { fault, nodes, params } if fault == ROGUE_FAULT => {
+                let started = self.start_rogue(&nodes, &params);
+                if started.is_ok() {
+                    self.active.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{fault} {}", nodes.join(",")));
+                }
+                started
+            }
             Request::Start { fault, nodes, params } => {
                 let spec = FaultSpec { name: fault.clone(), params };
                 let mut nemesis = self.nemesis.lock().unwrap_or_else(|e| e.into_inner());
@@ -152,9 +185,13 @@ impl Daemon {
                 applied
             }
             Request::Heal => {
+                let rogues = self.handle.block_on(self.rogues.stop(None));
                 let mut nemesis = self.nemesis.lock().unwrap_or_else(|e| e.into_inner());
                 self.active.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                nemesis.teardown(target).map_err(|e| e.to_string())
+                nemesis
+                    .teardown(target)
+                    .map_err(|e| e.to_string())
+                    .map(|healed| json!({"nemesis": healed, "rogue_clients": rogues}))
             }
             Request::Down => Ok(json!("tearing down")),
         };
@@ -162,6 +199,40 @@ impl Daemon {
             Ok(value) => Reply { ok: true, value },
             Err(message) => Reply { ok: false, value: json!(message) },
         }
+    }
+}
+
+impl Daemon {
+    /// Starts a rogue client against the hservers `nodes`.
+    fn start_rogue(&self, nodes: &[String], params: &Value) -> Result<Value, String> {
+        let interval_ms = params["interval_ms"].as_u64().unwrap_or(ROGUE_INTERVAL_MS_DEFAULT);
+        if !ROGUE_INTERVAL_MS.contains(&interval_ms) {
+            let (low, high) = (ROGUE_INTERVAL_MS.start(), ROGUE_INTERVAL_MS.end());
+            return Err(format!("--interval-ms {interval_ms} out of range; use {low} to {high}"));
+        }
+        let servers: Vec<(String, String)> =
+            self.cluster.nodes(Role::Server).into_iter().zip(self.cluster.server_addresses()).collect();
+        let names = || servers.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ");
+        let mut addresses = Vec::new();
+        for node in nodes {
+            let Some(server) = servers.iter().find(|(name, _)| name == node) else {
+                return Err(format!("`{node}` is not an hserver of this cluster; the hservers are {}", names()));
+            };
+            addresses.push(server.clone());
+        }
+        if addresses.is_empty() {
+            return Err(format!("name the hservers the rogue client talks to: {}", names()));
+        }
+        let started_ms = self.rogue_history.elapsed_ns() / 1_000_000;
+        let request = RogueRequest {
+            label: format!("{ROGUE_FAULT} {}", nodes.join(",")),
+            servers: addresses,
+            tls: self.cluster.client_tls(),
+            interval_ms,
+            seed: started_ms,
+            name: format!("rogue-{started_ms}"),
+        };
+        Ok(self.rogues.start(request, self.rogue_history.clone(), &self.handle))
     }
 }
 

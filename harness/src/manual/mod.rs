@@ -72,6 +72,43 @@ pub enum NemesisCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Put nodes' clocks off the true time, alternating in sign over the
+    /// nodes (needs `chaos cluster up --fake-clock`).
+    ClockSkew {
+        /// Nodes.
+        nodes: Vec<String>,
+        /// Seconds off the true time.
+        #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
+        offset_s: f64,
+    },
+    /// Jump nodes' clocks by the same offset (needs `--fake-clock`).
+    ClockJump {
+        /// Nodes.
+        nodes: Vec<String>,
+        /// Seconds to jump (negative: back).
+        #[arg(long, default_value_t = 3600.0, allow_negative_numbers = true)]
+        offset_s: f64,
+    },
+    /// Flip nodes' clocks between an offset and the true time (needs `--fake-clock`).
+    ClockStrobe {
+        /// Nodes.
+        nodes: Vec<String>,
+        /// Seconds off the true time at one end.
+        #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
+        offset_s: f64,
+        /// One full period, ms (at least 2000).
+        #[arg(long, default_value_t = 2000)]
+        period_ms: u64,
+    },
+    /// Run a hostile client against hservers until healed; what it does is
+    /// recorded in the run directory's `rogue.jsonl`.
+    RogueClient {
+        /// hserver nodes it talks to.
+        nodes: Vec<String>,
+        /// Pause between misbehaviours, ms.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+    },
     /// Heal every fault.
     Heal,
     /// Active faults.
@@ -232,6 +269,14 @@ pub fn request_of(command: NemesisCommand, run: Option<&str>) -> anyhow::Result<
                 zks.truncate(zks.len() / 2 + 1);
             }
             start("zk-outage", zks, json!({"scope": if all { "all" } else { "majority" }}))
+        }
+        NemesisCommand::ClockSkew { nodes, offset_s } => start("clock-skew", nodes, json!({"offset_s": offset_s})),
+        NemesisCommand::ClockJump { nodes, offset_s } => start("clock-jump", nodes, json!({"offset_s": offset_s})),
+        NemesisCommand::ClockStrobe { nodes, offset_s, period_ms } => {
+            start("clock-strobe", nodes, json!({"offset_s": offset_s, "period_ms": period_ms}))
+        }
+        NemesisCommand::RogueClient { nodes, interval_ms } => {
+            start(crate::scenario::fault::ROGUE_FAULT, nodes, json!({"interval_ms": interval_ms}))
         }
         NemesisCommand::Heal => Request::Heal,
         NemesisCommand::List => Request::List,
