@@ -254,7 +254,8 @@ fn early_trim_is_lost_not_expired_on_the_retention_scenario() {
 fn wallclock_trim_is_lost_under_clock_faults_and_the_correct_server_is_valid() {
     let store = tempfile::tempdir().unwrap();
     let scenario = repo("scenarios/clock.yaml");
-    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "1"];
+    // A short settle: what is judged here happens during the faults.
+    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "1", "--settle", "3"];
     let buggy = run(store.path(), &[&args[..], &["--server-bug", "wallclock-trim"]].concat());
     assert_eq!(buggy.code, 1, "{}\n{}", buggy.output, buggy.results);
     assert!(count(&buggy.results, "lost") > 0, "{}", buggy.results);
@@ -273,7 +274,8 @@ fn wallclock_trim_is_lost_under_clock_faults_and_the_correct_server_is_valid() {
 fn crash_on_unknown_ack_is_a_crash_under_rogue_clients_and_the_correct_server_is_valid() {
     let store = tempfile::tempdir().unwrap();
     let scenario = repo("scenarios/rogue-clients.yaml");
-    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "1"];
+    // A short settle: what is judged here happens during the faults.
+    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "1", "--settle", "3"];
     let buggy = run(store.path(), &[&args[..], &["--server-bug", "crash-on-unknown-ack"]].concat());
     assert_eq!(buggy.code, 1, "{}\n{}", buggy.output, buggy.results);
     assert!(count(&buggy.results, "crash") > 0, "{}", buggy.results);

@@ -184,3 +184,14 @@ fn ack_styles_and_compose_are_checked() {
     let compose = error_of("faults: {compose: 1.5}\n");
     assert!(compose.contains("faults.compose 1.5"), "{compose}");
 }
+
+/// Goal: the everyday scenario draws the clock and hostile-client faults
+/// too (seed 34 draws both), and so runs its nodes under fake clocks.
+#[test]
+fn the_default_mix_draws_clock_skew_and_rogue_clients() {
+    let scenario = Scenario::builtin_default();
+    assert!(scenario.has_clock_faults(), "default runs start nodes under fake clocks");
+    let kinds: Vec<String> = timeline::draw(&scenario, 34).expect("draw").into_iter().map(|e| e.fault).collect();
+    assert!(kinds.iter().any(|kind| kind == "clock-skew"), "{kinds:?}");
+    assert!(kinds.iter().any(|kind| kind == "rogue-client"), "{kinds:?}");
+}
