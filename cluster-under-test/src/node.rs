@@ -288,7 +288,10 @@ impl Node {
                     i64::from(stream.backlog_seconds) * 1_000
                 };
                 let cutoff_ms = crate::log::sequencer::now_ms() - backlog_ms;
-                let wall_clock_only = self.bugs().has(Bug::WallclockTrim);
+                // `early-trim` was written against the wall-clock rule too: with
+                // the monotonic hold on, its one-second backlog would only take
+                // effect a trim round (5 s) later.
+                let wall_clock_only = self.bugs().has(Bug::WallclockTrim) || self.bugs().has(Bug::EarlyTrim);
                 let hold = (!wall_clock_only).then(|| Duration::from_millis(backlog_ms.max(0) as u64));
                 if let Some(sequencer) = self.logs.sequencer(shard.shard_id) {
                     let trim_before = sequencer.advance_trim(cutoff_ms, hold);

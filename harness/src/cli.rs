@@ -456,6 +456,12 @@ impl RunArgs {
             if !dropped.is_empty() {
                 eprintln!("runtime {}: network faults left out of the default mix: {}", s.runtime, dropped.join(", "));
             }
+            if let Err(missing) = crate::runtime::fake_clock::library() {
+                let dropped = s.drop_clock_faults();
+                if !dropped.is_empty() {
+                    eprintln!("clock faults left out of the default mix ({}): {missing}", dropped.join(", "));
+                }
+            }
         }
         s.resolve(|| u64::from(rand::random::<u32>())).map_err(anyhow::Error::msg)?;
         s.check().map_err(|(entry, message)| match entry {

@@ -114,7 +114,7 @@ fn ack_before_replicate_is_caught_as_lost_records() {
 #[test]
 fn chaos_check_rechecks_a_run_offline_with_the_same_verdict() {
     let store = tempfile::tempdir().unwrap();
-    let done = run(store.path(), &["--time-limit", "10", "--nemesis", "none", "--seed", "13"]);
+    let done = run(store.path(), &["--time-limit", "10", "--nemesis", "none", "--seed", "13", "--settle", "3"]);
     assert_eq!(done.code, 0, "{}", done.output);
     let check = Command::new(chaos()).arg("check").arg(&done.run_dir).output().unwrap();
     assert_eq!(check.status.code(), Some(0));
@@ -160,6 +160,8 @@ fn replay_repeats_the_fault_timeline() {
         "sequencer",
         "--seed",
         "21",
+        "--settle",
+        "3",
     ];
     let original = run(store.path(), &args);
     assert_eq!(original.code, 0, "{}", original.output);

@@ -116,7 +116,7 @@ fn clients_cut_then_owner_killed_exposes_checkpoint_on_deliver() {
     let time = |kind, f| nemesis(kind, f)["time"].as_f64().map_or(f64::NAN, |ns| ns / 1e9);
     let (partition, heal, kill) = (time("invoke", "partition"), time("invoke", "heal"), time("invoke", "kill"));
     assert!(partition < kill && kill < heal, "kill at {kill} s outside the partition ({partition} s to {heal} s)");
-    let correct = run(store.path(), &["--scenario", scenario, "--seed", "5"]);
+    let correct = run(store.path(), &["--scenario", scenario, "--seed", "5", "--settle", "3"]);
     assert_eq!(correct.code, 0, "{}\n{}", correct.output, correct.results);
 }
 
@@ -236,7 +236,7 @@ fn shrink_keeps_the_zookeeper_outage_and_drops_the_rest() {
 fn early_trim_is_lost_not_expired_on_the_retention_scenario() {
     let store = tempfile::tempdir().unwrap();
     let scenario = repo("scenarios/retention.yaml");
-    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "41"];
+    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "41", "--settle", "3"];
     let done = run(store.path(), &[&args[..], &["--server-bug", "early-trim"]].concat());
     assert_eq!(done.code, 1, "{}\n{}", done.output, done.results);
     assert!(count(&done.results, "lost") > 0, "{}", done.results);

@@ -326,6 +326,21 @@ impl Scenario {
         dropped
     }
 
+    /// Leaves the clock faults out of the mix (for a machine without
+    /// libfaketime); returns the names left out.
+    pub fn drop_clock_faults(&mut self) -> Vec<String> {
+        let mut dropped = Vec::new();
+        self.faults.mix.retain(|item| {
+            let entry = item.entry();
+            let clock = entry.is_clock();
+            if clock {
+                dropped.push(entry.fault);
+            }
+            !clock
+        });
+        dropped
+    }
+
     /// The latency budget the checker applies: `latency_budget` when every
     /// consumer acks promptly (styles `in-order` and `out-of-order`), else
     /// none. Late, partial and slow consumers fill the subscription's

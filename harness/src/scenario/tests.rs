@@ -195,3 +195,15 @@ fn the_default_mix_draws_clock_skew_and_rogue_clients() {
     assert!(kinds.iter().any(|kind| kind == "clock-skew"), "{kinds:?}");
     assert!(kinds.iter().any(|kind| kind == "rogue-client"), "{kinds:?}");
 }
+
+/// Goal: a machine without libfaketime can still run the everyday
+/// scenario: its clock faults leave the mix (named), nothing else does,
+/// and the nodes then start without fake clocks.
+#[test]
+fn clock_faults_can_leave_the_default_mix() {
+    let mut scenario = Scenario::builtin_default();
+    let before = scenario.faults.mix.len();
+    assert_eq!(scenario.drop_clock_faults(), ["clock-skew"]);
+    assert_eq!(scenario.faults.mix.len(), before - 1);
+    assert!(!scenario.has_clock_faults());
+}
