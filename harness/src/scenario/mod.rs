@@ -314,29 +314,25 @@ impl Scenario {
         if self.runtime_has_namespaces() {
             return Vec::new();
         }
-        let mut dropped = Vec::new();
-        self.faults.mix.retain(|item| {
-            let entry = item.entry();
-            let network = entry.is_network();
-            if network {
-                dropped.push(entry.fault);
-            }
-            !network
-        });
-        dropped
+        self.drop_from_mix(FaultEntry::is_network)
     }
 
     /// Leaves the clock faults out of the mix (for a machine without
     /// libfaketime); returns the names left out.
     pub fn drop_clock_faults(&mut self) -> Vec<String> {
+        self.drop_from_mix(FaultEntry::is_clock)
+    }
+
+    /// Leaves out of the mix the kinds `leave_out` picks; returns their names.
+    fn drop_from_mix(&mut self, leave_out: fn(&FaultEntry) -> bool) -> Vec<String> {
         let mut dropped = Vec::new();
         self.faults.mix.retain(|item| {
             let entry = item.entry();
-            let clock = entry.is_clock();
-            if clock {
+            let left_out = leave_out(&entry);
+            if left_out {
                 dropped.push(entry.fault);
             }
-            !clock
+            !left_out
         });
         dropped
     }
