@@ -244,10 +244,13 @@ fn id_of(value: &serde_json::Value) -> (u64, u64, u64) {
 /// near the ack timeout, consumers that left with records unacked — the
 /// subscription created 4 s after the first appends still delivers them,
 /// and the correct server shows no violation under any of it. Method: no
-/// faults, five consumer slots churning often so every style is drawn many
-/// times, and twice as many shards as consumers so that no consumer sits
-/// idle without a shard (with 4 shards one of the 5 always did, and the
-/// test failed whenever that was the only partial one).
+/// faults, ten consumer slots churning often so every style is drawn many
+/// times (a slot's draws share its random stream with its acks, so which
+/// styles come up depends on timing: with five slots, about 25 draws, CI
+/// once drew no in-order consumer at all; with ten, about 50, a style is
+/// missed with odds near 1 in 10 000), and one shard per consumer so that
+/// none sits idle without a shard (with 4 shards for 5 consumers one
+/// always did, and the test failed whenever that was the only partial one).
 #[test]
 fn every_ack_style_shows_in_the_history_and_the_correct_server_stays_valid() {
     let store = tempfile::tempdir().unwrap();
@@ -255,7 +258,7 @@ fn every_ack_style_shows_in_the_history_and_the_correct_server_stays_valid() {
     std::fs::write(
         &scenario,
         "time_limit: 30s\ndrain_timeout: 15s\nsettle: 2s\ncluster: {nodes: 3, zk: 1}\n\
-         workload:\n  rate: 1000\n  consumers: 5\n  shards: 10\n  ack_timeout: 6s\n  churn_per_s: 0.15\n  subscribe_after: 4s\n\
+         workload:\n  rate: 1000\n  consumers: 10\n  shards: 10\n  ack_timeout: 6s\n  churn_per_s: 0.15\n  subscribe_after: 4s\n\
          \x20 ack_styles: {in-order: 1, out-of-order: 1, partial: 1, late: 1, slow: 1}\nfaults: {mix: []}\n",
     )
     .unwrap();
