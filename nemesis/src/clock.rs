@@ -234,11 +234,7 @@ fn strobe(dials: &[ClockDial], offset_s: f64, half: Duration, stopped: &mpsc::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::FakeTarget;
-
-    fn nodes(names: &[&str]) -> Vec<String> {
-        names.iter().map(|name| name.to_string()).collect()
-    }
+    use crate::fake::{names, FakeTarget};
 
     /// Goal: skew gives the targets offsets of alternating sign, jump the
     /// same offset, and healing puts every clock back to the true time.
@@ -247,7 +243,7 @@ mod tests {
         let target = FakeTarget::new(&["n1", "n2", "n3"]);
         let mut nemesis = ClockNemesis::new();
         let skew = FaultSpec { name: "clock-skew".into(), params: json!({"offset_s": 30}) };
-        let record = nemesis.start(&skew, &nodes(&["n1", "n2"]), &target).expect("skew");
+        let record = nemesis.start(&skew, &names(&["n1", "n2"]), &target).expect("skew");
         assert_eq!(record["clocks"][1], json!({"node": "n2", "offset_s": -30.0}));
         let healed = nemesis.stop(&skew, &target).expect("heal");
         assert_eq!(healed["restored"], json!(["n1", "n2"]));
@@ -255,7 +251,7 @@ mod tests {
         assert_eq!(target.clock_offsets("n2"), [-30.0, 0.0]);
 
         let jump = FaultSpec::named("clock-jump");
-        nemesis.start(&jump, &nodes(&["n2", "n3"]), &target).expect("jump");
+        nemesis.start(&jump, &names(&["n2", "n3"]), &target).expect("jump");
         nemesis.teardown(&target).expect("teardown");
         assert_eq!(target.clock_offsets("n3"), [3_600.0, 0.0]);
         assert!(nemesis.dials.is_empty());
@@ -268,7 +264,7 @@ mod tests {
         let target = FakeTarget::new(&["n1"]);
         let mut nemesis = ClockNemesis::new();
         let fault = FaultSpec { name: "clock-strobe".into(), params: json!({"offset_s": -8}) };
-        nemesis.start(&fault, &nodes(&["n1"]), &target).expect("strobe");
+        nemesis.start(&fault, &names(&["n1"]), &target).expect("strobe");
         std::thread::sleep(Duration::from_millis(MIN_STROBE_PERIOD_MS + 300));
         nemesis.stop(&fault, &target).expect("heal");
         let offsets = target.clock_offsets("n1");
@@ -290,7 +286,7 @@ mod tests {
         ];
         for (name, params, expected) in cases {
             let fault = FaultSpec { name: name.into(), params };
-            let error = nemesis.start(&fault, &nodes(&["n1"]), &target).expect_err(name).to_string();
+            let error = nemesis.start(&fault, &names(&["n1"]), &target).expect_err(name).to_string();
             assert!(error.contains(expected), "{name}: {error}");
         }
         assert!(target.clock_offsets("n1").is_empty());
@@ -322,7 +318,7 @@ mod tests {
             }
         }
         let mut nemesis = ClockNemesis::new();
-        let error = nemesis.start(&FaultSpec::named("clock-skew"), &nodes(&["n1"]), &NoClock).expect_err("refused");
+        let error = nemesis.start(&FaultSpec::named("clock-skew"), &names(&["n1"]), &NoClock).expect_err("refused");
         assert!(error.to_string().contains("without clock control"), "{error}");
         assert!(nemesis.dials.is_empty());
     }

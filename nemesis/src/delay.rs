@@ -430,10 +430,7 @@ fn with_applied(error: NemesisError, applied: &[Value]) -> NemesisError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|name| name.to_string()).collect()
-    }
+    use crate::fake::names;
 
     /// Goal: defaults, ranges and backend names are validated with the
     /// param's name and what it allows.

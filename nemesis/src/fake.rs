@@ -18,6 +18,12 @@ pub struct FakeNode {
     pub paused: bool,
 }
 
+/// Owned node names from literals (`names(&["n1", "n2"])`), as fault
+/// calls take them.
+pub fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|name| name.to_string()).collect()
+}
+
 /// The clock offsets the fake's dials were set to, per node, in order.
 pub type ClockLog = Arc<Mutex<BTreeMap<String, Vec<f64>>>>;
 

@@ -78,11 +78,8 @@ impl Nemesis for KillNemesis {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::names;
     use crate::fake::FakeTarget;
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|name| name.to_string()).collect()
-    }
 
     /// Goal: stop restarts exactly the nodes start killed, and teardown after
     /// stop does nothing more.

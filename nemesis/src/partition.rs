@@ -201,10 +201,7 @@ impl Nemesis for PartitionNemesis {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|name| name.to_string()).collect()
-    }
+    use crate::fake::names;
 
     fn servers() -> Vec<String> {
         names(&["n1", "n2", "n3", "n4", "n5"])

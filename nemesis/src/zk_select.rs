@@ -36,10 +36,7 @@ pub(crate) fn pick(targets: &[String], pool: &[String], count: usize) -> Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|name| name.to_string()).collect()
-    }
+    use crate::fake::names;
 
     /// Goal: scopes give the documented counts and targets come first.
     #[test]

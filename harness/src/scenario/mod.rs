@@ -304,8 +304,8 @@ impl Scenario {
     /// Whether any fault of the scenario moves a clock: its nodes then run
     /// under fake clocks.
     pub fn has_clock_faults(&self) -> bool {
-        let mixed = self.faults.mix.iter().map(MixItem::entry);
-        mixed.chain(self.faults.timeline.iter().cloned()).any(|entry| entry.is_clock())
+        self.faults.mix.iter().any(|item| item.entry().is_clock())
+            || self.faults.timeline.iter().any(FaultEntry::is_clock)
     }
 
     /// Leaves out of the mix the fault kinds `runtime` cannot inject
