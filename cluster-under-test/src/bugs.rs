@@ -47,10 +47,15 @@ pub enum Bug {
     /// unknown shard, a batch beyond what it delivered, an index past the
     /// batch's end) as corrupt state and aborts the process.
     CrashOnUnknownAck,
+    /// The store acknowledges appends, seals and trims without fsyncing
+    /// segment files, the meta file or directories: the page cache is
+    /// trusted to reach the disk, so a power loss takes acknowledged
+    /// batches from every replica it hits.
+    SkipFsync,
 }
 
 /// Every bug with its command-line name, in the order the README lists them.
-pub const ALL_BUGS: [(Bug, &str); 11] = [
+pub const ALL_BUGS: [(Bug, &str); 12] = [
     (Bug::AckBeforeReplicate, "ack-before-replicate"),
     (Bug::CheckpointOnDeliver, "checkpoint-on-deliver"),
     (Bug::NoRedeliver, "no-redeliver"),
@@ -62,6 +67,7 @@ pub const ALL_BUGS: [(Bug, &str); 11] = [
     (Bug::EarlyTrim, "early-trim"),
     (Bug::WallclockTrim, "wallclock-trim"),
     (Bug::CrashOnUnknownAck, "crash-on-unknown-ack"),
+    (Bug::SkipFsync, "skip-fsync"),
 ];
 
 impl Bug {

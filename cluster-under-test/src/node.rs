@@ -86,9 +86,10 @@ impl Node {
     /// the material [`TlsMaterial::load`] checked from `config.tls`.
     pub fn open(config: Config, tls: Option<TlsMaterial>) -> Result<Arc<Node>, NodeError> {
         assert_eq!(config.tls.is_some(), tls.is_some(), "TLS material must come from config.tls");
-        let store = Store::open(&config.data_dir, StoreOptions::default())
-            .map_err(|e| NodeError::Store { path: config.data_dir.display().to_string(), reason: e.to_string() })?;
         let bugs = Bugs::new(config.bugs.iter().copied());
+        let options = StoreOptions { sync: !bugs.has(Bug::SkipFsync), ..StoreOptions::default() };
+        let store = Store::open(&config.data_dir, options)
+            .map_err(|e| NodeError::Store { path: config.data_dir.display().to_string(), reason: e.to_string() })?;
         let ctx = Arc::new(LogContext::new(config.node_id, store, bugs, Peers::new(tls.as_ref())));
         let info = NodeInfo { id: config.node_id, host: config.host.clone(), port: config.port };
         ctx.learn_addresses([(info.id, info.address())]);

@@ -33,6 +33,8 @@ const EXAMPLES: &str = "Examples:
   chaos run --scenario store/latest/scenario.yaml   # rerun a past run's exact fault timeline
   chaos run --runtime loopback               # no root: processes on 127.0.x.y, process faults only
   chaos run --tls mtls                       # mutual TLS everywhere, with certificates made for the run
+  chaos hosts check hosts.yaml               # can the hosts of an SSH inventory serve a run?
+  chaos run --hosts hosts.yaml               # the cluster on those hosts, over SSH (--runtime ssh)
   chaos check store/latest                   # re-check a run offline
   chaos report store/latest                  # (re)write store/latest/report.html
   chaos serve --store store --port 8080      # browse runs at http://127.0.0.1:8080/
@@ -86,9 +88,16 @@ pub enum Command {
     BenchChecker(Box<crate::bench_checker::BenchArgs>),
     /// Export a run's history for other tools (edn: Jepsen's format, history.edn).
     Export(crate::export::ExportArgs),
+    /// Serve a disk file system that loses unsynced writes on command (what the disk faults use), or command one.
+    DiskFs(crate::disk_fs::command::DiskFsArgs),
+    /// Serve the delay fault's NFQUEUE shaper in this network until input closes (what the ssh runtime runs on a host).
+    Shaper(crate::shaper::ShaperArgs),
     /// Manage clusters of the harness.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Hosts someone else made, reached over SSH (`--hosts FILE`).
+    #[command(subcommand)]
+    Hosts(crate::ssh::command::HostsCommand),
     /// Images of the docker runtime, built here (no registry needed).
     #[command(subcommand)]
     Images(ImagesCommand),
@@ -138,10 +147,27 @@ pub enum BenchCommand {
         /// hserver binary (default: next to chaos).
         #[arg(long)]
         hserver: Option<PathBuf>,
+        /// The inventory the ssh runtime boots on (its hosts decide that
+        /// runtime's --nodes and --zk).
+        #[arg(long)]
+        hosts: Option<PathBuf>,
         /// Store for the samples' run directories.
         #[arg(long, default_value = "store")]
         store: PathBuf,
         /// Where bench-runtime.json goes.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
+    },
+    /// What one remote command costs per host of an inventory, over a
+    /// multiplexed connection and over a fresh one each time.
+    Ssh {
+        /// The inventory.
+        #[arg(long)]
+        hosts: PathBuf,
+        /// Commands timed per host and mode.
+        #[arg(long, default_value_t = 50)]
+        commands: usize,
+        /// Where bench-ssh.json goes.
         #[arg(long, default_value = "bench")]
         out: PathBuf,
     },
@@ -216,6 +242,12 @@ pub struct DaemonArgs {
     /// Nodes under fake clocks.
     #[arg(long)]
     pub fake_clock: bool,
+    /// hservers' data on the disk file system.
+    #[arg(long)]
+    pub disk_faults: bool,
+    /// The inventory of an ssh cluster.
+    #[arg(long)]
+    pub hosts: Option<PathBuf>,
 }
 
 /// `chaos replay` arguments.
@@ -412,6 +444,11 @@ pub struct RunArgs {
     /// Cluster profile (YAML): how to start, stop and health-check nodes.
     #[arg(long)]
     pub profile: Option<PathBuf>,
+    /// An inventory of hosts someone else made (YAML; try it with `chaos
+    /// hosts check`): implies `--runtime ssh`, and its hosts' roles decide
+    /// --nodes and --zk.
+    #[arg(long)]
+    pub hosts: Option<PathBuf>,
     /// off, tls or mtls: TLS (mutual with mtls) between clients and
     /// hservers and among hservers, with certificates made for the run.
     #[arg(long)]
@@ -451,15 +488,37 @@ impl RunArgs {
         s.runtime = self.runtime.clone().unwrap_or(s.runtime);
         s.tls = self.tls.unwrap_or(s.tls);
         s.cluster.profile = self.profile.clone().or(s.cluster.profile);
+        if let Some(hosts) = &self.hosts {
+            s.cluster.hosts = Some(hosts.clone());
+            if self.runtime.is_none() {
+                s.runtime = "ssh".to_string();
+            }
+        }
+        if let Some(hosts) = s.cluster.hosts.as_ref().filter(|_| s.runtime == "ssh") {
+            let inventory = crate::ssh::Inventory::load(hosts)?;
+            let count = |role| inventory.with_role(role).len();
+            s.cluster.nodes = self.nodes.unwrap_or(count(crate::ssh::HostRole::Hserver));
+            s.cluster.zk = self.zk.unwrap_or(count(crate::ssh::HostRole::Zookeeper));
+        }
         if self.scenario.is_none() {
             let dropped = s.drop_unsupported_faults();
             if !dropped.is_empty() {
-                eprintln!("runtime {}: network faults left out of the default mix: {}", s.runtime, dropped.join(", "));
+                eprintln!(
+                    "runtime {}: faults it cannot inject left out of the default mix: {}",
+                    s.runtime,
+                    dropped.join(", ")
+                );
             }
             if let Err(missing) = crate::runtime::fake_clock::library() {
                 let dropped = s.drop_clock_faults();
                 if !dropped.is_empty() {
                     eprintln!("clock faults left out of the default mix ({}): {missing}", dropped.join(", "));
+                }
+            }
+            if let Err(missing) = crate::disk_fs::check_support() {
+                let dropped = s.drop_disk_faults();
+                if !dropped.is_empty() {
+                    eprintln!("disk faults left out of the default mix ({}): {missing}", dropped.join(", "));
                 }
             }
         }
@@ -588,6 +647,9 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => crate::serve::run(&args),
         Command::BenchChecker(args) => crate::bench_checker::run(&args),
         Command::Export(args) => crate::export::run(&args),
+        Command::DiskFs(args) => crate::disk_fs::command::run(&args),
+        Command::Shaper(args) => crate::shaper::run(&args),
+        Command::Hosts(command) => crate::ssh::command::run(&command),
         Command::Cluster(ClusterCommand::Up(args)) => {
             manual::up(&args)?;
             Ok(0)
@@ -601,7 +663,7 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Images(ImagesCommand::Build { hserver }) => build_images(hserver.as_deref()),
-        Command::Bench(BenchCommand::Runtime { runtimes, nodes, zk, runs, hserver, store, out }) => {
+        Command::Bench(BenchCommand::Runtime { runtimes, nodes, zk, runs, hserver, hosts, store, out }) => {
             let runtimes = runtimes.iter().map(|name| name.parse()).collect::<Result<Vec<_>, _>>()?;
             let options = crate::bench::runtime::RuntimeBenchOptions {
                 runtimes,
@@ -609,11 +671,13 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
                 zookeepers: zk,
                 runs,
                 hserver,
+                hosts,
                 store,
                 out,
             };
             crate::bench::runtime::run(&options)
         }
+        Command::Bench(BenchCommand::Ssh { hosts, commands, out }) => crate::bench::ssh::run(&hosts, commands, &out),
         Command::Bench(BenchCommand::Write(args)) => crate::bench::load::run(Mode::Write, &args),
         Command::Bench(BenchCommand::Read(args)) => crate::bench::load::run(Mode::Read, &args),
         Command::Bench(BenchCommand::WriteRead(args)) => crate::bench::load::run(Mode::WriteRead, &args),
@@ -665,14 +729,17 @@ fn down(run: Option<String>, all_stale: bool) -> anyhow::Result<u8> {
             anyhow::bail!("no cluster is up; to clean up after a crashed harness use --run ID or --all-stale");
         }
     }
-    let cleaned = crate::runtime::down(run.as_deref(), all_stale)?;
-    for run in &cleaned {
+    let outcome = crate::runtime::down(run.as_deref(), all_stale)?;
+    for run in &outcome.cleaned {
         println!("{run}");
     }
-    if cleaned.is_empty() {
+    for (run_id, error) in &outcome.failed {
+        eprintln!("run {run_id}: not cleaned: {error}");
+    }
+    if outcome.cleaned.is_empty() && outcome.failed.is_empty() {
         println!("nothing to clean up");
     }
-    Ok(0)
+    Ok(if outcome.failed.is_empty() { 0 } else { EXIT_HARNESS_ERROR })
 }
 
 /// How long `chaos cluster down` waits for the daemon to finish tearing
@@ -709,6 +776,10 @@ fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     spec.bug_flags = args.server_bugs;
     spec.tls = args.tls;
     spec.fake_clock = args.fake_clock;
+    spec.disk_faults = args.disk_faults;
+    if let Some(path) = &args.hosts {
+        spec.hosts = Some(std::sync::Arc::new(crate::ssh::Inventory::load(path)?));
+    }
     let lifetime = std::time::Duration::from_secs(args.lifetime_minutes * 60);
     manual::daemon::run(manual::daemon::DaemonConfig { spec, lifetime })
 }

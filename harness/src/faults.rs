@@ -54,6 +54,11 @@ pub struct FaultDriver {
     pub seed: u64,
     /// Rogue clients running now.
     pub rogues: RogueClients,
+    /// Held from a fault operation's invoke to its completion: the history's
+    /// nemesis process has one operation in flight, however the timeline's
+    /// entries overlap (two starting at the same instant, a heal while a
+    /// slow start is under way).
+    pub in_flight: tokio::sync::Mutex<()>,
 }
 
 /// The history's `f` for healing a fault kind.
@@ -93,6 +98,7 @@ impl FaultDriver {
         }
         let nodes = self.resolve_nodes(entry).await;
         if nodes.is_empty() {
+            let _one_at_a_time = self.in_flight.lock().await;
             let _ = self.recorder.nemesis_invoke(&entry.fault, json!({"targets": entry.targets})).await;
             let _ = self.recorder.nemesis_info(&entry.fault, json!({"skipped": "no node to target"}), None).await;
             return;
@@ -127,6 +133,7 @@ impl FaultDriver {
         if let Some(composition) = &entry.composition {
             invoke["composition"] = json!(composition);
         }
+        let _one_at_a_time = self.in_flight.lock().await;
         let _ = self.recorder.nemesis_invoke(&entry.fault, invoke).await;
         let label = format!("{} {}", entry.fault, nodes.join(","));
         let (value, error) = if entry.fault == ROGUE_FAULT {
@@ -144,6 +151,7 @@ impl FaultDriver {
     /// Heals `entry` (applied to `nodes` as `label`).
     async fn stop_fault(&self, entry: &FaultEntry, nodes: &[String], label: &str) {
         let f = stop_name(&entry.fault);
+        let _one_at_a_time = self.in_flight.lock().await;
         let _ = self.recorder.nemesis_invoke(f, json!({"nodes": nodes})).await;
         let (value, error) = if entry.fault == ROGUE_FAULT {
             (self.rogues.stop(Some(label)).await, None)
@@ -162,6 +170,7 @@ impl FaultDriver {
 
     /// Heals everything every nemesis knows about, recorded as `heal`.
     pub async fn heal_all(&self) {
+        let _one_at_a_time = self.in_flight.lock().await;
         let _ = self.recorder.nemesis_invoke("heal", json!({"nodes": "all"})).await;
         let rogues = self.rogues.stop(None).await;
         let outcome = self.with_nemesis(|nemesis, target| nemesis.teardown(target)).await;
@@ -296,7 +305,9 @@ mod tests {
 
     /// Goal: entries that overlap in the timeline overlap in the cluster —
     /// a pause that starts and ends inside a kill happens while the node is
-    /// down, not after the kill is healed — and nothing stays active.
+    /// down, not after the kill is healed — entries that start at the same
+    /// instant still record one nemesis operation at a time, and nothing
+    /// stays active.
     #[tokio::test]
     async fn overlapping_entries_run_at_the_same_time() {
         let dir = tempfile::tempdir().unwrap();
@@ -314,13 +325,24 @@ mod tests {
             applied: Mutex::default(),
             seed: 0,
             rogues: RogueClients::default(),
+            in_flight: tokio::sync::Mutex::default(),
         });
-        let timeline = [entry("kill", 50, 600, "n1"), entry("pause", 250, 100, "n2")];
+        let timeline =
+            [entry("kill", 50, 600, "n1"), entry("pause", 250, 100, "n2"), entry("disk-slow", 250, 100, "n3")];
         let (_stop, stop_rx) = watch::channel(false);
         driver.clone().run(&timeline, Instant::now(), stop_rx).await;
-        assert_eq!(target.calls(), ["kill n1", "pause n2", "resume n2", "start n1"]);
+        let calls = target.calls();
+        assert_eq!(calls.first().map(String::as_str), Some("kill n1"));
+        assert_eq!(calls.last().map(String::as_str), Some("start n1"));
+        assert!(calls.contains(&"pause n2".to_string()) && calls.contains(&"resume n2".to_string()), "{calls:?}");
+        assert_eq!(calls.iter().filter(|call| call.starts_with("disk-command n3")).count(), 2, "{calls:?}");
         assert!(driver.active.lock().unwrap().is_empty());
-        assert_eq!(driver.applied.lock().unwrap().len(), 2);
+        assert_eq!(driver.applied.lock().unwrap().len(), 3);
         recorder.close().await.unwrap();
+        // Two entries started at the same instant, yet the history has one
+        // nemesis operation in flight at a time (reading it checks that).
+        let history = dir.path().join("history.jsonl");
+        let checked = crate::verdict::check_file(&history, &checker::CheckOptions::default());
+        checked.expect("the history reads: one nemesis operation in flight at a time");
     }
 }

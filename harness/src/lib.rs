@@ -14,15 +14,18 @@
 //! - [`interrupt`] — Ctrl-C/SIGTERM noted during the synchronous boot.
 //! - [`manual`] — `chaos cluster up|status|down` and `chaos nemesis ...` against a live cluster.
 //! - [`runtime`] — boots real processes in network namespaces or on loopback.
+//! - [`ssh`] — hosts someone else made: the inventory, OpenSSH transport, `chaos hosts check`.
 //! - [`verdict`], [`progress`], [`rundir`], [`logging`], [`markup`] — presentation and files.
 //! - [`bench_checker`], [`export`] — `chaos bench-checker` (checker speed) and `chaos export` (Jepsen EDN).
 //! - [`report`] — `report.html` of a run (plots, anomalies, log excerpts); `chaos report`.
 //! - [`serve`] — `chaos serve`: browse a store of runs on loopback.
+//! - [`shaper`] — `chaos shaper`: the delay shaper as a process (what the ssh runtime runs on a host).
 
 pub mod batch;
 pub mod bench;
 pub mod bench_checker;
 pub mod cli;
+pub mod disk_fs;
 pub mod export;
 pub mod faults;
 pub mod health;
@@ -41,5 +44,7 @@ pub mod runtime;
 pub mod scenario;
 pub mod selftest;
 pub mod serve;
+pub mod shaper;
 pub mod shrink;
+pub mod ssh;
 pub mod verdict;

@@ -95,8 +95,12 @@ pub fn boot(settings: &Scenario, hserver_bin: Option<&Path>, run_dir: &Path, run
     spec.bug_flags = settings.cluster.server_bugs.clone();
     spec.tls = settings.tls;
     spec.fake_clock = settings.has_clock_faults();
+    spec.disk_faults = settings.has_disk_faults();
     if let Some(path) = &settings.cluster.profile {
         spec.profile = Profile::load(path)?;
+    }
+    if let Some(path) = &settings.cluster.hosts {
+        spec.hosts = Some(Arc::new(crate::ssh::Inventory::load(path)?));
     }
     if crate::interrupt::interrupted() {
         anyhow::bail!("interrupted before the cluster booted");
@@ -141,6 +145,7 @@ pub fn fault_driver(
         applied: Mutex::default(),
         seed: settings.seed(),
         rogues: crate::rogue_clients::RogueClients::default(),
+        in_flight: tokio::sync::Mutex::default(),
     })
 }
 
@@ -242,7 +247,8 @@ async fn watch_workload(
 /// killed) and waits until the cluster is healthy again. A node that goes
 /// down again meanwhile is restarted again, at most
 /// [`RECOVERY_RESTARTS_MAX`] times. A cluster that is still not healthy
-/// after [`health::HEALTH_TIMEOUT_S`] is a finding, not a harness failure:
+/// after [`health::HEALTH_TIMEOUT_S`], or that has a node down after its
+/// last restart, is a finding, not a harness failure:
 /// it is recorded as a harness `unhealthy` event (which the checker reports
 /// as `unavailable`) and the run goes on to drain and check.
 pub(crate) async fn final_phase(
@@ -263,8 +269,10 @@ pub(crate) async fn final_phase(
             Ok(_) => return Ok(()),
             Err(error) => error,
         };
-        if Instant::now() >= deadline {
-            let down = down_nodes(cluster);
+        // A node that died again after its last restart stays down: waiting longer changes nothing.
+        let down = down_nodes(cluster);
+        let hopeless = down.iter().any(|node| restarts.get(node).is_some_and(|count| *count >= RECOVERY_RESTARTS_MAX));
+        if Instant::now() >= deadline || hopeless {
             eprintln!("the cluster did not recover after healing (down: {down:?}): {error:#}");
             tracing::warn!(?down, "cluster unhealthy after healing: {error:#}");
             let waited_s = started.elapsed().as_secs_f64().round();

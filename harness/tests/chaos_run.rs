@@ -144,8 +144,9 @@ fn fault_starts(run_dir: &Path) -> Vec<(String, serde_json::Value, f64)> {
 }
 
 /// `chaos replay` reruns the concrete timeline: the same fault kinds on the
-/// same nodes at the same offsets (within 1 s), including faults whose node
-/// was chosen at run time (`sequencer`).
+/// same nodes at the same offsets (within 2.5 s: a start may wait for a heal
+/// in flight), including faults whose node was chosen at run time
+/// (`sequencer`).
 #[test]
 fn replay_repeats_the_fault_timeline() {
     let store = tempfile::tempdir().unwrap();
@@ -182,9 +183,12 @@ fn replay_repeats_the_fault_timeline() {
     let (before, after) = (fault_starts(&original.run_dir), fault_starts(&replayed_dir));
     assert!(!before.is_empty());
     assert_eq!(before.len(), after.len(), "{before:?} vs {after:?}");
+    // The nemesis is one process with one operation in flight, so a start
+    // due while a heal restarts a node waits for it (a second or so), in
+    // one run or the other: the same timeline, recorded up to that wait.
     for ((f1, n1, t1), (f2, n2, t2)) in before.iter().zip(&after) {
         assert_eq!((f1, n1), (f2, n2));
-        assert!((t1 - t2).abs() <= 1.0, "offsets {t1} vs {t2}");
+        assert!((t1 - t2).abs() <= 2.5, "offsets {t1} vs {t2}");
     }
     assert_nothing_left(&replayed_dir);
 }

@@ -83,15 +83,18 @@ faults:
   timeline:
     - {at: 2s, fault: kill, nodes: [n1], for: 4s}
     - {at: 8s, fault: pause, nodes: [n2], for: 4s}
+    - {at: 8s, fault: disk-slow, fsync_ms: 100, nodes: [n1], for: 4s}
     - {at: 14s, fault: partition, kind: one-way, nodes: [n3, n1, n2], for: 4s}
     - {at: 20s, fault: partition, kind: clients, nodes: [n1], for: 4s}
     - {at: 26s, fault: loss, percent: 30, nodes: [n2], for: 4s}
     - {at: 32s, fault: delay, ms: 40, jitter_ms: 5, nodes: [n3], for: 4s}
     - {at: 38s, fault: zk-outage, scope: majority, for: 4s}
     - {at: 44s, fault: zk-pause, scope: one, for: 4s}
+    - {at: 44s, fault: disk-error, nodes: [n3], for: 4s}
     - {at: 50s, fault: zk-isolate, nodes: [n1], for: 4s}
     - {at: 56s, fault: clock-skew, offset_s: 30, nodes: [n2, zk2], for: 4s}
     - {at: 62s, fault: rogue-client, nodes: [n3], for: 4s}
+    - {at: 62s, fault: disk-lose-unsynced, nodes: [n2], for: 4s}
 "#;
 
 /// Goal: images are built once and then found by their input hash; a run
@@ -151,6 +154,9 @@ fn every_fault_kind_runs_in_containers_and_nothing_is_left() {
         "zk-isolate",
         "clock-skew",
         "rogue-client",
+        "disk-slow",
+        "disk-error",
+        "disk-lose-unsynced",
     ];
     for fault in every_fault {
         let started = nemesis.iter().filter(|op| op["f"] == fault).collect::<Vec<_>>();
@@ -178,7 +184,7 @@ fn every_fault_kind_runs_in_containers_and_nothing_is_left() {
 
 /// Goal: after the harness is SIGKILLed mid-run, `chaos cluster down
 /// --all-stale` removes every container, network, volume and namespace of
-/// that run.
+/// that run, and detaches the disk file systems it left dead.
 #[test]
 fn a_killed_harness_is_cleaned_up_by_label() {
     let store = tempfile::tempdir().expect("tempdir");
@@ -186,18 +192,23 @@ fn a_killed_harness_is_cleaned_up_by_label() {
     let run_id = run_id_of(&run_dir);
     harness.kill().expect("SIGKILL the harness");
     harness.wait().expect("reap");
-    assert!(!leftovers(&run_id).is_empty(), "a SIGKILLed harness left nothing to clean up?");
+    let left = leftovers(&run_id);
+    assert!(left.iter().any(|thing| thing.starts_with("mount ")), "no dead disk mount to clean up? {left:?}");
 
     let (code, text) = chaos_with(&[&"cluster", &"down", &"--all-stale"]);
     assert_eq!(code, Some(0), "down failed:\n{text}");
     assert!(text.contains(&run_id), "down did not name run {run_id}:\n{text}");
     let left = leftovers(&run_id);
     assert!(left.is_empty(), "left behind after down --all-stale: {left:?}");
+    for node in ["n1", "n2", "n3"] {
+        let socket = run_dir.join("nodes").join(node).join("disk.sock");
+        assert!(!socket.exists(), "{} is left after down --all-stale", socket.display());
+    }
 }
 
 /// Goal: Ctrl-C (SIGINT) during a docker run heals, tears the cluster
-/// down and leaves nothing labelled with the run by the time the harness
-/// exits.
+/// down and leaves nothing labelled with the run, and no disk file system
+/// mounted, by the time the harness exits.
 #[test]
 fn ctrl_c_removes_every_container_of_the_run() {
     let store = tempfile::tempdir().expect("tempdir");
@@ -214,12 +225,14 @@ fn ctrl_c_removes_every_container_of_the_run() {
     assert!(left.is_empty(), "left behind after Ctrl-C: {left:?}");
 }
 
-/// Starts a 120 s docker run and returns once its workload is going (the
+/// Starts a 120 s docker run (kills and slow disks, so the hservers' data
+/// is on disk file systems) and returns once its workload is going (the
 /// history has ops), with the run directory.
 fn busy_docker_run(store: &Path) -> (std::process::Child, std::path::PathBuf) {
     build_images();
     let mut harness = Command::new(chaos())
         .args(["run", "--runtime", "docker", "--nodes", "3", "--zk", "1", "--time-limit", "120", "--seed", "5"])
+        .args(["--nemesis", "kill,disk-slow"])
         .arg("--hserver")
         .arg(hserver())
         .arg("--store")

@@ -1,16 +1,15 @@
 //! `chaos nemesis` against a cluster `chaos cluster up` started: the clock
-//! faults (with `--fake-clock`) and the rogue client, by hand.
+//! faults (with `--fake-clock`), the disk faults (with `--disk-faults`)
+//! and the rogue client, by hand.
 //!
 //! Needs root (the local runtime) and ZooKeeper; skipped with a message
 //! otherwise.
 
 mod common;
 
-use std::process::{Command, Output};
+use common::text;
 
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
+use std::process::{Command, Output};
 
 fn chaos(args: &[&str]) -> Output {
     Command::new(common::chaos()).args(args).output().expect("chaos runs")
@@ -26,10 +25,14 @@ fn reply(output: &Output) -> serde_json::Value {
 /// node's offset file say by how much) and `heal` restores the true time;
 /// `chaos nemesis rogue-client` runs a hostile client until `heal`, which
 /// reports what it sent, with every attempt in the run's `rogue.jsonl`;
-/// bad input (a ZooKeeper node for the rogue client) is refused with the
-/// hservers named; the cluster is still healthy afterwards.
+/// on a cluster up with `--disk-faults`, `chaos nemesis disk-error`,
+/// `disk-slow` and `disk-lose-unsynced` act on the named hservers' disks
+/// (the replies say what each disk does or lost) and `heal` ends them and
+/// starts the powered-off node; bad input (a ZooKeeper node for the rogue
+/// client or a disk fault) is refused with the reason; the cluster is
+/// still healthy afterwards, and `down` leaves nothing mounted.
 #[test]
-fn clock_faults_and_a_rogue_client_by_hand() {
+fn clock_disk_faults_and_a_rogue_client_by_hand() {
     let zookeeper = std::path::Path::new("/usr/share/java/zookeeper.jar").is_file();
     if !zookeeper || !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: needs ZooKeeper and root (the local runtime)");
@@ -37,7 +40,8 @@ fn clock_faults_and_a_rogue_client_by_hand() {
     }
     let work = tempfile::tempdir().expect("temp dir");
     let up = Command::new(common::chaos())
-        .args(["cluster", "up", "--runtime", "local", "--nodes", "2", "--zk", "1", "--fake-clock", "--store"])
+        .args(["cluster", "up", "--runtime", "local", "--nodes", "2", "--zk", "1", "--fake-clock", "--disk-faults"])
+        .arg("--store")
         .arg(work.path())
         .arg("--hserver")
         .arg(common::hserver())
@@ -54,6 +58,10 @@ fn clock_faults_and_a_rogue_client_by_hand() {
     let strobe = nemesis(&["clock-strobe", "n2", "--offset-s", "30", "--period-ms", "2000"]);
     let refused = nemesis(&["rogue-client", "zk1"]);
     let rogue = nemesis(&["rogue-client", "n1", "n2", "--interval-ms", "50"]);
+    let failing = nemesis(&["disk-error", "n2", "--errno", "enospc", "--ops", "fsync"]);
+    let slow = nemesis(&["disk-slow", "n2", "--fsync-ms", "50"]);
+    let powered_off = nemesis(&["disk-lose-unsynced", "n1"]);
+    let no_disk = nemesis(&["disk-error", "zk1"]);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let healed = nemesis(&["heal"]);
     let restored = std::fs::read_to_string(cluster_dir.join("nodes/n1/clock.offset")).unwrap_or_default();
@@ -76,7 +84,19 @@ fn clock_faults_and_a_rogue_client_by_hand() {
     let history = std::fs::read_to_string(cluster_dir.join("rogue.jsonl")).expect("rogue.jsonl");
     let completed = history.lines().filter(|line| line.contains(r#""f":"rogue""#) && !line.contains("invoke")).count();
     assert!(completed as u64 >= sent.min(5), "{completed} completed rogue ops for {sent} sent");
+    assert_eq!(reply(&failing)["disks"][0]["disk"]["failing"]["errno"], "enospc", "{}", text(&failing));
+    assert_eq!(reply(&slow)["disks"][0]["disk"]["fsync_delay_ms"], 50, "{}", text(&slow));
+    assert_eq!(reply(&powered_off)["disks"][0]["killed"]["node"], "n1", "{}", text(&powered_off));
+    assert!(reply(&powered_off)["disks"][0]["dropped"]["lost"]["bytes"].is_u64(), "{}", text(&powered_off));
+    assert!(text(&no_disk).contains("not on the disk file system"), "{}", text(&no_disk));
+    let disk_heals = reply(&healed)["nemesis"]["teardown"].to_string();
+    assert!(disk_heals.contains(r#"{"node":"n1","pid":"#), "heal starts the powered-off node: {disk_heals}");
+    assert!(disk_heals.contains(r#""fsync_delay_ms":0"#), "heal ends the slowness: {disk_heals}");
     assert!(status.status.success(), "{}", text(&status));
     assert!(text(&status).contains("running=true"), "{}", text(&status));
     assert!(down.status.success(), "{}", text(&down));
+    for node in ["n1", "n2"] {
+        let data = cluster_dir.join("nodes").join(node).join("data");
+        assert!(!harness::disk_fs::is_mounted(&data), "{} still mounted after down", data.display());
+    }
 }

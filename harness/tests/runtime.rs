@@ -192,7 +192,9 @@ fn down_cleans_up_a_run_whose_harness_crashed() {
     let zk1: ProcessId = run.processes["zk1"];
     assert!(process::is_alive(zk1));
     std::mem::forget(cluster);
-    let cleanups = down(Some(&run.run_id), false).expect("down");
+    let outcome = down(Some(&run.run_id), false).expect("down");
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    let cleanups = outcome.cleaned;
     assert_eq!(cleanups.len(), 1);
     assert_eq!(cleanups[0].killed, ["zk1"]);
     assert_eq!(cleanups[0].namespaces.len(), 3);

@@ -295,3 +295,42 @@ fn crash_on_unknown_ack_is_a_crash_under_rogue_clients_and_the_correct_server_is
     }
     assert!(history.contains(r#""summary":{"answers""#), "the heal records what the rogue client did");
 }
+
+/// Goal: on `disk.yaml` (slow fsyncs, EIO and ENOSPC, and power losses
+/// that drop every unsynced write, first of every hserver at once) a server
+/// that acknowledges without fsyncing (`skip-fsync`) is caught (its shard
+/// meta files come back empty and the nodes cannot start: `crash`), every
+/// disk fault is in the history with what the disk did, nothing stays
+/// mounted, and the correct server stays valid through the same faults.
+#[test]
+fn skip_fsync_is_caught_by_power_losses_and_the_correct_server_is_valid() {
+    let store = tempfile::tempdir().unwrap();
+    let scenario = repo("scenarios/disk.yaml");
+    // A short settle: what is judged here happens during the faults.
+    let args = ["--scenario", scenario.to_str().unwrap(), "--seed", "1", "--settle", "3"];
+    // A short drain too: what the buggy server lost never arrives.
+    let buggy = run(store.path(), &[&args[..], &["--server-bug", "skip-fsync", "--drain-timeout", "5"]].concat());
+    assert_eq!(buggy.code, 1, "{}\n{}", buggy.output, buggy.results);
+    assert!(count(&buggy.results, "crash") > 0, "{}", buggy.results);
+    let correct = run(store.path(), &args);
+    assert_eq!(correct.code, 0, "{}\n{}", correct.output, correct.results);
+    let history = std::fs::read_to_string(correct.run_dir.join("history.jsonl")).unwrap();
+    for record in
+        [r#""fsync_delay_ms":300"#, r#""failing":{"errno":"eio""#, r#""errno":"enospc""#, r#""lost":{"bytes":"#]
+    {
+        assert!(history.contains(record), "no {record} in the history");
+    }
+    let nodes = ["n1", "n2", "n3"];
+    let log_of = |node: &str| std::fs::read_to_string(correct.run_dir.join(format!("nodes/{node}/{node}.log")));
+    let repaired = nodes.iter().any(|node| log_of(node).unwrap_or_default().contains("shard log repaired"));
+    assert!(repaired, "a disk that failed was repaired after the heal");
+    for node in nodes {
+        let data = correct.run_dir.join("nodes").join(node).join("data");
+        assert!(!harness::disk_fs::is_mounted(&data), "{} still mounted", data.display());
+        assert!(
+            !correct.run_dir.join("nodes").join(node).join("disk.sock").exists(),
+            "{node}'s control socket is left"
+        );
+        assert!(correct.run_dir.join("nodes").join(node).join("data.disk/shards").is_dir(), "durable data stays");
+    }
+}

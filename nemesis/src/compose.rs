@@ -9,6 +9,7 @@
 
 use crate::clock::ClockNemesis;
 use crate::delay::DelayNemesis;
+use crate::disk::DiskNemesis;
 use crate::error::NemesisError;
 use crate::kill::KillNemesis;
 use crate::loss::LossNemesis;
@@ -59,8 +60,9 @@ impl Compose {
 
     /// Every fault kind: `kill`, `pause`, `partition`, `loss`, `delay`,
     /// `zk-outage`, `zk-pause`, `zk-isolate`, `clock-skew`, `clock-jump`,
-    /// `clock-strobe`. Network faults refuse to start on a target without
-    /// network namespaces, clock faults on one without clock control.
+    /// `clock-strobe`, `disk-lose-unsynced`, `disk-error`, `disk-slow`.
+    /// Network faults refuse to start on a target without network
+    /// namespaces, clock and disk faults on one without their control.
     pub fn all_faults() -> Compose {
         let members: Vec<Box<dyn Nemesis>> = vec![
             Box::new(KillNemesis::new()),
@@ -72,6 +74,7 @@ impl Compose {
             Box::new(ZkPauseNemesis::new()),
             Box::new(ZkIsolateNemesis::new()),
             Box::new(ClockNemesis::new()),
+            Box::new(DiskNemesis::new()),
         ];
         Compose::new(members).expect("every fault kind handles distinct names")
     }
@@ -192,6 +195,9 @@ mod tests {
             "clock-skew",
             "clock-jump",
             "clock-strobe",
+            "disk-lose-unsynced",
+            "disk-error",
+            "disk-slow",
         ];
         assert_eq!(compose.handled(), expected);
         let target = FakeTarget::new(&["n1", "zk1"]);

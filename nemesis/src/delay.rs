@@ -277,7 +277,8 @@ impl DelayNemesis {
         }
     }
 
-    /// Heal every delay: netem qdiscs; for shapers, rules first, then the thread.
+    /// Heal every delay: netem qdiscs; for shapers, rules first, then the
+    /// shaper (its thread, or its helper process on the node's host).
     fn heal(&mut self, fault: &str, target: &dyn ClusterTarget) -> Result<Value, NemesisError> {
         let Some(net) = target.network() else {
             let stopped: Vec<Value> =
@@ -335,15 +336,19 @@ fn shaper_chains(
     let peer = network::peer_address(net, fault, decided.peer.as_ref())?.map(|address| address.to_string());
     let mut specs: Vec<ChainSpec> = Side::of(decided.direction)
         .into_iter()
-        .map(|side| ChainSpec {
-            node: node.to_string(),
-            table: "filter",
-            hook: side.hook(),
-            chain: iptables::chain_name(net.run_id(), &format!("dly{}", side.tag_suffix()), instance),
-            rules: vec![Rule {
+        .map(|side| {
+            let mut rules: Vec<Rule> = network::management_spare(net, node, side, &interface).into_iter().collect();
+            rules.push(Rule {
                 matches: side.matches(&interface, peer.as_deref()),
                 target: format!("NFQUEUE --queue-num {queue}"),
-            }],
+            });
+            ChainSpec {
+                node: node.to_string(),
+                table: "filter",
+                hook: side.hook(),
+                chain: iptables::chain_name(net.run_id(), &format!("dly{}", side.tag_suffix()), instance),
+                rules,
+            }
         })
         .collect();
     if decided.duplicate_percent > 0.0 && decided.direction != "in" {

@@ -5,7 +5,7 @@
 //! Must never: be compiled outside tests (only `dev-dependencies` enable
 //! the feature).
 
-use crate::target::{ClockDial, ClusterTarget, Role, TargetError};
+use crate::target::{ClockDial, ClusterTarget, DiskCommand, DiskDial, Role, TargetError};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -27,16 +27,21 @@ pub fn names(list: &[&str]) -> Vec<String> {
 /// The clock offsets the fake's dials were set to, per node, in order.
 pub type ClockLog = Arc<Mutex<BTreeMap<String, Vec<f64>>>>;
 
+/// The commands the fake's disk dials were sent, per node, in order.
+pub type DiskLog = Arc<Mutex<BTreeMap<String, Vec<DiskCommand>>>>;
+
 /// Records calls and keeps per-node flags.
 pub struct FakeTarget {
     /// Every node by name, with its flags.
     pub nodes: Mutex<BTreeMap<String, FakeNode>>,
     /// Every call, as `"<action> <node>"`, in order.
-    pub calls: Mutex<Vec<String>>,
+    pub calls: Arc<Mutex<Vec<String>>>,
     /// Node on which every action fails, to test partial application.
     pub failing: Option<String>,
     /// Every offset a clock dial was set to.
     pub clocks: ClockLog,
+    /// Every command a disk dial was sent.
+    pub disks: DiskLog,
 }
 
 impl FakeTarget {
@@ -51,9 +56,10 @@ impl FakeTarget {
             .collect();
         FakeTarget {
             nodes: Mutex::new(nodes),
-            calls: Mutex::new(Vec::new()),
+            calls: Arc::new(Mutex::new(Vec::new())),
             failing: None,
             clocks: ClockLog::default(),
+            disks: DiskLog::default(),
         }
     }
 
@@ -65,6 +71,11 @@ impl FakeTarget {
     /// The offsets `name`'s clock was set to, in order.
     pub fn clock_offsets(&self, name: &str) -> Vec<f64> {
         self.clocks.lock().expect("fake lock").get(name).cloned().unwrap_or_default()
+    }
+
+    /// The commands `name`'s disk was sent, in order.
+    pub fn disk_commands(&self, name: &str) -> Vec<DiskCommand> {
+        self.disks.lock().expect("fake lock").get(name).cloned().unwrap_or_default()
     }
 
     /// The flags of `name` (panics on an unknown name: tests only).
@@ -117,6 +128,21 @@ impl ClusterTarget for FakeTarget {
         Ok(ClockDial::new(node, move |offset| {
             clocks.lock().map_err(|error| error.to_string())?.entry(name.clone()).or_default().push(offset);
             Ok(())
+        }))
+    }
+    /// A dial that records each command (also in the calls, as
+    /// `disk-command <node> <command>`) and answers with the command.
+    fn disk(&self, node: &str) -> Result<DiskDial, TargetError> {
+        self.act("disk", node, |_| ())?;
+        let disks = self.disks.clone();
+        let name = node.to_string();
+        let log = self.calls.clone();
+        Ok(DiskDial::new(node, move |command| {
+            let answer = serde_json::to_value(command).map_err(|error| error.to_string())?;
+            let label = answer["command"].as_str().unwrap_or("").to_string();
+            log.lock().map_err(|error| error.to_string())?.push(format!("disk-command {name} {label}"));
+            disks.lock().map_err(|error| error.to_string())?.entry(name.clone()).or_default().push(command.clone());
+            Ok(answer)
         }))
     }
     fn is_running(&self, node: &str) -> bool {

@@ -12,8 +12,10 @@
 //!   [`pause`] (SIGSTOP, healed by SIGCONT), [`partition`] (grudges as
 //!   iptables DROP rules), [`loss`] (iptables `statistic`), [`delay`] (netem,
 //!   or the NFQUEUE shaper where the kernel has no netem), [`zk_outage`],
-//!   [`zk_pause`], [`zk_isolate`], and [`clock`] (skew, jump and strobe
-//!   of one node's clock, through the [`ClockDial`] the runtime hands out).
+//!   [`zk_pause`], [`zk_isolate`], [`clock`] (skew, jump and strobe
+//!   of one node's clock, through the [`ClockDial`] the runtime hands out),
+//!   and [`disk`] (power loss that drops unsynced writes, I/O errors, slow
+//!   fsyncs, through the [`DiskDial`] the runtime hands out).
 //! - [`grudge`]: pure partition graphs (petgraph): who cannot hear whom.
 //! - [`iptables`]: one dedicated, run-tagged chain per fault instance.
 //! - [`compose`]: routes each fault by name to the nemesis that handles it.
@@ -39,6 +41,7 @@ pub mod clock;
 pub mod compose;
 pub mod delay;
 pub mod direction;
+pub mod disk;
 pub mod error;
 pub mod grudge;
 pub mod iptables;
@@ -58,12 +61,16 @@ mod zk_select;
 pub use clock::ClockNemesis;
 pub use compose::Compose;
 pub use delay::DelayNemesis;
+pub use disk::DiskNemesis;
 pub use error::NemesisError;
 pub use kill::KillNemesis;
 pub use loss::LossNemesis;
 pub use partition::PartitionNemesis;
 pub use pause::PauseNemesis;
-pub use target::{ClockDial, ClusterTarget, CommandOutput, NetworkControl, Role, TargetError, CONTROL_NODE};
+pub use target::{
+    ClockDial, ClusterTarget, CommandOutput, DiskCommand, DiskDial, DiskErrno, DiskOp, HelperProcess, NetworkControl,
+    Role, TargetError, CONTROL_NODE,
+};
 pub use zk_isolate::ZkIsolateNemesis;
 pub use zk_outage::ZkOutageNemesis;
 pub use zk_pause::ZkPauseNemesis;

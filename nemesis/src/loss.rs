@@ -86,7 +86,8 @@ fn chain_for(
     let peer = network::peer_address(net, fault, plan.peer.as_ref())?.map(|address| address.to_string());
     let mut matches = side.matches(&interface, peer.as_deref());
     matches.push_str(&format!(" -m statistic --mode random --probability {}", probability(plan.percent)));
-    let rules = vec![Rule { matches, target: "DROP".to_string() }];
+    let mut rules: Vec<Rule> = network::management_spare(net, node, side, &interface).into_iter().collect();
+    rules.push(Rule { matches, target: "DROP".to_string() });
     let chain = iptables::chain_name(net.run_id(), &format!("loss{}", side.tag_suffix()), instance);
     Ok(ChainSpec { node: node.to_string(), table: "filter", hook: side.hook(), chain, rules })
 }

@@ -9,8 +9,9 @@
 //! later `stop` or `teardown` retries it), or act on a runtime without
 //! network namespaces.
 
+use crate::direction::Side;
 use crate::error::NemesisError;
-use crate::iptables::{self, ChainSpec};
+use crate::iptables::{self, ChainSpec, Rule};
 use crate::target::{ClusterTarget, NetworkControl, Role, TargetError, CONTROL_NODE};
 use serde_json::{json, Value};
 
@@ -188,12 +189,46 @@ pub(crate) fn grudge_chains(
         if unheard.is_empty() {
             continue;
         }
-        let mut rules = Vec::with_capacity(unheard.len());
+        if node == CONTROL_NODE && !net.acts_on_control() {
+            // Each node the control node would not hear from must itself
+            // not hear the control node: then its own rules make the cut.
+            let one_way = unheard.iter().find(|source| !grudge.unheard_by(source).iter().any(|n| n == CONTROL_NODE));
+            if let Some(source) = one_way {
+                let reason = format!(
+                    "a one-way cut from {source} to the control node needs rules on the control machine, which \
+                     this runtime never changes; cut both ways instead"
+                );
+                return Err((
+                    CONTROL_NODE.to_string(),
+                    TargetError::Failed { node: node.clone(), action: "partition", reason },
+                ));
+            }
+            continue;
+        }
+        let mut rules = Vec::with_capacity(unheard.len() + 1);
         for source in &unheard {
             let address = net.address(source).map_err(|error| (source.clone(), error))?;
+            if let Some(port) = net.management_port(node).filter(|_| source == CONTROL_NODE) {
+                let matches = format!("-s {address}/32 -p tcp --dport {port}");
+                rules.push(iptables::Rule { matches, target: "RETURN".to_string() });
+            }
             rules.push(iptables::Rule { matches: format!("-s {address}/32"), target: "DROP".to_string() });
         }
         specs.push(ChainSpec { node: node.clone(), table: "filter", hook: "INPUT", chain: chain.clone(), rules });
     }
     Ok(specs)
+}
+
+/// The rule that lets the harness's own connection to `node`'s host (its
+/// [`NetworkControl::management_port`]) through a chain of `side` on
+/// `interface` untouched, where the runtime reaches nodes that way: loss
+/// or delay there could cut the harness off from the host it must heal.
+pub(crate) fn management_spare(net: &dyn NetworkControl, node: &str, side: Side, interface: &str) -> Option<Rule> {
+    let port = net.management_port(node)?;
+    let control = net.control_address();
+    let matches = match side {
+        Side::Inbound => format!("-i {interface} -s {control}/32 -p tcp --dport {port}"),
+        Side::Outbound => format!("-o {interface} -d {control}/32 -p tcp --sport {port}"),
+    };
+    Some(Rule { matches, target: "RETURN".to_string() })
 }

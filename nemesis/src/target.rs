@@ -91,6 +91,16 @@ pub trait ClusterTarget: Send + Sync {
             reason: "this cluster was started without clock control".to_string(),
         })
     }
+    /// The dial of `node`'s disk, for disk faults. Runtimes whose nodes
+    /// keep their data on a plain directory refuse, with the fix.
+    fn disk(&self, node: &str) -> Result<DiskDial, TargetError> {
+        Err(TargetError::Failed {
+            node: node.to_string(),
+            action: "control disk",
+            reason: "this cluster was started without disk control (its data is not on the disk file system)"
+                .to_string(),
+        })
+    }
 }
 
 /// Sets how far one node's clock is from the true time, without touching
@@ -128,6 +138,99 @@ impl ClockDial {
         (self.set)(offset_s).map_err(|reason| TargetError::Failed {
             node: self.node.clone(),
             action: "set clock",
+            reason,
+        })
+    }
+}
+
+/// Which file operations a failing disk fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskOp {
+    /// Reads of file data.
+    Read,
+    /// Writes of file data and every change of a name or a size.
+    Write,
+    /// fsync of a file or a directory.
+    Fsync,
+}
+
+/// The error a failing disk answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskErrno {
+    /// An I/O error (a dying disk).
+    Eio,
+    /// No space left on the device (a full disk).
+    Enospc,
+}
+
+/// What a disk fault asks of one node's disk; also the control protocol
+/// of the disk file system (one JSON object per line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum DiskCommand {
+    /// Fail `ops` with `errno` until told to stop.
+    Fail {
+        /// The error to answer with.
+        errno: DiskErrno,
+        /// The operations that fail.
+        ops: Vec<DiskOp>,
+    },
+    /// Stop failing.
+    StopFailing,
+    /// Make each fsync take `fsync_ms` longer (0: full speed again).
+    Slow {
+        /// Added time per fsync, in milliseconds.
+        fsync_ms: u64,
+    },
+    /// Throw away every write no fsync covered, as a power loss would.
+    /// Sent only while the node is down.
+    LoseUnsynced,
+    /// Report the disk's mode and how much is unsynced.
+    Status,
+}
+
+/// Sends [`DiskCommand`]s to one node's disk; the runtime decides how
+/// (a control socket of the disk file system, today).
+///
+/// Why a handle and not a target method: like [`ClockDial`], it keeps the
+/// fault modules ignorant of the mechanism and easy to fake.
+#[derive(Clone)]
+pub struct DiskDial {
+    node: String,
+    send: Arc<DiskSender>,
+}
+
+/// How a [`DiskDial`] delivers a command: the disk's answer, or why there is none.
+type DiskSender = dyn Fn(&DiskCommand) -> Result<serde_json::Value, String> + Send + Sync;
+
+impl std::fmt::Debug for DiskDial {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("DiskDial").field("node", &self.node).finish()
+    }
+}
+
+impl DiskDial {
+    /// A dial for `node` that delivers commands with `send`, which returns
+    /// the disk's answer.
+    pub fn new(
+        node: &str,
+        send: impl Fn(&DiskCommand) -> Result<serde_json::Value, String> + Send + Sync + 'static,
+    ) -> DiskDial {
+        DiskDial { node: node.to_string(), send: Arc::new(send) }
+    }
+
+    /// The node this dial acts on.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Deliver `command`; returns the disk's answer for the history.
+    pub fn send(&self, command: &DiskCommand) -> Result<serde_json::Value, TargetError> {
+        (self.send)(command).map_err(|reason| TargetError::Failed {
+            node: self.node.clone(),
+            action: "control disk",
             reason,
         })
     }
@@ -181,9 +284,33 @@ pub trait NetworkControl: Send + Sync {
         stdin: Option<&str>,
         timeout: Duration,
     ) -> Result<CommandOutput, TargetError>;
+    /// Whether faults may install rules on the [`CONTROL_NODE`]'s side.
+    /// False where the control node is the machine the harness runs on
+    /// (hosts reached over SSH): a cut of `control` is then made on the
+    /// other side only, which for TCP is a full cut.
+    fn acts_on_control(&self) -> bool {
+        true
+    }
+    /// The TCP port on `node` through which the harness itself reaches
+    /// it (the SSH port of a host it did not make): every fault spares the
+    /// control node's traffic to and from it, or the harness could not
+    /// heal the fault. `None` where the harness reaches nodes otherwise.
+    fn management_port(&self, node: &str) -> Option<u16> {
+        let _ = node;
+        None
+    }
     /// Run `argv` in a throwaway namespace of the run (created and deleted
     /// around the call), e.g. to probe kernel features without touching a node.
     fn run_scratch(&self, argv: &[&str], timeout: Duration) -> Result<CommandOutput, TargetError>;
+    /// Start this harness's own `chaos` binary with `args`, as root, beside
+    /// `node` (on its host), for a fault that needs a process there: the
+    /// delay shaper, where the harness cannot enter the node's namespace
+    /// with [`NetworkControl::spawn_in`] (hosts reached over SSH). `None`
+    /// where `spawn_in` serves.
+    fn spawn_helper(&self, node: &str, args: &[String]) -> Option<Result<Box<dyn HelperProcess>, TargetError>> {
+        let _ = (node, args);
+        None
+    }
     /// Start a thread named `name` that runs `body` inside `node`'s
     /// namespace; returns once the thread is in it. `body` never runs if the
     /// thread could not enter the namespace.
@@ -193,4 +320,19 @@ pub trait NetworkControl: Send + Sync {
         name: &str,
         body: Box<dyn FnOnce() + Send + 'static>,
     ) -> Result<JoinHandle<()>, TargetError>;
+}
+
+/// A process a runtime started beside a node for a fault
+/// ([`NetworkControl::spawn_helper`]). Its protocol: it prints one line
+/// when it is ready (or why it cannot be), serves until its standard input
+/// closes, then prints what it has to report and ends. Losing the harness
+/// closes its input too, so a helper never outlives the run for long.
+pub trait HelperProcess: Send {
+    /// The first line it printed, waiting at most `timeout`.
+    fn ready_line(&mut self, timeout: Duration) -> Result<String, TargetError>;
+    /// Close its input, wait at most `timeout` for it to end, and return
+    /// what it printed after the ready line.
+    fn finish(&mut self, timeout: Duration) -> Result<String, TargetError>;
+    /// Whether it still runs.
+    fn is_running(&self) -> bool;
 }

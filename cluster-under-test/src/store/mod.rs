@@ -185,8 +185,8 @@ pub enum StoreError {
     },
     /// An earlier write or fsync failed, so the shard's files may not match its index.
     #[error(
-        "{}: shard log is unusable after an earlier failure ({reason}); restart the node \
-         so it recovers the log from disk",
+        "{}: shard log is unusable after an earlier failure ({reason}); the next write \
+         repairs it once the disk works again (or restart the node)",
         path.display()
     )]
     ShardUnusable {

@@ -250,14 +250,6 @@ impl ShardLog {
         self.state.write().expect("shard state lock poisoned by a panic")
     }
 
-    /// Refuses mutations once a failure left the files possibly unlike the index.
-    pub(crate) fn check_usable(&self) -> Result<(), StoreError> {
-        match &self.read().unusable {
-            Some(reason) => Err(StoreError::ShardUnusable { path: self.dir.clone(), reason: reason.clone() }),
-            None => Ok(()),
-        }
-    }
-
     /// The batch with this id, read from its segment and checksum-verified.
     pub(crate) fn get(&self, batch_id: u64) -> Result<Option<StoredBatch>, StoreError> {
         let found = {
@@ -312,6 +304,15 @@ impl ShardLog {
     pub(crate) fn write_sealed_epoch(&self, epoch: u64, sync: bool) -> Result<(), StoreError> {
         let previous = self.sealed_epoch();
         assert!(epoch > previous, "seal only raises the epoch");
+        self.persist_sealed_epoch(epoch, sync)?;
+        self.write().sealed_epoch = epoch;
+        assert_eq!(self.sealed_epoch(), epoch);
+        Ok(())
+    }
+
+    /// Writes the meta file for `epoch` (temp file, fsync, rename, fsync directory) without
+    /// touching the sealed epoch in memory; a repair rewrites the one in memory with it.
+    pub(crate) fn persist_sealed_epoch(&self, epoch: u64, sync: bool) -> Result<(), StoreError> {
         let temp_path = self.dir.join(META_TEMP_FILE_NAME);
         let meta_path = self.dir.join(META_FILE_NAME);
         let json = serde_json::to_vec(&Meta { sealed_epoch: epoch }).expect("Meta serializes");
@@ -328,8 +329,6 @@ impl ShardLog {
         if sync {
             segment::sync_dir(&self.dir)?;
         }
-        self.write().sealed_epoch = epoch;
-        assert_eq!(self.sealed_epoch(), epoch);
         Ok(())
     }
 }

@@ -431,3 +431,31 @@ fn tiny_segment_bytes_is_refused() {
     assert!(matches!(error, StoreError::InvalidOptions { .. }));
     assert!(error.to_string().contains(&dir.path().display().to_string()));
 }
+
+/// Goal: a shard that a failure left unusable, with bytes past its committed end and a segment
+/// file past its tail (what a failed write or fsync leaves when its roll-back fails too), is
+/// repaired by the next write: the write succeeds, the leftovers are gone, and a reopen reads
+/// exactly the committed batches.
+#[tokio::test]
+async fn the_next_write_repairs_a_shard_a_failure_left_unusable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store.append(7, batch(id(1), 1_000, "committed")).await.expect("append");
+    store.seal(7, 3).await.expect("seal");
+    let segment = segment_paths(dir.path(), 7)[0].clone();
+    let committed = file_len(&segment);
+    let file = OpenOptions::new().write(true).open(&segment).expect("open segment");
+    file.write_all_at(b"half a frame", committed).expect("leave a torn write");
+    let stray = segment.with_file_name(segment::file_name(1));
+    std::fs::write(&stray, b"uncommitted").expect("leave a stray segment");
+    let log = store.inner.shared.shard(7).expect("shard");
+    log.write().unusable = Some("fsync segment file: Input/output error".to_string());
+
+    store.append(7, batch(id(2), 2_000, "after")).await.expect("the write repairs the shard first");
+    assert!(log.read().unusable.is_none());
+    assert!(!stray.exists(), "the stray segment is removed");
+    drop((log, store));
+    let reopened = open(dir.path());
+    assert_eq!(ids(&reopened.read_from(7, 0, 10).expect("read")), [id(1), id(2)]);
+    assert_eq!(reopened.sealed_epoch(7), 3);
+}

@@ -13,7 +13,8 @@
 //!
 //! Must never: answer a waiter before its frames are fsynced, apply a frame to the index before
 //! its fsync, leave a partially written frame in front of a later one (a failed write is rolled
-//! back, or the shard is marked unusable), or block on anything but file I/O and its queue.
+//! back, or the shard is marked unusable until a repair cuts it back), or block on anything but
+//! file I/O and its queue.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -186,7 +187,7 @@ fn staged_shard<'s>(
         None if create => create_shard(shared, shard_id)?,
         None => return Ok(None),
     };
-    log.check_usable()?;
+    repair(shared, &log)?;
     Ok(Some(vacant.insert(StagedShard::new(log))))
 }
 
@@ -413,9 +414,51 @@ fn roll_back(log: &ShardLog, writes: &[PendingWrite], files: &[Arc<File>], error
     error
 }
 
+/// Makes a shard that an earlier failure left unusable match its index again, so a disk that
+/// failed for a while costs the shard its uncommitted writes, not its replica for good:
+/// committed frames were fsynced before the failure, so cutting the tail segment back to its
+/// committed length, removing segment files past it and rewriting the meta file from memory
+/// (each fsynced) is what a restart would rebuild. A shard in use is left alone; while the
+/// disk still fails the repair fails, and the shard stays unusable.
+fn repair(shared: &Shared, log: &ShardLog) -> Result<(), StoreError> {
+    let Some(reason) = log.read().unusable.clone() else {
+        return Ok(());
+    };
+    let (tail, sealed_epoch) = {
+        let state = log.read();
+        let tail = state.segments.last_key_value().map(|(seq, segment)| (*seq, segment.len, segment.file.clone()));
+        (tail, state.sealed_epoch)
+    };
+    let refused = |error: StoreError| StoreError::ShardUnusable { path: log.dir.clone(), reason: error.to_string() };
+    if let Some((seq, len, file)) = &tail {
+        let path = segment_path(log, *seq);
+        file.set_len(*len).map_err(|source| refused(StoreError::io(&path, "cut back an uncommitted tail", source)))?;
+        file.sync_data().map_err(|source| refused(StoreError::io(&path, "fsync a cut-back tail", source)))?;
+    }
+    let past_tail = |seq: u64| tail.as_ref().is_none_or(|(tail_seq, _, _)| seq > *tail_seq);
+    let entries = std::fs::read_dir(&log.dir).map_err(|source| refused(StoreError::io(&log.dir, "list", source)))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if segment::parse_file_name(&name.to_string_lossy()).is_some_and(past_tail) {
+            let path = entry.path();
+            std::fs::remove_file(&path)
+                .map_err(|source| refused(StoreError::io(&path, "remove an uncommitted segment", source)))?;
+        }
+    }
+    if shared.options.sync {
+        segment::sync_dir(&log.dir).map_err(refused)?;
+    }
+    if sealed_epoch > 0 {
+        log.persist_sealed_epoch(sealed_epoch, shared.options.sync).map_err(refused)?;
+    }
+    log.write().unusable = None;
+    tracing::warn!(shard_id = log.shard_id, %reason, "shard log repaired after an earlier failure");
+    Ok(())
+}
+
 /// Records that the shard's files may no longer match its index; returns `error`.
 fn mark_unusable(log: &ShardLog, error: StoreError) -> StoreError {
-    tracing::error!(shard_id = log.shard_id, %error, "shard log is now unusable until restart");
+    tracing::error!(shard_id = log.shard_id, %error, "shard log is unusable until repaired");
     log.write().unusable.get_or_insert_with(|| error.to_string());
     error
 }
@@ -435,7 +478,7 @@ fn sync_frames(
         if let Err(source) = file.sync_data() {
             let path = segment_path(log, write.segment);
             // After a failed fsync the kernel may have dropped the dirty pages, so the file
-            // may not hold what was written: no more writes until a restart re-reads it.
+            // may not hold what was written: no more writes until a repair cuts it back.
             return Err(mark_unusable(log, StoreError::io(&path, "fsync segment file", source)));
         }
         Counters::add(&shared.stats.segment_syncs, 1);
@@ -509,7 +552,7 @@ fn trim(shared: &Shared, shard_id: u64, bound: TrimBound) -> Result<u64, StoreEr
     let Some(log) = shared.shard(shard_id) else {
         return Ok(0);
     };
-    log.check_usable()?;
+    repair(shared, &log)?;
     let plan = log.read().plan_trim(bound);
     let mut staged = StagedShard::new(Arc::clone(&log));
     for batch_id in &plan.tombstoned {

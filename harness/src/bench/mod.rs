@@ -3,7 +3,9 @@
 //! what booting a cluster and applying each fault cost per runtime; `load`
 //! measures the cluster's write and read throughput and latency, also
 //! under faults (with `options`, `streams`, `meter`, `figures`, `page`
-//! and `usage` as its parts), and `compare` sets two of those side by side.
+//! and `usage` as its parts), and `compare` sets two of those side by side;
+//! `ssh` measures what a remote command costs with and without
+//! multiplexing.
 
 pub mod compare;
 pub mod figures;
@@ -12,5 +14,6 @@ pub mod meter;
 pub mod options;
 pub mod page;
 pub mod runtime;
+pub mod ssh;
 pub mod streams;
 pub mod usage;

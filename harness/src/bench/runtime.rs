@@ -13,6 +13,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+
 use nemesis::{ClusterTarget, Compose, FaultSpec, Nemesis};
 use serde::Serialize;
 
@@ -35,6 +37,9 @@ pub struct RuntimeBenchOptions {
     pub runs: usize,
     /// hserver binary (default: next to chaos).
     pub hserver: Option<PathBuf>,
+    /// The inventory the `ssh` runtime boots on (its hosts decide that
+    /// runtime's sizes).
+    pub hosts: Option<PathBuf>,
     /// Where each sample's run directory goes.
     pub store: PathBuf,
     /// Where `bench-runtime.json` goes.
@@ -48,6 +53,10 @@ pub struct RuntimeSample {
     pub runtime: String,
     /// 1-based sample number.
     pub run: usize,
+    /// hservers booted (over SSH, as many as the inventory has).
+    pub servers: usize,
+    /// ZooKeeper nodes booted.
+    pub zookeepers: usize,
     /// From `Cluster::boot` to every hserver healthy, seconds.
     pub boot_s: f64,
     /// Each fault kind, in [`FAULTS`] order.
@@ -123,19 +132,30 @@ pub fn run(options: &RuntimeBenchOptions) -> anyhow::Result<u8> {
 fn measure(runtime: RuntimeKind, run: usize, options: &RuntimeBenchOptions) -> anyhow::Result<RuntimeSample> {
     let run_id = crate::rundir::fresh_run_id();
     let run_dir = crate::rundir::create(&crate::orchestrate::absolute(&options.store), &run_id)?;
-    let mut spec = ClusterSpec::new(runtime, options.servers, options.zookeepers, &run_dir);
+    let (mut servers, mut zookeepers) = (options.servers, options.zookeepers);
+    let mut hosts = None;
+    if runtime == RuntimeKind::Ssh {
+        let path = options.hosts.as_ref().context("--runtimes ssh needs --hosts FILE (the inventory)")?;
+        let inventory = crate::ssh::Inventory::load(path)?;
+        servers = inventory.with_role(crate::ssh::HostRole::Hserver).len();
+        zookeepers = inventory.with_role(crate::ssh::HostRole::Zookeeper).len();
+        anyhow::ensure!(servers >= 3, "{} has {servers} hserver host(s): the faults need 3", path.display());
+        hosts = Some(std::sync::Arc::new(inventory));
+    }
+    let mut spec = ClusterSpec::new(runtime, servers, zookeepers, &run_dir);
     spec.run_id = Some(run_id);
     spec.hserver_bin = options.hserver.clone();
+    spec.hosts = hosts;
     let started = Instant::now();
     let mut cluster = Cluster::boot(spec)?;
     // Kills are expected here; the receiver only has to exist.
     let _crashes = cluster.crash_events();
     let measured = cluster.control_handle().map_err(anyhow::Error::from).and_then(|handle| {
         // The probes run on the control runtime's threads (see `health`).
-        handle.block_on(crate::health::wait_cluster(&cluster, options.servers))?;
+        handle.block_on(crate::health::wait_cluster(&cluster, servers))?;
         let boot_s = started.elapsed().as_secs_f64();
-        let faults = time_faults(&cluster, &faults(options.servers, options.zookeepers));
-        Ok(RuntimeSample { runtime: runtime.name().to_string(), run, boot_s, faults })
+        let faults = time_faults(&cluster, &faults(servers, zookeepers));
+        Ok(RuntimeSample { runtime: runtime.name().to_string(), run, servers, zookeepers, boot_s, faults })
     });
     cluster.teardown()?;
     measured
@@ -182,21 +202,20 @@ fn median(mut values: Vec<f64>) -> f64 {
 pub fn summary(samples: &[RuntimeSample], options: &RuntimeBenchOptions) -> String {
     let runtimes: Vec<&str> = options.runtimes.iter().map(|runtime| runtime.name()).collect();
     let of = |runtime: &'static str| samples.iter().filter(move |sample| sample.runtime == runtime);
-    let mut lines = vec![format!(
-        "boot to healthy, {} hservers + {} ZooKeeper (median of {} runs):",
-        options.servers, options.zookeepers, options.runs
-    )];
+    let mut lines = vec![format!("boot to healthy, hservers + ZooKeeper nodes (median of {} runs):", options.runs)];
     for &kind in &options.runtimes {
         let runtime = kind.name();
         let boot = median(of(runtime).map(|sample| sample.boot_s).collect());
-        let goal = match (kind, options.servers, options.zookeepers) {
+        // The ssh runtime's sizes are its inventory's.
+        let sizes = of(runtime).next().map_or((options.servers, options.zookeepers), |s| (s.servers, s.zookeepers));
+        let goal = match (kind, sizes.0, sizes.1) {
             (RuntimeKind::Docker, 5, 3) => {
                 let met = boot <= DOCKER_BOOT_GOAL.as_secs_f64();
                 format!("  (goal ≤ {} s: {})", DOCKER_BOOT_GOAL.as_secs(), if met { "met" } else { "missed" })
             }
             _ => String::new(),
         };
-        lines.push(format!("  {runtime:<9} {boot:>6.1} s{goal}"));
+        lines.push(format!("  {runtime:<9} {:>2} + {}  {boot:>6.1} s{goal}", sizes.0, sizes.1));
     }
     let header: Vec<String> = runtimes.iter().map(|runtime| format!("{runtime:>20}")).collect();
     lines.push(format!("\nfault apply / heal, ms (median)   {}", header.join("")));
@@ -235,8 +254,9 @@ mod tests {
         assert_eq!(label(&entries[3]), "partition clients");
     }
 
-    /// Goal: the summary shows medians per runtime, `n/a` for faults a
-    /// runtime refused, and the docker boot goal only for 5 + 3.
+    /// Goal: the summary shows medians per runtime with each runtime's
+    /// sizes, `n/a` for faults a runtime refused, and the docker boot goal
+    /// only for 5 + 3.
     #[test]
     fn the_summary_reads_medians_side_by_side() {
         let timing = |apply_ms, error: Option<&str>| FaultTiming {
@@ -248,6 +268,8 @@ mod tests {
         let sample = |runtime: RuntimeKind, run, boot_s, fault| RuntimeSample {
             runtime: runtime.name().into(),
             run,
+            servers: if runtime == RuntimeKind::Ssh { 3 } else { 5 },
+            zookeepers: if runtime == RuntimeKind::Ssh { 1 } else { 3 },
             boot_s,
             faults: vec![fault],
         };
@@ -256,19 +278,22 @@ mod tests {
             sample(RuntimeKind::Docker, 1, 12.0, timing(10.0, None)),
             sample(RuntimeKind::Docker, 2, 14.0, timing(30.0, None)),
             sample(RuntimeKind::Docker, 3, 20.0, timing(20.0, None)),
+            sample(RuntimeKind::Ssh, 1, 3.5, timing(40.0, None)),
         ];
         let options = RuntimeBenchOptions {
-            runtimes: vec![RuntimeKind::Loopback, RuntimeKind::Docker],
+            runtimes: vec![RuntimeKind::Loopback, RuntimeKind::Docker, RuntimeKind::Ssh],
             servers: 5,
             zookeepers: 3,
             runs: 3,
             hserver: None,
+            hosts: None,
             store: PathBuf::new(),
             out: PathBuf::new(),
         };
         let text = summary(&samples, &options);
-        assert!(text.contains("docker      14.0 s  (goal ≤ 15 s: met)"), "{text}");
-        assert!(text.contains("loopback     4.0 s\n"), "{text}");
+        assert!(text.contains("docker     5 + 3    14.0 s  (goal ≤ 15 s: met)"), "{text}");
+        assert!(text.contains("loopback   5 + 3     4.0 s\n"), "{text}");
+        assert!(text.contains("ssh        3 + 1     3.5 s\n"), "the inventory's sizes: {text}");
         assert!(text.contains("n/a") && text.contains("20 / 40"), "{text}");
     }
 }

@@ -109,6 +109,31 @@ pub enum NemesisCommand {
         #[arg(long, default_value_t = 100)]
         interval_ms: u64,
     },
+    /// Power nodes off: kill them and drop every write they did not fsync
+    /// (needs `chaos cluster up --disk-faults`); `heal` starts them again.
+    DiskLoseUnsynced {
+        /// hserver nodes.
+        nodes: Vec<String>,
+    },
+    /// Make nodes' disks fail until healed (needs `--disk-faults`).
+    DiskError {
+        /// hserver nodes.
+        nodes: Vec<String>,
+        /// eio or enospc.
+        #[arg(long, default_value = "eio")]
+        errno: String,
+        /// The failing operations: a comma list of read, write, fsync.
+        #[arg(long, default_value = "write,fsync")]
+        ops: String,
+    },
+    /// Make each fsync on nodes' disks slower until healed (needs `--disk-faults`).
+    DiskSlow {
+        /// hserver nodes.
+        nodes: Vec<String>,
+        /// Added time per fsync, ms.
+        #[arg(long, default_value_t = 200)]
+        fsync_ms: u64,
+    },
     /// Heal every fault.
     Heal,
     /// Active faults.
@@ -130,6 +155,11 @@ pub struct UpArgs {
     /// local (network namespaces), loopback or docker (a container per node).
     #[arg(long, default_value = "local")]
     pub runtime: String,
+    /// An inventory of hosts someone else made (YAML): the cluster runs on
+    /// them over SSH (`--runtime ssh`), one node per role of each host;
+    /// `--nodes` and `--zk` are then the inventory's.
+    #[arg(long)]
+    pub hosts: Option<PathBuf>,
     /// Where the run directory goes.
     #[arg(long, default_value = "store")]
     pub store: PathBuf,
@@ -146,6 +176,10 @@ pub struct UpArgs {
     /// `clock-jump` and `clock-strobe` can move its clock.
     #[arg(long)]
     pub fake_clock: bool,
+    /// Keep every hserver's data on the disk file system, so `chaos nemesis
+    /// disk-lose-unsynced`, `disk-error` and `disk-slow` can act on it.
+    #[arg(long)]
+    pub disk_faults: bool,
 }
 
 /// `chaos cluster up`: start the daemon, wait for health, print how to reach it.
@@ -158,11 +192,22 @@ pub fn up(args: &UpArgs) -> anyhow::Result<()> {
     let log = std::fs::File::create(run_dir.join("daemon.log"))?;
     let mut command = Command::new(std::env::current_exe()?);
     command.args(["cluster", "daemon", "--run-dir"]).arg(&run_dir);
-    command.args(["--nodes", &args.nodes.to_string(), "--zk", &args.zk.to_string(), "--runtime", &args.runtime]);
+    let (mut nodes, mut zk, mut runtime) = (args.nodes, args.zk, args.runtime.as_str());
+    if let Some(hosts) = &args.hosts {
+        let inventory = crate::ssh::Inventory::load(hosts)?;
+        nodes = inventory.with_role(crate::ssh::HostRole::Hserver).len();
+        zk = inventory.with_role(crate::ssh::HostRole::Zookeeper).len();
+        runtime = "ssh";
+        command.arg("--hosts").arg(crate::orchestrate::absolute(hosts));
+    }
+    command.args(["--nodes", &nodes.to_string(), "--zk", &zk.to_string(), "--runtime", runtime]);
     command.args(["--lifetime-minutes", &args.lifetime_minutes.to_string()]);
     command.args(["--tls", args.tls.name()]);
     if args.fake_clock {
         command.arg("--fake-clock");
+    }
+    if args.disk_faults {
+        command.arg("--disk-faults");
     }
     for bug in &args.server_bugs {
         command.args(["--server-bug", bug]);
@@ -278,6 +323,11 @@ pub fn request_of(command: NemesisCommand, run: Option<&str>) -> anyhow::Result<
         NemesisCommand::RogueClient { nodes, interval_ms } => {
             start(crate::scenario::fault::ROGUE_FAULT, nodes, json!({"interval_ms": interval_ms}))
         }
+        NemesisCommand::DiskLoseUnsynced { nodes } => start("disk-lose-unsynced", nodes, Value::Null),
+        NemesisCommand::DiskError { nodes, errno, ops } => {
+            start("disk-error", nodes, json!({"errno": errno, "ops": ops}))
+        }
+        NemesisCommand::DiskSlow { nodes, fsync_ms } => start("disk-slow", nodes, json!({"fsync_ms": fsync_ms})),
         NemesisCommand::Heal => Request::Heal,
         NemesisCommand::List => Request::List,
     })

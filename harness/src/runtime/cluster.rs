@@ -18,12 +18,14 @@
 mod container;
 mod network;
 mod plan;
+mod remote;
 mod target;
 mod teardown;
 
 use network::CONTROL_SUFFIX;
 pub use network::{SCRATCH_SUFFIX, SPAWN_READY_WAIT_MS};
 pub use plan::{resolve_hserver, CONTROL_HOST};
+pub use remote::down_hosts;
 pub use teardown::TeardownReport;
 
 use super::certs::{RunCertificates, TlsMode};
@@ -36,6 +38,8 @@ use super::profile::Profile;
 use super::state::{self, StateFile};
 use super::supervisor::{self, CrashEvent, NodeSlot, Supervision};
 use super::zookeeper::{self, ZkQuorum};
+use crate::disk_fs::{self, DiskMount};
+use crate::ssh::Inventory;
 use nemesis::Role;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -65,6 +69,9 @@ pub enum RuntimeKind {
     /// One container per node on an internal Docker network; needs root
     /// and a Docker engine.
     Docker,
+    /// One node per host of an inventory (`--hosts FILE`), hosts someone
+    /// else made, reached over SSH.
+    Ssh,
 }
 
 impl RuntimeKind {
@@ -74,13 +81,36 @@ impl RuntimeKind {
             RuntimeKind::Local => "local",
             RuntimeKind::Loopback => "loopback",
             RuntimeKind::Docker => "docker",
+            RuntimeKind::Ssh => "ssh",
         }
     }
 
     /// Whether every node has a network namespace of the run that network
     /// faults can act in (`local` and `docker`).
     pub fn has_namespaces(self) -> bool {
-        self != RuntimeKind::Loopback
+        matches!(self, RuntimeKind::Local | RuntimeKind::Docker)
+    }
+
+    /// Why this runtime cannot inject `fault`, if it cannot.
+    pub fn cannot_inject(self, fault: &str) -> Option<&'static str> {
+        let network = [
+            nemesis::partition::PARTITION_FAULTS,
+            nemesis::loss::LOSS_FAULTS,
+            nemesis::delay::DELAY_FAULTS,
+            nemesis::zk_isolate::ZK_ISOLATE_FAULTS,
+        ]
+        .concat()
+        .contains(&fault);
+        let clock_or_disk = [nemesis::clock::CLOCK_FAULTS, nemesis::disk::DISK_FAULTS].concat().contains(&fault);
+        match self {
+            RuntimeKind::Loopback if network => {
+                Some("network faults need `runtime: local`, `docker` or `ssh` (loopback has no network of its own)")
+            }
+            RuntimeKind::Ssh if clock_or_disk => {
+                Some("clock and disk faults are not offered by the ssh runtime yet (libfaketime and the disk file system would have to run on the hosts)")
+            }
+            _ => None,
+        }
     }
 }
 
@@ -92,6 +122,7 @@ impl std::str::FromStr for RuntimeKind {
             "local" => Ok(RuntimeKind::Local),
             "loopback" => Ok(RuntimeKind::Loopback),
             "docker" => Ok(RuntimeKind::Docker),
+            "ssh" => Ok(RuntimeKind::Ssh),
             _ => Err(RuntimeError::UnknownRuntime { name: text.to_string() }),
         }
     }
@@ -128,6 +159,11 @@ pub struct ClusterSpec {
     /// Start every node under libfaketime with its own offset file, so
     /// clock faults can move its clock ([`crate::runtime::fake_clock`]).
     pub fake_clock: bool,
+    /// Keep every hserver's data on the disk file system, so disk faults
+    /// can lose its unsynced writes, fail it or slow it ([`crate::disk_fs`]).
+    pub disk_faults: bool,
+    /// The hosts of the ssh runtime (which decide the cluster's size).
+    pub hosts: Option<Arc<Inventory>>,
 }
 
 impl ClusterSpec {
@@ -146,6 +182,8 @@ impl ClusterSpec {
             run_id: None,
             tls: TlsMode::Off,
             fake_clock: false,
+            disk_faults: false,
+            hosts: None,
         }
     }
 }
@@ -172,6 +210,10 @@ pub struct Cluster {
     certificates: Option<RunCertificates>,
     /// The images the docker runtime runs (found or built at boot).
     images: Option<Images>,
+    /// The disk file system of each hserver, with disk faults.
+    disks: Mutex<Vec<DiskMount>>,
+    /// The hosts of the ssh runtime, connected at boot.
+    hosts: Option<remote::SshHosts>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -222,6 +264,9 @@ impl Cluster {
         if spec.runtime.has_namespaces() && !nix::unistd::geteuid().is_root() {
             return Err(RuntimeError::NeedsRoot);
         }
+        if spec.runtime == RuntimeKind::Ssh {
+            remote::check_offered(&spec)?;
+        }
         let (hserver, images) = server_program(&spec)?;
         std::fs::create_dir_all(&spec.run_dir).map_err(|error| RuntimeError::io(&spec.run_dir, error))?;
         let state = state::claim_run(&spec.run_dir, spec.runtime.name(), spec.run_id.as_deref())?;
@@ -235,7 +280,7 @@ impl Cluster {
         };
         let mut cluster = Cluster::unstarted(&spec, state, slots);
         cluster.images = images;
-        let started = cluster.bring_up(&spec).and_then(|()| match cluster.runtime {
+        let started = cluster.bring_up(&spec, hserver.as_deref()).and_then(|()| match cluster.runtime {
             RuntimeKind::Docker => cluster.write_compose(&spec.run_dir),
             _ => Ok(()),
         });
@@ -273,10 +318,12 @@ impl Cluster {
             scratch: Mutex::new(()),
             certificates: RunCertificates::plan(&spec.run_dir, spec.tls),
             images: None,
+            disks: Mutex::new(Vec::new()),
+            hosts: None,
         }
     }
 
-    fn bring_up(&mut self, spec: &ClusterSpec) -> Result<(), RuntimeError> {
+    fn bring_up(&mut self, spec: &ClusterSpec, hserver: Option<&Path>) -> Result<(), RuntimeError> {
         for slot in &self.slots {
             let dir = &slot.launch.cwd;
             std::fs::create_dir_all(dir.join("data")).map_err(|error| RuntimeError::io(dir, error))?;
@@ -284,10 +331,13 @@ impl Cluster {
                 fake_clock::write_offset(dir, 0.0)?;
             }
         }
+        if spec.disk_faults {
+            self.mount_disks()?;
+        }
         let control_namespace = match self.runtime {
             RuntimeKind::Local => Some(self.create_network()?),
             RuntimeKind::Docker => Some(self.create_container_network()?),
-            RuntimeKind::Loopback => None,
+            RuntimeKind::Loopback | RuntimeKind::Ssh => None,
         };
         self.control = Some(client_runtime(control_namespace.as_deref())?);
         if let Some(certificates) = &self.certificates {
@@ -297,6 +347,9 @@ impl Cluster {
             certificates.create(&nodes, &self.run_id)?;
         }
         plan::write_zookeeper_configs(&self.slots, &spec.profile.zookeeper)?;
+        if let Some(inventory) = spec.hosts.clone().filter(|_| self.runtime == RuntimeKind::Ssh) {
+            self.prepare_hosts(inventory, hserver)?;
+        }
         for slot in self.slots_with_role(Role::ZooKeeper) {
             self.start_node(&slot)?;
         }
@@ -305,6 +358,23 @@ impl Cluster {
             for slot in self.slots_with_role(Role::Server) {
                 self.start_node(&slot)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Mount a disk file system over every hserver's data directory, each
+    /// recorded in the state file before it is mounted.
+    fn mount_disks(&self) -> Result<(), RuntimeError> {
+        for slot in self.slots_with_role(Role::Server) {
+            let dir = &slot.launch.cwd;
+            let mountpoint = dir.join("data");
+            self.lock_state().update(|state| state.disk_mounts.push(mountpoint.clone()))?;
+            let disk = DiskMount::mount(&mountpoint, &dir.join(disk_fs::BACKING_DIR), &dir.join(disk_fs::SOCKET_FILE))
+                .map_err(|error| RuntimeError::Command {
+                    command: "disk file system".to_string(),
+                    message: error.to_string(),
+                })?;
+            self.disks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(disk);
         }
         Ok(())
     }

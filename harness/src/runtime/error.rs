@@ -22,7 +22,7 @@ pub enum RuntimeError {
         what: &'static str,
     },
     /// A runtime name that is neither `local` nor `loopback`.
-    #[error("unknown runtime `{name}`; use `local`, `loopback` or `docker`")]
+    #[error("unknown runtime `{name}`; use `local`, `loopback`, `docker` or `ssh`")]
     UnknownRuntime {
         /// The name given.
         name: String,
@@ -195,6 +195,15 @@ pub enum RuntimeError {
         /// rcgen's error.
         message: String,
     },
+    /// The ssh runtime's hosts or inventory cannot serve the run.
+    #[error("{message}")]
+    Hosts {
+        /// What is wrong, naming the host or file and the fix.
+        message: String,
+    },
+    /// A host could not be reached or refused a command.
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
     /// The cluster was already torn down.
     #[error("cluster `{run_id}` is torn down; boot a new one")]
     TornDown {

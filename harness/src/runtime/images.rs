@@ -29,10 +29,20 @@ pub const DEBIAN_SUITE: &str = "bookworm";
 pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
 /// Packages added to `minbase`: ZooKeeper and its Java runtime, `ip`,
-/// `iptables`, `ping` and `ps` for faults and debugging by hand, and
-/// libfaketime for clock faults.
-pub const BASE_PACKAGES: &[&str] =
-    &["default-jre-headless", "zookeeper", "iproute2", "iptables", "iputils-ping", "procps", "faketime"];
+/// `iptables`, `ping` and `ps` for faults and debugging by hand,
+/// libfaketime for clock faults, and an OpenSSH server so that a container
+/// of this image can stand in for a host the ssh runtime reaches (the
+/// server is installed, never started by the docker runtime).
+pub const BASE_PACKAGES: &[&str] = &[
+    "default-jre-headless",
+    "zookeeper",
+    "iproute2",
+    "iptables",
+    "iputils-ping",
+    "procps",
+    "faketime",
+    "openssh-server",
+];
 
 /// Bump when the way the base image is made changes (not its packages).
 const BASE_RECIPE_VERSION: u32 = 1;

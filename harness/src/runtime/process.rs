@@ -177,9 +177,10 @@ pub struct Captured {
 /// Run an external command to completion within `timeout`, feeding it
 /// `stdin`; returns its exit code and output whatever the code. Fails only if
 /// it cannot be spawned or outlives `timeout` (it is then killed by its pid,
-/// which is still ours because it was not reaped). Output is read by threads,
-/// so a large output cannot block the command.
-pub fn run_captured(argv: &[&str], stdin: Option<&str>, timeout: Duration) -> Result<Captured, RuntimeError> {
+/// which is still ours because it was not reaped). Input is written and
+/// output read by threads, so neither a large input nor a large output can
+/// block the command.
+pub fn run_captured(argv: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<Captured, RuntimeError> {
     assert!(!argv.is_empty());
     let command_line = argv.join(" ");
     let failed = |message: String| RuntimeError::Command { command: command_line.clone(), message };
@@ -190,10 +191,14 @@ pub fn run_captured(argv: &[&str], stdin: Option<&str>, timeout: Duration) -> Re
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|error| failed(error.to_string()))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        use std::io::Write;
-        // A command that exits without reading its input is not an error here.
-        let _ = pipe.write_all(text.as_bytes());
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            // A command that exits without reading its input is not an
+            // error here; a killed one closes the pipe and ends the thread.
+            let _ = pipe.write_all(&bytes);
+        });
     }
     wait_output(child, timeout).map_err(|error| match error {
         RuntimeError::Command { message, .. } => failed(message),
@@ -232,10 +237,13 @@ fn read_all(mut pipe: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<S
 }
 
 /// Wait for `child` until `timeout`; on timeout kill it (not reaped yet, so
-/// the pid is still ours), reap it and return `None`.
-fn wait_bounded(child: &mut Child, timeout: Duration) -> std::io::Result<Option<std::process::ExitStatus>> {
+/// the pid is still ours), reap it and return `None`. Polls from 1 ms
+/// doubling up to [`POLL_INTERVAL_MS`], so a quick command (an iptables
+/// call, a multiplexed remote command) is not charged a whole interval.
+pub fn wait_bounded(child: &mut Child, timeout: Duration) -> std::io::Result<Option<std::process::ExitStatus>> {
     let deadline = Instant::now() + timeout;
-    let poll_count_max = timeout.as_millis() as u64 / POLL_INTERVAL_MS + 1;
+    let poll_count_max = timeout.as_millis() as u64 + 1;
+    let mut pause = Duration::from_millis(1);
     for _ in 0..=poll_count_max {
         if let Some(status) = child.try_wait()? {
             return Ok(Some(status));
@@ -243,7 +251,8 @@ fn wait_bounded(child: &mut Child, timeout: Duration) -> std::io::Result<Option<
         if Instant::now() >= deadline {
             break;
         }
-        std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS).min(deadline - Instant::now()));
+        std::thread::sleep(pause.min(deadline - Instant::now()));
+        pause = (pause * 2).min(Duration::from_millis(POLL_INTERVAL_MS));
     }
     if let Some(status) = child.try_wait()? {
         return Ok(Some(status));
@@ -292,7 +301,7 @@ mod tests {
     /// command outliving its deadline is killed and reported as timed out.
     #[test]
     fn run_captured_feeds_stdin_and_bounds_time() {
-        let echoed = run_captured(&["cat"], Some("line\n"), Duration::from_secs(5)).expect("cat");
+        let echoed = run_captured(&["cat"], Some(b"line\n"), Duration::from_secs(5)).expect("cat");
         assert_eq!((echoed.code, echoed.stdout.as_str()), (Some(0), "line\n"));
         let failing = run_captured(&["sh", "-c", "echo oops >&2; exit 3"], None, Duration::from_secs(5)).expect("sh");
         assert_eq!((failing.code, failing.stderr.trim()), (Some(3), "oops"));

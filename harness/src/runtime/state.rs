@@ -18,6 +18,7 @@ use super::docker;
 use super::error::RuntimeError;
 use super::netns;
 use super::process::{self, ProcessId};
+use crate::disk_fs;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,23 @@ pub struct RunState {
     pub namespaces: Vec<String>,
     /// The live process of each node, recorded right after it is spawned.
     pub processes: BTreeMap<String, ProcessId>,
+    /// Disk file systems, recorded before each is mounted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disk_mounts: Vec<PathBuf>,
+    /// The inventory of an ssh run, recorded before any host is touched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<PathBuf>,
+    /// The live process of each node on a host (ssh runtime): the host's
+    /// name and the process there, never signalled on this machine.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote_processes: BTreeMap<String, (String, ProcessId)>,
+    /// The local `ssh` processes holding the master connection to each
+    /// host (ssh runtime), recorded right after they are started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_masters: Vec<ProcessId>,
+    /// Their sockets' private directory under `/tmp` (ssh runtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_socket_dir: Option<PathBuf>,
 }
 
 impl RunState {
@@ -169,6 +187,11 @@ pub fn claim_run(run_dir: &Path, runtime: &str, requested: Option<&str>) -> Resu
         subnet,
         namespaces: Vec::new(),
         processes: BTreeMap::new(),
+        disk_mounts: Vec::new(),
+        inventory: None,
+        remote_processes: BTreeMap::new(),
+        ssh_masters: Vec::new(),
+        ssh_socket_dir: None,
     };
     let path = state_path(&run_id);
     write_atomically(&path, &state)?;
@@ -231,6 +254,10 @@ pub struct RunCleanup {
     pub namespaces: Vec<String>,
     /// Containers, networks and volumes removed by the run's label.
     pub docker: docker::Objects,
+    /// Disk file systems unmounted.
+    pub unmounted: Vec<String>,
+    /// Per host of an ssh run: what was removed there.
+    pub hosts: Vec<String>,
 }
 
 impl RunCleanup {
@@ -247,6 +274,8 @@ impl RunCleanup {
             already_gone: Vec::new(),
             namespaces: state.namespaces.clone(),
             docker,
+            unmounted: state.disk_mounts.iter().map(|path| path.display().to_string()).collect(),
+            hosts: state.inventory.iter().map(|path| format!("the hosts of {}", path.display())).collect(),
         }
     }
 }
@@ -266,6 +295,8 @@ impl std::fmt::Display for RunCleanup {
         list("removed containers", &self.docker.containers);
         list("removed networks", &self.docker.networks);
         list("removed volumes", &self.docker.volumes);
+        list("unmounted disk file systems", &self.unmounted);
+        list("cleaned hosts", &self.hosts);
         if lines.len() == 1 {
             lines.push("  nothing was left".to_string());
         }
@@ -277,7 +308,9 @@ impl std::fmt::Display for RunCleanup {
 /// whose harness is gone when `all_stale`. Removes exactly what each state
 /// file lists: SIGKILLs recorded processes whose start time still matches,
 /// deletes recorded namespaces, then deletes the state file.
-pub fn down(run: Option<&str>, all_stale: bool) -> Result<Vec<RunCleanup>, RuntimeError> {
+/// One run that could not be cleaned stops neither the others nor the
+/// report of what they removed: its error is in [`Down::failed`].
+pub fn down(run: Option<&str>, all_stale: bool) -> Result<Down, RuntimeError> {
     let states = match run {
         Some(run_id) => {
             let path = if netns::is_run_id(run_id) { state_path(run_id) } else { PathBuf::new() };
@@ -289,14 +322,27 @@ pub fn down(run: Option<&str>, all_stale: bool) -> Result<Vec<RunCleanup>, Runti
         None if all_stale => stale_runs(),
         None => return Err(RuntimeError::NothingToDown),
     };
-    let mut cleanups = Vec::with_capacity(states.len());
+    let mut outcome = Down::default();
     for (path, state) in states {
-        cleanups.push(clean_run(&path, &state)?);
+        match clean_run(&path, &state) {
+            Ok(cleanup) => outcome.cleaned.push(cleanup),
+            Err(error) => outcome.failed.push((state.run_id.clone(), error)),
+        }
     }
     if all_stale && run.is_none() {
-        cleanups.extend(orphaned_docker_runs()?);
+        outcome.cleaned.extend(orphaned_docker_runs()?);
     }
-    Ok(cleanups)
+    Ok(outcome)
+}
+
+/// What `down` did: the runs it cleaned, and those it could not (whose
+/// state files stay, for another try).
+#[derive(Debug, Default)]
+pub struct Down {
+    /// What was removed, per run.
+    pub cleaned: Vec<RunCleanup>,
+    /// Run ids that could not be cleaned, with why.
+    pub failed: Vec<(String, RuntimeError)>,
 }
 
 /// Removes the Docker objects of runs that have no state file at all (a
@@ -340,6 +386,28 @@ pub fn clean_run(path: &Path, state: &RunState) -> Result<RunCleanup, RuntimeErr
         }
     }
     wait_gone(state.processes.values().copied(), Duration::from_millis(DOWN_KILL_WAIT_MS));
+    for master in &state.ssh_masters {
+        // The dead harness's connections to the hosts; a recycled pid is
+        // left alone (its start time differs).
+        if let Err(error) = process::signal_exact(*master, Signal::SIGTERM) {
+            eprintln!("warning: ending ssh master pid {}: {error}", master.pid);
+        }
+    }
+    // Only a directory the ssh module made (`/tmp/hcssh...`) is removed.
+    let sockets = state.ssh_socket_dir.as_ref().filter(|dir| {
+        dir.parent() == Some(Path::new("/tmp"))
+            && dir.file_name().is_some_and(|name| name.to_string_lossy().starts_with(crate::ssh::SOCKET_DIR_PREFIX))
+    });
+    if let Some(dir) = sockets {
+        if let Err(error) = std::fs::remove_dir_all(dir) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                return Err(RuntimeError::io(dir, error));
+            }
+        }
+    }
+    if let Some(inventory) = &state.inventory {
+        super::cluster::down_hosts(state, inventory, &mut cleanup)?;
+    }
     for namespace in state.namespaces.iter().rev() {
         if netns::delete_namespace(&state.run_id, namespace)? {
             cleanup.namespaces.push(namespace.clone());
@@ -348,11 +416,39 @@ pub fn clean_run(path: &Path, state: &RunState) -> Result<RunCleanup, RuntimeErr
     if state.runtime == RuntimeKind::Docker.name() {
         cleanup.docker = docker::remove_run(&state.run_id)?;
     }
+    for mountpoint in &state.disk_mounts {
+        if disk_fs::is_mounted(mountpoint) {
+            disk_fs::detach(mountpoint)
+                .map_err(|error| RuntimeError::State { path: path.to_path_buf(), message: error.to_string() })?;
+            cleanup.unmounted.push(mountpoint.display().to_string());
+        }
+    }
+    let nodes = std::fs::read_dir(state.run_dir.join("nodes")).into_iter().flatten().flatten();
+    let node_dirs: Vec<PathBuf> = nodes.map(|entry| entry.path()).collect();
+    remove_control_files(&node_dirs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     match std::fs::remove_file(path) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(RuntimeError::io(path, error)),
         _ => {}
     }
     Ok(cleanup)
+}
+
+/// Remove the control files a run leaves in its node directories once its
+/// nodes are gone: a disk file system's socket (dead once its server is)
+/// and a fake clock's offset file. Node logs and data stay.
+pub fn remove_control_files(node_dirs: &[&Path]) -> Result<(), RuntimeError> {
+    for dir in node_dirs {
+        for name in [disk_fs::SOCKET_FILE, super::fake_clock::CLOCK_FILE] {
+            let path = dir.join(name);
+            match std::fs::remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RuntimeError::io(&path, error))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Wait (bounded) until none of `ids` is alive; returns whether all are gone.
@@ -383,11 +479,15 @@ mod tests {
             already_gone: names(&["n2"]),
             namespaces: names(&["hcabc123-n1"]),
             docker: docker::Objects { containers: names(&["hcabc123-n1"]), networks: vec![], volumes: vec![] },
+            unmounted: names(&["/store/run/nodes/n1/data"]),
+            hosts: names(&["db1: rules=2 chains=1"]),
         };
         let text = cleanup.to_string();
         assert!(text.starts_with("run abc123:\n  stopped processes (2): n1 zk1\n"), "{text}");
         assert!(text.contains("processes already gone (1): n2") && text.contains("removed containers (1)"), "{text}");
         assert!(!text.contains("networks"), "{text}");
+        assert!(text.contains("unmounted disk file systems (1): /store/run/nodes/n1/data"), "{text}");
+        assert!(text.contains("cleaned hosts (1): db1: rules=2 chains=1"), "{text}");
         let empty = RunCleanup { run_id: "abc123".into(), ..RunCleanup::default() };
         assert_eq!(empty.to_string(), "run abc123:\n  nothing was left");
     }

@@ -73,6 +73,8 @@ pub struct NodeSlot {
     pub address: String,
     /// How to (re)start it.
     pub launch: Launch,
+    /// Where it runs when that is a host of an inventory (ssh runtime).
+    pub place: Option<RemotePlace>,
     /// Its current process, guarded.
     pub process: Mutex<NodeProcess>,
 }
@@ -88,6 +90,19 @@ impl NodeSlot {
     pub fn lock(&self) -> MutexGuard<'_, NodeProcess> {
         self.process.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Where a node of the ssh runtime runs: which host, and its directory
+/// there (`launch` then names remote paths in its argv and log, and its
+/// `cwd` is the node's local directory, where its logs are brought back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePlace {
+    /// The inventory name of the host.
+    pub host: String,
+    /// The node's directory on the host.
+    pub node_dir: String,
+    /// The node's log on the host.
+    pub log: String,
 }
 
 /// Shared by every watcher of a cluster.
@@ -107,26 +122,48 @@ pub enum Waiter {
     /// A `docker wait` child that ends when the node's container stops and
     /// prints its exit code (the node process is the container's, not ours).
     Container(Child),
+    /// A child running the host's watch script over `ssh` (again after a
+    /// dropped connection), which ends when the node's process does and
+    /// prints its exit and log tail (the node is on another host; see
+    /// `ssh::node::watch_script` and `ssh::Remote::spawn_watch`).
+    Remote(Child),
+}
+
+/// How a node's process ended, as its waiter learned it.
+struct Ended {
+    /// In words, e.g. `exited with code 1`.
+    status: String,
+    /// The log's tail, when the waiter brought it (a remote node's log is
+    /// not on this machine).
+    log_tail: Option<Vec<String>>,
 }
 
 impl Waiter {
     fn child(&mut self) -> &mut Child {
         match self {
-            Waiter::Process(child) | Waiter::Container(child) => child,
+            Waiter::Process(child) | Waiter::Container(child) | Waiter::Remote(child) => child,
         }
     }
 
     /// Reaps the child (it has exited) and says how the node ended.
-    fn reap(&mut self) -> String {
+    fn reap(&mut self) -> Ended {
+        let printed = |child: &mut Child| {
+            let mut text = String::new();
+            if let Some(stdout) = child.stdout.as_mut() {
+                let _ = std::io::Read::read_to_string(stdout, &mut text);
+            }
+            let _ = child.wait();
+            text
+        };
         match self {
-            Waiter::Process(child) => child.wait().map(describe).unwrap_or_else(|error| format!("unknown ({error})")),
-            Waiter::Container(child) => {
-                let mut code = String::new();
-                if let Some(stdout) = child.stdout.as_mut() {
-                    let _ = std::io::Read::read_to_string(stdout, &mut code);
-                }
-                let _ = child.wait();
-                docker::describe_exit(&code)
+            Waiter::Process(child) => Ended {
+                status: child.wait().map(describe).unwrap_or_else(|error| format!("unknown ({error})")),
+                log_tail: None,
+            },
+            Waiter::Container(child) => Ended { status: docker::describe_exit(&printed(child)), log_tail: None },
+            Waiter::Remote(child) => {
+                let (status, log_tail) = crate::ssh::node::parse_watch(&printed(child));
+                Ended { status, log_tail: Some(log_tail) }
             }
         }
     }
@@ -147,16 +184,16 @@ pub fn watch(
 fn watch_until_exit(slot: &NodeSlot, mut waiter: Waiter, pid: u32, supervision: &Supervision) {
     // If waiting without reaping fails (it should not for our own child),
     // reap first: losing the pid-reuse guard beats holding the lock forever.
-    let mut early_status = (!wait_exited_without_reaping(waiter.child().id())).then(|| waiter.reap());
-    let (expected, status) = {
+    let mut early_end = (!wait_exited_without_reaping(waiter.child().id())).then(|| waiter.reap());
+    let (expected, ended) = {
         let mut state = slot.lock();
         assert!(state.current.map(|id| id.pid) == Some(pid), "watcher of {} outlived its process", slot.name);
         state.alive = false;
         state.paused = false;
         // Reaping now cannot block: the process has exited.
-        let status = early_status.take().unwrap_or_else(|| waiter.reap());
-        state.last_exit = Some(status.clone());
-        (state.expected_exit || supervision.shutting_down.load(Ordering::SeqCst), status)
+        let ended = early_end.take().unwrap_or_else(|| waiter.reap());
+        state.last_exit = Some(ended.status.clone());
+        (state.expected_exit || supervision.shutting_down.load(Ordering::SeqCst), ended)
     };
     if expected {
         return;
@@ -164,8 +201,8 @@ fn watch_until_exit(slot: &NodeSlot, mut waiter: Waiter, pid: u32, supervision: 
     let event = CrashEvent {
         node: slot.name.clone(),
         pid,
-        status,
-        log_tail: process::log_tail(&slot.launch.log, CRASH_LOG_TAIL_LINES),
+        status: ended.status,
+        log_tail: ended.log_tail.unwrap_or_else(|| process::log_tail(&slot.launch.log, CRASH_LOG_TAIL_LINES)),
     };
     if let Err(error) = supervision.crashes.try_send(event) {
         eprintln!("warning: crash of {} not queued: {error}", slot.name);

@@ -36,10 +36,12 @@ pub struct EnsembleMember {
 }
 
 /// Write `zoo.cfg` and `myid` into `node_dir` for member `me`; returns the
-/// path of `zoo.cfg`. A single-member ensemble gets no `server.N` lines and
-/// runs standalone.
+/// path of `zoo.cfg`. The node runs from `served_from` (`node_dir` itself,
+/// or its copy on another host), which its `dataDir` names. A
+/// single-member ensemble gets no `server.N` lines and runs standalone.
 pub fn write_config(
     node_dir: &Path,
+    served_from: &Path,
     profile: &ZooKeeperProfile,
     me: &EnsembleMember,
     ensemble: &[EnsembleMember],
@@ -52,7 +54,7 @@ pub fn write_config(
         profile.tick_time_ms,
         profile.init_limit_ticks,
         profile.sync_limit_ticks,
-        data_dir.display(),
+        served_from.join("data").display(),
         profile.client_port,
         me.address,
     );
@@ -191,12 +193,12 @@ mod tests {
         let profile = super::super::profile::Profile::default().zookeeper;
         let ensemble: Vec<EnsembleMember> =
             (1..=3).map(|id| EnsembleMember { id, address: format!("198.18.9.{}", 100 + id) }).collect();
-        let path = write_config(dir.path(), &profile, &ensemble[1], &ensemble).expect("write");
+        let path = write_config(dir.path(), dir.path(), &profile, &ensemble[1], &ensemble).expect("write");
         let config = std::fs::read_to_string(path).expect("read");
         assert!(config.contains("clientPortAddress=198.18.9.102\n"));
         assert!(config.contains("server.3=198.18.9.103:2888:3888\n"));
         assert_eq!(std::fs::read_to_string(dir.path().join("data/myid")).expect("myid"), "2\n");
-        let single = write_config(dir.path(), &profile, &ensemble[0], &ensemble[..1]).expect("write");
+        let single = write_config(dir.path(), dir.path(), &profile, &ensemble[0], &ensemble[..1]).expect("write");
         assert!(!std::fs::read_to_string(single).expect("read").contains("server."));
     }
 }

@@ -9,7 +9,7 @@ use super::duration::Dur;
 
 /// Every fault kind and the parameters it takes (the nemesis validates
 /// their values; this table lets scenario errors point at the file line).
-pub const FAULT_KINDS: [(&str, &[&str]); 12] = [
+pub const FAULT_KINDS: [(&str, &[&str]); 15] = [
     ("kill", &[]),
     ("pause", &[]),
     ("partition", nemesis::partition::PARTITION_PARAMS),
@@ -22,6 +22,9 @@ pub const FAULT_KINDS: [(&str, &[&str]); 12] = [
     ("clock-jump", &["offset_s"]),
     ("clock-strobe", nemesis::clock::CLOCK_PARAMS),
     (ROGUE_FAULT, &["interval_ms"]),
+    ("disk-lose-unsynced", &[]),
+    ("disk-error", &["errno", "ops"]),
+    ("disk-slow", &["fsync_ms"]),
 ];
 
 /// The fault that runs a hostile client ([`workloads::rogue`]) against
@@ -35,8 +38,9 @@ pub const ROGUE_INTERVAL_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
 /// under fake clocks).
 pub const CLOCK_FAULTS: &[&str] = nemesis::clock::CLOCK_FAULTS;
 
-/// Fault kinds that act on the network (need the `local` runtime).
-pub const NETWORK_FAULTS: [&str; 4] = ["partition", "loss", "delay", "zk-isolate"];
+/// Fault kinds that act on an hserver's disk (the cluster then keeps each
+/// hserver's data on the disk file system, [`crate::disk_fs`]).
+pub const DISK_FAULTS: &[&str] = nemesis::disk::DISK_FAULTS;
 
 /// A fault in a timeline (with `at` and `for`) or in a mix (without).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -117,6 +121,16 @@ pub struct FaultEntry {
     /// rogue-client: pause between two misbehaviours (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_ms: Option<u64>,
+    /// disk-error: eio (default) or enospc.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
+    /// disk-error: the failing operations, a comma list of read, write,
+    /// fsync (default write,fsync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<String>,
+    /// disk-slow: added time per fsync (default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsync_ms: Option<u64>,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -154,6 +168,9 @@ impl FaultEntry {
         put("offset_s", self.offset_s.map(Value::from));
         put("period_ms", self.period_ms.map(Value::from));
         put("interval_ms", self.interval_ms.map(Value::from));
+        put("errno", self.errno.clone().map(Value::from));
+        put("ops", self.ops.clone().map(Value::from));
+        put("fsync_ms", self.fsync_ms.map(Value::from));
         Value::Object(params)
     }
 
@@ -184,14 +201,14 @@ impl FaultEntry {
         Some(self.at?.0 + self.duration?.0)
     }
 
-    /// Whether this fault acts on the network.
-    pub fn is_network(&self) -> bool {
-        NETWORK_FAULTS.contains(&self.fault.as_str())
-    }
-
     /// Whether this fault moves clocks.
     pub fn is_clock(&self) -> bool {
         CLOCK_FAULTS.contains(&self.fault.as_str())
+    }
+
+    /// Whether this fault acts on an hserver's disk.
+    pub fn is_disk(&self) -> bool {
+        DISK_FAULTS.contains(&self.fault.as_str())
     }
 
     /// Whether this fault acts on ZooKeeper as a whole.

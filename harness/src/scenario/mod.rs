@@ -81,6 +81,9 @@ pub struct ClusterSection {
     /// A cluster profile (YAML) instead of the built-in hserver + ZooKeeper one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<PathBuf>,
+    /// The inventory of hosts (`runtime: ssh`), which decides `nodes` and `zk`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<PathBuf>,
     /// Deliberate hserver bugs to switch on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub server_bugs: Vec<String>,
@@ -207,7 +210,7 @@ impl Default for Scenario {
 
 impl Default for ClusterSection {
     fn default() -> Self {
-        ClusterSection { nodes: 5, zk: 3, profile: None, server_bugs: Vec::new() }
+        ClusterSection { nodes: 5, zk: 3, profile: None, hosts: None, server_bugs: Vec::new() }
     }
 }
 
@@ -295,10 +298,10 @@ impl Scenario {
             .unwrap_or_else(|e| panic!("the built-in default scenario is invalid: {e}"))
     }
 
-    /// Whether the scenario's runtime gives every node a network namespace
-    /// that network faults can act in (`local`, `docker`).
-    pub fn runtime_has_namespaces(&self) -> bool {
-        self.runtime.parse::<crate::runtime::RuntimeKind>().is_ok_and(|kind| kind.has_namespaces())
+    /// Why the scenario's runtime cannot inject `entry`'s fault, if it
+    /// cannot (network faults in `loopback`, some kinds over `ssh`).
+    pub fn runtime_cannot_inject(&self, entry: &FaultEntry) -> Option<&'static str> {
+        self.runtime.parse::<crate::runtime::RuntimeKind>().ok()?.cannot_inject(&entry.fault)
     }
 
     /// Whether any fault of the scenario moves a clock: its nodes then run
@@ -309,12 +312,20 @@ impl Scenario {
     }
 
     /// Leaves out of the mix the fault kinds `runtime` cannot inject
-    /// (network faults in `loopback`); returns the names left out.
+    /// (network faults in `loopback`, some kinds over `ssh`); returns the
+    /// names left out.
     pub fn drop_unsupported_faults(&mut self) -> Vec<String> {
-        if self.runtime_has_namespaces() {
+        let Ok(runtime) = self.runtime.parse::<crate::runtime::RuntimeKind>() else {
             return Vec::new();
-        }
-        self.drop_from_mix(FaultEntry::is_network)
+        };
+        self.drop_from_mix(|entry| runtime.cannot_inject(&entry.fault).is_some())
+    }
+
+    /// Whether any fault of the scenario acts on a disk: its hservers then
+    /// keep their data on the disk file system.
+    pub fn has_disk_faults(&self) -> bool {
+        self.faults.mix.iter().any(|item| item.entry().is_disk())
+            || self.faults.timeline.iter().any(FaultEntry::is_disk)
     }
 
     /// Leaves the clock faults out of the mix (for a machine without
@@ -323,8 +334,14 @@ impl Scenario {
         self.drop_from_mix(FaultEntry::is_clock)
     }
 
+    /// Leaves the disk faults out of the mix (for a machine that cannot
+    /// mount the disk file system); returns the names left out.
+    pub fn drop_disk_faults(&mut self) -> Vec<String> {
+        self.drop_from_mix(FaultEntry::is_disk)
+    }
+
     /// Leaves out of the mix the kinds `leave_out` picks; returns their names.
-    fn drop_from_mix(&mut self, leave_out: fn(&FaultEntry) -> bool) -> Vec<String> {
+    fn drop_from_mix(&mut self, leave_out: impl Fn(&FaultEntry) -> bool) -> Vec<String> {
         let mut dropped = Vec::new();
         self.faults.mix.retain(|item| {
             let entry = item.entry();
@@ -408,7 +425,10 @@ impl Scenario {
             return Err(format!("cluster.zk {}: a ZooKeeper ensemble has 1, 3 or 5 nodes", self.cluster.zk));
         }
         if self.runtime.parse::<crate::runtime::RuntimeKind>().is_err() {
-            return Err(format!("unknown runtime {:?}; the runtimes are: local, loopback, docker", self.runtime));
+            return Err(format!("unknown runtime {:?}; the runtimes are: local, loopback, docker, ssh", self.runtime));
+        }
+        if (self.runtime == "ssh") != self.cluster.hosts.is_some() {
+            return Err("`runtime: ssh` and `cluster.hosts` (an inventory, --hosts FILE) go together".to_string());
         }
         if self.workload.replication_factor as usize > self.cluster.nodes || self.workload.replication_factor == 0 {
             return Err(format!(

@@ -116,6 +116,14 @@ fn timed_faults_must_end_within_the_time_limit_and_network_faults_need_namespace
     let loopback =
         error_of("runtime: loopback\nfaults:\n  timeline:\n    - {at: 1s, fault: loss, percent: 10, for: 2s}\n");
     assert!(loopback.contains("runtime: local"), "{loopback}");
+    let on_hosts = "runtime: ssh\ncluster: {hosts: hosts.yaml}\nfaults:\n  timeline:\n";
+    let clock = error_of(&format!("{on_hosts}    - {{at: 1s, fault: clock-skew, offset_s: 5, for: 2s}}\n"));
+    assert!(clock.contains("not offered by the ssh runtime"), "{clock}");
+    for fault in ["loss, percent: 10", "delay, ms: 50"] {
+        let entry = format!("{on_hosts}    - {{at: 1s, fault: {fault}, for: 2s}}\n");
+        assert!(Scenario::from_yaml(&entry, "s.yaml").is_ok(), "{fault} runs over SSH");
+    }
+    assert!(error_of("runtime: ssh\n").contains("go together"), "an ssh run needs its hosts");
 }
 
 #[test]
@@ -125,7 +133,7 @@ fn sizes_and_names_are_checked() {
     assert!(error_of("cluster: {server_bugs: [Ack_Early]}\n").contains("hserver --list-bugs"));
     assert!(Scenario::from_yaml("cluster: {server_bugs: [ack-early]}\n", "s.yaml").is_ok());
     assert!(error_of("time_limit: 10s\nworkload: {subscribe_after: 10s}\n").contains("workload.subscribe_after"));
-    assert!(error_of("runtime: podman\n").contains("local, loopback, docker"));
+    assert!(error_of("runtime: podman\n").contains("local, loopback, docker, ssh"));
 }
 
 /// Goal: `latency_budget` defaults to the checker's, takes a duration or
@@ -171,6 +179,12 @@ fn the_built_in_default_is_the_shipped_default_with_compositions() {
     assert_eq!(dropped, ["partition", "loss", "delay"]);
     loopback.resolve(|| 1).unwrap();
     assert!(loopback.check().is_ok());
+    let mut on_hosts = Scenario { runtime: "ssh".into(), ..Scenario::builtin_default() };
+    on_hosts.cluster.hosts = Some("hosts.yaml".into());
+    let dropped = on_hosts.drop_unsupported_faults();
+    assert_eq!(dropped, ["clock-skew", "disk-lose-unsynced"], "delay runs over SSH through a shaper on the host");
+    on_hosts.resolve(|| 1).unwrap();
+    assert!(on_hosts.check().is_ok());
 }
 
 /// Goal: an unknown ack style and a composition chance outside 0..=1 are
@@ -185,25 +199,30 @@ fn ack_styles_and_compose_are_checked() {
     assert!(compose.contains("faults.compose 1.5"), "{compose}");
 }
 
-/// Goal: the everyday scenario draws the clock and hostile-client faults
-/// too (seed 34 draws both), and so runs its nodes under fake clocks.
+/// Goal: the everyday scenario draws the clock, hostile-client and disk
+/// faults too (seed 54 draws all three), and so runs its nodes under
+/// fake clocks and its hservers on the disk file system.
 #[test]
-fn the_default_mix_draws_clock_skew_and_rogue_clients() {
+fn the_default_mix_draws_clock_skew_rogue_clients_and_power_losses() {
     let scenario = Scenario::builtin_default();
     assert!(scenario.has_clock_faults(), "default runs start nodes under fake clocks");
-    let kinds: Vec<String> = timeline::draw(&scenario, 34).expect("draw").into_iter().map(|e| e.fault).collect();
-    assert!(kinds.iter().any(|kind| kind == "clock-skew"), "{kinds:?}");
-    assert!(kinds.iter().any(|kind| kind == "rogue-client"), "{kinds:?}");
+    assert!(scenario.has_disk_faults(), "default runs keep hserver data on the disk file system");
+    let kinds: Vec<String> = timeline::draw(&scenario, 54).expect("draw").into_iter().map(|e| e.fault).collect();
+    for kind in ["clock-skew", "rogue-client", "disk-lose-unsynced"] {
+        assert!(kinds.iter().any(|drawn| drawn == kind), "no {kind}: {kinds:?}");
+    }
 }
 
-/// Goal: a machine without libfaketime can still run the everyday
-/// scenario: its clock faults leave the mix (named), nothing else does,
-/// and the nodes then start without fake clocks.
+/// Goal: a machine without libfaketime, or without FUSE, can still run
+/// the everyday scenario: its clock or disk faults leave the mix (named),
+/// nothing else does, and the nodes then start without fake clocks or disk
+/// file systems.
 #[test]
-fn clock_faults_can_leave_the_default_mix() {
+fn clock_and_disk_faults_can_leave_the_default_mix() {
     let mut scenario = Scenario::builtin_default();
     let before = scenario.faults.mix.len();
     assert_eq!(scenario.drop_clock_faults(), ["clock-skew"]);
-    assert_eq!(scenario.faults.mix.len(), before - 1);
-    assert!(!scenario.has_clock_faults());
+    assert_eq!(scenario.drop_disk_faults(), ["disk-lose-unsynced"]);
+    assert_eq!(scenario.faults.mix.len(), before - 2);
+    assert!(!scenario.has_clock_faults() && !scenario.has_disk_faults());
 }

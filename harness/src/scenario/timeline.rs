@@ -44,8 +44,8 @@ pub fn check(scenario: &Scenario) -> Result<(), (Option<usize>, String)> {
                 entry.fault
             ));
         }
-        if entry.is_network() && !scenario.runtime_has_namespaces() {
-            return fail("network faults need `runtime: local` or `runtime: docker` (network namespaces)".into());
+        if let Some(why) = scenario.runtime_cannot_inject(entry) {
+            return fail(why.to_string());
         }
         if let Some((j, other, why)) = first_clash(&scenario.faults.timeline[..i], entry) {
             return fail(format!(

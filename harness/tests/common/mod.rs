@@ -3,12 +3,20 @@
 //! own crate and uses only part of this, hence the `dead_code` allowance.)
 #![allow(dead_code)]
 
+pub mod test_hosts;
+
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The `chaos` binary cargo built for these tests.
 pub fn chaos() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_chaos"))
+}
+
+/// What a command printed, standard output then standard error, for
+/// assertion messages.
+pub fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 /// The workspace's hserver binary, built next to `chaos`.
@@ -18,8 +26,9 @@ pub fn hserver() -> PathBuf {
     path
 }
 
-/// Every container, network and volume labelled with `run_id`, and every
-/// namespace named after it.
+/// Every container, network and volume labelled with `run_id`, every
+/// namespace named after it, and every disk file system mounted in its run
+/// directory (whose name ends with the run id).
 pub fn leftovers(run_id: &str) -> Vec<String> {
     let label = format!("label=hstream-chaos.run={run_id}");
     let mut found = Vec::new();
@@ -31,5 +40,8 @@ pub fn leftovers(run_id: &str) -> Vec<String> {
     let namespaces = Command::new("ip").args(["netns", "list"]).output().expect("ip");
     let namespaces = String::from_utf8_lossy(&namespaces.stdout).to_string();
     found.extend(namespaces.lines().filter(|line| line.contains(&format!("hc{run_id}"))).map(str::to_string));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mount table");
+    let ours = mounts.lines().filter(|line| line.contains(&format!("-{run_id}/nodes/")) && line.contains(" hcdisk "));
+    found.extend(ours.map(|line| format!("mount {line}")));
     found
 }

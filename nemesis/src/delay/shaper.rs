@@ -6,23 +6,30 @@
 //! Why separate: it is the only code that holds packets; keeping it apart
 //! makes its safety rules easy to audit.
 //!
+//! Where the harness cannot enter the node's namespace (hosts reached over
+//! SSH), the same loop runs in a `chaos shaper` process the runtime starts
+//! on the node's host ([`NetworkControl::spawn_helper`], [`serve_here`]);
+//! [`Shaper`] hides which of the two serves.
+//!
 //! Must never:
 //! - run outside the node's namespace (the thread is started by
-//!   [`NetworkControl::spawn_in`], which enters it before running us);
+//!   [`NetworkControl::spawn_in`], which enters it before running us; a
+//!   helper process runs on the node's host);
 //! - release a packet after shutdown: [`Shaper::shutdown`] is called only
 //!   after the rules feeding the queue are removed, and then every packet
 //!   still held or still queued gets a DROP verdict;
 //! - run unbounded: the loop has an iteration cap and a lifetime; the heap
 //!   has a size cap (packets beyond it are dropped and counted).
 //!
-//! If the thread dies, the kernel drops what the rules queue (no
-//! `--queue-bypass`): a dead shaper partitions, it never leaks.
+//! If the thread (or the helper process) dies, the kernel drops what the
+//! rules queue (no `--queue-bypass`): a dead shaper partitions, it never
+//! leaks.
 
-use crate::target::{NetworkControl, TargetError};
+use crate::target::{HelperProcess, NetworkControl, TargetError};
 use nfq::{Message, Queue, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,7 +77,7 @@ pub const SHAPER_NICE: i32 = -20;
 pub const THREAD_NAME_PREFIX: &str = "shp-";
 
 /// What one shaper does.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ShaperConfig {
     /// NFQUEUE number (unique per run and instance; queues are per namespace).
     pub queue: u16,
@@ -87,7 +94,7 @@ pub struct ShaperConfig {
 }
 
 /// What a shaper did, for the history.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShaperStats {
     /// Packets read from the queue.
     pub received: u64,
@@ -332,17 +339,34 @@ fn run_thread(
     shared: Arc<Mutex<ShaperStats>>,
     ready: SyncSender<Result<(), String>>,
 ) {
+    serve_here(config, &stop, &shared, |bound| {
+        let _ = ready.send(bound);
+    });
+}
+
+/// Serve `config` in the calling thread's namespace until `stop` is set or
+/// the lifetime ends, publishing statistics to `shared`: bind the queue,
+/// tell `ready` whether that worked, serve, drop what is held. What the
+/// shaper thread runs, and what `chaos shaper` runs on a host.
+pub fn serve_here(
+    config: ShaperConfig,
+    stop: &AtomicBool,
+    shared: &Mutex<ShaperStats>,
+    ready: impl FnOnce(Result<(), String>),
+) {
+    assert!(config.lifetime_ms <= SHAPER_LIFETIME_MS_MAX);
+    assert!((0.0..=1.0).contains(&config.reorder_probability));
     let queue = match open_queue(config.queue) {
         Ok(queue) => queue,
         Err(error) => {
-            let _ = ready.send(Err(format!("NFQUEUE {}: {error}", config.queue)));
+            ready(Err(format!("NFQUEUE {}: {error}", config.queue)));
             return;
         }
     };
-    let _ = ready.send(Ok(()));
+    ready(Ok(()));
     let mut worker = Worker::new(queue, config);
     worker.stats.nice = raise_priority();
-    worker.serve(&stop, &shared);
+    worker.serve(stop, shared);
 }
 
 /// Give the calling thread [`SHAPER_NICE`]; returns what happened.
@@ -383,13 +407,27 @@ pub fn live_shaper_threads() -> Vec<String> {
     names.map(|name| name.trim().to_string()).filter(|name| name.starts_with(THREAD_NAME_PREFIX)).collect()
 }
 
-/// A running shaper: its thread, stop flag and statistics.
+/// The subcommand of `chaos` that serves a shaper as a helper process
+/// (`chaos shaper --config <ShaperConfig as JSON>`).
+pub const HELPER_COMMAND: &str = "shaper";
+
+/// The line a helper shaper prints once its queue is bound; otherwise it
+/// prints the reason it could not bind and ends.
+pub const HELPER_READY: &str = "ready";
+
+/// Where a shaper runs.
+enum Serving {
+    /// A thread of this process inside the node's namespace.
+    Thread { stop: Arc<AtomicBool>, shared: Arc<Mutex<ShaperStats>>, thread: Option<JoinHandle<()>> },
+    /// A helper process beside the node; its statistics arrive when it ends.
+    Process { helper: Option<Box<dyn HelperProcess>>, last: ShaperStats },
+}
+
+/// A running shaper: where it serves, and what it does.
 pub struct Shaper {
     node: String,
     config: ShaperConfig,
-    stop: Arc<AtomicBool>,
-    shared: Arc<Mutex<ShaperStats>>,
-    thread: Option<JoinHandle<()>>,
+    serving: Serving,
 }
 
 impl std::fmt::Debug for Shaper {
@@ -399,11 +437,33 @@ impl std::fmt::Debug for Shaper {
 }
 
 impl Shaper {
-    /// Start a shaper in `node`'s namespace; returns once its queue is bound
-    /// (so rules may be added), or the reason it could not bind.
+    /// Start a shaper for `node` (a thread in its namespace, or a helper
+    /// process on its host where the runtime has one); returns once its
+    /// queue is bound (so rules may be added), or the reason it could not
+    /// bind.
     pub fn start(net: &dyn NetworkControl, node: &str, config: ShaperConfig) -> Result<Shaper, TargetError> {
         assert!(config.lifetime_ms <= SHAPER_LIFETIME_MS_MAX);
         assert!((0.0..=1.0).contains(&config.reorder_probability));
+        let failed = |reason: String| TargetError::Failed { node: node.to_string(), action: "nfqueue shaper", reason };
+        let encoded = serde_json::to_string(&config).map_err(|error| failed(error.to_string()))?;
+        let args = [HELPER_COMMAND.to_string(), "--config".to_string(), encoded];
+        if let Some(helper) = net.spawn_helper(node, &args) {
+            let mut helper = helper?;
+            let said = helper.ready_line(Duration::from_millis(READY_WAIT_MS));
+            let serving = Serving::Process { helper: Some(helper), last: ShaperStats::default() };
+            let mut shaper = Shaper { node: node.to_string(), config, serving };
+            return match said {
+                Ok(line) if line.trim() == HELPER_READY => Ok(shaper),
+                Ok(line) => {
+                    shaper.shutdown();
+                    Err(failed(line.trim().to_string()))
+                }
+                Err(error) => {
+                    shaper.shutdown();
+                    Err(error)
+                }
+            };
+        }
         let (ready_sender, ready_receiver) = mpsc::sync_channel(1);
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Mutex::new(ShaperStats::default()));
@@ -412,14 +472,15 @@ impl Shaper {
             Box::new(move || run_thread(config, stop, shared, ready_sender))
         };
         let thread = net.spawn_in(node, &thread_name(node), body)?;
-        let mut shaper = Shaper { node: node.to_string(), config, stop, shared, thread: Some(thread) };
+        let serving = Serving::Thread { stop, shared, thread: Some(thread) };
+        let mut shaper = Shaper { node: node.to_string(), config, serving };
         let failure = match ready_receiver.recv_timeout(Duration::from_millis(READY_WAIT_MS)) {
             Ok(Ok(())) => return Ok(shaper),
             Ok(Err(reason)) => reason,
             Err(_) => format!("shaper did not bind NFQUEUE {} within {READY_WAIT_MS} ms", config.queue),
         };
         shaper.shutdown();
-        Err(TargetError::Failed { node: node.to_string(), action: "nfqueue shaper", reason: failure })
+        Err(failed(failure))
     }
 
     /// The node whose namespace the shaper serves.
@@ -432,42 +493,83 @@ impl Shaper {
         self.config.queue
     }
 
-    /// The statistics published so far.
+    /// The statistics published so far (a helper process reports them
+    /// only when it stops).
     pub fn stats(&self) -> ShaperStats {
-        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        match &self.serving {
+            Serving::Thread { shared, .. } => shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
+            Serving::Process { last, .. } => last.clone(),
+        }
     }
 
-    /// Whether its thread is still running.
+    /// Whether it still serves.
     pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|thread| !thread.is_finished())
+        match &self.serving {
+            Serving::Thread { thread, .. } => thread.as_ref().is_some_and(|thread| !thread.is_finished()),
+            Serving::Process { helper, .. } => helper.as_ref().is_some_and(|helper| helper.is_running()),
+        }
     }
 
-    /// Stop: the thread drops every packet it holds or finds queued, unbinds
+    /// Stop: the shaper drops every packet it holds or finds queued, unbinds
     /// and ends; waits for it (bounded). Call only after the rules feeding
     /// the queue are removed. Idempotent.
     pub fn shutdown(&mut self) -> ShaperStats {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let poll_count_max = JOIN_WAIT_MS / 10 + 1;
-            for _ in 0..poll_count_max {
-                if thread.is_finished() {
-                    break;
+        let node = self.node.clone();
+        let queue = self.config.queue;
+        match &mut self.serving {
+            Serving::Thread { stop, thread, .. } => {
+                stop.store(true, Ordering::SeqCst);
+                if let Some(thread) = thread.take() {
+                    join_bounded(thread, &node, queue);
                 }
-                std::thread::sleep(Duration::from_millis(10));
             }
-            if thread.is_finished() {
-                let _ = thread.join();
-            } else {
-                tracing::warn!(node = %self.node, queue = self.config.queue, "delay shaper did not stop within {JOIN_WAIT_MS} ms");
+            Serving::Process { helper, last } => {
+                if let Some(mut helper) = helper.take() {
+                    *last = helper_report(helper.as_mut());
+                }
             }
         }
         self.stats()
     }
 }
 
+/// Wait at most [`JOIN_WAIT_MS`] for a shaper thread to end.
+fn join_bounded(thread: JoinHandle<()>, node: &str, queue: u16) {
+    let poll_count_max = JOIN_WAIT_MS / 10 + 1;
+    for _ in 0..poll_count_max {
+        if thread.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if thread.is_finished() {
+        let _ = thread.join();
+    } else {
+        tracing::warn!(node, queue, "delay shaper did not stop within {JOIN_WAIT_MS} ms");
+    }
+}
+
+/// Stop a helper shaper and read the statistics it printed last; what
+/// went wrong is kept in `last_error`.
+fn helper_report(helper: &mut dyn HelperProcess) -> ShaperStats {
+    let said = match helper.finish(Duration::from_millis(JOIN_WAIT_MS * 2)) {
+        Ok(said) => said,
+        Err(error) => return ShaperStats { last_error: Some(error.to_string()), ..ShaperStats::default() },
+    };
+    let last_line = said.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default();
+    serde_json::from_str(last_line).unwrap_or_else(|error| ShaperStats {
+        last_error: Some(format!("the helper's report `{last_line}` is not statistics: {error}")),
+        ..ShaperStats::default()
+    })
+}
+
 impl Drop for Shaper {
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        let running = match &self.serving {
+            Serving::Thread { thread, .. } => thread.is_some(),
+            Serving::Process { helper, .. } => helper.is_some(),
+        };
+        if running {
             self.shutdown();
         }
     }

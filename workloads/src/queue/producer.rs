@@ -75,6 +75,10 @@ struct AppendJob {
     records: Vec<PendingRecord>,
     /// How long the batch's oldest record waited in the buffer.
     buffered: Duration,
+    /// How late the producer's tick that sent the batch ran (zero when an
+    /// append's completion sent it): waiting past the age limit that this
+    /// explains was the client not being scheduled, not the batcher.
+    tick_late: Duration,
     /// Bytes the producer held (buffered or in flight) when the batch left.
     flow_bytes: usize,
 }
@@ -131,11 +135,14 @@ pub(crate) async fn run_producer(
             }
         }
         tokio::select! {
-            _ = tick.tick(), if running => producer.step(&phase, Instant::now()),
+            scheduled = tick.tick(), if running => {
+                let now = Instant::now();
+                producer.step(&phase, now, now.saturating_duration_since(scheduled));
+            }
             done = producer.appends.join_next_with_id(), if !producer.appends.is_empty() => {
                 producer.finish(done);
                 if running {
-                    producer.dispatch(&phase, Instant::now());
+                    producer.dispatch(&phase, Instant::now(), Duration::ZERO);
                 }
             }
             changed = phase.changed(), if phase_open => phase_open = changed.is_ok(),
@@ -181,10 +188,11 @@ impl Producer {
         }
     }
 
-    /// One tick: generate the records due by now, then start due batches.
-    fn step(&mut self, phase: &watch::Receiver<ProducerPhase>, now: Instant) {
+    /// One tick, `tick_late` after it was due: generate the records due by
+    /// now, then start due batches.
+    fn step(&mut self, phase: &watch::Receiver<ProducerPhase>, now: Instant, tick_late: Duration) {
         self.generate(now);
-        self.dispatch(phase, now);
+        self.dispatch(phase, now, tick_late);
     }
 
     /// Generates the records due at the configured rate, each for a lane
@@ -211,7 +219,7 @@ impl Producer {
     }
 
     /// Starts an append for every idle lane whose batch is due.
-    fn dispatch(&mut self, phase: &watch::Receiver<ProducerPhase>, now: Instant) {
+    fn dispatch(&mut self, phase: &watch::Receiver<ProducerPhase>, now: Instant, tick_late: Duration) {
         for slot in 0..self.lanes.len() {
             let lane = &mut self.lanes[slot];
             if lane.in_flight || !lane.batcher.is_ready(now) {
@@ -228,6 +236,7 @@ impl Producer {
                 shard_id: lane.spec.shard_id,
                 records,
                 buffered,
+                tick_late,
                 flow_bytes: self.flow.used_bytes(),
             };
             let task = append_batch(self.context.clone(), job, phase.clone());
@@ -271,6 +280,11 @@ impl Producer {
     }
 }
 
+/// A duration in whole microseconds, for the history.
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// One append operation: invoke, send (unless aborted), complete.
 async fn append_batch(context: Arc<Context>, job: AppendJob, mut phase: watch::Receiver<ProducerPhase>) -> AppendDone {
     let values: Vec<u64> = job.records.iter().map(|record| record.value).collect();
@@ -278,7 +292,8 @@ async fn append_batch(context: Arc<Context>, job: AppendJob, mut phase: watch::R
         "stream": context.config.stream,
         "key": job.key,
         "values": values,
-        "buffered_us": u64::try_from(job.buffered.as_micros()).unwrap_or(u64::MAX),
+        "buffered_us": micros(job.buffered),
+        "tick_late_us": micros(job.tick_late),
         "flow_bytes": job.flow_bytes,
     });
     let recorder = &context.recorder;

@@ -1,6 +1,8 @@
 //! The cluster's [`nemesis::NetworkControl`] (`local` and `docker`): commands
 //! and threads inside the run's namespaces, node addresses and interfaces,
-//! and a throwaway namespace for probing kernel features.
+//! and a throwaway namespace for probing kernel features. The `ssh`
+//! runtime's commands run on the nodes' hosts instead (`cluster/remote.rs`);
+//! it has no namespaces, so no threads in them and no throwaway one.
 //!
 //! Why separate: this is the only door through which network faults reach
 //! the kernel; every path here resolves a node to a namespace named after
@@ -62,7 +64,8 @@ impl Cluster {
         }
         let mut full = vec!["ip", "netns", "exec", namespace];
         full.extend_from_slice(argv);
-        let captured = process::run_captured(&full, stdin, timeout).map_err(|error| failed(error.to_string()))?;
+        let captured = process::run_captured(&full, stdin.map(str::as_bytes), timeout)
+            .map_err(|error| failed(error.to_string()))?;
         Ok(CommandOutput { code: captured.code, stdout: captured.stdout, stderr: captured.stderr })
     }
 
@@ -92,12 +95,25 @@ impl Cluster {
     }
 }
 
+/// What the ssh runtime answers where a namespace would be needed.
+fn no_namespaces(node: &str) -> TargetError {
+    TargetError::Failed {
+        node: node.to_string(),
+        action: "network",
+        reason: "the ssh runtime's nodes are on hosts it did not make: it has no namespaces to enter or create"
+            .to_string(),
+    }
+}
+
 impl NetworkControl for Cluster {
     fn run_id(&self) -> &str {
         &self.run_id
     }
 
     fn namespace(&self, node: &str) -> Result<String, TargetError> {
+        if self.runtime == RuntimeKind::Ssh {
+            return Err(no_namespaces(node));
+        }
         Ok(netns::namespace_name(&self.run_id, &self.namespace_suffix(node)?))
     }
 
@@ -113,6 +129,7 @@ impl NetworkControl for Cluster {
         match self.runtime {
             // A container's interface on its network.
             RuntimeKind::Docker => Ok(crate::runtime::docker::CONTAINER_INTERFACE.to_string()),
+            RuntimeKind::Ssh => self.host_interface(node),
             // `netns::attach` names the veth inside a namespace like the namespace.
             RuntimeKind::Local | RuntimeKind::Loopback => self.namespace(node),
         }
@@ -123,6 +140,9 @@ impl NetworkControl for Cluster {
     }
 
     fn control_address(&self) -> Ipv4Addr {
+        if self.runtime == RuntimeKind::Ssh {
+            return self.host_control_address();
+        }
         plan::address(self.runtime, self.subnet, CONTROL_HOST).parse().expect("planned addresses are IPv4")
     }
 
@@ -133,12 +153,36 @@ impl NetworkControl for Cluster {
         stdin: Option<&str>,
         timeout: Duration,
     ) -> Result<CommandOutput, TargetError> {
+        if self.runtime == RuntimeKind::Ssh {
+            return self.run_on_host(node, argv, stdin, timeout);
+        }
         let namespace = self.namespace(node)?;
         self.run_in_namespace(&namespace, node, argv, stdin, timeout)
     }
 
+    fn acts_on_control(&self) -> bool {
+        // The ssh runtime's control node is this machine's own network.
+        self.runtime != RuntimeKind::Ssh
+    }
+
+    fn management_port(&self, node: &str) -> Option<u16> {
+        self.ssh_port(node)
+    }
+
     fn run_scratch(&self, argv: &[&str], timeout: Duration) -> Result<CommandOutput, TargetError> {
+        if self.runtime == RuntimeKind::Ssh {
+            return Err(no_namespaces(SCRATCH_SUFFIX));
+        }
         self.run_in_scratch(argv, timeout)
+    }
+
+    fn spawn_helper(
+        &self,
+        node: &str,
+        args: &[String],
+    ) -> Option<Result<Box<dyn nemesis::HelperProcess>, TargetError>> {
+        // Threads can enter the namespaces of the other runtimes.
+        (self.runtime == RuntimeKind::Ssh).then(|| self.spawn_remote_helper(node, args))
     }
 
     fn spawn_in(

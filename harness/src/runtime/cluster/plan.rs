@@ -12,8 +12,9 @@ use crate::runtime::fake_clock;
 use crate::runtime::netns;
 use crate::runtime::process::Launch;
 use crate::runtime::profile::{render, render_argv, Placeholders, ZooKeeperProfile};
-use crate::runtime::supervisor::{NodeProcess, NodeSlot};
+use crate::runtime::supervisor::{NodeProcess, NodeSlot, RemotePlace};
 use crate::runtime::zookeeper::{self, EnsembleMember};
+use crate::ssh::{HostRole, HostSpec};
 use nemesis::Role;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -33,8 +34,49 @@ pub const SERVERS_MAX: usize = 64;
 /// Most ZooKeeper nodes a cluster may have.
 pub const ZOOKEEPERS_MAX: usize = 9;
 
-/// Reject sizes the address plan cannot hold.
+/// Reject sizes the address plan cannot hold, and (ssh runtime) sizes
+/// that differ from the inventory's hosts.
 pub fn check_sizes(spec: &ClusterSpec) -> Result<(), RuntimeError> {
+    if spec.runtime == RuntimeKind::Ssh {
+        let inventory = spec.hosts.as_deref().ok_or_else(|| RuntimeError::Hosts {
+            message: "the ssh runtime needs an inventory: pass --hosts FILE".to_string(),
+        })?;
+        let counts =
+            [(spec.servers, HostRole::Hserver, "hservers"), (spec.zookeepers, HostRole::Zookeeper, "zookeepers")];
+        for (wanted, role, what) in counts {
+            let hosts = inventory.with_role(role).len();
+            if wanted != hosts {
+                return Err(RuntimeError::Hosts {
+                    message: format!(
+                        "{wanted} {what} asked for, but {} lists {hosts} host(s) with role `{}`: the inventory decides \
+                         the cluster's size (leave --nodes/--zk out, or change the file)",
+                        inventory.path.display(),
+                        role.name()
+                    ),
+                });
+            }
+        }
+        for host in &inventory.hosts {
+            if host.roles.len() > 1 {
+                return Err(RuntimeError::Hosts {
+                    message: format!(
+                        "host `{}` has roles hserver and zookeeper: the ssh runtime runs one node per host, since \
+                         network faults act on a host's whole network; give each role its own host",
+                        host.name
+                    ),
+                });
+            }
+            if host.address.parse::<std::net::Ipv4Addr>().is_err() {
+                return Err(RuntimeError::Hosts {
+                    message: format!(
+                        "host `{}`: address `{}` is not an IPv4 address; the ssh runtime's faults match packets by \
+                         address, so give the host's IPv4 address",
+                        host.name, host.address
+                    ),
+                });
+            }
+        }
+    }
     if spec.zookeepers == 0 || spec.zookeepers > ZOOKEEPERS_MAX {
         let range = "1..=9";
         return Err(RuntimeError::BadSize { what: "zookeepers", value: spec.zookeepers, range });
@@ -46,12 +88,42 @@ pub fn check_sizes(spec: &ClusterSpec) -> Result<(), RuntimeError> {
 }
 
 /// The address of host `host` of the run: `198.18.S.host` (local, docker)
-/// or `127.0.S.host` (loopback).
+/// or `127.0.S.host` (loopback). The ssh runtime's nodes take their hosts'
+/// addresses instead ([`node_address`]).
 pub fn address(runtime: RuntimeKind, subnet: u8, host: u8) -> String {
     match runtime {
         RuntimeKind::Local | RuntimeKind::Docker => format!("198.18.{subnet}.{host}"),
         RuntimeKind::Loopback => format!("127.0.{subnet}.{host}"),
+        RuntimeKind::Ssh => unreachable!("ssh nodes take their hosts' addresses"),
     }
+}
+
+/// The inventory host of the `index`-th node of `role` (ssh runtime).
+fn host_of(spec: &ClusterSpec, role: Role, index: usize) -> Option<&HostSpec> {
+    let inventory = spec.hosts.as_deref().filter(|_| spec.runtime == RuntimeKind::Ssh)?;
+    let role = match role {
+        Role::Server => HostRole::Hserver,
+        Role::ZooKeeper => HostRole::Zookeeper,
+    };
+    inventory.with_role(role).get(index).copied()
+}
+
+/// The address of the `index`-th node of `role`: its host's (ssh) or the
+/// planned one in the run's subnet.
+fn node_address(spec: &ClusterSpec, subnet: u8, role: Role, index: usize) -> String {
+    match host_of(spec, role, index) {
+        Some(host) => host.address.clone(),
+        None => {
+            let first = if role == Role::Server { SERVER_HOST_FIRST } else { ZOOKEEPER_HOST_FIRST };
+            address(spec.runtime, subnet, first + index as u8)
+        }
+    }
+}
+
+/// Where the run keeps the binary `name` (hserver, the harness's own
+/// `chaos`) on a host (ssh runtime).
+pub fn remote_binary(host: &HostSpec, run_id: &str, name: &str) -> String {
+    format!("{}/bin/{name}", crate::ssh::node::run_dir(&host.dir, run_id))
 }
 
 /// Find the hserver binary: the explicit path if given, else `binary` as a
@@ -98,7 +170,7 @@ pub fn plan_nodes(
     hserver: Option<&Path>,
 ) -> Result<Vec<Arc<NodeSlot>>, RuntimeError> {
     let zk_addresses: Vec<String> =
-        (0..spec.zookeepers).map(|index| address(spec.runtime, subnet, ZOOKEEPER_HOST_FIRST + index as u8)).collect();
+        (0..spec.zookeepers).map(|index| node_address(spec, subnet, Role::ZooKeeper, index)).collect();
     let zk_connect = zookeeper::connect_string(&zk_addresses, spec.profile.zookeeper.client_port);
     let mut slots = Vec::with_capacity(spec.servers + spec.zookeepers);
     let certificates = RunCertificates::plan(&spec.run_dir, spec.tls);
@@ -113,9 +185,13 @@ pub fn plan_nodes(
     let clock = clock.as_deref();
     for index in 0..spec.servers {
         let name = format!("n{}", index + 1);
-        let mut placeholders = node_placeholders(spec, run_id, &name, index);
-        let node_address = address(spec.runtime, subnet, SERVER_HOST_FIRST + index as u8);
-        let bin = hserver.map(|path| path.display().to_string()).unwrap_or_default();
+        let host = host_of(spec, Role::Server, index);
+        let mut placeholders = node_placeholders(spec, run_id, &name, index, host);
+        let node_address = node_address(spec, subnet, Role::Server, index);
+        let bin = match host {
+            Some(host) => remote_binary(host, run_id, "hserver"),
+            None => hserver.map(|path| path.display().to_string()).unwrap_or_default(),
+        };
         placeholders.values.insert("bin", bin);
         placeholders.values.insert("address", node_address.clone());
         placeholders.values.insert("port", spec.profile.server.port.to_string());
@@ -123,23 +199,43 @@ pub fn plan_nodes(
         placeholders.bug_flags = spec.bug_flags.clone();
         placeholders.tls_flags = certificates.as_ref().map(|certs| certs.server_flags(&name)).unwrap_or_default();
         let server = &spec.profile.server;
-        slots.push(slot(Role::Server, node_address, &server.argv, &server.log, &placeholders, clock)?);
+        let remote = host.map(|host| (host, local_node_dir(spec, &name)));
+        slots.push(slot(Role::Server, node_address, (&server.argv, &server.log), &placeholders, clock, remote)?);
     }
     for (index, zk_address) in zk_addresses.iter().enumerate() {
-        let mut placeholders = node_placeholders(spec, run_id, &format!("zk{}", index + 1), index);
+        let name = format!("zk{}", index + 1);
+        let host = host_of(spec, Role::ZooKeeper, index);
+        let mut placeholders = node_placeholders(spec, run_id, &name, index, host);
         placeholders.values.insert("address", zk_address.clone());
         placeholders.values.insert("port", spec.profile.zookeeper.client_port.to_string());
         placeholders.values.insert("zk_connect", zk_connect.clone());
         let zookeeper = &spec.profile.zookeeper;
-        let argv = &zookeeper.argv;
-        slots.push(slot(Role::ZooKeeper, zk_address.clone(), argv, &zookeeper.log, &placeholders, clock)?);
+        let templates = (&zookeeper.argv[..], zookeeper.log.as_str());
+        let remote = host.map(|host| (host, local_node_dir(spec, &name)));
+        slots.push(slot(Role::ZooKeeper, zk_address.clone(), templates, &placeholders, clock, remote)?);
     }
     Ok(slots)
 }
 
-/// Placeholders every node has: name, id, directories, config, namespace.
-fn node_placeholders(spec: &ClusterSpec, run_id: &str, node: &str, index: usize) -> Placeholders {
-    let node_dir = spec.run_dir.join("nodes").join(node);
+/// A node's directory in the run directory (its logs, and its data unless
+/// it runs on another host).
+fn local_node_dir(spec: &ClusterSpec, node: &str) -> PathBuf {
+    spec.run_dir.join("nodes").join(node)
+}
+
+/// Placeholders every node has: name, id, directories, config, namespace;
+/// directories are on `host` when the node runs on one (ssh runtime).
+fn node_placeholders(
+    spec: &ClusterSpec,
+    run_id: &str,
+    node: &str,
+    index: usize,
+    host: Option<&HostSpec>,
+) -> Placeholders {
+    let node_dir = match host {
+        Some(host) => PathBuf::from(crate::ssh::node::node_dir(&host.dir, run_id, node)),
+        None => local_node_dir(spec, node),
+    };
     let mut placeholders = Placeholders::default();
     placeholders.values.insert("node", node.to_string());
     placeholders.values.insert("node_id", (index + 1).to_string());
@@ -148,33 +244,48 @@ fn node_placeholders(spec: &ClusterSpec, run_id: &str, node: &str, index: usize)
     placeholders.values.insert("config", node_dir.join("zoo.cfg").display().to_string());
     let netns = match spec.runtime {
         RuntimeKind::Local | RuntimeKind::Docker => netns::namespace_name(run_id, node),
-        RuntimeKind::Loopback => String::new(),
+        RuntimeKind::Loopback | RuntimeKind::Ssh => String::new(),
     };
     placeholders.values.insert("netns", netns);
     placeholders
 }
 
+/// One node's slot, from its role's `(argv, log)` templates. On a host
+/// (ssh runtime: `remote` is the host and the node's local directory) its
+/// argv and log name paths there; its launch's `cwd` and `log` are then
+/// where its directory and log are brought back to in the run directory.
 fn slot(
     role: Role,
     address: String,
-    argv: &[String],
-    log: &str,
+    (argv, log): (&[String], &str),
     placeholders: &Placeholders,
     clock_library: Option<&Path>,
+    remote: Option<(&HostSpec, PathBuf)>,
 ) -> Result<Arc<NodeSlot>, RuntimeError> {
     let value = |name: &str| placeholders.values.get(name).cloned().unwrap_or_default();
     let netns = Some(value("netns")).filter(|name| !name.is_empty());
-    let cwd = PathBuf::from(value("node_dir"));
-    let env = clock_library.map(|library| fake_clock::launch_env(library, &cwd, role)).unwrap_or_default();
-    let launch = Launch {
-        node: value("node"),
-        argv: render_argv(argv, placeholders)?,
-        netns,
-        cwd,
-        log: PathBuf::from(render(log, placeholders)?),
-        env,
+    let node_dir = value("node_dir");
+    let rendered_log = render(log, placeholders)?;
+    let (cwd, log, place) = match remote {
+        None => (PathBuf::from(&node_dir), PathBuf::from(&rendered_log), None),
+        Some((host, local_dir)) => {
+            let Some(relative) = rendered_log.strip_prefix(&format!("{node_dir}/")) else {
+                return Err(RuntimeError::Profile {
+                    origin: "cluster profile".to_string(),
+                    message: format!(
+                        "log `{log}` is not under {{node_dir}}: the ssh runtime brings back logs from the node's \
+                         directory on its host"
+                    ),
+                });
+            };
+            let place = RemotePlace { host: host.name.clone(), node_dir: node_dir.clone(), log: rendered_log.clone() };
+            (local_dir.clone(), local_dir.join(relative), Some(place))
+        }
     };
-    Ok(Arc::new(NodeSlot { name: value("node"), role, address, launch, process: Mutex::new(NodeProcess::default()) }))
+    let env = clock_library.map(|library| fake_clock::launch_env(library, &cwd, role)).unwrap_or_default();
+    let launch = Launch { node: value("node"), argv: render_argv(argv, placeholders)?, netns, cwd, log, env };
+    let process = Mutex::new(NodeProcess::default());
+    Ok(Arc::new(NodeSlot { name: value("node"), role, address, launch, place, process }))
 }
 
 /// Write `zoo.cfg` and `myid` for every ZooKeeper slot.
@@ -186,7 +297,9 @@ pub fn write_zookeeper_configs(slots: &[Arc<NodeSlot>], profile: &ZooKeeperProfi
         .map(|(index, slot)| EnsembleMember { id: index as u32 + 1, address: slot.address.clone() })
         .collect();
     for (slot, member) in zookeepers.iter().zip(&ensemble) {
-        zookeeper::write_config(&slot.launch.cwd, profile, member, &ensemble)?;
+        // A node on another host reads its data from its directory there.
+        let served_from = slot.place.as_ref().map_or(slot.launch.cwd.clone(), |place| PathBuf::from(&place.node_dir));
+        zookeeper::write_config(&slot.launch.cwd, &served_from, profile, member, &ensemble)?;
     }
     Ok(())
 }
@@ -227,6 +340,52 @@ mod tests {
         spec.profile.server.argv.retain(|element| element != "{tls_flags}");
         let error = plan_nodes(&spec, "abc123", 7, Some(Path::new("/bin/hserver"))).expect_err("no {tls_flags}");
         assert!(error.to_string().contains("{tls_flags}"), "{error}");
+    }
+
+    /// Goal: on hosts (ssh runtime) nodes take their hosts' addresses,
+    /// their argv and ZooKeeper's dataDir name the run's directory on the
+    /// host, their logs come back under the run directory, and sizes or
+    /// addresses the inventory cannot serve are refused with the reason.
+    #[test]
+    fn ssh_nodes_live_on_their_hosts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("known_hosts"), "").expect("known_hosts");
+        std::fs::write(dir.path().join("id"), "").expect("key");
+        let text = "known_hosts: known_hosts\ndefaults: {identity: id, dir: /srv/hc}\nhosts:\n  \
+                    - {name: a, address: 10.1.0.1, roles: [hserver]}\n  \
+                    - {name: b, address: 10.1.0.2, roles: [hserver]}\n  \
+                    - {name: c, address: 10.1.0.3, roles: [zookeeper]}\n";
+        let inventory = crate::ssh::Inventory::parse(text, &dir.path().join("hosts.yaml")).expect("inventory");
+        let mut spec = ClusterSpec::new(RuntimeKind::Ssh, 2, 1, &dir.path().join("run"));
+        spec.hosts = Some(Arc::new(inventory));
+        check_sizes(&spec).expect("sizes match the inventory");
+        let slots = plan_nodes(&spec, "abc123", 7, Some(Path::new("/local/hserver"))).expect("plan");
+        let addresses: Vec<&str> = slots.iter().map(|slot| slot.address.as_str()).collect();
+        assert_eq!(addresses, ["10.1.0.1", "10.1.0.2", "10.1.0.3"]);
+        let argv = slots[0].launch.argv.join(" ");
+        assert!(argv.starts_with("/srv/hc/hcabc123/bin/hserver "), "{argv}");
+        assert!(argv.contains("--zk 10.1.0.3:2181"), "{argv}");
+        let place = slots[2].place.as_ref().expect("zk1 is on a host");
+        assert_eq!((place.host.as_str(), place.node_dir.as_str()), ("c", "/srv/hc/hcabc123/zk1"));
+        assert_eq!(place.log, "/srv/hc/hcabc123/zk1/zk1.log");
+        assert_eq!(slots[2].launch.log, dir.path().join("run/nodes/zk1/zk1.log"));
+        write_zookeeper_configs(&slots, &spec.profile.zookeeper).expect("configs");
+        let config = std::fs::read_to_string(dir.path().join("run/nodes/zk1/zoo.cfg")).expect("zoo.cfg");
+        assert!(config.contains("dataDir=/srv/hc/hcabc123/zk1/data"), "{config}");
+
+        spec.servers = 3;
+        let error = check_sizes(&spec).expect_err("three hservers on two hserver hosts");
+        assert!(error.to_string().contains("lists 2 host(s) with role `hserver`"), "{error}");
+        let hosts = "known_hosts: known_hosts\ndefaults: {identity: id}\nhosts:\n  \
+                     - {name: a, address: db.example, roles: [hserver]}\n  - {name: z, address: 10.1.0.9, roles: [zookeeper]}";
+        let mut spec = ClusterSpec::new(RuntimeKind::Ssh, 1, 1, &dir.path().join("run"));
+        spec.hosts = Some(Arc::new(crate::ssh::Inventory::parse(hosts, &dir.path().join("h.yaml")).expect("parse")));
+        let error = check_sizes(&spec).expect_err("a DNS name");
+        assert!(error.to_string().contains("not an IPv4 address"), "{error}");
+        let both = "known_hosts: known_hosts\ndefaults: {identity: id}\nhosts: [{name: a, address: 10.1.0.1, roles: [hserver, zookeeper]}]";
+        spec.hosts = Some(Arc::new(crate::ssh::Inventory::parse(both, &dir.path().join("h.yaml")).expect("parse")));
+        let error = check_sizes(&spec).expect_err("two nodes on one host");
+        assert!(error.to_string().contains("one node per host"), "{error}");
     }
 
     /// Goal: a missing hserver names the path looked at and how to build it.

@@ -12,7 +12,7 @@ use super::{Cluster, RuntimeKind};
 use crate::runtime::error::RuntimeError;
 use crate::runtime::process::{self, ProcessId};
 use crate::runtime::supervisor::{self, NodeSlot};
-use nemesis::{ClockDial, ClusterTarget, NetworkControl, Role, TargetError};
+use nemesis::{ClockDial, ClusterTarget, DiskDial, NetworkControl, Role, TargetError};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -25,19 +25,6 @@ pub const KILL_WAIT_MS: u64 = 5_000;
 /// How long `pause` and `resume` wait for the process to change state
 /// (signal delivery is asynchronous).
 pub const STOP_WAIT_MS: u64 = 2_000;
-
-/// Wait (bounded) until `pid`'s state letter is (`stopped`) or is not `T`;
-/// returns whether it got there.
-fn wait_stopped(pid: u32, stopped: bool, timeout: Duration) -> bool {
-    let poll_count_max = timeout.as_millis() as u64 / process::POLL_INTERVAL_MS + 1;
-    for _ in 0..poll_count_max {
-        if (process::state_letter(pid) == Some('T')) == stopped {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(process::POLL_INTERVAL_MS));
-    }
-    false
-}
 
 impl Cluster {
     /// Spawn `slot`'s process unless it is alive; record its pid and start
@@ -53,6 +40,7 @@ impl Cluster {
         }
         let (waiter, id) = match self.runtime {
             RuntimeKind::Docker => self.start_container(slot, state.current.is_none())?,
+            RuntimeKind::Ssh => self.start_remote(slot)?,
             RuntimeKind::Local | RuntimeKind::Loopback => {
                 let (child, id) = process::spawn(&slot.launch)?;
                 (supervisor::Waiter::Process(child), id)
@@ -63,8 +51,14 @@ impl Cluster {
         state.paused = false;
         state.expected_exit = false;
         // Recorded before anything else can fail, so `down` always finds it.
-        let recorded = self.lock_state().update(|run| {
-            run.processes.insert(slot.name.clone(), id);
+        let recorded = self.lock_state().update(|run| match &slot.place {
+            // Another host's pid: never to be signalled here.
+            Some(place) => {
+                run.remote_processes.insert(slot.name.clone(), (place.host.clone(), id));
+            }
+            None => {
+                run.processes.insert(slot.name.clone(), id);
+            }
         });
         let watcher = supervisor::watch(Arc::clone(slot), waiter, id.pid, self.supervision.clone());
         drop(state);
@@ -103,13 +97,47 @@ impl Cluster {
             }
         };
         prepare(&mut state);
+        self.signal_process(slot, id, signal)?;
+        Ok(id)
+    }
+
+    /// Send `signal` to `slot`'s process `id` (here, or on its host),
+    /// unless its start time changed; `Ok(false)` when it is gone.
+    pub(super) fn signal_process(&self, slot: &NodeSlot, id: ProcessId, signal: Signal) -> Result<bool, RuntimeError> {
+        if slot.place.is_some() {
+            return self.signal_remote(slot, id, signal);
+        }
         process::signal_exact(id, signal).map_err(|source| RuntimeError::Signal {
-            node: node.to_string(),
+            node: slot.name.clone(),
             signal: signal.as_str(),
             pid: id.pid,
             source,
-        })?;
-        Ok(id)
+        })
+    }
+
+    /// Wait (bounded) until `node`'s process `id` is stopped (`stopped`)
+    /// or running again; whether it got there.
+    fn wait_stopped(&self, node: &str, id: ProcessId, stopped: bool, timeout: Duration) -> bool {
+        let Ok(slot) = self.slot(node) else {
+            return false;
+        };
+        // A deadline, not a count: a remote look takes a round trip.
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let letter = match slot.place {
+                Some(_) => self.remote_state(slot, id),
+                None => process::state_letter(id.pid),
+            };
+            // An unknown state (gone, or a host that did not answer)
+            // confirms nothing.
+            if letter.is_some_and(|letter| (letter == 'T') == stopped) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(process::POLL_INTERVAL_MS));
+        }
     }
 
     /// Wait (bounded) until the node's watcher has seen its process exit.
@@ -163,7 +191,7 @@ impl ClusterTarget for Cluster {
         let id = self
             .signal_node(node, Signal::SIGSTOP, |state| state.paused = true)
             .map_err(|error| self.target_error(node, "pause", error))?;
-        let stopped = wait_stopped(id.pid, true, Duration::from_millis(STOP_WAIT_MS));
+        let stopped = self.wait_stopped(node, id, true, Duration::from_millis(STOP_WAIT_MS));
         Ok(json!({ "node": node, "pid": id.pid, "signal": "SIGSTOP", "stopped": stopped }))
     }
 
@@ -171,7 +199,7 @@ impl ClusterTarget for Cluster {
         let id = self
             .signal_node(node, Signal::SIGCONT, |state| state.paused = false)
             .map_err(|error| self.target_error(node, "resume", error))?;
-        let continued = wait_stopped(id.pid, false, Duration::from_millis(STOP_WAIT_MS));
+        let continued = self.wait_stopped(node, id, false, Duration::from_millis(STOP_WAIT_MS));
         Ok(json!({ "node": node, "pid": id.pid, "signal": "SIGCONT", "continued": continued }))
     }
 
@@ -180,8 +208,8 @@ impl ClusterTarget for Cluster {
     }
 
     fn network(&self) -> Option<&dyn NetworkControl> {
-        let has_namespaces = self.runtime.has_namespaces() && !self.torn_down;
-        has_namespaces.then_some(self as &dyn NetworkControl)
+        let has_network = self.runtime != RuntimeKind::Loopback && !self.torn_down;
+        has_network.then_some(self as &dyn NetworkControl)
     }
 
     fn clock(&self, node: &str) -> Result<ClockDial, TargetError> {
@@ -196,5 +224,20 @@ impl ClusterTarget for Cluster {
             });
         }
         Ok(crate::runtime::fake_clock::dial(node, &slot.launch.cwd))
+    }
+
+    fn disk(&self, node: &str) -> Result<DiskDial, TargetError> {
+        let slot = self.slot(node).map_err(|error| self.target_error(node, "control disk", error))?;
+        let socket = slot.launch.cwd.join(crate::disk_fs::SOCKET_FILE);
+        if slot.role != Role::Server || !socket.exists() {
+            return Err(TargetError::Failed {
+                node: node.to_string(),
+                action: "control disk",
+                reason: "its data is not on the disk file system: only hservers' are, and only when the \
+                         scenario has a disk fault or the cluster was started with `chaos cluster up --disk-faults`"
+                    .to_string(),
+            });
+        }
+        Ok(crate::disk_fs::dial(node, &socket))
     }
 }

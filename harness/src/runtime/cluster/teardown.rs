@@ -1,5 +1,6 @@
 //! Tearing a cluster down: SIGTERM, a bounded grace period, SIGKILL, then
-//! namespaces, the run's Docker objects (docker runtime) and the state file.
+//! namespaces, the run's Docker objects (docker runtime), the disk file
+//! systems (with disk faults) and the state file.
 //!
 //! Why separate: teardown runs on success, on failed boot and on drop, and
 //! must be idempotent and bounded in every case.
@@ -32,6 +33,10 @@ pub struct TeardownReport {
     pub namespaces: Vec<String>,
     /// Containers, networks and volumes removed (docker runtime).
     pub docker: docker::Objects,
+    /// Disk file systems unmounted (with disk faults).
+    pub unmounted: Vec<String>,
+    /// Per host of an ssh run: what was removed there.
+    pub hosts: Vec<String>,
 }
 
 impl Cluster {
@@ -43,6 +48,10 @@ impl Cluster {
             return Ok(TeardownReport::default());
         }
         self.supervision.shutting_down.store(true, Ordering::SeqCst);
+        if let Some(hosts) = &self.hosts {
+            // A host that stops answering now is left to `down` at once.
+            hosts.fleet.remotes().for_each(crate::ssh::Remote::skip_once_silent);
+        }
         if let Some(control) = self.control.take() {
             // Clients stop first. Never blocks, so teardown is safe inside
             // another runtime (dropping a runtime there would panic).
@@ -52,24 +61,54 @@ impl Cluster {
         // and a docker run's data goes with it: its nodes are killed at once.
         let first: &[Signal] = match self.runtime {
             RuntimeKind::Docker => &[Signal::SIGKILL],
-            RuntimeKind::Local | RuntimeKind::Loopback => &[Signal::SIGTERM, Signal::SIGCONT],
+            RuntimeKind::Local | RuntimeKind::Loopback | RuntimeKind::Ssh => &[Signal::SIGTERM, Signal::SIGCONT],
         };
         let mut report = TeardownReport { terminated: self.signal_alive(first), ..TeardownReport::default() };
-        if !state::wait_gone(self.live_processes().into_iter(), Duration::from_millis(self.grace_period_ms)) {
+        if !self.wait_all_gone(Duration::from_millis(self.grace_period_ms)) {
             report.killed = self.signal_alive(&[Signal::SIGKILL]);
         }
         let leftovers = self.live_processes();
-        if !state::wait_gone(leftovers.iter().copied(), Duration::from_millis(KILL_WAIT_MS)) {
-            return Err(RuntimeError::State {
-                path: self.state_path(),
-                message: format!("processes {leftovers:?} survived SIGKILL; run `down {}` later", self.run_id),
-            });
+        let all_gone = self.wait_all_gone(Duration::from_millis(KILL_WAIT_MS));
+        let survived = RuntimeError::State {
+            path: self.state_path(),
+            message: format!(
+                "processes {leftovers:?} survived SIGKILL (or their hosts stopped answering); run `chaos cluster \
+                 down --run {}` later",
+                self.run_id
+            ),
+        };
+        // A host that stopped answering must not keep the others dirty.
+        if !all_gone && self.hosts.is_none() {
+            return Err(survived);
         }
         self.join_finished_watchers();
+        if self.hosts.is_some() {
+            let cleaned = self.clean_hosts();
+            // Closes every master connection. A host that did not answer is
+            // left to `down` (its state stays): trying again on drop would
+            // only wait for it again.
+            self.hosts = None;
+            if cleaned.is_err() {
+                self.torn_down = true;
+            }
+            report.hosts = cleaned?;
+        }
+        if !all_gone {
+            return Err(survived);
+        }
         report.namespaces = self.delete_namespaces()?;
         if self.runtime == RuntimeKind::Docker {
             report.docker = docker::remove_run(&self.run_id)?;
         }
+        // After the containers: a container holds its node's mount until it is removed.
+        let disks = std::mem::take(&mut *self.disks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        for mut disk in disks {
+            disk.unmount()
+                .map_err(|error| RuntimeError::State { path: self.state_path(), message: error.to_string() })?;
+            report.unmounted.push(disk.mountpoint().display().to_string());
+        }
+        let node_dirs: Vec<&std::path::Path> = self.slots.iter().map(|slot| slot.launch.cwd.as_path()).collect();
+        state::remove_control_files(&node_dirs)?;
         self.lock_state().remove()?;
         self.torn_down = true;
         Ok(report)
@@ -84,13 +123,31 @@ impl Cluster {
                 continue;
             };
             for signal in signals {
-                if let Err(error) = process::signal_exact(id, *signal) {
+                if let Err(error) = self.signal_process(slot, id, *signal) {
                     eprintln!("warning: {signal} to {} (pid {}) failed: {error}", slot.name, id.pid);
                 }
             }
             signalled.push(slot.name.clone());
         }
         signalled
+    }
+
+    /// Wait (bounded) until no node process is alive: by their pids here,
+    /// or, for nodes on other hosts, until their watchers saw them end.
+    fn wait_all_gone(&self, timeout: Duration) -> bool {
+        if self.runtime != RuntimeKind::Ssh {
+            return state::wait_gone(self.live_processes().into_iter(), timeout);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.live_processes().is_empty() {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(process::POLL_INTERVAL_MS));
+        }
     }
 
     fn live_processes(&self) -> Vec<ProcessId> {
