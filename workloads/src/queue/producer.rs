@@ -63,6 +63,8 @@ struct Lane {
     process: u64,
     batcher: Batcher,
     in_flight: bool,
+    /// When the lane's last append finished (and the lane became free).
+    freed_at: Option<Instant>,
     next_sequence: u64,
 }
 
@@ -79,6 +81,10 @@ struct AppendJob {
     /// append's completion sent it): waiting past the age limit that this
     /// explains was the client not being scheduled, not the batcher.
     tick_late: Duration,
+    /// How long the batch had been due by the age limit while its lane's
+    /// previous append was still in flight: waiting past the age limit
+    /// that this explains was order within the key, not the batcher.
+    lane_busy: Duration,
     /// Bytes the producer held (buffered or in flight) when the batch left.
     flow_bytes: usize,
 }
@@ -171,6 +177,7 @@ impl Producer {
                 process: context.new_process(),
                 batcher: Batcher::new(limits),
                 in_flight: false,
+                freed_at: None,
                 next_sequence: 1,
             })
             .collect();
@@ -226,6 +233,10 @@ impl Producer {
                 continue;
             }
             let buffered = lane.batcher.oldest_wait(now);
+            let lane_busy = match (lane.freed_at, lane.batcher.deadline()) {
+                (Some(freed), Some(due)) => freed.saturating_duration_since(due),
+                _ => Duration::ZERO,
+            };
             let records = lane.batcher.take_batch();
             assert!(!records.is_empty(), "a due batch has records");
             let bytes = records.iter().map(|record| record.payload.len()).sum();
@@ -237,6 +248,7 @@ impl Producer {
                 records,
                 buffered,
                 tick_late,
+                lane_busy,
                 flow_bytes: self.flow.used_bytes(),
             };
             let task = append_batch(self.context.clone(), job, phase.clone());
@@ -261,6 +273,7 @@ impl Producer {
         let lane = &mut self.lanes[in_flight.slot];
         assert!(lane.in_flight, "a finished append belonged to a busy lane");
         lane.in_flight = false;
+        lane.freed_at = Some(Instant::now());
         let retired = done.is_none_or(|done| done.op_type == OpType::Info);
         if retired {
             lane.process = self.context.new_process();
@@ -294,6 +307,7 @@ async fn append_batch(context: Arc<Context>, job: AppendJob, mut phase: watch::R
         "values": values,
         "buffered_us": micros(job.buffered),
         "tick_late_us": micros(job.tick_late),
+        "lane_busy_us": micros(job.lane_busy),
         "flow_bytes": job.flow_bytes,
     });
     let recorder = &context.recorder;
