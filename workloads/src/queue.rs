@@ -406,10 +406,12 @@ impl QueueWorkload {
         abort_all(unfinished).await;
     }
 
-    /// Lets consumers run until every value whose append was `ok` has been
-    /// received, or no new value arrived for `drain_timeout` (or, as a
+    /// Lets consumers run, each now acking everything it receives promptly
+    /// and in order (no partial, late or stalled acks, no churn), until
+    /// every value whose append was `ok` has been received, or no new value arrived for `drain_timeout` (or, as a
     /// hard bound, `DRAIN_HARD_LIMIT_FACTOR` drain timeouts passed).
     pub async fn drain(&mut self, drain_timeout: Duration) -> DrainSummary {
+        self.context.draining.send_replace(true);
         let start = Instant::now();
         let hard_limit = start + drain_timeout * DRAIN_HARD_LIMIT_FACTOR;
         let mut poll = tokio::time::interval(Duration::from_millis(DRAIN_POLL_MS));

@@ -27,7 +27,7 @@ use tonic::Status;
 
 use super::ack_style::AckStyle;
 use super::acks::AckBuffer;
-use super::context::{stopped, Context, STOPPED_ERROR};
+use super::context::{raised, Context, STOPPED_ERROR};
 use super::payload::decode_value;
 use super::producer::{id_json, ids_json};
 use crate::backoff::Backoff;
@@ -144,7 +144,7 @@ async fn run_consumer(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = stopped(stop) => return ConsumerEnd::Stopped,
+            _ = raised(stop) => return ConsumerEnd::Stopped,
         }
     }
     tracing::warn!(consumer = name, "consumer reached its attempt cap; replacing it");
@@ -163,7 +163,7 @@ async fn run_session(
 ) -> SessionEnd {
     let located = tokio::select! {
         located = locate(context) => located,
-        _ = stopped(stop) => return SessionEnd::Stopped,
+        _ = raised(stop) => return SessionEnd::Stopped,
     };
     let Some(client) = located else {
         return SessionEnd::Unreachable;
@@ -175,10 +175,10 @@ async fn run_session(
     let subscription = context.config.subscription.as_str();
     let opened = tokio::select! {
         opened = client.streaming_fetch(subscription, name) => opened,
-        _ = stopped(stop) => return session.end(SessionEnd::Stopped, STOPPED_ERROR).await,
+        _ = raised(stop) => return session.end(SessionEnd::Stopped, STOPPED_ERROR).await,
     };
     match opened {
-        Ok(fetch) => session.run(fetch, rng, stop).await,
+        Ok(FetchSession { requests, responses }) => session.run(requests, responses, rng, stop).await,
         Err(error) => {
             let broken = SessionEnd::Broken { delivered: false };
             session.end(broken, &error.describe()).await
@@ -215,24 +215,39 @@ struct Session<'a> {
     style: AckStyle,
     acks: AckBuffer,
     delivered: bool,
+    /// Whether the drain has started (the session then acks like an
+    /// `in-order` consumer and no longer churns).
+    draining: bool,
 }
 
 impl<'a> Session<'a> {
     /// A session with fresh processes for its receives and its acks.
     fn new(context: &'a Context, consumer: &'a str, style: AckStyle, connection: String) -> Session<'a> {
-        let config = &context.config;
-        let ack_timeout = Duration::from_secs(config.ack_timeout_seconds.max(1).unsigned_abs().into());
-        let acks = style.buffer(config.ack_buffer_size, Duration::from_millis(config.ack_age_limit_ms), ack_timeout);
-        Session {
+        let mut session = Session {
             context,
             consumer,
             connection,
             receive_process: context.new_process(),
             ack_process: context.new_process(),
             style,
-            acks,
+            acks: ack_buffer(context, style),
             delivered: false,
+            draining: false,
+        };
+        if *context.draining.borrow() {
+            session.start_draining();
         }
+        session
+    }
+
+    /// From now on acks every record promptly and in order, keeping what
+    /// is already buffered (sent within the normal ack age limit).
+    fn start_draining(&mut self) {
+        self.draining = true;
+        self.style = AckStyle::InOrder;
+        let pending = self.acks.take();
+        self.acks = ack_buffer(self.context, self.style);
+        self.acks.push(pending, Instant::now());
     }
 
     /// `{"subscription", "consumer", "connection"}`.
@@ -264,19 +279,33 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Handles deliveries, ack flushes, churn and stop until the session
-    /// ends. Returning drops the stream without flushing acks.
-    async fn run(mut self, fetch: FetchSession, rng: &mut ChaCha8Rng, stop: &mut watch::Receiver<bool>) -> SessionEnd {
-        let FetchSession { requests, mut responses } = fetch;
+    /// Handles deliveries (from `responses`), ack flushes (onto
+    /// `requests`), churn, the drain and stop until the session ends.
+    /// Returning drops the stream without flushing acks.
+    async fn run<S>(
+        mut self,
+        requests: mpsc::Sender<StreamingFetchRequest>,
+        mut responses: S,
+        rng: &mut ChaCha8Rng,
+        stop: &mut watch::Receiver<bool>,
+    ) -> SessionEnd
+    where
+        S: futures::Stream<Item = Result<StreamingFetchResponse, Status>> + Unpin,
+    {
         let _listed = self.context.open_connection(&self.connection);
         let churn_every = Duration::from_millis(CHURN_CHECK_INTERVAL_MS);
         let mut churn_tick = tokio::time::interval_at(Instant::now() + churn_every, churn_every);
+        let mut draining = self.context.draining.subscribe();
         for _ in 0..MAX_EVENTS_PER_SESSION {
             let ack_deadline = self.acks.deadline();
             let ack_at = ack_deadline.unwrap_or_else(Instant::now);
             let end = tokio::select! {
-                _ = stopped(stop) => Some(self.end(SessionEnd::Stopped, STOPPED_ERROR).await),
-                _ = churn_tick.tick() => match self.maybe_churn(rng).await {
+                _ = raised(stop) => Some(self.end(SessionEnd::Stopped, STOPPED_ERROR).await),
+                () = raised(&mut draining), if !self.draining => {
+                    self.start_draining();
+                    None
+                }
+                _ = churn_tick.tick(), if !self.draining => match self.maybe_churn(rng).await {
                     Some(end) => Some(end),
                     None => self.maybe_stall(rng, stop).await,
                 },
@@ -309,7 +338,7 @@ impl<'a> Session<'a> {
         let stall = self.style.stall(rng)?;
         tokio::select! {
             _ = tokio::time::sleep(stall) => None,
-            _ = stopped(stop) => Some(self.end(SessionEnd::Stopped, STOPPED_ERROR).await),
+            _ = raised(stop) => Some(self.end(SessionEnd::Stopped, STOPPED_ERROR).await),
         }
     }
 
@@ -347,6 +376,10 @@ impl<'a> Session<'a> {
                 return Some(self.end(broken, &format!("malformed delivery: {error}")).await);
             }
         };
+        if !self.draining && *self.context.draining.borrow() {
+            // The drain started while this delivery was on its way.
+            self.start_draining();
+        }
         let mut value = self.base_value();
         value["records"] = records_json(&records);
         let recorder = &self.context.recorder;
@@ -403,6 +436,13 @@ impl<'a> Session<'a> {
     }
 }
 
+/// The ack buffer `style` uses with the workload's settings.
+fn ack_buffer(context: &Context, style: AckStyle) -> AckBuffer {
+    let config = &context.config;
+    let ack_timeout = Duration::from_secs(config.ack_timeout_seconds.max(1).unsigned_abs().into());
+    style.buffer(config.ack_buffer_size, Duration::from_millis(config.ack_age_limit_ms), ack_timeout)
+}
+
 /// One delivered record as the history needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ReceivedValue {
@@ -443,9 +483,14 @@ mod tests {
     use hstream_proto::server::ReceivedRecord;
 
     fn response(payloads: Vec<Vec<u8>>) -> StreamingFetchResponse {
+        response_of_batch(5, payloads)
+    }
+
+    /// A delivery of `payloads` as batch `batch_id` of shard 2.
+    fn response_of_batch(batch_id: u64, payloads: Vec<Vec<u8>>) -> StreamingFetchResponse {
         let records: Vec<(String, Vec<u8>)> = payloads.into_iter().map(|payload| ("k7".to_string(), payload)).collect();
         let record_ids =
-            (0..records.len() as u32).map(|batch_index| RecordId { shard_id: 2, batch_id: 5, batch_index }).collect();
+            (0..records.len() as u32).map(|batch_index| RecordId { shard_id: 2, batch_id, batch_index }).collect();
         StreamingFetchResponse {
             received_records: Some(ReceivedRecord {
                 record_ids,
@@ -476,6 +521,58 @@ mod tests {
         let (_stop_sender, mut stop) = watch::channel(false);
         drop(exists_sender);
         assert!(!wait_until_true(&mut exists, &mut stop).await, "the subscriber gave up");
+    }
+
+    /// Ids sent as acks on the session so far.
+    fn acked(sent: &mut mpsc::Receiver<StreamingFetchRequest>) -> Vec<RecordId> {
+        std::iter::from_fn(|| sent.try_recv().ok()).flat_map(|request| request.ack_ids).collect()
+    }
+
+    /// Goal: once the drain starts, hostile consumers ack everything they
+    /// receive promptly, so the drain is not held up by them: a `late`
+    /// consumer (which otherwise holds acks for 0.8 of the ack timeout)
+    /// acks what it held and what comes next within the ack age limit, and
+    /// a `partial` one (which otherwise leaves some of each delivery
+    /// unacked) acks every record of a delivery. Method: a session on a
+    /// fake response stream, on paused time.
+    #[tokio::test(start_paused = true)]
+    async fn once_draining_hostile_consumers_ack_everything_promptly() {
+        let config = crate::queue::QueueConfig { churn_probability_per_s: 0.0, ..Default::default() };
+        let connections = crate::client::Connections::new(config.client.clone());
+        let recorder = crate::Recorder::from_writer(tokio::io::sink());
+        let context = Context::new(config, recorder, connections, vec!["127.0.0.1:1".into()], Vec::new());
+        let batch = |batch_id: u64| response_of_batch(batch_id, (0..40).map(|v| encode_value(v, 100)).collect());
+        for style in [AckStyle::Late, AckStyle::Partial] {
+            context.draining.send_replace(false);
+            let session = Session::new(&context, "c0", style, format!("c0-{style}#0"));
+            session.invoke_receive().await.expect("recorded");
+            let (requests, mut sent) = mpsc::channel(64);
+            let (deliver, responses) = futures::channel::mpsc::unbounded();
+            let (stop_sender, mut stop) = watch::channel(false);
+            let mut rng = rand::SeedableRng::seed_from_u64(7);
+            let driver = async {
+                deliver.unbounded_send(Ok(batch(5))).expect("session listens");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let before = acked(&mut sent);
+                context.draining.send_replace(true);
+                deliver.unbounded_send(Ok(batch(6))).expect("session listens");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let after = acked(&mut sent);
+                stop_sender.send_replace(true);
+                (before, after)
+            };
+            let (end, (before, after)) = tokio::join!(session.run(requests, responses, &mut rng, &mut stop), driver);
+            assert_eq!(end, SessionEnd::Stopped);
+            let of_batch = |ids: &[RecordId], batch_id: u64| ids.iter().filter(|id| id.batch_id == batch_id).count();
+            assert!(of_batch(&after, 6) == 40, "{style}: acked {} of 40 after the drain started", of_batch(&after, 6));
+            match style {
+                AckStyle::Late => {
+                    assert!(before.is_empty(), "late: acked {} within a second", before.len());
+                    assert_eq!(of_batch(&after, 5), 40, "late: what it held is acked once the drain starts");
+                }
+                _ => assert!(of_batch(&before, 5) < 40, "partial: acked all of a delivery before the drain"),
+            }
+        }
     }
 
     /// Goal: a delivery becomes HISTORY.md's `records` list: value from the

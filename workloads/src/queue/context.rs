@@ -36,6 +36,11 @@ pub(crate) struct Context {
     pub shards: Vec<Shard>,
     /// Running counts for drain and progress.
     pub tally: Tally,
+    /// Turns true when the drain starts: from then on every consumer acks
+    /// all it receives promptly, so the drain measures whether every
+    /// acknowledged record can still be delivered, not how long hostile
+    /// consumers hold the subscription's unacked window.
+    pub draining: watch::Sender<bool>,
     /// Last known owner address of each shard.
     placement: Mutex<HashMap<u64, String>>,
     /// Every process number this workload used, for forced stops.
@@ -75,6 +80,7 @@ impl Context {
             connections,
             shards,
             tally: Tally::default(),
+            draining: watch::Sender::new(false),
             placement: Mutex::new(HashMap::new()),
             processes: Mutex::new(Vec::new()),
             consumer_names: AtomicU64::new(0),
@@ -181,9 +187,10 @@ impl Nodes {
     }
 }
 
-/// Resolves when `stop` says true, or when its sender is gone.
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
+/// Resolves when `flag` says true (the workload stops, the drain
+/// starts), or when its sender is gone.
+pub(crate) async fn raised(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|raised| *raised).await;
 }
 
 /// A std mutex guard, even if a panicking holder poisoned it (every use

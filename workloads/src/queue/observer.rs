@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use super::context::{stopped, Context, STOPPED_ERROR};
+use super::context::{raised, Context, STOPPED_ERROR};
 use crate::client::{node_address, CallError, HStreamClient, Outcome};
 use crate::recorder::OpType;
 
@@ -34,7 +34,7 @@ pub(crate) async fn run_observer(context: Arc<Context>, mut stop: watch::Receive
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stopped(&mut stop) => return,
+            _ = raised(&mut stop) => return,
         }
         let Some(op_type) = observe_once(&context, process, &mut stop).await else {
             return;
@@ -53,7 +53,7 @@ async fn observe_once(context: &Context, process: u64, stop: &mut watch::Receive
     recorder.invoke(process, "observe", invoke.clone()).await.ok()?;
     let result = tokio::select! {
         result = observe_cluster(context) => Some(result),
-        _ = stopped(stop) => None,
+        _ = raised(stop) => None,
     };
     let mut value = invoke;
     let (op_type, error) = match &result {
