@@ -22,6 +22,14 @@ pub(crate) struct Applied {
     pub failure: Option<(String, TargetError)>,
 }
 
+/// Refuses a fault that acts on each of its targets when none were chosen.
+pub(crate) fn require_targets(fault: &str, targets: &[String]) -> Result<(), NemesisError> {
+    if targets.is_empty() {
+        return Err(NemesisError::NoTargets { fault: fault.to_string() });
+    }
+    Ok(())
+}
+
 /// Run `action` on each node in order, stopping at the first error.
 pub(crate) fn apply_each(nodes: &[String], mut action: impl FnMut(&str) -> Result<Value, TargetError>) -> Applied {
     let mut applied =

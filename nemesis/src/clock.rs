@@ -21,6 +21,7 @@
 //! or leave a strobe thread running (each one stops when told, and by itself
 //! after [`STROBE_LIMIT`]).
 
+use crate::apply::require_targets;
 use crate::error::NemesisError;
 use crate::params::Params;
 use crate::target::{ClockDial, ClusterTarget};
@@ -164,9 +165,7 @@ impl Nemesis for ClockNemesis {
         target: &dyn ClusterTarget,
     ) -> Result<Value, NemesisError> {
         assert!(CLOCK_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
-        if targets.is_empty() {
-            return Err(NemesisError::NoTargets { fault: fault.name.clone() });
-        }
+        require_targets(&fault.name, targets)?;
         let motion = Motion::read(fault)?;
         let mut clocks = Vec::new();
         let mut dials = Vec::new();

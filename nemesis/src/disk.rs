@@ -21,7 +21,7 @@
 //! runs (the node is killed first, and a kill that fails stops the fault),
 //! or leave a disk failing, slow or its node down after `stop` or `teardown`.
 
-use crate::apply::{apply_each, into_result};
+use crate::apply::{apply_each, into_result, require_targets};
 use crate::error::NemesisError;
 use crate::params::Params;
 use crate::target::{ClusterTarget, DiskCommand, DiskDial, DiskErrno, DiskOp, TargetError};
@@ -177,9 +177,7 @@ impl Nemesis for DiskNemesis {
         target: &dyn ClusterTarget,
     ) -> Result<Value, NemesisError> {
         assert!(DISK_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
-        if targets.is_empty() {
-            return Err(NemesisError::NoTargets { fault: fault.name.clone() });
-        }
+        require_targets(&fault.name, targets)?;
         let action = Action::read(fault)?;
         let applied = apply_each(targets, |node| {
             let dial = target.disk(node)?;

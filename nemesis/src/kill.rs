@@ -7,7 +7,7 @@
 //! or crashed on its own is not this nemesis's to heal), or signal a process
 //! itself; the [`ClusterTarget`] does that and marks the death as expected.
 
-use crate::apply::{apply_each, into_result};
+use crate::apply::{apply_each, into_result, require_targets};
 use crate::error::NemesisError;
 use crate::target::ClusterTarget;
 use crate::{FaultSpec, Nemesis};
@@ -57,9 +57,7 @@ impl Nemesis for KillNemesis {
         target: &dyn ClusterTarget,
     ) -> Result<Value, NemesisError> {
         assert!(KILL_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
-        if targets.is_empty() {
-            return Err(NemesisError::NoTargets { fault: fault.name.clone() });
-        }
+        require_targets(&fault.name, targets)?;
         let applied = apply_each(targets, |node| target.kill(node));
         self.killed.extend(applied.nodes.iter().cloned());
         into_result(&fault.name, "killed", applied)

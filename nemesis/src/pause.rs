@@ -7,7 +7,7 @@
 //! A paused node that died meanwhile (e.g. killed by another fault) is
 //! forgotten rather than resumed.
 
-use crate::apply::{apply_each, into_result};
+use crate::apply::{apply_each, into_result, require_targets};
 use crate::error::NemesisError;
 use crate::target::ClusterTarget;
 use crate::{FaultSpec, Nemesis};
@@ -65,9 +65,7 @@ impl Nemesis for PauseNemesis {
         target: &dyn ClusterTarget,
     ) -> Result<Value, NemesisError> {
         assert!(PAUSE_FAULTS.contains(&fault.name.as_str()), "misrouted fault {}", fault.name);
-        if targets.is_empty() {
-            return Err(NemesisError::NoTargets { fault: fault.name.clone() });
-        }
+        require_targets(&fault.name, targets)?;
         let applied = apply_each(targets, |node| target.pause(node));
         self.paused.extend(applied.nodes.iter().cloned());
         into_result(&fault.name, "paused", applied)
