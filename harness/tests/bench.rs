@@ -9,7 +9,7 @@ use common::text;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use checker::OpType;
 use serde_json::Value;
@@ -224,7 +224,7 @@ fn a_cluster_that_dies_mid_bench_leaves_partial_figures() {
     }
     let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let work = tempfile::tempdir().expect("temp dir");
-    let child = Command::new(common::chaos())
+    let mut child = Command::new(common::chaos())
         .args(["bench", "write", "--runtime", "loopback", "--nodes", "3", "--zk", "1", "--duration", "60s"])
         .arg("--store")
         .arg(work.path())
@@ -234,17 +234,9 @@ fn a_cluster_that_dies_mid_bench_leaves_partial_figures() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("chaos starts");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let run_dir = loop {
-        assert!(Instant::now() < deadline, "the bench never started writing");
-        std::thread::sleep(Duration::from_millis(500));
-        // `latest` points at the run directory once it exists.
-        let Ok(dir) = std::fs::canonicalize(work.path().join("latest")) else { continue };
-        let started = std::fs::metadata(dir.join("history.jsonl")).is_ok_and(|meta| meta.len() > 10_000);
-        if started {
-            break dir;
-        }
-    };
+    let run_dir = common::wait_for_history(work.path(), &mut child, Duration::from_secs(90), "the bench", |history| {
+        history.len() > 10_000
+    });
     let run_id = harness::rundir::run_id_of(&run_dir).expect("run id");
     let state: Value = serde_json::from_str(
         &std::fs::read_to_string(harness::runtime::state::state_path(&run_id)).expect("state file"),

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{chaos, hserver, leftovers};
+use common::{chaos, hserver, leftovers, wait_for_history};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -241,17 +241,10 @@ fn busy_docker_run(store: &Path) -> (std::process::Child, std::path::PathBuf) {
         .stderr(Stdio::null())
         .spawn()
         .expect("chaos run");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let latest = std::fs::canonicalize(store.join("latest")).ok();
-        let busy = latest.as_ref().and_then(|dir| std::fs::read_to_string(dir.join("history.jsonl")).ok());
-        if busy.is_some_and(|history| history.lines().count() > 100) {
-            return (harness, latest.expect("latest"));
-        }
-        assert!(Instant::now() < deadline, "the docker run never got going");
-        assert!(harness.try_wait().expect("try_wait").is_none(), "chaos run ended early");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let run_dir = wait_for_history(store, &mut harness, Duration::from_secs(120), "the docker run", |history| {
+        history.lines().count() > 100
+    });
+    (harness, run_dir)
 }
 
 /// Goal: a cluster left up in containers shows its containers in `chaos

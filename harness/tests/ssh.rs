@@ -436,17 +436,10 @@ fn a_killed_harness_over_ssh_is_cleaned_up_by_down() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("chaos run");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run_dir = loop {
-        let latest = std::fs::canonicalize(store.path().join("latest")).ok();
-        let history = latest.as_ref().and_then(|dir| std::fs::read_to_string(dir.join("history.jsonl")).ok());
-        if history.is_some_and(|history| history.contains("\"f\":\"partition\"") && history.lines().count() > 100) {
-            break latest.expect("latest");
-        }
-        assert!(Instant::now() < deadline, "the run never got going");
-        assert!(harness.try_wait().expect("try_wait").is_none(), "chaos run ended early");
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let run_dir =
+        common::wait_for_history(store.path(), &mut harness, Duration::from_secs(120), "the run", |history| {
+            history.contains("\"f\":\"partition\"") && history.lines().count() > 100
+        });
     harness.kill().expect("SIGKILL the harness");
     harness.wait().expect("reap");
     let run_id = harness::rundir::run_id_of(&run_dir).expect("run id");
@@ -547,7 +540,7 @@ fn a_host_that_dies_mid_run_is_named_and_the_others_are_left_clean() {
     }
     let (hosts, inventory) = three_servers_and_a_zookeeper();
     let store = tempfile::tempdir().expect("store");
-    let harness = Command::new(common::chaos())
+    let mut harness = Command::new(common::chaos())
         .args([
             "run",
             "--time-limit",
@@ -571,16 +564,10 @@ fn a_host_that_dies_mid_run_is_named_and_the_others_are_left_clean() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("chaos run");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run_dir = loop {
-        let latest = std::fs::canonicalize(store.path().join("latest")).ok();
-        let history = latest.as_ref().and_then(|dir| std::fs::read_to_string(dir.join("history.jsonl")).ok());
-        if history.is_some_and(|history| history.lines().count() > 100) {
-            break latest.expect("latest");
-        }
-        assert!(Instant::now() < deadline, "the run never got going");
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let run_dir =
+        common::wait_for_history(store.path(), &mut harness, Duration::from_secs(120), "the run", |history| {
+            history.lines().count() > 100
+        });
     let db3 = &hosts.hosts[2];
     common::test_hosts::docker(&["pause", &db3.container]);
     let output = harness.wait_with_output().expect("chaos run ends");

@@ -5,8 +5,9 @@
 
 pub mod test_hosts;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 /// The `chaos` binary cargo built for these tests.
 pub fn chaos() -> PathBuf {
@@ -24,6 +25,31 @@ pub fn hserver() -> PathBuf {
     let path = chaos().with_file_name("hserver");
     assert!(path.is_file(), "{} missing: build it with `cargo build -p hserver`", path.display());
     path
+}
+
+/// Waits up to `within` until the run `harness` writes into `store` has a
+/// history that `going` accepts (the run is under way), and returns the
+/// run's directory. Fails, naming `what`, at the deadline or if the
+/// harness ends first.
+pub fn wait_for_history(
+    store: &Path,
+    harness: &mut Child,
+    within: Duration,
+    what: &str,
+    going: impl Fn(&str) -> bool,
+) -> PathBuf {
+    let deadline = Instant::now() + within;
+    loop {
+        // `latest` points at the run directory once it exists.
+        let latest = std::fs::canonicalize(store.join("latest")).ok();
+        let history = latest.as_ref().and_then(|dir| std::fs::read_to_string(dir.join("history.jsonl")).ok());
+        if history.is_some_and(|history| going(&history)) {
+            return latest.expect("latest");
+        }
+        assert!(Instant::now() < deadline, "{what} never got going");
+        assert!(harness.try_wait().expect("try_wait").is_none(), "{what} ended early");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Every container, network and volume labelled with `run_id`, every
