@@ -223,7 +223,7 @@ struct Session<'a> {
 impl<'a> Session<'a> {
     /// A session with fresh processes for its receives and its acks.
     fn new(context: &'a Context, consumer: &'a str, style: AckStyle, connection: String) -> Session<'a> {
-        let mut session = Session {
+        Session {
             context,
             consumer,
             connection,
@@ -232,12 +232,9 @@ impl<'a> Session<'a> {
             style,
             acks: ack_buffer(context, style),
             delivered: false,
+            // A session opened during the drain switches as `run` starts.
             draining: false,
-        };
-        if *context.draining.borrow() {
-            session.start_draining();
         }
-        session
     }
 
     /// From now on acks every record promptly and in order, keeping what
