@@ -115,7 +115,9 @@ fn hosts_check_reports_real_hosts_and_refuses_each_misconfiguration() {
     let db1 = &hosts.hosts[0];
     hosts.exec(
         db1,
-        "useradd -m bob && mkdir -p ~bob/.ssh && cp /root/.ssh/authorized_keys ~bob/.ssh/ && chown -R bob ~bob/.ssh",
+        // `-p '*'`: no password, but not a locked account, which sshd
+        // without PAM (as on the test hosts) refuses even with a key.
+        "useradd -m -p '*' bob && mkdir -p ~bob/.ssh && cp /root/.ssh/authorized_keys ~bob/.ssh/ && chown -R bob ~bob/.ssh",
     );
     let as_bob = hosts.inventory("bob.yaml", &hosts.client_key(), &hosts.known_hosts(), ", user: bob");
     let output = hosts_check(&as_bob, false);
