@@ -582,7 +582,11 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             out: args.out.clone(),
             keep_passing: args.keep_passing,
             master_seed: args.master_seed,
-            child: crate::batch::ChildOptions { hserver: args.hserver.clone(), runtime: args.runtime.clone() },
+            child: crate::batch::ChildOptions {
+                hserver: args.hserver.clone(),
+                runtime: args.runtime.clone(),
+                env: Vec::new(),
+            },
         }),
         Command::Selftest(args) => crate::selftest::run(&crate::selftest::SelftestOptions {
             plan: args.plan.clone(),
@@ -590,7 +594,11 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
             time_limit_s: args.time_limit,
             only: args.bugs.clone(),
             out: args.out.clone(),
-            child: crate::batch::ChildOptions { hserver: args.hserver.clone(), runtime: args.runtime.clone() },
+            child: crate::batch::ChildOptions {
+                hserver: args.hserver.clone(),
+                runtime: args.runtime.clone(),
+                env: Vec::new(),
+            },
         }),
         Command::Mutants(args) => {
             let seed = args.seed.unwrap_or_else(|| u64::from(rand::random::<u32>()));

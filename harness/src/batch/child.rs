@@ -83,6 +83,9 @@ pub struct ChildOptions {
     /// Overrides each scenario's runtime (`--runtime docker` for a whole
     /// nightly in containers).
     pub runtime: Option<String>,
+    /// Extra environment of the run, which its local servers inherit
+    /// (`chaos mutants` names the file its probed servers note reach in).
+    pub env: Vec<(String, std::ffi::OsString)>,
 }
 
 /// Starts `chaos run` for `job`, its store under `store`.
@@ -107,6 +110,7 @@ pub fn start(job: RunJob, store: &Path, options: &ChildOptions) -> std::io::Resu
     if let Some(runtime) = &options.runtime {
         command.args(["--runtime", runtime]);
     }
+    command.envs(options.env.iter().map(|(name, value)| (name, value)));
     let log = std::fs::File::create(store.join("chaos.out"))?;
     let child = command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn()?;
     Ok(Running { job, child, store: store.to_path_buf(), started: Instant::now() })

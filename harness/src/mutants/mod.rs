@@ -10,10 +10,14 @@
 //! that is not valid. The correct server runs the same scenarios and seeds
 //! first, so a catch means the mutation, not the scenario, failed the run.
 //! A reviewed list ([`equivalent`]) keeps mutants that cannot change what
-//! a client sees out of the score. [`report`] writes the results.
+//! a client sees out of the score. The correct server's runs use a probed
+//! build that notes which functions each scenario entered ([`reach`]), so
+//! a mutant runs only the scenarios that enter its function, and one that
+//! no scenario enters survives without a run. [`report`] writes the results.
 
 pub mod equivalent;
 pub mod operators;
+pub mod reach;
 pub mod report;
 pub mod scratch;
 pub mod source;
@@ -29,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{self, Outcome, RunJob};
 use equivalent::EquivalentList;
 use operators::Mutation;
+use reach::{Probes, ReachMap};
 use report::MutantsReport;
 use scratch::{Scratch, StepResult};
 
@@ -131,6 +136,13 @@ pub struct MutantRecord {
     pub detail: Option<String>,
     /// Scenario runs in order; the last one caught it when `Caught`.
     pub runs: Vec<ScenarioRun>,
+    /// The probed function holding the mutated line, if any.
+    #[serde(default)]
+    pub function: Option<String>,
+    /// The scenarios whose correct-server run entered that function (the
+    /// only ones it is taken through); `None` when reach is unknown.
+    #[serde(default)]
+    pub reached_by: Option<Vec<String>>,
 }
 
 impl MutantRecord {
@@ -147,12 +159,20 @@ struct PlanScenario {
     time_limit_s: Option<u64>,
 }
 
+impl PlanScenario {
+    /// The scenario's name: its file stem.
+    fn name(&self) -> String {
+        self.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()
+    }
+}
+
 /// Runs the evaluation; returns the exit code: 0 done, 1 the correct
 /// server failed a scenario (a false alarm) or the score is below
 /// `fail_under`, 2 a harness or set-up error.
 pub fn run(options: &MutantsOptions) -> anyhow::Result<u8> {
     let equivalents = EquivalentList::load(&options.equivalent)?;
-    let candidates = candidates(&options.source, &options.modules, options.seed)?;
+    let sources = module_sources(&options.source, &options.modules)?;
+    let candidates = candidates(&sources, options.seed);
     if options.list_only {
         for (index, (module, mutation)) in candidates.iter().enumerate() {
             let listed = equivalents.reason_for(mutation).map(|r| format!(" (equivalent: {r})")).unwrap_or_default();
@@ -178,8 +198,18 @@ pub fn run(options: &MutantsOptions) -> anyhow::Result<u8> {
     let out = crate::orchestrate::absolute(&options.out);
     std::fs::create_dir_all(&out)?;
     let scratch = Scratch::create(&options.source, &crate::orchestrate::absolute(&options.target_dir))?;
-    let evaluator = Evaluator { options, scratch: &scratch, scenarios: &scenarios, out: &out, deadline };
-    let baseline = evaluator.baseline()?;
+    let mut probes = Probes::default();
+    let probed = probed_files(&options.source, &sources, &mut probes)?;
+    let evaluator = Evaluator {
+        options,
+        scratch: &scratch,
+        scenarios: &scenarios,
+        out: &out,
+        deadline,
+        probes: &probes,
+        reach: ReachMap::default(),
+    };
+    let (baseline, reach) = evaluator.baseline(&probed)?;
     // A scenario the correct server fails cannot tell a mutant from it.
     let judging: Vec<PlanScenario> = scenarios
         .iter()
@@ -197,9 +227,10 @@ pub fn run(options: &MutantsOptions) -> anyhow::Result<u8> {
         })
         .map(|(scenario, _)| scenario.clone())
         .collect();
-    let evaluator = Evaluator { scenarios: &judging, ..evaluator };
+    let evaluator = Evaluator { scenarios: &judging, reach, ..evaluator };
     let mutants = evaluator.mutants(&candidates, &equivalents)?;
-    let report = MutantsReport::new(options, candidates.len(), baseline, mutants, started.elapsed());
+    let report = MutantsReport::new(options, candidates.len(), baseline, mutants, started.elapsed())
+        .with_reach(&probes, &evaluator.reach);
     report::write(&out, &report, options.trend.as_deref())?;
     println!("{}", report.score_table());
     println!("wrote {}/mutants.json, mutants.md, mutants.html", out.display());
@@ -237,11 +268,19 @@ fn plan_scenarios(plan: &Path) -> anyhow::Result<Vec<PlanScenario>> {
     Ok(scenarios)
 }
 
-/// Every mutation of the named modules, shuffled by `seed`, with its module.
-fn candidates(repository: &Path, modules: &[String], seed: u64) -> anyhow::Result<Vec<(String, Mutation)>> {
+/// One source file of a mutated module.
+struct ModuleSource {
+    module: String,
+    /// Relative to the server crate (`src/log/sequencer.rs`).
+    relative: String,
+    text: String,
+}
+
+/// The non-test source files of the named server modules.
+fn module_sources(repository: &Path, modules: &[String]) -> anyhow::Result<Vec<ModuleSource>> {
     let src = repository.join(scratch::SERVER_DIR).join("src");
     let available = available_modules(&src)?;
-    let mut found = Vec::new();
+    let mut sources = Vec::new();
     for module in modules {
         anyhow::ensure!(
             available.contains(module),
@@ -252,11 +291,40 @@ fn candidates(repository: &Path, modules: &[String], seed: u64) -> anyhow::Resul
         for file in module_files(&src, module)? {
             let relative = format!("src/{}", file.strip_prefix(&src)?.to_string_lossy().replace('\\', "/"));
             let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            found.extend(operators::mutations(&relative, &text).into_iter().map(|m| (module.clone(), m)));
+            sources.push(ModuleSource { module: module.clone(), relative, text });
         }
     }
+    Ok(sources)
+}
+
+/// Every mutation of the sources, shuffled by `seed`, with its module.
+fn candidates(sources: &[ModuleSource], seed: u64) -> Vec<(String, Mutation)> {
+    let mut found: Vec<(String, Mutation)> = sources
+        .iter()
+        .flat_map(|source| {
+            operators::mutations(&source.relative, &source.text).into_iter().map(|m| (source.module.clone(), m))
+        })
+        .collect();
     found.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    Ok(found)
+    found
+}
+
+/// The probed copy's files: every source with its probes, the probe
+/// module, and the library root declaring it.
+fn probed_files(
+    repository: &Path,
+    sources: &[ModuleSource],
+    probes: &mut Probes,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut files: Vec<(String, String)> = sources
+        .iter()
+        .map(|source| (source.relative.clone(), probes.instrument(&source.relative, &source.text)))
+        .collect();
+    let lib = repository.join(scratch::SERVER_DIR).join("src/lib.rs");
+    let root = std::fs::read_to_string(&lib).map_err(|e| anyhow::anyhow!("{}: {e}", lib.display()))?;
+    files.push(("src/lib.rs".into(), format!("{root}\n#[doc(hidden)]\npub mod {};\n", reach::PROBE_MODULE)));
+    files.push((format!("src/{}.rs", reach::PROBE_MODULE), probes.module_source()));
+    Ok(files)
 }
 
 /// Module names under `src/`: `x` for `src/x.rs` and `src/x/`.
@@ -310,6 +378,10 @@ struct Evaluator<'a> {
     scenarios: &'a [PlanScenario],
     out: &'a Path,
     deadline: Instant,
+    /// The functions the probed build notes.
+    probes: &'a Probes,
+    /// What each judging scenario entered (empty until the baseline ran).
+    reach: ReachMap,
 }
 
 impl Evaluator<'_> {
@@ -317,13 +389,20 @@ impl Evaluator<'_> {
         Instant::now() < self.deadline && !batch::interrupt::requested()
     }
 
-    /// Builds the unmodified copy and runs the correct server through
-    /// every scenario.
-    fn baseline(&self) -> anyhow::Result<Vec<ScenarioRun>> {
+    /// Builds the unmodified copy with probes (`probed`) and runs the
+    /// correct server through every scenario, noting what each entered.
+    fn baseline(&self, probed: &[(String, String)]) -> anyhow::Result<(Vec<ScenarioRun>, ReachMap)> {
         let logs = self.out.join("baseline");
+        let reach_dir = self.out.join("reach");
         std::fs::create_dir_all(&logs)?;
-        println!("building the unmodified server in {}", self.scratch.server_file("").display());
-        let binary = match self.scratch.build_server(&logs.join("build.log"))? {
+        std::fs::create_dir_all(&reach_dir)?;
+        println!(
+            "building the unmodified server, with {} function probes, in {}",
+            self.probes.functions.len(),
+            self.scratch.server_file("").display()
+        );
+        let built = self.scratch.with_files(probed, || self.scratch.build_server(&logs.join("build.log")))??;
+        let binary = match built {
             StepResult::Passed(Some(binary)) => binary,
             other => anyhow::bail!(
                 "the unmodified server does not build in the scratch copy ({other:?}); see {}",
@@ -331,12 +410,41 @@ impl Evaluator<'_> {
             ),
         };
         let mut runs = Vec::new();
+        let mut reach = ReachMap::default();
         for scenario in self.scenarios {
-            let run = self.run_scenario("correct", scenario, &binary, &self.out.join("runs").join("baseline"))?;
-            println!("correct server: {} seed {} {:?}", run.scenario, run.seed, run.outcome);
+            let file = reach_dir.join(format!("{}.txt", scenario.name()));
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => anyhow::bail!("{}: {e}", file.display()),
+                _ => {}
+            }
+            let env = vec![(reach::REACH_ENV.to_string(), file.clone().into_os_string())];
+            let run = self.run_scenario("correct", scenario, &binary, &self.out.join("runs").join("baseline"), env)?;
+            match std::fs::read_to_string(&file) {
+                Ok(text) => {
+                    let entered = reach::parse_reached(&text);
+                    println!(
+                        "correct server: {} seed {} {:?}; entered {} of {} probed functions",
+                        run.scenario,
+                        run.seed,
+                        run.outcome,
+                        entered.len(),
+                        self.probes.functions.len()
+                    );
+                    reach.by_scenario.insert(scenario.name(), entered);
+                }
+                Err(e) => {
+                    println!("correct server: {} seed {} {:?}", run.scenario, run.seed, run.outcome);
+                    eprintln!(
+                        "warning: no reach file {} ({e}): the servers did not get {} (a runtime other than \
+                         local?); every mutant runs this scenario",
+                        file.display(),
+                        reach::REACH_ENV
+                    );
+                }
+            }
             runs.push(run);
         }
-        Ok(runs)
+        Ok((runs, reach))
     }
 
     /// Draws mutants until `sample` of them reached the scenarios, the
@@ -363,6 +471,8 @@ impl Evaluator<'_> {
                 status: Status::NotRun,
                 detail: None,
                 runs: Vec::new(),
+                function: None,
+                reached_by: None,
             };
             if let Some(reason) = equivalents.reason_for(mutation) {
                 record.status = Status::Equivalent;
@@ -383,17 +493,13 @@ impl Evaluator<'_> {
     fn evaluate(&self, record: &mut MutantRecord) -> anyhow::Result<()> {
         let file = self.scratch.server_file(&record.mutation.file);
         let original = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        let applied = record
-            .mutation
-            .apply(&original)
-            .map_err(|e| e.to_string())
-            .and_then(|mutated| std::fs::write(&file, mutated).map_err(|e| format!("{}: {e}", file.display())));
-        match applied {
-            Ok(()) => self.judge(record),
-            Err(why) => record.detail = Some(why),
+        match record.mutation.apply(&original) {
+            Ok(mutated) => {
+                self.scratch.with_files(&[(record.mutation.file.clone(), mutated)], || self.judge(record))?
+            }
+            Err(stale) => record.detail = Some(stale.to_string()),
         }
-        std::fs::write(&file, original)
-            .map_err(|e| anyhow::anyhow!("cannot restore {} in the scratch copy: {e}", file.display()))
+        Ok(())
     }
 
     /// The cheap filter (build, unit tests), then the scenarios.
@@ -408,14 +514,29 @@ impl Evaluator<'_> {
             None => return,
         };
         let runs_dir = self.out.join("runs").join(format!("m{}", record.id));
-        for scenario in self.scenarios {
+        let function = self.probes.function_at(&record.mutation.file, record.mutation.line);
+        let scenarios: Vec<&PlanScenario> =
+            self.scenarios.iter().filter(|s| self.reach.reaches(&s.name(), function.map(|f| f.id))).collect();
+        if let Some(function) = function {
+            record.function = Some(function.name.clone());
+            record.reached_by = Some(scenarios.iter().map(|s| s.name()).collect());
+            if scenarios.is_empty() {
+                record.status = Status::Survived;
+                record.detail = Some(format!(
+                    "no scenario of the plan enters `{}` ({}:{})",
+                    function.name, function.file, function.first_line
+                ));
+                return;
+            }
+        }
+        for scenario in &scenarios {
             if !self.time_left() {
                 record.status = Status::NotRun;
                 record.detail =
-                    Some(format!("budget spent after {} of {} scenarios", record.runs.len(), self.scenarios.len()));
+                    Some(format!("budget spent after {} of {} scenarios", record.runs.len(), scenarios.len()));
                 return;
             }
-            let run = match self.run_scenario(&format!("m{}", record.id), scenario, &binary, &runs_dir) {
+            let run = match self.run_scenario(&format!("m{}", record.id), scenario, &binary, &runs_dir, Vec::new()) {
                 Ok(run) => run,
                 Err(e) => {
                     record.status = Status::NotRun;
@@ -465,15 +586,17 @@ impl Evaluator<'_> {
         None
     }
 
-    /// One `chaos run` of `scenario` with `binary`, into `runs_dir`.
+    /// One `chaos run` of `scenario` with `binary`, into `runs_dir`, with
+    /// extra environment `env`.
     fn run_scenario(
         &self,
         name: &str,
         scenario: &PlanScenario,
         binary: &Path,
         runs_dir: &Path,
+        env: Vec<(String, std::ffi::OsString)>,
     ) -> anyhow::Result<ScenarioRun> {
-        let stem = scenario.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let stem = scenario.name();
         let job = RunJob {
             name: format!("{name}-{stem}"),
             scenario: scenario.path.clone(),
@@ -482,7 +605,7 @@ impl Evaluator<'_> {
             time_limit_s: scenario.time_limit_s,
         };
         let store = runs_dir.join(&stem);
-        let child = batch::ChildOptions { hserver: Some(binary.to_path_buf()), runtime: None };
+        let child = batch::ChildOptions { hserver: Some(binary.to_path_buf()), runtime: None, env };
         let record = batch::child::start(job, &store, &child)?.wait()?;
         let error = (record.outcome == Outcome::Error).then(|| record.output_tail.clone());
         Ok(ScenarioRun {

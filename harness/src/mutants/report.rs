@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::reach::{Probes, ReachMap};
 use super::{MutantRecord, MutantsOptions, ScenarioRun, Status};
 use crate::markup::escape;
 
@@ -35,6 +36,16 @@ pub struct MutantsReport {
     pub mutants: Vec<MutantRecord>,
     /// Per module, and `all`.
     pub scores: BTreeMap<String, Score>,
+    /// Functions probed in the mutated modules (0: no reach measured).
+    #[serde(default)]
+    pub probed_functions: usize,
+    /// Per scenario, how many of them the correct server's run entered.
+    #[serde(default)]
+    pub entered: BTreeMap<String, usize>,
+    /// Probed functions no scenario entered (`file:line name`): code the
+    /// plan never runs, where every mutant survives.
+    #[serde(default)]
+    pub unreached: Vec<String>,
     /// Wall-clock seconds.
     pub duration_s: f64,
 }
@@ -132,8 +143,35 @@ impl MutantsReport {
             baseline,
             mutants,
             scores,
+            probed_functions: 0,
+            entered: BTreeMap::new(),
+            unreached: Vec::new(),
             duration_s: took.as_secs_f64(),
         }
+    }
+
+    /// Adds what the correct server's runs entered of the probed functions.
+    pub fn with_reach(mut self, probes: &Probes, reach: &ReachMap) -> MutantsReport {
+        if reach.by_scenario.is_empty() {
+            return self;
+        }
+        self.probed_functions = probes.functions.len();
+        self.entered = reach.by_scenario.iter().map(|(scenario, ids)| (scenario.clone(), ids.len())).collect();
+        self.unreached =
+            reach.unreached(probes).iter().map(|f| format!("{}:{} {}", f.file, f.first_line, f.name)).collect();
+        self
+    }
+
+    /// The reach section's lines: per scenario, then what no scenario ran.
+    fn reach_lines(&self) -> (Vec<String>, String) {
+        let entered =
+            self.entered.iter().map(|(scenario, n)| format!("{scenario}: {n} of {}", self.probed_functions)).collect();
+        let summary = format!(
+            "{} of {} probed functions were entered by no scenario; a mutant there survives without a run:",
+            self.unreached.len(),
+            self.probed_functions
+        );
+        (entered, summary)
     }
 
     /// The all-modules score.
@@ -164,6 +202,17 @@ impl MutantsReport {
         for run in &self.baseline {
             let _ =
                 writeln!(out, "- {} seed {}: {:?} {}", run.scenario, run.seed, run.outcome, run.violations.join(", "));
+        }
+        if self.probed_functions > 0 {
+            let (entered, summary) = self.reach_lines();
+            out.push_str("\n## Reach\n\nFunctions the correct server's run entered, per scenario:\n\n");
+            for line in entered {
+                let _ = writeln!(out, "- {line}");
+            }
+            let _ = writeln!(out, "\n{summary}\n");
+            for function in &self.unreached {
+                let _ = writeln!(out, "- `{function}`");
+            }
         }
         out.push_str("\n## Mutants\n\n| # | module | operator | change | fate |\n|---|---|---|---|---|\n");
         for mutant in &self.mutants {
@@ -205,7 +254,22 @@ impl MutantsReport {
         for run in &self.baseline {
             let _ = write!(page, "<li>{} seed {}: {:?}</li>", escape(&run.scenario), run.seed, run.outcome);
         }
-        page.push_str("</ul><h2>Mutants</h2><table><tr><th>#</th><th>module</th><th>operator</th><th>change</th><th>fate</th></tr>");
+        page.push_str("</ul>");
+        if self.probed_functions > 0 {
+            let (entered, summary) = self.reach_lines();
+            page.push_str("<h2>Reach</h2><p>Functions the correct server's run entered, per scenario:</p><ul>");
+            for line in entered {
+                let _ = write!(page, "<li>{}</li>", escape(&line));
+            }
+            let _ = write!(page, "</ul><p>{}</p><ul>", escape(&summary));
+            for function in &self.unreached {
+                let _ = write!(page, "<li><code>{}</code></li>", escape(function));
+            }
+            page.push_str("</ul>");
+        }
+        page.push_str(
+            "<h2>Mutants</h2><table><tr><th>#</th><th>module</th><th>operator</th><th>change</th><th>fate</th></tr>",
+        );
         for mutant in &self.mutants {
             let m = &mutant.mutation;
             let class = mutant.status.name();
@@ -254,7 +318,11 @@ pub fn fate(mutant: &MutantRecord) -> String {
             };
             format!("caught by {} seed {}: {what}", run.scenario, run.seed)
         }
-        (Status::Survived, _) => format!("survived {} scenarios", mutant.runs.len()),
+        (Status::Survived, _) => match (&mutant.function, &mutant.detail) {
+            (_, Some(detail)) if mutant.runs.is_empty() => format!("survived: {detail}"),
+            (Some(function), _) => format!("survived the {} scenarios entering `{function}`", mutant.runs.len()),
+            (None, _) => format!("survived {} scenarios", mutant.runs.len()),
+        },
         (status, _) => {
             let name = status.name();
             match &mutant.detail {

@@ -103,6 +103,39 @@ impl Scratch {
         self.root.join(SERVER_DIR).join(relative)
     }
 
+    /// Runs `step` with server files (relative paths, new ones allowed)
+    /// replaced by the given texts, then puts every file back as it was
+    /// (removing the new ones) whatever `step` did. Failing to restore is
+    /// an error: every later build would carry the change.
+    pub fn with_files<R>(&self, files: &[(String, String)], step: impl FnOnce() -> R) -> Result<R, ScratchError> {
+        let mut originals = Vec::new();
+        let mut written = Ok(());
+        for (relative, text) in files {
+            let path = self.server_file(relative);
+            let original = match std::fs::read_to_string(&path) {
+                Ok(text) => Some(text),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => {
+                    written = Err(io_error(&path)(error));
+                    break;
+                }
+            };
+            originals.push((path.clone(), original));
+            if let Err(error) = std::fs::write(&path, text) {
+                written = Err(io_error(&path)(error));
+                break;
+            }
+        }
+        let result = written.map(|()| step());
+        for (path, original) in originals.into_iter().rev() {
+            match original {
+                Some(text) => std::fs::write(&path, text).map_err(io_error(&path))?,
+                None => std::fs::remove_file(&path).map_err(io_error(&path))?,
+            }
+        }
+        result
+    }
+
     /// Builds the server binary; its output goes to `log`.
     pub fn build_server(&self, log: &Path) -> Result<StepResult, ScratchError> {
         self.cargo(&["build", "-p", "hserver", "--bin", "hserver"], log, |artifact| {
@@ -288,6 +321,26 @@ mod tests {
         assert!(narrowed.contains("members = [\"proto\", \"cluster-under-test\"]"));
         assert!(narrowed.contains("tokio = \"1\"") && narrowed.contains("resolver = \"2\""));
         assert!(narrow_members("[package]\nname = \"x\"\n").is_none());
+    }
+
+    /// Goal: files replaced for a step, new ones included, are back as
+    /// they were after it.
+    #[test]
+    fn replaced_files_are_restored_after_the_step() {
+        let repository = tempfile::tempdir().expect("tempdir");
+        let target = tempfile::tempdir().expect("tempdir");
+        std::fs::write(repository.path().join("Cargo.toml"), "[workspace]\nmembers = [\"a\"]\n").expect("write");
+        std::fs::create_dir_all(repository.path().join(SERVER_DIR).join("src")).expect("mkdir");
+        std::fs::create_dir_all(repository.path().join(PROTO_DIR)).expect("mkdir");
+        std::fs::write(repository.path().join(SERVER_DIR).join("src/lib.rs"), "old").expect("write");
+        let scratch = Scratch::create(repository.path(), target.path()).expect("scratch");
+        let files = [("src/lib.rs".to_string(), "new".to_string()), ("src/probe.rs".to_string(), "p".to_string())];
+        let seen = scratch
+            .with_files(&files, || std::fs::read_to_string(scratch.server_file("src/lib.rs")).expect("read"))
+            .expect("restores");
+        assert_eq!(seen, "new");
+        assert_eq!(std::fs::read_to_string(scratch.server_file("src/lib.rs")).expect("read"), "old");
+        assert!(!scratch.server_file("src/probe.rs").exists());
     }
 
     /// Goal: a copy mirrors the source (target/ left out, stale files
