@@ -1,7 +1,8 @@
 //! `chaos mutants` end to end on a tiny plan: it generates mutants of the
 //! real hserver source, builds them in a scratch copy, filters them with
 //! the unit tests, runs the correct server and the survivors through the
-//! plan's scenario, and writes mutants.json, mutants.md, mutants.html and
+//! plan's scenario (those that enter their function, by the probed correct
+//! server's reach), and writes mutants.json, mutants.md, mutants.html and
 //! a trend line — and leaves the working tree as it was.
 //!
 //! Needs root (the local runtime), ZooKeeper and cargo; the scratch build
@@ -78,6 +79,11 @@ fn mutants_run_end_to_end_on_a_tiny_plan_and_leave_the_tree_untouched() {
     let baseline = report["baseline"].as_array().expect("baseline");
     assert_eq!(baseline.len(), 1);
     assert_eq!(baseline[0]["outcome"], "valid", "the correct server passes the scenario: {text}");
+    let probed = report["probed_functions"].as_u64().unwrap_or(0);
+    let entered = report["entered"]["tiny"].as_u64().unwrap_or(0);
+    assert!(probed > 20 && entered > 0 && entered < probed, "the probed server noted its reach: {text}");
+    let unreached = report["unreached"].as_array().expect("unreached");
+    assert_eq!(unreached.len() as u64, probed - entered, "one scenario: what it did not enter is unreached");
     let mutants = report["mutants"].as_array().expect("mutants");
     let judged: Vec<&serde_json::Value> =
         mutants.iter().filter(|m| m["status"] == "caught" || m["status"] == "survived").collect();
@@ -87,7 +93,16 @@ fn mutants_run_end_to_end_on_a_tiny_plan_and_leave_the_tree_untouched() {
         assert!(mutation["file"].as_str().is_some_and(|f| f.starts_with("src/subscription/")), "{mutant}");
         assert!(mutation["line"].as_u64().is_some_and(|l| l > 0) && mutation["before"] != mutation["after"]);
         let runs = mutant["runs"].as_array().expect("runs");
-        assert_eq!(runs.len(), 1, "one scenario, one run: {mutant}");
+        let reached_by = mutant["reached_by"].as_array().expect("every judged mutant is inside a probed function");
+        assert_eq!(runs.len(), reached_by.len(), "it runs exactly the scenarios entering its function: {mutant}");
+        if runs.is_empty() {
+            assert_eq!(mutant["status"], "survived", "{mutant}");
+            let detail = mutant["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains("no scenario of the plan enters"), "{mutant}");
+            let function = mutant["function"].as_str().expect("its function");
+            assert!(unreached.iter().any(|f| f.as_str().is_some_and(|f| f.ends_with(function))), "{mutant}");
+            continue;
+        }
         let run_dir = PathBuf::from(runs[0]["run_dir"].as_str().expect("a run directory"));
         assert!(run_dir.join("history.jsonl").is_file(), "the mutant's run kept its history");
         if mutant["status"] == "caught" {
@@ -104,6 +119,7 @@ fn mutants_run_end_to_end_on_a_tiny_plan_and_leave_the_tree_untouched() {
 
     let markdown = std::fs::read_to_string(out.join("mutants.md")).expect("mutants.md");
     assert!(markdown.contains("| subscription |") && markdown.contains("src/subscription/"), "{markdown}");
+    assert!(markdown.contains("## Reach") && markdown.contains(&format!("tiny: {entered} of {probed}")), "{markdown}");
     let html = std::fs::read_to_string(out.join("mutants.html")).expect("mutants.html");
     assert!(html.contains("<h1>Mutation score") && html.contains("src/subscription/"));
     let trend_line: serde_json::Value =

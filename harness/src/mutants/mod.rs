@@ -544,6 +544,11 @@ impl Evaluator<'_> {
                     return;
                 }
             };
+            if batch::interrupt::requested() {
+                record.status = Status::NotRun;
+                record.detail = Some(format!("interrupted during {}", run.scenario));
+                return;
+            }
             let caught = run.outcome != Outcome::Valid;
             record.runs.push(run);
             if caught {

@@ -149,10 +149,11 @@ struct Body {
 }
 
 /// Every `fn name ... { ... }` of the masked text, nested ones included;
-/// `const fn`s (a probe cannot run in a constant) and bodiless declarations
-/// are left out.
+/// `const fn`s (a probe cannot run in a constant), bodiless declarations
+/// and test code (`#[cfg(test)]` items) are left out.
 fn function_bodies(masked: &str) -> Vec<Body> {
     let bytes = masked.as_bytes();
+    let tests = test_items(masked);
     let mut bodies = Vec::new();
     let mut at = 0;
     while let Some(found) = masked[at..].find("fn") {
@@ -169,7 +170,8 @@ fn function_bodies(masked: &str) -> Vec<Body> {
         if name_len == 0 || !bytes[name_start].is_ascii_alphabetic() && bytes[name_start] != b'_' {
             continue; // `fn $name` in a macro, or not a function
         }
-        if preceded_by_const(masked, keyword) {
+        if preceded_by_const(masked, keyword) || tests.iter().any(|(start, close)| (*start..*close).contains(&keyword))
+        {
             continue;
         }
         let Some(open) = body_open(bytes, name_start + name_len) else { continue };
@@ -178,6 +180,20 @@ fn function_bodies(masked: &str) -> Vec<Body> {
         bodies.push(Body { name, keyword, open, close });
     }
     bodies
+}
+
+/// The byte spans of `#[cfg(test)]` items with a body, attribute to
+/// closing brace.
+fn test_items(masked: &str) -> Vec<(usize, usize)> {
+    const ATTRIBUTE: &str = "#[cfg(test)]";
+    let bytes = masked.as_bytes();
+    masked
+        .match_indices(ATTRIBUTE)
+        .filter_map(|(at, _)| {
+            let open = body_open(bytes, at + ATTRIBUTE.len())?;
+            Some((at, matching_close(bytes, open)?))
+        })
+        .collect()
 }
 
 fn is_ident(byte: u8) -> bool {
@@ -256,12 +272,21 @@ trait Sealed {
     fn declared(&self);
     fn defaulted(&self) -> bool { true }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_test() {}
+}
+
+#[cfg(test)]
+fn test_helper() {}
 "#;
 
     /// Goal: every function with a body gets a probe right after its `{`
     /// on the same line (line numbers kept), nested ones too; const fns,
-    /// declarations, pointer types and text in comments and strings get
-    /// none; spans cover the signature through the closing brace.
+    /// declarations, pointer types, test code and text in comments and
+    /// strings get none; spans cover the signature through the closing brace.
     #[test]
     fn probes_go_into_every_function_body_and_keep_lines() {
         let mut probes = Probes::default();
