@@ -93,14 +93,14 @@ fn mutants_run_end_to_end_on_a_tiny_plan_and_leave_the_tree_untouched() {
         assert!(mutation["file"].as_str().is_some_and(|f| f.starts_with("src/subscription/")), "{mutant}");
         assert!(mutation["line"].as_u64().is_some_and(|l| l > 0) && mutation["before"] != mutation["after"]);
         let runs = mutant["runs"].as_array().expect("runs");
-        let reached_by = mutant["reached_by"].as_array().expect("every judged mutant is inside a probed function");
-        assert_eq!(runs.len(), reached_by.len(), "it runs exactly the scenarios entering its function: {mutant}");
+        let function = mutant["function"].as_str().expect("every judged mutant is inside a probed function");
+        assert!(function.starts_with(mutation["file"].as_str().unwrap_or("?")), "{mutant}");
+        let unreached_function = unreached.iter().any(|f| f.as_str() == Some(function));
+        assert_eq!(runs.is_empty(), unreached_function, "it runs iff the scenario entered its function: {mutant}");
         if runs.is_empty() {
             assert_eq!(mutant["status"], "survived", "{mutant}");
             let detail = mutant["detail"].as_str().unwrap_or_default();
             assert!(detail.contains("no scenario of the plan enters"), "{mutant}");
-            let function = mutant["function"].as_str().expect("its function");
-            assert!(unreached.iter().any(|f| f.as_str().is_some_and(|f| f.ends_with(function))), "{mutant}");
             continue;
         }
         let run_dir = PathBuf::from(runs[0]["run_dir"].as_str().expect("a run directory"));

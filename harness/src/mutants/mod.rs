@@ -136,11 +136,13 @@ pub struct MutantRecord {
     pub detail: Option<String>,
     /// Scenario runs in order; the last one caught it when `Caught`.
     pub runs: Vec<ScenarioRun>,
-    /// The probed function holding the mutated line, if any.
+    /// The probed function holding the mutated line (`file:line name`), if
+    /// any.
     #[serde(default)]
     pub function: Option<String>,
-    /// The scenarios whose correct-server run entered that function (the
-    /// only ones it is taken through); `None` when reach is unknown.
+    /// The scenarios it is taken through: those whose correct-server run
+    /// entered its function, and those whose reach is unknown. `None` when
+    /// the line is outside every probed function (every scenario).
     #[serde(default)]
     pub reached_by: Option<Vec<String>>,
 }
@@ -227,10 +229,15 @@ pub fn run(options: &MutantsOptions) -> anyhow::Result<u8> {
         })
         .map(|(scenario, _)| scenario.clone())
         .collect();
+    let mut reach = reach;
+    reach.by_scenario.retain(|name, _| judging.iter().any(|scenario| scenario.name() == *name));
     let evaluator = Evaluator { scenarios: &judging, reach, ..evaluator };
     let mutants = evaluator.mutants(&candidates, &equivalents)?;
-    let report = MutantsReport::new(options, candidates.len(), baseline, mutants, started.elapsed())
-        .with_reach(&probes, &evaluator.reach);
+    let report = MutantsReport::new(options, candidates.len(), baseline, mutants, started.elapsed()).with_reach(
+        &probes,
+        &evaluator.reach,
+        &judging.iter().map(PlanScenario::name).collect::<Vec<_>>(),
+    );
     report::write(&out, &report, options.trend.as_deref())?;
     println!("{}", report.score_table());
     println!("wrote {}/mutants.json, mutants.md, mutants.html", out.display());
@@ -405,7 +412,7 @@ impl Evaluator<'_> {
         let binary = match built {
             StepResult::Passed(Some(binary)) => binary,
             other => anyhow::bail!(
-                "the unmodified server does not build in the scratch copy ({other:?}); see {}",
+                "the unmodified server, with its reach probes, does not build in the scratch copy ({other:?}); see {}",
                 logs.join("build.log").display()
             ),
         };
@@ -447,8 +454,9 @@ impl Evaluator<'_> {
         Ok((runs, reach))
     }
 
-    /// Draws mutants until `sample` of them reached the scenarios, the
-    /// candidates run out or the budget is spent.
+    /// Draws mutants until `sample` of them were judged by the scenarios
+    /// (caught or survived, with or without a run), the candidates run out
+    /// or the budget is spent.
     fn mutants(
         &self,
         candidates: &[(String, Mutation)],
@@ -509,26 +517,27 @@ impl Evaluator<'_> {
             record.detail = Some(format!("{}: {e}", logs.display()));
             return;
         }
-        let binary = match self.filter(record, &logs) {
-            Some(binary) => binary,
-            None => return,
-        };
-        let runs_dir = self.out.join("runs").join(format!("m{}", record.id));
+        if !self.passes_unit_tests(record, &logs) {
+            return;
+        }
         let function = self.probes.function_at(&record.mutation.file, record.mutation.line);
         let scenarios: Vec<&PlanScenario> =
             self.scenarios.iter().filter(|s| self.reach.reaches(&s.name(), function.map(|f| f.id))).collect();
         if let Some(function) = function {
-            record.function = Some(function.name.clone());
+            record.function = Some(function.label());
             record.reached_by = Some(scenarios.iter().map(|s| s.name()).collect());
             if scenarios.is_empty() {
                 record.status = Status::Survived;
-                record.detail = Some(format!(
-                    "no scenario of the plan enters `{}` ({}:{})",
-                    function.name, function.file, function.first_line
-                ));
+                record.detail = Some(format!("no scenario of the plan enters `{}`", function.label()));
                 return;
             }
         }
+        let binary = match self.scratch.build_server(&logs.join("build.log")) {
+            Ok(StepResult::Passed(Some(binary))) => binary,
+            Ok(other) => return self.set_aside(record, Status::Unbuildable, other),
+            Err(e) => return self.set_aside(record, Status::Unbuildable, StepResult::Failed(e.to_string())),
+        };
+        let runs_dir = self.out.join("runs").join(format!("m{}", record.id));
         for scenario in &scenarios {
             if !self.time_left() {
                 record.status = Status::NotRun;
@@ -559,36 +568,39 @@ impl Evaluator<'_> {
         record.status = Status::Survived;
     }
 
-    /// Builds and unit-tests the mutant; its server binary when it passes.
-    fn filter(&self, record: &mut MutantRecord, logs: &Path) -> Option<PathBuf> {
+    /// Builds and runs the mutant's unit tests (the cheap filter); whether
+    /// it passed them.
+    fn passes_unit_tests(&self, record: &mut MutantRecord, logs: &Path) -> bool {
         let step = |result: Result<StepResult, scratch::ScratchError>| {
             result.unwrap_or_else(|e| StepResult::Failed(e.to_string()))
         };
         let tests = match step(self.scratch.build_unit_tests(&logs.join("build-tests.log"))) {
             StepResult::Passed(Some(tests)) => tests,
-            other => return self.set_aside(record, Status::Unbuildable, other),
+            other => {
+                self.set_aside(record, Status::Unbuildable, other);
+                return false;
+            }
         };
         if !self.time_left() {
-            return self.set_aside(record, Status::NotRun, StepResult::Failed("budget spent".into()));
+            self.set_aside(record, Status::NotRun, StepResult::Failed("budget spent".into()));
+            return false;
         }
         match step(self.scratch.run_unit_tests(&tests, &logs.join("unit-tests.log"))) {
-            StepResult::Passed(_) => {}
-            other => return self.set_aside(record, Status::UnitKilled, other),
-        }
-        match step(self.scratch.build_server(&logs.join("build.log"))) {
-            StepResult::Passed(Some(binary)) => Some(binary),
-            other => self.set_aside(record, Status::Unbuildable, other),
+            StepResult::Passed(_) => true,
+            other => {
+                self.set_aside(record, Status::UnitKilled, other);
+                false
+            }
         }
     }
 
-    fn set_aside(&self, record: &mut MutantRecord, status: Status, why: StepResult) -> Option<PathBuf> {
+    fn set_aside(&self, record: &mut MutantRecord, status: Status, why: StepResult) {
         record.status = status;
         record.detail = Some(match why {
             StepResult::Failed(line) => line,
             StepResult::TimedOut => "timed out".to_string(),
             StepResult::Passed(_) => "built, but cargo named no executable".to_string(),
         });
-        None
     }
 
     /// One `chaos run` of `scenario` with `binary`, into `runs_dir`, with

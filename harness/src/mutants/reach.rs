@@ -9,18 +9,18 @@
 //! caught by the plan and is not run at all (it counts as survived, naming
 //! the function); one entered by some scenarios runs only those. This is
 //! the coverage-based test selection of Java's mutation testers, at
-//! function grain: a function entered does not mean the line ran, so the
-//! selection never skips a scenario that could catch the mutant, except
-//! where the correct server's run took a path (an error branch, a timing)
-//! that the mutant's run would not have taken either way.
+//! function grain: a function entered does not mean the line ran, so no
+//! scenario that could reach the line is skipped on that account. The
+//! selection rests on one correct run per scenario, though, and runs are
+//! not deterministic: a rarely taken path (an error branch, a repair after
+//! a torn write) that this run missed but another run of the same scenario
+//! would take is skipped, and its mutant scored as survived.
 //!
 //! Probes go after the body's opening brace on the same line, so the probed
 //! copy keeps every line number. Pure text processing on the masked source
 //! (see [`super::source`]); it never reads a file itself.
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use serde::{Deserialize, Serialize};
 
 use super::source::mask;
 
@@ -32,7 +32,7 @@ pub const REACH_ENV: &str = "HSERVER_REACH_FILE";
 pub const PROBE_MODULE: &str = "reach_probe";
 
 /// One probed function.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionSpan {
     /// Probe id: the index in the probe module's table.
     pub id: usize,
@@ -44,6 +44,13 @@ pub struct FunctionSpan {
     pub first_line: usize,
     /// 1-based line of its closing brace.
     pub last_line: usize,
+}
+
+impl FunctionSpan {
+    /// `file:line name`, unambiguous where names repeat (`new`, `run`).
+    pub fn label(&self) -> String {
+        format!("{}:{} {}", self.file, self.first_line, self.name)
+    }
 }
 
 /// The probed functions of every instrumented file.
@@ -133,10 +140,13 @@ impl ReachMap {
         }
     }
 
-    /// Ids no scenario reached (only meaningful when every scenario has an
-    /// entry).
-    pub fn unreached<'a>(&self, probes: &'a Probes) -> Vec<&'a FunctionSpan> {
-        probes.functions.iter().filter(|f| !self.by_scenario.values().any(|set| set.contains(&f.id))).collect()
+    /// The functions none of `scenarios` may reach: empty when one of
+    /// them has unknown reach (it runs for every mutant).
+    pub fn unreached<'a>(&self, probes: &'a Probes, scenarios: &[String]) -> Vec<&'a FunctionSpan> {
+        if scenarios.iter().any(|name| !self.by_scenario.contains_key(name)) {
+            return Vec::new();
+        }
+        probes.functions.iter().filter(|f| !scenarios.iter().any(|name| self.reaches(name, Some(f.id)))).collect()
     }
 }
 
@@ -174,7 +184,8 @@ fn function_bodies(masked: &str) -> Vec<Body> {
         {
             continue;
         }
-        let Some(open) = body_open(bytes, name_start + name_len) else { continue };
+        // Generics and `where` clauses hold commas: only `;` ends a signature.
+        let Some(open) = body_open(bytes, name_start + name_len, b";") else { continue };
         let Some(close) = matching_close(bytes, open) else { continue };
         let name = masked[name_start..name_start + name_len].to_string();
         bodies.push(Body { name, keyword, open, close });
@@ -190,7 +201,7 @@ fn test_items(masked: &str) -> Vec<(usize, usize)> {
     masked
         .match_indices(ATTRIBUTE)
         .filter_map(|(at, _)| {
-            let open = body_open(bytes, at + ATTRIBUTE.len())?;
+            let open = body_open(bytes, at + ATTRIBUTE.len(), b";,")?;
             Some((at, matching_close(bytes, open)?))
         })
         .collect()
@@ -200,22 +211,26 @@ fn is_ident(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_'
 }
 
-/// Whether the words before `fn` on its line include `const`.
+/// Whether the qualifiers before `fn` (back to the previous `;`, brace or
+/// attribute) include `const`.
 fn preceded_by_const(masked: &str, keyword: usize) -> bool {
-    let line_start = masked[..keyword].rfind('\n').map_or(0, |i| i + 1);
-    masked[line_start..keyword].split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|word| word == "const")
+    let start = masked[..keyword].rfind([';', '{', '}', ']']).map_or(0, |i| i + 1);
+    masked[start..keyword].split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|word| word == "const")
 }
 
-/// The body's `{` after a signature ending at `from`, or `None` when a `;`
-/// ends the signature first (a declaration without a body).
-fn body_open(bytes: &[u8], from: usize) -> Option<usize> {
+/// The body's `{` after the text at `from` (a signature, an attribute),
+/// or `None` when one of `ends` (outside parentheses and brackets) or a
+/// `}` comes first: a declaration without a body, a field, the end of the
+/// enclosing block.
+fn body_open(bytes: &[u8], from: usize, ends: &[u8]) -> Option<usize> {
     let mut depth = 0i32;
     for (offset, &byte) in bytes[from..].iter().enumerate() {
         match byte {
             b'(' | b'[' => depth += 1,
             b')' | b']' => depth -= 1,
             b'{' if depth == 0 => return Some(from + offset),
-            b';' if depth == 0 => return None,
+            b'}' if depth == 0 => return None,
+            _ if depth == 0 && ends.contains(&byte) => return None,
             _ => {}
         }
     }
@@ -266,6 +281,16 @@ mod tests {
     pub const fn limit() -> usize {
         3
     }
+
+    pub const
+    fn split() -> usize {
+        4
+    }
+}
+
+struct Config {
+    #[cfg(test)]
+    field: u8,
 }
 
 trait Sealed {
@@ -297,7 +322,7 @@ fn test_helper() {}
         let lines: Vec<&str> = probed.lines().collect();
         assert_eq!(lines[5], "    { crate::reach_probe::hit(0);");
         assert_eq!(lines[8], "        fn inner(x: u8) -> u8 { crate::reach_probe::hit(1);");
-        assert_eq!(lines[21], "    fn defaulted(&self) -> bool { crate::reach_probe::hit(2); true }");
+        assert_eq!(lines[31], "    fn defaulted(&self) -> bool { crate::reach_probe::hit(2); true }");
         assert_eq!(lines[6], "        let text = \"fn fake() {\";");
         let append = &probes.functions[0];
         assert_eq!((append.first_line, append.last_line), (3, 13));
@@ -325,7 +350,9 @@ fn test_helper() {}
         assert_eq!(parse_reached("0\n2\n1").len(), 3, "a torn `1` is still a number; `x` is not");
         assert!(parse_reached("x").is_empty());
         map.by_scenario.insert("default".into(), parse_reached("2\n"));
-        let unreached: Vec<&str> = map.unreached(&probes).iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(unreached, ["append", "inner"]);
+        let both = ["default".to_string(), "placement".to_string()];
+        let unreached: Vec<String> = map.unreached(&probes, &both).iter().map(|f| f.label()).collect();
+        assert_eq!(unreached, ["src/log/x.rs:3 append", "src/log/x.rs:9 inner"]);
+        assert!(map.unreached(&probes, &["default".into(), "unknown".into()]).is_empty(), "unknown reach");
     }
 }

@@ -150,15 +150,15 @@ impl MutantsReport {
         }
     }
 
-    /// Adds what the correct server's runs entered of the probed functions.
-    pub fn with_reach(mut self, probes: &Probes, reach: &ReachMap) -> MutantsReport {
+    /// Adds what the correct server's runs of the judging `scenarios`
+    /// entered of the probed functions.
+    pub fn with_reach(mut self, probes: &Probes, reach: &ReachMap, scenarios: &[String]) -> MutantsReport {
         if reach.by_scenario.is_empty() {
             return self;
         }
         self.probed_functions = probes.functions.len();
         self.entered = reach.by_scenario.iter().map(|(scenario, ids)| (scenario.clone(), ids.len())).collect();
-        self.unreached =
-            reach.unreached(probes).iter().map(|f| format!("{}:{} {}", f.file, f.first_line, f.name)).collect();
+        self.unreached = reach.unreached(probes, scenarios).iter().map(|f| f.label()).collect();
         self
     }
 

@@ -127,13 +127,18 @@ impl Scratch {
             }
         }
         let result = written.map(|()| step());
+        // Every file is tried before the first failure is reported.
+        let mut restored = Ok(());
         for (path, original) in originals.into_iter().rev() {
-            match original {
-                Some(text) => std::fs::write(&path, text).map_err(io_error(&path))?,
-                None => std::fs::remove_file(&path).map_err(io_error(&path))?,
+            let put_back = match original {
+                Some(text) => std::fs::write(&path, text),
+                None => std::fs::remove_file(&path),
+            };
+            if let (Err(error), Ok(())) = (put_back, &restored) {
+                restored = Err(io_error(&path)(error));
             }
         }
-        result
+        restored.and(result)
     }
 
     /// Builds the server binary; its output goes to `log`.
