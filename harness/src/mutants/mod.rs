@@ -229,14 +229,15 @@ pub fn run(options: &MutantsOptions) -> anyhow::Result<u8> {
         })
         .map(|(scenario, _)| scenario.clone())
         .collect();
+    let judging_names: Vec<String> = judging.iter().map(PlanScenario::name).collect();
     let mut reach = reach;
-    reach.by_scenario.retain(|name, _| judging.iter().any(|scenario| scenario.name() == *name));
+    reach.by_scenario.retain(|name, _| judging_names.contains(name));
     let evaluator = Evaluator { scenarios: &judging, reach, ..evaluator };
     let mutants = evaluator.mutants(&candidates, &equivalents)?;
     let report = MutantsReport::new(options, candidates.len(), baseline, mutants, started.elapsed()).with_reach(
         &probes,
         &evaluator.reach,
-        &judging.iter().map(PlanScenario::name).collect::<Vec<_>>(),
+        &judging_names,
     );
     report::write(&out, &report, options.trend.as_deref())?;
     println!("{}", report.score_table());
@@ -297,7 +298,7 @@ fn module_sources(repository: &Path, modules: &[String]) -> anyhow::Result<Vec<M
         );
         for file in module_files(&src, module)? {
             let relative = format!("src/{}", file.strip_prefix(&src)?.to_string_lossy().replace('\\', "/"));
-            let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let text = read_source(&file)?;
             sources.push(ModuleSource { module: module.clone(), relative, text });
         }
     }
@@ -327,11 +328,15 @@ fn probed_files(
         .iter()
         .map(|source| (source.relative.clone(), probes.instrument(&source.relative, &source.text)))
         .collect();
-    let lib = repository.join(scratch::SERVER_DIR).join("src/lib.rs");
-    let root = std::fs::read_to_string(&lib).map_err(|e| anyhow::anyhow!("{}: {e}", lib.display()))?;
+    let root = read_source(&repository.join(scratch::SERVER_DIR).join("src/lib.rs"))?;
     files.push(("src/lib.rs".into(), format!("{root}\n#[doc(hidden)]\npub mod {};\n", reach::PROBE_MODULE)));
     files.push((format!("src/{}.rs", reach::PROBE_MODULE), probes.module_source()));
     Ok(files)
+}
+
+/// A source file's text; the error names the file.
+fn read_source(file: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
 /// Module names under `src/`: `x` for `src/x.rs` and `src/x/`.
@@ -426,21 +431,16 @@ impl Evaluator<'_> {
             }
             let env = vec![(reach::REACH_ENV.to_string(), file.clone().into_os_string())];
             let run = self.run_scenario("correct", scenario, &binary, &self.out.join("runs").join("baseline"), env)?;
-            match std::fs::read_to_string(&file) {
-                Ok(text) => {
-                    let entered = reach::parse_reached(&text);
-                    println!(
-                        "correct server: {} seed {} {:?}; entered {} of {} probed functions",
-                        run.scenario,
-                        run.seed,
-                        run.outcome,
-                        entered.len(),
-                        self.probes.functions.len()
-                    );
-                    reach.by_scenario.insert(scenario.name(), entered);
+            let entered = std::fs::read_to_string(&file).map(|text| reach::parse_reached(&text));
+            let noted = entered.as_ref().map_or(String::new(), |ids| {
+                format!("; entered {} of {} probed functions", ids.len(), self.probes.functions.len())
+            });
+            println!("correct server: {} seed {} {:?}{noted}", run.scenario, run.seed, run.outcome);
+            match entered {
+                Ok(ids) => {
+                    reach.by_scenario.insert(scenario.name(), ids);
                 }
                 Err(e) => {
-                    println!("correct server: {} seed {} {:?}", run.scenario, run.seed, run.outcome);
                     eprintln!(
                         "warning: no reach file {} ({e}): the servers did not get {} (a runtime other than \
                          local?); every mutant runs this scenario",
@@ -499,8 +499,7 @@ impl Evaluator<'_> {
     /// the file whatever happened (failing to restore ends the evaluation:
     /// every later mutant would carry this one too).
     fn evaluate(&self, record: &mut MutantRecord) -> anyhow::Result<()> {
-        let file = self.scratch.server_file(&record.mutation.file);
-        let original = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let original = read_source(&self.scratch.server_file(&record.mutation.file))?;
         match record.mutation.apply(&original) {
             Ok(mutated) => {
                 self.scratch.with_files(&[(record.mutation.file.clone(), mutated)], || self.judge(record))?
@@ -532,10 +531,9 @@ impl Evaluator<'_> {
                 return;
             }
         }
-        let binary = match self.scratch.build_server(&logs.join("build.log")) {
-            Ok(StepResult::Passed(Some(binary))) => binary,
-            Ok(other) => return self.set_aside(record, Status::Unbuildable, other),
-            Err(e) => return self.set_aside(record, Status::Unbuildable, StepResult::Failed(e.to_string())),
+        let binary = match step_result(self.scratch.build_server(&logs.join("build.log"))) {
+            StepResult::Passed(Some(binary)) => binary,
+            other => return self.set_aside(record, Status::Unbuildable, other),
         };
         let runs_dir = self.out.join("runs").join(format!("m{}", record.id));
         for scenario in &scenarios {
@@ -571,10 +569,7 @@ impl Evaluator<'_> {
     /// Builds and runs the mutant's unit tests (the cheap filter); whether
     /// it passed them.
     fn passes_unit_tests(&self, record: &mut MutantRecord, logs: &Path) -> bool {
-        let step = |result: Result<StepResult, scratch::ScratchError>| {
-            result.unwrap_or_else(|e| StepResult::Failed(e.to_string()))
-        };
-        let tests = match step(self.scratch.build_unit_tests(&logs.join("build-tests.log"))) {
+        let tests = match step_result(self.scratch.build_unit_tests(&logs.join("build-tests.log"))) {
             StepResult::Passed(Some(tests)) => tests,
             other => {
                 self.set_aside(record, Status::Unbuildable, other);
@@ -585,7 +580,7 @@ impl Evaluator<'_> {
             self.set_aside(record, Status::NotRun, StepResult::Failed("budget spent".into()));
             return false;
         }
-        match step(self.scratch.run_unit_tests(&tests, &logs.join("unit-tests.log"))) {
+        match step_result(self.scratch.run_unit_tests(&tests, &logs.join("unit-tests.log"))) {
             StepResult::Passed(_) => true,
             other => {
                 self.set_aside(record, Status::UnitKilled, other);
@@ -635,6 +630,11 @@ impl Evaluator<'_> {
             error,
         })
     }
+}
+
+/// A build or test step's result, a scratch error counting as a failure.
+fn step_result(result: Result<StepResult, scratch::ScratchError>) -> StepResult {
+    result.unwrap_or_else(|e| StepResult::Failed(e.to_string()))
 }
 
 /// One line per judged mutant.
