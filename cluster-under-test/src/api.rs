@@ -50,8 +50,22 @@ impl Api {
         Ok(to_server_node(&info))
     }
 
+    /// Whether a client asking this node for a role (a shard's sequencer, a
+    /// subscription's owner) should be sent away at once: placement puts the
+    /// role elsewhere *and* ZooKeeper already names a holder (live or
+    /// not: a dead holder's role is being moved, and the client should look
+    /// again). While nobody has ever held it (a stream or subscription created a moment ago) the
+    /// nodes' views may still differ on what exists, so the node that
+    /// answered the client's lookup and this one can disagree for a moment;
+    /// this node then waits (bounded) for its view to settle rather than
+    /// bounce a client that did everything right.
+    fn send_away(&self, placed: Option<NodeId>, holder: Option<NodeId>) -> bool {
+        placed != Some(self.node.info.id) && holder.is_some()
+    }
+
     /// The event channel of this node's owner of `subscription`, waiting
-    /// (bounded) when placement has just chosen this node.
+    /// (bounded) when placement has just chosen this node or nobody holds
+    /// the subscription yet.
     async fn local_owner(&self, subscription: &str) -> Result<mpsc::Sender<SubscriptionEvent>, Status> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(SEQUENCER_WAIT_MS);
         loop {
@@ -63,8 +77,10 @@ impl Api {
                 return Ok(events);
             }
             let view = self.node.view();
-            let chosen = self.node.subscription_placement(&view).get(subscription) == Some(&self.node.info.id);
-            if !chosen || tokio::time::Instant::now() >= deadline {
+            let placed = self.node.subscription_placement(&view).get(subscription).copied();
+            if self.send_away(placed, view.owners.get(subscription).map(|o| o.node))
+                || tokio::time::Instant::now() >= deadline
+            {
                 return Err(Status::failed_precondition(format!(
                     "this node does not own subscription {subscription}; LookupSubscription again"
                 )));
@@ -74,8 +90,9 @@ impl Api {
     }
 
     /// This node's sequencer of `shard`. When placement has just chosen
-    /// this node and the takeover is under way, waits for it (bounded), so a
-    /// client that looked the shard up a moment ago is not bounced.
+    /// this node and the takeover is under way, or nobody sequences the
+    /// shard yet, waits for it (bounded), so a client that looked the shard
+    /// up a moment ago is not bounced.
     async fn local_sequencer(&self, shard: u64) -> Result<Arc<crate::log::Sequencer>, Status> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(SEQUENCER_WAIT_MS);
         loop {
@@ -83,8 +100,10 @@ impl Api {
                 return Ok(sequencer);
             }
             let view = self.node.view();
-            let chosen = self.node.shard_placement(&view).get(&shard) == Some(&self.node.info.id);
-            if !chosen || tokio::time::Instant::now() >= deadline {
+            let placed = self.node.shard_placement(&view).get(&shard).copied();
+            if self.send_away(placed, view.shards.get(&shard).and_then(|s| s.sequencer))
+                || tokio::time::Instant::now() >= deadline
+            {
                 return Err(Status::failed_precondition(format!(
                     "this node does not sequence shard {shard}; LookupShard again"
                 )));
