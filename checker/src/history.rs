@@ -21,6 +21,10 @@ pub use parse::{parse_history, read_ops, HistoryError};
 /// the final heal (see `HISTORY.md`); the `unavailable` analysis reports it.
 pub const UNHEALTHY_EVENT: &str = "unhealthy";
 
+/// The `f` of a client's probe subscription from the LATEST offset (see
+/// `HISTORY.md`); the `before-start` analysis judges it.
+pub const SUBSCRIBE_LATEST: &str = "subscribe-latest";
+
 /// Who performed an operation.
 ///
 /// Client processes are numbered; the fault injector and the harness have

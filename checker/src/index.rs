@@ -40,6 +40,16 @@ pub(crate) struct RecordId {
 }
 
 impl RecordId {
+    /// The id from its history form `[shardId, batchId, batchIndex]`.
+    pub fn from_json(value: &Value) -> Option<RecordId> {
+        match value.as_array().map(Vec::as_slice) {
+            Some([shard, batch, batch_index]) => {
+                Some(RecordId { shard: shard.as_u64()?, batch: batch.as_u64()?, batch_index: batch_index.as_u64()? })
+            }
+            _ => None,
+        }
+    }
+
     /// The id as it is written in the history, for examples.
     pub fn to_json(self) -> Value {
         json!([self.shard, self.batch, self.batch_index])
@@ -131,6 +141,30 @@ pub(crate) struct Kept {
     /// The operation name (a string number).
     pub f: u32,
     pub value: Value,
+}
+
+/// A `subscribe-latest` probe that completed `ok`: a short-lived
+/// subscription from the LATEST offset and what it delivered.
+#[derive(Debug, Clone)]
+pub(crate) struct LatestProbe {
+    /// Position of its invoke (before the subscription was requested), or
+    /// [`NONE`] when the history lacks it.
+    pub invoke: u32,
+    /// Position of its `ok`.
+    pub ok: u32,
+    pub subscription: String,
+    /// What it delivered, in arrival order.
+    pub records: Vec<ProbeRecord>,
+}
+
+/// One record a probe delivered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProbeRecord {
+    /// The record of its value, or [`NONE`] for a value the history never
+    /// named before.
+    pub record: u32,
+    pub value: u64,
+    pub id: RecordId,
 }
 
 /// An operation whose value breaks HISTORY.md; ignored by the analyses.
@@ -240,6 +274,8 @@ pub(crate) struct Index {
     pub unhealthy: Vec<Kept>,
     /// `observe` oks, with the position of their invoke.
     pub observations: Vec<(u32, Kept)>,
+    /// `subscribe-latest` oks.
+    pub latest_probes: Vec<LatestProbe>,
     pub mismatches: Vec<Mismatch>,
     pub malformed: Vec<Malformed>,
     pub counts: Counts,

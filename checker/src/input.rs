@@ -21,7 +21,7 @@ use std::ops::Range;
 
 use serde_json::Value;
 
-use crate::history::{Op, OpType, Process};
+use crate::history::{Op, OpType, Process, SUBSCRIBE_LATEST};
 use crate::index::RecordId;
 
 /// A string stored in [`Batch::text`].
@@ -34,6 +34,8 @@ pub(crate) enum Name {
     Receive,
     Ack,
     Observe,
+    /// A probe subscription from the LATEST offset (`subscribe-latest`).
+    SubscribeLatest,
     Phase,
     Crash,
     /// Any other `f` (nemesis faults, unknown client operations).
@@ -48,6 +50,7 @@ impl Name {
             "receive" => Name::Receive,
             "ack" => Name::Ack,
             "observe" => Name::Observe,
+            SUBSCRIBE_LATEST => Name::SubscribeLatest,
             "phase" => Name::Phase,
             "crash" => Name::Crash,
             other => Name::Other(batch.push_text(other)),
@@ -261,7 +264,7 @@ fn decode_body(batch: &mut Batch, op: &Op, f: &Name) -> Result<Body, String> {
             }
             Ok(Body::Ack { ids: start..batch.ids.len() as u32 })
         }
-        (Process::Client(_), Name::Observe, OpType::Ok) => Ok(keep_json(batch, value)),
+        (Process::Client(_), Name::Observe | Name::SubscribeLatest, OpType::Ok) => Ok(keep_json(batch, value)),
         _ => Ok(Body::Empty),
     }
 }

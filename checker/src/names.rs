@@ -48,9 +48,12 @@ pub const LOG_PATTERN: &str = "log-pattern";
 pub const CRASH: &str = "crash";
 /// A record delivered more than once (allowed by at-least-once).
 pub const DUPLICATE_DELIVERY: &str = "duplicate-delivery";
+/// A subscription from the LATEST offset delivered a record acknowledged
+/// before it was requested.
+pub const BEFORE_START: &str = "before-start";
 
 /// Every anomaly name.
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 18] = [
     LOST,
     UNSEEN_AT_END,
     EXPIRED,
@@ -68,6 +71,7 @@ pub const ALL: [&str; 17] = [
     LOG_PATTERN,
     CRASH,
     DUPLICATE_DELIVERY,
+    BEFORE_START,
 ];
 
 /// One sentence saying what one occurrence of the named anomaly means, for
@@ -99,6 +103,9 @@ pub fn meaning(name: &str) -> Option<&'static str> {
         LOG_PATTERN => "A node log shows a panic, FATAL error or failed assertion.",
         CRASH => "A node exited without the nemesis killing it.",
         DUPLICATE_DELIVERY => "A record delivered more than once (allowed under at-least-once).",
+        BEFORE_START => {
+            "A subscription created at the LATEST offset delivered a record acknowledged before it was requested."
+        }
         _ => return None,
     })
 }

@@ -7,8 +7,8 @@
 mod common;
 
 use checker::names::{
-    DELIVERY_SKIP, DUPLICATE_DELIVERY, EXPIRED, IMBALANCE, LOG_PATTERN, LOST, NONMONOTONIC_DELIVERY, ORDER_CYCLE,
-    SLOW_DELIVERY, STALE_REDELIVERY, UNAVAILABLE, UNSEEN_AT_END,
+    BEFORE_START, DELIVERY_SKIP, DUPLICATE_DELIVERY, EXPIRED, IMBALANCE, LOG_PATTERN, LOST, NONMONOTONIC_DELIVERY,
+    ORDER_CYCLE, SLOW_DELIVERY, STALE_REDELIVERY, UNAVAILABLE, UNSEEN_AT_END,
 };
 use checker::{CheckOptions, CheckResult, Severity, Validity};
 use common::{check_with, Expect};
@@ -770,4 +770,68 @@ fn log_pattern_is_placed_on_the_runs_clock() {
     let result = check_with(&history.text(), &unplaced, expect);
     assert_mentions(&explanation(&result, LOG_PATTERN), &["cannot be placed on the history's clock"]);
     assert_eq!(result.anomalies[LOG_PATTERN].examples[0]["time_s"], json!(null));
+}
+
+// ---- before-start --------------------------------------------------------------
+
+/// Value 1 acknowledged at 1 s; a probe from LATEST invoked at 2 s; value 2
+/// appended (invoke and ok) at 2.5 s; the probe completes at 3 s with
+/// `delivered`.
+fn latest_probe(delivered: &[(u64, [u64; 3])]) -> Writer {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+    let invoke = json!({"subscription": "sub-latest-0", "stream": "s", "offset": "latest"});
+    history.op(2.0, json!(5), "invoke", "subscribe-latest", invoke.clone());
+    history.append(2.5, 0, &[2], 0, 2).receive(2.6, 1, "c0#0", &[(2, [0, 2, 0])]);
+    let mut ok = invoke;
+    ok["records"] =
+        delivered.iter().map(|(value, id)| json!({"value": value, "key": "k", "id": id})).collect::<Vec<_>>().into();
+    history.op(3.0, json!(5), "ok", "subscribe-latest", ok);
+    history
+}
+
+/// Goal: a subscription from LATEST that hands out a record acknowledged
+/// before it was requested is a violation naming the record, the append's
+/// ok and the probe; the probe's deliveries count nowhere else (no
+/// duplicate delivery of value 1).
+#[test]
+fn a_latest_subscription_delivering_an_old_record_starts_too_early() {
+    let history = latest_probe(&[(1, [0, 1, 0]), (2, [0, 2, 0])]);
+    let expect = Expect { valid: Validity::Invalid, anomalies: &[(BEFORE_START, 1)] };
+    let result = check_with(&history.text(), &options(), expect);
+    let example = &result.anomalies[BEFORE_START].examples[0];
+    assert_eq!(example["ops"], json!([1, 4, 9]));
+    assert_eq!(example["subscription"], json!("sub-latest-0"));
+    assert_mentions(
+        &explanation(&result, BEFORE_START),
+        &["value 1 (id [0,1,0])", "op 1 at 1.000 s", "requested from the LATEST offset at op 4 at 2.000 s"],
+    );
+}
+
+/// Goal: records appended after the probe started, or none at all, are
+/// fine; so is a probe that ended `info` (nothing observed).
+#[test]
+fn a_latest_subscription_delivering_only_new_records_is_valid() {
+    check_with(&latest_probe(&[(2, [0, 2, 0])]).text(), &options(), VALID);
+    check_with(&latest_probe(&[]).text(), &options(), VALID);
+    let mut unknown = Writer::default();
+    unknown.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+    let invoke = json!({"subscription": "sub-latest-0", "stream": "s", "offset": "latest"});
+    unknown.op(2.0, json!(5), "invoke", "subscribe-latest", invoke.clone());
+    unknown.op(3.0, json!(5), "info", "subscribe-latest", invoke);
+    check_with(&unknown.text(), &options(), VALID);
+}
+
+/// Goal: a probe `ok` without its records is reported as malformed, not
+/// silently read as "delivered nothing".
+#[test]
+fn a_latest_probe_without_records_is_malformed() {
+    let mut history = Writer::default();
+    history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+    let invoke = json!({"subscription": "sub-latest-0", "stream": "s", "offset": "latest"});
+    history.op(2.0, json!(5), "invoke", "subscribe-latest", invoke.clone());
+    history.op(3.0, json!(5), "ok", "subscribe-latest", invoke);
+    let checked = checker::check_reader(history.text().as_bytes(), "probe", &options()).expect("readable");
+    assert_eq!(checked.result.valid, Validity::Unknown);
+    assert_eq!(checked.result.stats.malformed_ops, 1);
 }

@@ -385,6 +385,7 @@ pub fn queue_config(settings: &Scenario) -> QueueConfig {
         churn_probability_per_s: w.churn_per_s,
         idle_subscriptions: w.idle_subscriptions,
         subscribe_after_ms: w.subscribe_after.0.as_millis().try_into().unwrap_or(u64::MAX),
+        latest_probe_interval_ms: w.latest_probe_every.0.as_millis().try_into().unwrap_or(u64::MAX),
         // Checked when the scenario was loaded.
         ack_styles: settings.ack_styles().unwrap_or_default(),
         ..QueueConfig::default()

@@ -25,8 +25,9 @@ use std::time::Duration;
 
 use hstream_proto::server::h_stream_api_client::HStreamApiClient;
 use hstream_proto::server::{
-    DescribeClusterResponse, ListShardsRequest, LookupShardRequest, LookupSubscriptionRequest, RecordId, ServerNode,
-    Shard, SpecialOffset, Stream, StreamingFetchRequest, StreamingFetchResponse, Subscription,
+    DeleteSubscriptionRequest, DescribeClusterResponse, ListShardsRequest, LookupShardRequest,
+    LookupSubscriptionRequest, RecordId, ServerNode, Shard, SpecialOffset, Stream, StreamingFetchRequest,
+    StreamingFetchResponse, Subscription,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -287,7 +288,7 @@ impl HStreamClient {
         ack_timeout_seconds: i32,
         max_unacked_records: i32,
     ) -> Result<(), CallError> {
-        let request = Subscription {
+        let subscription = Subscription {
             subscription_id: id.to_string(),
             stream_name: stream.to_string(),
             ack_timeout_seconds,
@@ -295,12 +296,26 @@ impl HStreamClient {
             offset: SpecialOffset::Earliest as i32,
             creation_time: None,
         };
-        let mut api = self.api.clone();
-        match self.unary("create_subscription", api.create_subscription(request)).await {
-            Ok(_) => Ok(()),
+        match self.raw_create_subscription(subscription).await {
+            Ok(()) => Ok(()),
             Err(error) if error.status.code() == Code::AlreadyExists => Ok(()),
             Err(error) => Err(error),
         }
+    }
+
+    /// `CreateSubscription` exactly as given (any offset); an existing
+    /// subscription is an error, for callers that need a fresh one.
+    pub async fn raw_create_subscription(&self, subscription: Subscription) -> Result<(), CallError> {
+        let mut api = self.api.clone();
+        self.unary("create_subscription", api.create_subscription(subscription)).await.map(drop)
+    }
+
+    /// `DeleteSubscription`, forced: the server drops it even while
+    /// consumers are attached.
+    pub async fn delete_subscription(&self, id: &str) -> Result<(), CallError> {
+        let mut api = self.api.clone();
+        let request = DeleteSubscriptionRequest { subscription_id: id.to_string(), force: true };
+        self.unary("delete_subscription", api.delete_subscription(request)).await.map(drop)
     }
 
     /// `LookupSubscription`: the node that serves a subscription.

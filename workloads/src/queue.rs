@@ -3,7 +3,8 @@
 //! Producers append records whose payloads carry run-unique integer values
 //! (batched per key like HStream's `BufferedProducer`); consumers read the
 //! subscription over StreamingFetch, ack what they got and now and then
-//! churn; an observer records placement every few seconds. Everything is
+//! churn; an observer records placement every few seconds; a probe now and
+//! then subscribes from the LATEST offset for a moment. Everything is
 //! recorded in the history, from which the checker judges at-least-once
 //! delivery and ordering.
 //!
@@ -20,6 +21,7 @@ mod batcher;
 mod bursts;
 mod consumer;
 mod context;
+mod latest;
 mod observer;
 mod payload;
 mod producer;
@@ -138,6 +140,12 @@ pub struct QueueConfig {
     pub payload_bytes: usize,
     /// Period of `observe` operations; 0 disables them. Default 2000 ms.
     pub observe_interval_ms: u64,
+    /// Period of `subscribe-latest` probes (a short-lived subscription from
+    /// the LATEST offset, see `queue::latest`); 0 disables them. Default
+    /// 10000 ms.
+    pub latest_probe_interval_ms: u64,
+    /// How long each probe reads its subscription. Default 2000 ms.
+    pub latest_probe_window_ms: u64,
     /// How long setup keeps retrying while the cluster settles. Default
     /// 60000 ms.
     pub setup_timeout_ms: u64,
@@ -176,6 +184,8 @@ impl Default for QueueConfig {
             ack_styles: AckStyles::default(),
             payload_bytes: 100,
             observe_interval_ms: 2_000,
+            latest_probe_interval_ms: 10_000,
+            latest_probe_window_ms: 2_000,
             setup_timeout_ms: 60_000,
             producer_stop_timeout_ms: 10_000,
             client: ClientConfig::default(),
@@ -366,9 +376,10 @@ impl QueueWorkload {
         }
     }
 
-    /// Spawns the consumer slots and the observer; they read the
-    /// subscription from its start, also what was appended before. Call it
-    /// once, inside the workload's runtime.
+    /// Spawns the consumer slots, the observer and the latest-offset
+    /// probe; the consumers read the subscription from its start, also
+    /// what was appended before. Call it once, inside the workload's
+    /// runtime.
     pub fn start_consumers(&mut self) {
         assert!(!self.started, "a queue workload's consumers start once");
         self.started = true;
@@ -386,6 +397,8 @@ impl QueueWorkload {
         let stop = self.consumer_stop.subscribe();
         let observer = observer::run_observer(self.context.clone(), stop);
         self.consumers.push(tokio::spawn(observer));
+        let probe = latest::run_latest_probe(self.context.clone(), self.consumer_stop.subscribe());
+        self.consumers.push(tokio::spawn(probe));
     }
 
     /// Ends the workload phase: producers stop generating and appending,

@@ -9,6 +9,7 @@
 //! Analyses never read JSON except the rare kept operations, and emit
 //! examples in history order so a report is reproducible.
 
+mod before_start;
 mod crash;
 mod delivery_skip;
 mod duplicate_delivery;
@@ -92,7 +93,7 @@ type Analysis = fn(&Context) -> Report;
 /// Every analysis, most expensive first (as measured on a 10 M-op history)
 /// so the pool stays busy to the end. The order only schedules: reports
 /// merge by name, and no two analyses update the same stats.
-const ANALYSES: [(&str, Analysis); 17] = [
+const ANALYSES: [(&str, Analysis); 18] = [
     (names::NONMONOTONIC_APPEND, nonmonotonic_append::analyse),
     (names::ORDER_CYCLE, order_cycle::analyse),
     (names::DELIVERY_SKIP, delivery_skip::analyse),
@@ -112,6 +113,7 @@ const ANALYSES: [(&str, Analysis); 17] = [
     (names::IMBALANCE, imbalance::analyse),
     (names::LOG_PATTERN, log_pattern::analyse),
     (names::CRASH, crash::analyse),
+    (names::BEFORE_START, before_start::analyse),
 ];
 
 /// What each analysis reported (or why it failed), in table order.

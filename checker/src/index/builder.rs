@@ -8,9 +8,14 @@
 //! are dropped when the index is finished, before the analyses allocate.
 
 use super::values::{HandleTable, Home};
-use super::{Append, Connection, Delivery, Index, Kept, Malformed, Mismatch, Outcome, RecordId, Tag, NONE};
+use serde_json::Value;
+
+use super::{
+    Append, Connection, Delivery, Index, Kept, LatestProbe, Malformed, Mismatch, Outcome, ProbeRecord, RecordId, Tag,
+    NONE,
+};
 use crate::fast_hash::{ByClient, FastMap};
-use crate::history::{OpType, Process, UNHEALTHY_EVENT};
+use crate::history::{OpType, Process, SUBSCRIBE_LATEST, UNHEALTHY_EVENT};
 use crate::input::{Batch, Body, Entry, Name};
 
 /// Consecutive ids `[shard, batch, 0..count]` numbered from `first`.
@@ -44,6 +49,8 @@ pub(crate) struct Builder {
     id_numbers: FastMap<RecordId, u32>,
     /// The open `observe` of each client: the position of its invoke.
     open_observes: ByClient<u32>,
+    /// The open `subscribe-latest` of each client: its invoke's position.
+    open_latest_probes: ByClient<u32>,
     /// The connection each client received on last: receives of one
     /// connection come from one client, so this saves interning its name.
     last_connection: ByClient<u32>,
@@ -53,7 +60,7 @@ pub(crate) struct Builder {
     /// fixed ones (whose slots are their variant numbers).
     f_slots: FastMap<u32, usize>,
     /// String numbers of the fixed operation names, by [`Name`] variant.
-    fixed_names: [u32; 6],
+    fixed_names: [u32; 7],
 }
 
 impl Builder {
@@ -63,7 +70,8 @@ impl Builder {
     /// copies of its growing tables behind in the heap.
     pub fn new() -> Builder {
         let mut builder = Builder { index: Index::with_room(), ..Builder::default() };
-        for (slot, name) in ["append", "receive", "ack", "observe", "phase", "crash"].into_iter().enumerate() {
+        let names = ["append", "receive", "ack", "observe", "phase", "crash", SUBSCRIBE_LATEST];
+        for (slot, name) in names.into_iter().enumerate() {
             let number = builder.index.strings.intern(name);
             builder.fixed_names[slot] = number;
             builder.index.counts.ops_by_f.push((number, 0));
@@ -88,6 +96,7 @@ impl Builder {
             Name::Observe => self.fixed_names[3],
             Name::Phase => self.fixed_names[4],
             Name::Crash => self.fixed_names[5],
+            Name::SubscribeLatest => self.fixed_names[6],
             Name::Other(text) => self.index.strings.intern(batch.text(text)),
         }
     }
@@ -217,6 +226,20 @@ impl Builder {
             }
             (Name::Observe, _, _) => {
                 self.open_observes.remove(client);
+            }
+            (Name::SubscribeLatest, OpType::Invoke, _) => {
+                self.open_latest_probes.insert(client, position);
+            }
+            (Name::SubscribeLatest, OpType::Ok, Body::Json(value)) => {
+                let invoke = self.open_latest_probes.remove(client).unwrap_or(NONE);
+                let value = &batch.json[*value as usize];
+                match self.latest_probe(invoke, position, value) {
+                    Ok(probe) => self.index.latest_probes.push(probe),
+                    Err(reason) => self.malformed(position, format!("{SUBSCRIBE_LATEST} ok: {reason}")),
+                }
+            }
+            (Name::SubscribeLatest, _, _) => {
+                self.open_latest_probes.remove(client);
             }
             _ => {}
         }
@@ -489,16 +512,38 @@ impl Builder {
         }
     }
 
+    /// The record of a value, if the history named the value before.
+    fn known_record(&self, value: u64) -> Option<u32> {
+        let values = &self.index.record_values;
+        self.value_records.get(Home::of(value), |record| values[record as usize] == value)
+    }
+
     /// The record of a value, created (without a writer) if new.
     fn record_of(&mut self, value: u64) -> u32 {
-        let values = &self.index.record_values;
-        if let Some(record) = self.value_records.get(Home::of(value), |record| values[record as usize] == value) {
+        if let Some(record) = self.known_record(value) {
             return record;
         }
         let record = self.new_record(value, NONE);
         let values = &self.index.record_values;
         self.value_records.insert(record, Home::of(value), |record| Home::of(values[record as usize]));
         record
+    }
+
+    /// A `subscribe-latest` ok as the `before-start` analysis reads it.
+    /// Its records are looked up, never added: what the probe saw says
+    /// nothing about the consumers' subscription.
+    fn latest_probe(&self, invoke: u32, ok: u32, value: &Value) -> Result<LatestProbe, String> {
+        let subscription = value.get("subscription").and_then(Value::as_str).unwrap_or("?").to_string();
+        let records = value.get("records").and_then(Value::as_array).ok_or("no `records` array")?;
+        let records = records
+            .iter()
+            .map(|record| {
+                let value = record.get("value").and_then(Value::as_u64).ok_or("a record without an integer `value`")?;
+                let id = record.get("id").and_then(RecordId::from_json).ok_or("a record without an `id` triple")?;
+                Ok(ProbeRecord { record: self.known_record(value).unwrap_or(NONE), value, id })
+            })
+            .collect::<Result<Vec<_>, &str>>()?;
+        Ok(LatestProbe { invoke, ok, subscription, records })
     }
 
     fn ack_ok(&mut self, position: u32, ids: &[RecordId]) {

@@ -266,6 +266,7 @@ impl State<'_> {
                         Name::Receive => "receive",
                         Name::Ack => "ack",
                         Name::Observe => "observe",
+                        Name::SubscribeLatest => crate::history::SUBSCRIBE_LATEST,
                         Name::Phase => "phase",
                         Name::Crash => "crash",
                         Name::Other(text) => batch.text(text),

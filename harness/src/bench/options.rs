@@ -244,6 +244,7 @@ impl LoadArgs {
             churn_probability_per_s: 0.0,
             payload_bytes: self.record_size,
             observe_interval_ms: 0,
+            latest_probe_interval_ms: 0,
             client: ClientConfig { compression: self.compression, ..client },
             ..QueueConfig::default()
         }

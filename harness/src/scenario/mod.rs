@@ -127,6 +127,10 @@ pub struct WorkloadSection {
     /// How consumers acknowledge, by weight (`in-order`, `out-of-order`,
     /// `partial`, `late`, `slow`); each consumer draws one when it starts.
     pub ack_styles: BTreeMap<String, u32>,
+    /// How often a short-lived subscription from the LATEST offset is
+    /// created and read for a moment (`subscribe-latest`, judged by
+    /// `before-start`); 0 never.
+    pub latest_probe_every: Dur,
 }
 
 /// Bursts of the append rate: the last `for` of every `every` runs at
@@ -235,6 +239,7 @@ impl Default for WorkloadSection {
                 .into_iter()
                 .map(|(style, weight)| (style.name().to_string(), weight))
                 .collect(),
+            latest_probe_every: Dur::secs(10),
         }
     }
 }

@@ -442,14 +442,14 @@ fn ack_buffer(context: &Context, style: AckStyle) -> AckBuffer {
 
 /// One delivered record as the history needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct ReceivedValue {
-    value: u64,
-    key: String,
-    id: RecordId,
+pub(crate) struct ReceivedValue {
+    pub value: u64,
+    pub key: String,
+    pub id: RecordId,
 }
 
 /// The records of a delivery with their values, or why it is malformed.
-fn delivered_records(response: &StreamingFetchResponse) -> Result<Vec<ReceivedValue>, String> {
+pub(crate) fn delivered_records(response: &StreamingFetchResponse) -> Result<Vec<ReceivedValue>, String> {
     let received = response.received_records.as_ref().ok_or_else(|| "response has no receivedRecords".to_string())?;
     let records = decode_received(received).map_err(|error| error.to_string())?;
     records
@@ -463,7 +463,7 @@ fn delivered_records(response: &StreamingFetchResponse) -> Result<Vec<ReceivedVa
 }
 
 /// `[{"value", "key", "id": [shard, batch, index]}, ...]` in arrival order.
-fn records_json(records: &[ReceivedValue]) -> Value {
+pub(crate) fn records_json(records: &[ReceivedValue]) -> Value {
     Value::Array(
         records
             .iter()
