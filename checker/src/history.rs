@@ -25,6 +25,11 @@ pub const UNHEALTHY_EVENT: &str = "unhealthy";
 /// `HISTORY.md`); the `before-start` analysis judges it.
 pub const SUBSCRIBE_LATEST: &str = "subscribe-latest";
 
+/// The `f` of an append to the latest-offset probe's own stream (see
+/// `HISTORY.md`): kept apart from `append`, since no consumer reads that
+/// stream; `before-start` reads its acknowledgements.
+pub const PROBE_APPEND: &str = "probe-append";
+
 /// Who performed an operation.
 ///
 /// Client processes are numbered; the fault injector and the harness have

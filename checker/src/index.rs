@@ -160,9 +160,12 @@ pub(crate) struct LatestProbe {
 /// One record a probe delivered.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ProbeRecord {
-    /// The record of its value, or [`NONE`] for a value the history never
-    /// named before.
+    /// The record of its value, or [`NONE`] for a value no `append` or
+    /// `receive` named before.
     pub record: u32,
+    /// Where a `probe-append` acknowledged its value before the probe
+    /// completed, or [`NONE`].
+    pub probe_ack: u32,
     pub value: u64,
     pub id: RecordId,
 }

@@ -21,7 +21,7 @@ use std::ops::Range;
 
 use serde_json::Value;
 
-use crate::history::{Op, OpType, Process, SUBSCRIBE_LATEST};
+use crate::history::{Op, OpType, Process, PROBE_APPEND, SUBSCRIBE_LATEST};
 use crate::index::RecordId;
 
 /// A string stored in [`Batch::text`].
@@ -36,6 +36,8 @@ pub(crate) enum Name {
     Observe,
     /// A probe subscription from the LATEST offset (`subscribe-latest`).
     SubscribeLatest,
+    /// An append to that probe's own stream (`probe-append`).
+    ProbeAppend,
     Phase,
     Crash,
     /// Any other `f` (nemesis faults, unknown client operations).
@@ -51,6 +53,7 @@ impl Name {
             "ack" => Name::Ack,
             "observe" => Name::Observe,
             SUBSCRIBE_LATEST => Name::SubscribeLatest,
+            PROBE_APPEND => Name::ProbeAppend,
             "phase" => Name::Phase,
             "crash" => Name::Crash,
             other => Name::Other(batch.push_text(other)),
@@ -264,7 +267,9 @@ fn decode_body(batch: &mut Batch, op: &Op, f: &Name) -> Result<Body, String> {
             }
             Ok(Body::Ack { ids: start..batch.ids.len() as u32 })
         }
-        (Process::Client(_), Name::Observe | Name::SubscribeLatest, OpType::Ok) => Ok(keep_json(batch, value)),
+        (Process::Client(_), Name::Observe | Name::SubscribeLatest | Name::ProbeAppend, OpType::Ok) => {
+            Ok(keep_json(batch, value))
+        }
         _ => Ok(Body::Empty),
     }
 }

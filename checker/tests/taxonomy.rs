@@ -835,3 +835,45 @@ fn a_latest_probe_without_records_is_malformed() {
     assert_eq!(checked.result.valid, Validity::Unknown);
     assert_eq!(checked.result.stats.malformed_ops, 1);
 }
+
+/// Goal: on the probe's own stream (`probe-append`, which no consumer
+/// reads and no other analysis counts) a record acknowledged before the
+/// probe began is caught the same way, and later ones are fine.
+#[test]
+fn a_latest_probe_on_its_own_stream_is_judged_by_its_appends() {
+    let history = |delivered: &[(u64, [u64; 3])]| {
+        let mut history = Writer::default();
+        history.append(1.0, 0, &[1], 0, 1).receive(1.5, 1, "c0#0", &[(1, [0, 1, 0])]);
+        let probe_append = |history: &mut Writer, seconds: f64, value: u64, batch: u64| {
+            let invoke = json!({"stream": "s-latest", "key": "latest-probe", "values": [value]});
+            let mut ok = invoke.clone();
+            ok["ids"] = json!([[9, batch, 0]]);
+            history.op(seconds, json!(6), "invoke", "probe-append", invoke).op(
+                seconds,
+                json!(6),
+                "ok",
+                "probe-append",
+                ok,
+            );
+        };
+        probe_append(&mut history, 1.8, 100, 1);
+        let invoke = json!({"subscription": "sub-latest-0", "stream": "s-latest", "offset": "latest"});
+        history.op(2.0, json!(5), "invoke", "subscribe-latest", invoke.clone());
+        probe_append(&mut history, 2.5, 101, 2);
+        let mut ok = invoke;
+        ok["records"] = delivered
+            .iter()
+            .map(|(value, id)| json!({"value": value, "key": "k", "id": id}))
+            .collect::<Vec<_>>()
+            .into();
+        history.op(3.0, json!(5), "ok", "subscribe-latest", ok);
+        history.text()
+    };
+    let expect = Expect { valid: Validity::Invalid, anomalies: &[(BEFORE_START, 1)] };
+    let result = check_with(&history(&[(100, [9, 1, 0]), (101, [9, 2, 0])]), &options(), expect);
+    assert_mentions(
+        &explanation(&result, BEFORE_START),
+        &["value 100 (id [9,1,0])", "probe-append ok at op 5 at 1.800 s"],
+    );
+    check_with(&history(&[(101, [9, 2, 0])]), &options(), VALID);
+}

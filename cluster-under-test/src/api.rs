@@ -24,6 +24,7 @@ use crate::meta::{Checkpoint, MetaError, NodeInfo, ShardMeta, StreamMeta, Subscr
 use crate::node::Node;
 use crate::placement::NodeId;
 use crate::subscription::owner::{SubscriptionEvent, CONSUMER_BUFFER};
+use crate::view::View;
 
 /// How long a new `StreamingFetch` stream may take to send its first request.
 pub const FIRST_REQUEST_TIMEOUT_MS: u64 = 10_000;
@@ -48,6 +49,28 @@ impl Api {
         let info: NodeInfo =
             view.nodes.get(&id).cloned().ok_or_else(|| Status::unavailable(format!("node {id} is not live")))?;
         Ok(to_server_node(&info))
+    }
+
+    /// A new subscription's first checkpoint: empty from the EARLIEST
+    /// offset (every shard starts at its beginning), each shard's current
+    /// tail from the LATEST offset (`SpecialOffset`: 0 and 1). A stream
+    /// created a moment ago may have no sequencers yet: waits for them
+    /// (bounded) as an append would.
+    async fn first_checkpoint(&self, stream: &StreamMeta, offset: i32) -> Result<Checkpoint, Status> {
+        if offset == 0 {
+            return Ok(Checkpoint::default());
+        }
+        let sequenced = |view: &View| stream.shard_ids.iter().all(|&shard| view.sequencer_of(shard).is_some());
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(SEQUENCER_WAIT_MS);
+        let mut view = self.node.view_with(sequenced).await;
+        while !sequenced(&view) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            view = self.node.view_with(sequenced).await;
+        }
+        let shards: Vec<(u64, Option<NodeId>)> =
+            stream.shard_ids.iter().map(|&shard| (shard, view.sequencer_of(shard))).collect();
+        let positions = crate::subscription::tail_positions(&self.node.logs.ctx, shards).await?;
+        Ok(Checkpoint { positions })
     }
 
     /// Whether a client asking this node for a role (a shard's sequencer, a
@@ -372,9 +395,9 @@ impl HStreamApi for Api {
             return Err(Status::invalid_argument("ackTimeoutSeconds and maxUnackedRecords must not be negative"));
         }
         let stream = self.node.meta.read::<StreamMeta>("streams", &sub.stream_name).await.map_err(meta_status)?;
-        if stream.is_none() {
+        let Some(stream) = stream else {
             return Err(Status::not_found(format!("stream {} not found", sub.stream_name)));
-        }
+        };
         let meta = SubscriptionMeta {
             id: sub.subscription_id.clone(),
             stream: sub.stream_name.clone(),
@@ -383,11 +406,16 @@ impl HStreamApi for Api {
             offset: sub.offset,
             created_ms: now_ms(),
         };
-        self.node.meta.create("subscriptions", &meta.id, &meta).await.map_err(meta_status)?;
-        match self.node.meta.create("checkpoints", &meta.id, &Checkpoint::default()).await {
-            Ok(()) | Err(MetaError::Exists(_)) => {}
-            Err(e) => return Err(meta_status(e)),
+        if self.node.meta.read::<SubscriptionMeta>("subscriptions", &meta.id).await.map_err(meta_status)?.is_some() {
+            return Err(Status::already_exists(format!("subscription {} already exists", meta.id)));
         }
+        let checkpoint = self.first_checkpoint(&stream.value, meta.offset).await?;
+        // The checkpoint goes first, so the owner (which starts as soon as
+        // the subscription exists) always finds the start. One left by an
+        // earlier attempt that failed half way is replaced.
+        self.node.meta.delete("checkpoints", &meta.id).await.map_err(meta_status)?;
+        self.node.meta.create("checkpoints", &meta.id, &checkpoint).await.map_err(meta_status)?;
+        self.node.meta.create("subscriptions", &meta.id, &meta).await.map_err(meta_status)?;
         let _ = self.node.reconcile_once().await;
         Ok(Response::new(to_subscription(&meta)))
     }

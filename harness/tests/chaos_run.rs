@@ -247,7 +247,9 @@ fn id_of(value: &serde_json::Value) -> (u64, u64, u64) {
 /// id order, deliveries acked only in part (and redelivered), acks held
 /// near the ack timeout, consumers that left with records unacked — the
 /// subscription created 4 s after the first appends still delivers them,
-/// and the correct server shows no violation under any of it. Method: no
+/// short-lived subscriptions from the LATEST offset (`subscribe-latest`,
+/// every 5 s) receive records, and the correct server shows no violation
+/// under any of it (`before-start` included). Method: no
 /// faults, ten consumer slots churning often so every style is drawn many
 /// times (a slot's draws share its random stream with its acks, so which
 /// styles come up depends on timing: with five slots, about 25 draws, CI
@@ -262,7 +264,7 @@ fn every_ack_style_shows_in_the_history_and_the_correct_server_stays_valid() {
     std::fs::write(
         &scenario,
         "time_limit: 30s\ndrain_timeout: 15s\nsettle: 2s\ncluster: {nodes: 3, zk: 1}\n\
-         workload:\n  rate: 1000\n  consumers: 10\n  shards: 10\n  ack_timeout: 6s\n  churn_per_s: 0.15\n  subscribe_after: 4s\n\
+         workload:\n  rate: 1000\n  consumers: 10\n  shards: 10\n  ack_timeout: 6s\n  churn_per_s: 0.15\n  subscribe_after: 4s\n  latest_probe_every: 5s\n\
          \x20 ack_styles: {in-order: 1, out-of-order: 1, partial: 1, late: 1, slow: 1}\nfaults: {mix: []}\n",
     )
     .unwrap();
@@ -325,6 +327,13 @@ fn every_ack_style_shows_in_the_history_and_the_correct_server_stays_valid() {
         .sum();
     assert!(first_receive >= 3.5, "a consumer received at {first_receive:.1} s, before the subscription existed");
     assert!(appended_before >= 1_000, "only {appended_before} values were appended before the first receive");
+    // The latest-offset probes: several completed, and they got records
+    // (all appended after they started, or the verdict says before-start).
+    let probes: Vec<&serde_json::Value> =
+        ops.iter().filter(|op| op["f"] == "subscribe-latest" && op["type"] == "ok").collect();
+    assert!(probes.len() >= 3, "only {} latest-offset probes completed", probes.len());
+    let probed: usize = probes.iter().filter_map(|op| op["value"]["records"].as_array().map(Vec::len)).sum();
+    assert!(probed >= 100, "the latest-offset probes received only {probed} records");
     assert_eq!(done.code, 0, "the correct server is valid under every ack style:\n{}", done.results);
     assert_nothing_left(&done.run_dir);
 }

@@ -42,7 +42,7 @@ pub use ack_style::{AckStyle, AckStyles};
 pub use acks::AckBuffer;
 pub use batcher::{BatchLimits, Batcher, FlowControl, PendingRecord};
 pub use bursts::Bursts;
-pub use payload::{decode_value, encode_value, value_of, MAX_LANES, SEQUENCE_BITS};
+pub use payload::{decode_value, encode_value, value_of, MAX_LANES, PROBE_LANE, SEQUENCE_BITS};
 
 use crate::backoff::Backoff;
 use crate::client::{shard_for_key, CallError, ClientConfig, Connections};
@@ -211,8 +211,8 @@ impl QueueConfig {
             (self.producers > 0, "producers must be at least 1".into()),
             (self.keys_per_producer > 0, "keys_per_producer must be at least 1".into()),
             (
-                self.first_lane.saturating_add(lanes) < MAX_LANES,
-                format!("first_lane + producers * keys_per_producer must be below {MAX_LANES}"),
+                self.first_lane.saturating_add(lanes) < PROBE_LANE,
+                format!("first_lane + producers * keys_per_producer must be below {PROBE_LANE} (the last lane is the probe's)"),
             ),
             (self.consumers > 0, "consumers must be at least 1 (drain needs them)".into()),
             (self.rate_records_per_s > 0, "rate_records_per_s must be at least 1".into()),

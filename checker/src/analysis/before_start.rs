@@ -16,6 +16,7 @@
 use serde_json::{json, Value};
 
 use super::{Context, Report};
+use crate::history::PROBE_APPEND;
 use crate::index::{LatestProbe, Outcome, ProbeRecord, NONE};
 use crate::result::{Anomaly, Severity};
 
@@ -35,8 +36,12 @@ pub(super) fn analyse(context: &Context) -> Report {
     anomaly.into()
 }
 
-/// Where the record's append completed `ok`, if it did.
+/// Where the record's append (to the probe's own stream, or to the
+/// workload's) completed `ok`, if it did.
 fn acknowledged_at(context: &Context, record: &ProbeRecord) -> Option<u32> {
+    if record.probe_ack != NONE {
+        return Some(record.probe_ack);
+    }
     if record.record == NONE {
         return None;
     }
@@ -53,11 +58,12 @@ fn example(context: &Context, probe: &LatestProbe, record: &ProbeRecord, acknowl
         "subscription": probe.subscription,
         "ops": [index.op_index(acknowledged), index.op_index(probe.invoke), index.op_index(probe.ok)],
         "explanation": format!(
-            "value {} (id {}) was acknowledged by the append ok at {}, before subscription {} was requested \
+            "value {} (id {}) was acknowledged by the {} ok at {}, before subscription {} was requested \
              from the LATEST offset at {}; the subscription delivered it anyway (its probe completed at {}; \
              {}): a subscription from LATEST must start after everything already in the stream",
             record.value,
             record.id,
+            if record.probe_ack == NONE { "append" } else { PROBE_APPEND },
             context.moment(acknowledged),
             probe.subscription,
             context.moment(probe.invoke),

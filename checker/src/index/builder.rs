@@ -15,7 +15,7 @@ use super::{
     NONE,
 };
 use crate::fast_hash::{ByClient, FastMap};
-use crate::history::{OpType, Process, SUBSCRIBE_LATEST, UNHEALTHY_EVENT};
+use crate::history::{OpType, Process, PROBE_APPEND, SUBSCRIBE_LATEST, UNHEALTHY_EVENT};
 use crate::input::{Batch, Body, Entry, Name};
 
 /// Consecutive ids `[shard, batch, 0..count]` numbered from `first`.
@@ -51,6 +51,8 @@ pub(crate) struct Builder {
     open_observes: ByClient<u32>,
     /// The open `subscribe-latest` of each client: its invoke's position.
     open_latest_probes: ByClient<u32>,
+    /// Where each value of a `probe-append` was acknowledged.
+    probe_acks: FastMap<u64, u32>,
     /// The connection each client received on last: receives of one
     /// connection come from one client, so this saves interning its name.
     last_connection: ByClient<u32>,
@@ -60,7 +62,7 @@ pub(crate) struct Builder {
     /// fixed ones (whose slots are their variant numbers).
     f_slots: FastMap<u32, usize>,
     /// String numbers of the fixed operation names, by [`Name`] variant.
-    fixed_names: [u32; 7],
+    fixed_names: [u32; 8],
 }
 
 impl Builder {
@@ -70,7 +72,7 @@ impl Builder {
     /// copies of its growing tables behind in the heap.
     pub fn new() -> Builder {
         let mut builder = Builder { index: Index::with_room(), ..Builder::default() };
-        let names = ["append", "receive", "ack", "observe", "phase", "crash", SUBSCRIBE_LATEST];
+        let names = ["append", "receive", "ack", "observe", "phase", "crash", SUBSCRIBE_LATEST, PROBE_APPEND];
         for (slot, name) in names.into_iter().enumerate() {
             let number = builder.index.strings.intern(name);
             builder.fixed_names[slot] = number;
@@ -97,6 +99,7 @@ impl Builder {
             Name::Phase => self.fixed_names[4],
             Name::Crash => self.fixed_names[5],
             Name::SubscribeLatest => self.fixed_names[6],
+            Name::ProbeAppend => self.fixed_names[7],
             Name::Other(text) => self.index.strings.intern(batch.text(text)),
         }
     }
@@ -240,6 +243,17 @@ impl Builder {
             }
             (Name::SubscribeLatest, _, _) => {
                 self.open_latest_probes.remove(client);
+            }
+            (Name::ProbeAppend, OpType::Ok, Body::Json(value)) => {
+                let values = batch.json[*value as usize].get("values").and_then(Value::as_array);
+                match values.map(|values| values.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>()) {
+                    Some(Some(values)) => {
+                        for value in values {
+                            self.probe_acks.entry(value).or_insert(position);
+                        }
+                    }
+                    _ => self.malformed(position, format!("{PROBE_APPEND} ok: `values` must be an array of integers")),
+                }
             }
             _ => {}
         }
@@ -540,7 +554,9 @@ impl Builder {
             .map(|record| {
                 let value = record.get("value").and_then(Value::as_u64).ok_or("a record without an integer `value`")?;
                 let id = record.get("id").and_then(RecordId::from_json).ok_or("a record without an `id` triple")?;
-                Ok(ProbeRecord { record: self.known_record(value).unwrap_or(NONE), value, id })
+                let record = self.known_record(value).unwrap_or(NONE);
+                let probe_ack = self.probe_acks.get(&value).copied().unwrap_or(NONE);
+                Ok(ProbeRecord { record, probe_ack, value, id })
             })
             .collect::<Result<Vec<_>, &str>>()?;
         Ok(LatestProbe { invoke, ok, subscription, records })

@@ -267,6 +267,7 @@ impl State<'_> {
                         Name::Ack => "ack",
                         Name::Observe => "observe",
                         Name::SubscribeLatest => crate::history::SUBSCRIBE_LATEST,
+                        Name::ProbeAppend => crate::history::PROBE_APPEND,
                         Name::Phase => "phase",
                         Name::Crash => "crash",
                         Name::Other(text) => batch.text(text),

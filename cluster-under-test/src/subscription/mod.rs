@@ -7,3 +7,4 @@ pub mod owner;
 mod reader;
 
 pub use owner::{OwnerHandle, SubscriptionEvent};
+pub use reader::tail_positions;

@@ -167,13 +167,16 @@ pub fn start(setup: OwnerSetup) -> OwnerHandle {
     let (stop, stop_rx) = watch::channel(false);
     let mut shards = BTreeMap::new();
     for &shard in &setup.shards {
-        let start = setup.checkpoint.positions.get(&shard).copied();
-        let start = start.or(if setup.subscription.offset == 0 { Some(0) } else { None });
+        // A LATEST subscription's first checkpoint holds its start on every
+        // shard. A shard missing from the checkpoint (one recreated after
+        // it was lost) starts at the beginning: better delivered twice
+        // than never.
+        let start = setup.checkpoint.positions.get(&shard).copied().unwrap_or(0);
         let backlog = Arc::new(AtomicUsize::new(0));
         let sequencer_of = setup.sequencer_of.clone();
         let plan = ReaderPlan { shard, start, sequencer: Box::new(move || sequencer_of(shard)) };
         tokio::spawn(reader::run(setup.ctx.clone(), plan, backlog.clone(), events.clone(), stop_rx.clone()));
-        let window = AckWindow::new(start.unwrap_or(0));
+        let window = AckWindow::new(start);
         shards.insert(shard, Shard { window, pending: VecDeque::new(), sent: HashMap::new(), backlog });
     }
     let owner = Owner {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use workloads::client::{ClientConfig, Compression};
-use workloads::queue::{QueueConfig, MAX_LANES};
+use workloads::queue::{QueueConfig, PROBE_LANE};
 
 use crate::runtime::TlsMode;
 use crate::scenario::{Dur, Scenario};
@@ -167,9 +167,9 @@ impl LoadArgs {
             (self.keys > 0, "--keys 0".into(), "producers need an ordering key".into()),
             (self.streams > 0, "--streams 0".into(), "the bench needs a stream".into()),
             (
-                lanes < MAX_LANES,
+                lanes < PROBE_LANE,
                 format!("--streams x --producers x --keys = {lanes}"),
-                format!("must be below {MAX_LANES}"),
+                format!("must be below {PROBE_LANE}"),
             ),
             (self.consumers > 0, "--consumers 0".into(), "reading (and checking) needs a consumer".into()),
             (

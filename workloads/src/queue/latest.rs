@@ -1,21 +1,27 @@
 //! The latest-offset probe: now and then a short-lived subscription that
-//! starts at the stream's LATEST offset, to see where a subscription
-//! created mid-stream really starts.
+//! starts at the LATEST offset, to see where a subscription created
+//! mid-stream really starts.
 //!
 //! The consumers' subscription reads from the earliest offset, so a server
-//! that resolves LATEST one batch too early (and hands a new subscriber
-//! records that were already in the stream when it subscribed) passes
-//! every other check. Every `latest_probe_interval_ms` the probe creates
-//! `{subscription}-latest-{n}` from `SpecialOffset::Latest`, opens a
-//! StreamingFetch session on the node serving it, collects and acks what
-//! arrives for `latest_probe_window_ms`, then deletes the subscription.
-//! One cycle is one `subscribe-latest` operation: invoked just before the
-//! create call, `ok` with every record received once the subscription
-//! existed (a session that broke ends the window early; `fetch_error` says
-//! why), `fail`/`info` when the create call failed. The checker's
-//! `before-start` judges it: nothing acknowledged before the invoke may
-//! arrive. Separate from the consumers because it reads a subscription of
-//! its own and must never disturb theirs.
+//! that resolves LATEST a batch too early (and hands a new subscriber
+//! records that were already in the stream) passes every other check. The
+//! probe works on a stream of its own, `{stream}-latest` (one shard), that
+//! only it writes, so the stream's tail is known exactly: each cycle
+//! appends a few batches (`probe-append` operations, on a process of their
+//! own) and waits for their acknowledgements, then creates
+//! `{subscription}-latest-{n}` from `SpecialOffset::Latest`, reads it on
+//! the node serving it for `latest_probe_window_ms` (acking every batch)
+//! while appending a batch every [`WRITE_EVERY_MS`], and deletes it. On
+//! the busy main stream the tail moves on between the create call and the
+//! moment the server resolves it, so a start one batch early still lands
+//! after the call, and nothing can be seen.
+//!
+//! The subscription is one `subscribe-latest` operation: invoked just
+//! before the create call, `ok` with every record received (a session that
+//! broke ends the window early; `fetch_error` says why), `fail`/`info` when
+//! the create call failed. The checker's `before-start` judges it: nothing
+//! acknowledged before the invoke may arrive. Separate from the consumers
+//! because it reads and writes only a stream and subscriptions of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,12 +32,23 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use checker::history::{PROBE_APPEND, SUBSCRIBE_LATEST};
+
 use super::consumer::{delivered_records, records_json, ReceivedValue};
 use super::context::{raised, Context};
-use checker::history::SUBSCRIBE_LATEST;
-
+use super::payload::{encode_value, value_of, PROBE_LANE};
+use super::producer::append_completion;
 use crate::client::{fetch_request, node_address, CallError, Outcome};
 use crate::recorder::OpType;
+
+/// Batches appended and acknowledged before each probe subscribes.
+const BATCHES_BEFORE: usize = 3;
+/// Records per probe batch.
+const RECORDS_PER_BATCH: u64 = 5;
+/// While a probe reads, a batch is appended this often.
+pub const WRITE_EVERY_MS: u64 = 200;
+/// The key of every probe record.
+const PROBE_KEY: &str = "latest-probe";
 
 /// Pause between attempts to open the probe's session while its owner
 /// starts.
@@ -39,19 +56,18 @@ const OPEN_RETRY_MS: u64 = 100;
 /// Deletion attempts per leftover subscription and cycle.
 const DELETE_ATTEMPTS: usize = 3;
 
-/// Runs probes until `stop` or the drain (no new appends are coming then,
-/// so a probe would see nothing). Does nothing if the interval is zero.
+/// Runs probes until `stop` or the drain. Does nothing if the interval is
+/// zero.
 pub(crate) async fn run_latest_probe(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
     let interval_ms = context.config.latest_probe_interval_ms;
     if interval_ms == 0 {
         return;
     }
     let mut draining = context.draining.subscribe();
-    let mut tick = tokio::time::interval_at(
-        Instant::now() + Duration::from_millis(interval_ms),
-        Duration::from_millis(interval_ms),
-    );
+    let period = Duration::from_millis(interval_ms);
+    let mut tick = tokio::time::interval_at(Instant::now() + period, period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut writer = Writer { process: context.new_process(), next_sequence: 0, shard: None };
     let mut process = context.new_process();
     let mut leftovers: Vec<String> = Vec::new();
     for number in 0.. {
@@ -62,12 +78,10 @@ pub(crate) async fn run_latest_probe(context: Arc<Context>, mut stop: watch::Rec
         }
         let subscription = format!("{}-latest-{number}", context.config.subscription);
         let probe = Probe { context: &context, process, subscription: &subscription };
-        // A probe cut off here leaves its operation open: stopping the
-        // workload completes it `info`.
-        let outcome = tokio::select! {
-            outcome = probe.run() => outcome,
-            _ = raised(&mut stop) => None,
-        };
+        // Not cut off by `stop`: a cycle is bounded (the window plus a
+        // few requests), and stopping the workload waits that long before
+        // it completes open operations `info`.
+        let outcome = probe.run(&mut writer).await;
         leftovers.push(subscription);
         delete_all(&context, &mut leftovers).await;
         match outcome {
@@ -79,7 +93,91 @@ pub(crate) async fn run_latest_probe(context: Arc<Context>, mut stop: watch::Rec
     delete_all(&context, &mut leftovers).await;
 }
 
-/// One probe cycle's operation.
+/// The name of the probe's own stream.
+fn probe_stream(context: &Context) -> String {
+    format!("{}-latest", context.config.stream)
+}
+
+/// Appends to the probe's stream, one `probe-append` at a time.
+struct Writer {
+    process: u64,
+    /// The next record's sequence number in [`PROBE_LANE`].
+    next_sequence: u64,
+    /// The stream's shard, once the stream exists.
+    shard: Option<u64>,
+}
+
+impl Writer {
+    /// Creates the probe's stream (once) and returns its shard.
+    async fn shard(&mut self, context: &Context) -> Result<u64, CallError> {
+        if let Some(shard) = self.shard {
+            return Ok(shard);
+        }
+        let stream = &probe_stream(context);
+        let config = &context.config;
+        let shard = context
+            .nodes
+            .on_any_node(|client| async move {
+                client.create_stream(stream, config.replication_factor, 1, config.backlog_seconds).await?;
+                let shards = client.list_shards(stream).await?;
+                shards.first().map(|shard| shard.shard_id).ok_or_else(|| CallError {
+                    call: "list_shards",
+                    address: client.address().to_string(),
+                    status: tonic::Status::unavailable("the probe's stream has no shard yet"),
+                    sent: true,
+                })
+            })
+            .await?;
+        self.shard = Some(shard);
+        Ok(shard)
+    }
+
+    /// One `probe-append` of [`RECORDS_PER_BATCH`] fresh values. Returns
+    /// whether it was acknowledged, or `None` when the recorder closed.
+    async fn append(&mut self, context: &Context, shard: u64) -> Option<bool> {
+        let first = self.next_sequence;
+        self.next_sequence += RECORDS_PER_BATCH;
+        let values: Vec<u64> = (first..self.next_sequence).map(|sequence| value_of(PROBE_LANE, sequence)).collect();
+        let invoke = json!({"stream": probe_stream(context), "key": PROBE_KEY, "values": values});
+        let recorder = &context.recorder;
+        recorder.invoke(self.process, PROBE_APPEND, invoke.clone()).await.ok()?;
+        let payloads: Vec<(&str, Vec<u8>)> =
+            values.iter().map(|&value| (PROBE_KEY, encode_value(value, context.config.payload_bytes))).collect();
+        let stream = &probe_stream(context);
+        let payloads = &payloads;
+        let sent = async {
+            let node = context.nodes.on_any_node(|client| async move { client.lookup_shard(shard).await }).await;
+            let node = node.map_err(|error| CallError { sent: false, ..error })?;
+            let client = context
+                .connections
+                .get(&node_address(&node))
+                .await
+                .map_err(|error| CallError { sent: false, ..error })?;
+            client.append(stream, shard, payloads).await
+        };
+        let (op_type, value, error) = append_completion(invoke, Some(sent.await));
+        recorder.complete(self.process, op_type, PROBE_APPEND, value, error).await.ok()?;
+        if op_type == OpType::Info {
+            self.process = context.new_process();
+        }
+        Some(op_type == OpType::Ok)
+    }
+
+    /// Appends a batch every [`WRITE_EVERY_MS`] until `deadline`. An
+    /// append under way at the deadline is finished (within the request
+    /// timeout), never cut off: its operation must complete.
+    async fn append_until(&mut self, context: &Context, shard: u64, deadline: Instant) {
+        while Instant::now() < deadline {
+            let next = Instant::now() + Duration::from_millis(WRITE_EVERY_MS);
+            if self.append(context, shard).await.is_none() {
+                return;
+            }
+            tokio::time::sleep_until(next.min(deadline)).await;
+        }
+    }
+}
+
+/// One probe cycle's subscription.
 struct Probe<'a> {
     context: &'a Context,
     process: u64,
@@ -88,12 +186,21 @@ struct Probe<'a> {
 
 impl Probe<'_> {
     fn invoke_value(&self) -> Value {
-        json!({"subscription": self.subscription, "stream": self.context.config.stream, "offset": "latest"})
+        json!({"subscription": self.subscription, "stream": probe_stream(self.context), "offset": "latest"})
     }
 
-    /// Creates, reads, records. Returns the completion's type, or `None`
-    /// when the recorder closed.
-    async fn run(&self) -> Option<OpType> {
+    /// Fills the stream's tail, creates the subscription, reads it while
+    /// appending more, records. Returns the `subscribe-latest` completion's
+    /// type; `Some(Fail)` without an operation when the probe's stream
+    /// cannot be had this time; `None` when the recorder closed.
+    async fn run(&self, writer: &mut Writer) -> Option<OpType> {
+        let Ok(shard) = writer.shard(self.context).await else {
+            tracing::debug!("the latest-offset probe's stream is not available; skipping a cycle");
+            return Some(OpType::Fail);
+        };
+        for _ in 0..BATCHES_BEFORE {
+            writer.append(self.context, shard).await?;
+        }
         let recorder = &self.context.recorder;
         recorder.invoke(self.process, SUBSCRIBE_LATEST, self.invoke_value()).await.ok()?;
         if let Err(error) = self.create().await {
@@ -103,8 +210,9 @@ impl Probe<'_> {
             };
             return self.complete(op_type, self.invoke_value(), Some(error.describe())).await;
         }
-        let window = Duration::from_millis(self.context.config.latest_probe_window_ms);
-        let (records, fetch_error) = self.read_until(Instant::now() + window).await;
+        let deadline = Instant::now() + Duration::from_millis(self.context.config.latest_probe_window_ms);
+        let ((records, fetch_error), ()) =
+            tokio::join!(self.read_until(deadline), writer.append_until(self.context, shard, deadline));
         let mut value = self.invoke_value();
         value["records"] = records_json(&records);
         if let Some(error) = fetch_error {
@@ -122,17 +230,15 @@ impl Probe<'_> {
         let config = &self.context.config;
         let subscription = Subscription {
             subscription_id: self.subscription.to_string(),
-            stream_name: config.stream.clone(),
+            stream_name: probe_stream(self.context),
             ack_timeout_seconds: config.ack_timeout_seconds,
             max_unacked_records: config.max_unacked_records,
             offset: SpecialOffset::Latest as i32,
             creation_time: None,
         };
         let subscription = &subscription;
-        self.context
-            .nodes
-            .on_any_node(|client| async move { client.raw_create_subscription(subscription.clone()).await })
-            .await
+        let nodes = &self.context.nodes;
+        nodes.on_any_node(|client| async move { client.raw_create_subscription(subscription.clone()).await }).await
     }
 
     /// Every record delivered until `deadline`, acking each batch at once;

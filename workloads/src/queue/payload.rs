@@ -10,6 +10,9 @@
 pub const SEQUENCE_BITS: u32 = 40;
 /// Number of lanes values can distinguish (the rest of a u64).
 pub const MAX_LANES: u64 = 1 << (64 - SEQUENCE_BITS);
+/// The lane of the latest-offset probe's records (`queue::latest`), kept
+/// out of every producer's range so its values stay unique in the run.
+pub const PROBE_LANE: u64 = MAX_LANES - 1;
 /// Bytes of a payload taken by the value.
 pub const VALUE_BYTES: usize = 8;
 /// The byte padding fills the rest of a payload with.

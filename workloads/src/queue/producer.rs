@@ -343,7 +343,7 @@ async fn send_append(context: &Context, job: &AppendJob) -> Result<Vec<RecordId>
 
 /// The completion of an append: `ok` with ids, or the error's outcome, or
 /// `info` when the workload stopped it (`result == None`).
-fn append_completion(
+pub(crate) fn append_completion(
     mut value: Value,
     result: Option<Result<Vec<RecordId>, CallError>>,
 ) -> (OpType, Value, Option<String>) {
