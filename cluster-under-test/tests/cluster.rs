@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hstream_proto::server::SpecialOffset;
 use support::{batch, consume_and_ack, key_of, Client, Cluster, Consumer, Delivery, Key};
 
 const NODES: u32 = 3;
@@ -293,6 +294,49 @@ async fn unacked_records_are_redelivered_to_another_consumer() {
 
     let by_b = consume_and_ack(&mut client, "redeliver-sub", "b", &keys(&expected), Duration::from_secs(20)).await;
     assert_delivered_intact(&expected, &by_b);
+}
+
+/// Goal: a subscription from LATEST delivers exactly what was appended
+/// after its creation, also when its owner dies before anything was
+/// acknowledged (the new owner must neither go back to the stream's start
+/// nor skip the records the dead owner had delivered).
+/// Method: one shard; 5 batches, then the LATEST subscription, then 5 more;
+/// consumer A receives the new records without acking; the owner's node is
+/// killed; consumer B (through another node) must get every new record and
+/// nobody an old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latest_subscription_starts_at_the_tail_also_after_its_owner_dies() {
+    let mut cluster = cluster().await;
+    let mut client = Client::new(&cluster.addresses()[0]);
+    let shards = client.create_stream("latest", 3, 1).await.expect("create stream");
+    let old = append_round_robin(&mut client, "latest", &shards, 5, 10).await;
+    client
+        .create_subscription_from("latest-sub", "latest", 30, SpecialOffset::Latest)
+        .await
+        .expect("create subscription");
+    let new = append_round_robin(&mut client, "latest", &shards, 5, 10).await;
+
+    let mut consumer_a = Consumer::open(&mut client, "latest-sub", "a").await.expect("open consumer a");
+    let mut seen_by_a = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let distinct = |deliveries: &[Delivery]| deliveries.iter().map(|d| d.key).collect::<BTreeSet<Key>>().len();
+    while distinct(&seen_by_a) < new.len() && Instant::now() < deadline {
+        if let Some(received) = consumer_a.next(Duration::from_millis(500)).await.expect("stream stays up") {
+            record_delivery(&mut seen_by_a, &received);
+        }
+    }
+    assert_delivered_intact(&new, &seen_by_a);
+    drop(consumer_a);
+
+    let owner = client.lookup_subscription("latest-sub").await.expect("lookup subscription");
+    let victim = cluster.index_of(&owner);
+    cluster.kill_node(victim);
+    let survivor = cluster.addresses().into_iter().find(|address| *address != owner).expect("another node");
+    let mut client = Client::new(&survivor);
+    let by_b = consume_and_ack(&mut client, "latest-sub", "b", &keys(&new), Duration::from_secs(40)).await;
+    assert_delivered_intact(&new, &by_b);
+    let stale: Vec<&Key> = seen_by_a.iter().chain(&by_b).map(|d| &d.key).filter(|k| old.contains_key(k)).collect();
+    assert!(stale.is_empty(), "records appended before the subscription was created were delivered: {stale:?}");
 }
 
 /// Goal: a ZooKeeper outage longer than the session timeout (6 s) kills no

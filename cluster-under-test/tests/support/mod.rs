@@ -19,7 +19,7 @@ use hstream_proto::server::h_stream_api_client::HStreamApiClient;
 use hstream_proto::server::{
     AppendRequest, BatchHStreamRecords, BatchedRecord, CompressionType, HStreamRecord, HStreamRecordHeader,
     ListShardsRequest, LookupShardRequest, LookupSubscriptionRequest, ReceivedRecord, RecordId, Stream,
-    StreamingFetchRequest, StreamingFetchResponse, Subscription,
+    SpecialOffset, StreamingFetchRequest, StreamingFetchResponse, Subscription,
 };
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -474,12 +474,23 @@ impl Client {
 
     /// Creates a subscription from EARLIEST.
     pub async fn create_subscription(&mut self, id: &str, stream: &str, ack_timeout_s: i32) -> Result<(), Status> {
+        self.create_subscription_from(id, stream, ack_timeout_s, SpecialOffset::Earliest).await
+    }
+
+    /// Creates a subscription from `offset`.
+    pub async fn create_subscription_from(
+        &mut self,
+        id: &str,
+        stream: &str,
+        ack_timeout_s: i32,
+        offset: SpecialOffset,
+    ) -> Result<(), Status> {
         let subscription = Subscription {
             subscription_id: id.to_string(),
             stream_name: stream.to_string(),
             ack_timeout_seconds: ack_timeout_s,
             max_unacked_records: 100_000,
-            offset: 0,
+            offset: offset as i32,
             creation_time: None,
         };
         self.entry.create_subscription(subscription).await.map(|_| ())
