@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use hstream_proto::server::h_stream_api_client::HStreamApiClient;
 use hstream_proto::server::{
     AppendRequest, BatchHStreamRecords, BatchedRecord, CompressionType, HStreamRecord, HStreamRecordHeader,
-    ListShardsRequest, LookupShardRequest, LookupSubscriptionRequest, ReceivedRecord, RecordId, Stream,
-    SpecialOffset, StreamingFetchRequest, StreamingFetchResponse, Subscription,
+    ListShardsRequest, LookupShardRequest, LookupSubscriptionRequest, ReceivedRecord, RecordId, SpecialOffset, Stream,
+    StreamingFetchRequest, StreamingFetchResponse, Subscription,
 };
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use hstream_proto::server::Shard;
 use tokio::sync::watch;
@@ -34,6 +34,9 @@ pub(crate) struct Context {
     pub nodes: Nodes,
     /// The stream's shards, sorted by id.
     pub shards: Vec<Shard>,
+    /// The shard of the latest-offset probe's own stream, once it exists:
+    /// a sequencer role like the others, so the observer reports it too.
+    pub probe_shard: OnceLock<u64>,
     /// Running counts for drain and progress.
     pub tally: Tally,
     /// Turns true when the drain starts: from then on every consumer acks
@@ -79,6 +82,7 @@ impl Context {
             nodes: Nodes::new(connections.clone(), endpoints),
             connections,
             shards,
+            probe_shard: OnceLock::new(),
             tally: Tally::default(),
             draining: watch::Sender::new(false),
             placement: Mutex::new(HashMap::new()),

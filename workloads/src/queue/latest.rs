@@ -129,6 +129,7 @@ impl Writer {
             })
             .await?;
         self.shard = Some(shard);
+        let _ = context.probe_shard.set(shard);
         Ok(shard)
     }
 

@@ -2,7 +2,8 @@
 //! says things live.
 //!
 //! Every `observe_interval_ms` it asks one reachable node for the cluster
-//! members (DescribeCluster), the owner of each shard (LookupShard) and the
+//! members (DescribeCluster), the owner of each shard (LookupShard; the
+//! latest-offset probe's shard too, once its stream exists) and the
 //! node serving each subscription, idle ones included (LookupSubscription),
 //! adds the consumer connections open at that moment (the workload's own
 //! view), and records it all as one `observe` operation for placement
@@ -82,7 +83,8 @@ fn outcome_type(error: &CallError) -> OpType {
 
 /// Asks the first reachable node for the placement fields of an `observe`.
 async fn observe_cluster(context: &Context) -> Result<Map<String, Value>, CallError> {
-    let shard_ids: Vec<u64> = context.shards.iter().map(|shard| shard.shard_id).collect();
+    let mut shard_ids: Vec<u64> = context.shards.iter().map(|shard| shard.shard_id).collect();
+    shard_ids.extend(context.probe_shard.get());
     let subscriptions = context.config.subscriptions();
     context.nodes.on_any_node(|client| observe_with(client, shard_ids.clone(), subscriptions.clone())).await
 }
