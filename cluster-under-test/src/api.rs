@@ -5,6 +5,7 @@
 //! RESOURCE_EXHAUSTED mean "refused before anything was written";
 //! UNAVAILABLE and every other error mean "may or may not have happened".
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +25,14 @@ use crate::meta::{Checkpoint, MetaError, NodeInfo, ShardMeta, StreamMeta, Subscr
 use crate::node::Node;
 use crate::placement::NodeId;
 use crate::subscription::owner::{SubscriptionEvent, CONSUMER_BUFFER};
-use crate::view::View;
 
 /// How long a new `StreamingFetch` stream may take to send its first request.
 pub const FIRST_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// How long an append waits for a takeover of its shard in progress here.
 pub const SEQUENCER_WAIT_MS: u64 = 3_000;
+/// How long a subscription's creation may spend reading the shards' tails
+/// (LATEST): below the 5 s request timeout clients commonly use.
+pub const TAIL_WAIT_MS: u64 = 2_500;
 /// Most shards a stream may have.
 pub const MAX_SHARDS: u32 = 1_024;
 
@@ -51,39 +54,32 @@ impl Api {
         Ok(to_server_node(&info))
     }
 
-    /// A new subscription's first checkpoint: empty from the EARLIEST
-    /// offset (every shard starts at its beginning), each shard's current
-    /// tail from the LATEST offset (`SpecialOffset`: 0 and 1). A stream
-    /// created a moment ago may have no sequencers yet: waits for them
-    /// (bounded) as an append would.
-    async fn first_checkpoint(&self, stream: &StreamMeta, offset: i32) -> Result<Checkpoint, Status> {
+    /// Where a new subscription starts on each shard: nowhere in
+    /// particular (the beginning) from the EARLIEST offset, each shard's
+    /// current tail + 1 from the LATEST offset (`SpecialOffset`: 0 and 1).
+    /// A stream created a moment ago may have no sequencers yet: waits for
+    /// them, bounded well inside a client's request timeout.
+    async fn start_positions(&self, stream: &StreamMeta, offset: i32) -> Result<BTreeMap<u64, u64>, Status> {
         if offset == 0 {
-            return Ok(Checkpoint::default());
+            return Ok(BTreeMap::new());
         }
-        let sequenced = |view: &View| stream.shard_ids.iter().all(|&shard| view.sequencer_of(shard).is_some());
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(SEQUENCER_WAIT_MS);
-        let mut view = self.node.view_with(sequenced).await;
-        while !sequenced(&view) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            view = self.node.view_with(sequenced).await;
-        }
-        let shards: Vec<(u64, Option<NodeId>)> =
-            stream.shard_ids.iter().map(|&shard| (shard, view.sequencer_of(shard))).collect();
-        let positions = crate::subscription::tail_positions(&self.node.logs.ctx, shards).await?;
-        Ok(Checkpoint { positions })
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(TAIL_WAIT_MS);
+        let ctx = &self.node.logs.ctx;
+        crate::subscription::tail_positions(ctx, &self.node.meta, &stream.shard_ids, deadline).await
     }
 
     /// Whether a client asking this node for a role (a shard's sequencer, a
-    /// subscription's owner) should be sent away at once: placement puts the
-    /// role elsewhere *and* ZooKeeper already names a holder (live or
-    /// not: a dead holder's role is being moved, and the client should look
-    /// again). While nobody has ever held it (a stream or subscription created a moment ago) the
-    /// nodes' views may still differ on what exists, so the node that
-    /// answered the client's lookup and this one can disagree for a moment;
-    /// this node then waits (bounded) for its view to settle rather than
-    /// bounce a client that did everything right.
-    fn send_away(&self, placed: Option<NodeId>, holder: Option<NodeId>) -> bool {
-        placed != Some(self.node.info.id) && holder.is_some()
+    /// subscription's owner) should be sent away at once: the role is
+    /// unknown here (even after a refresh of the view), or placement puts it
+    /// elsewhere *and* ZooKeeper already names a holder (live or not: a dead
+    /// holder's role is being moved, and the client should look again).
+    /// A known role nobody has held yet (a stream or subscription created a
+    /// moment ago) is different: the nodes' views may still differ on what
+    /// exists, so the node that answered the client's lookup and this one
+    /// can disagree for a moment, and this node waits (bounded) for its view
+    /// to settle rather than bounce a client that did everything right.
+    fn send_away(&self, known: bool, placed: Option<NodeId>, holder: Option<NodeId>) -> bool {
+        !known || (placed != Some(self.node.info.id) && holder.is_some())
     }
 
     /// The event channel of this node's owner of `subscription`, waiting
@@ -91,6 +87,8 @@ impl Api {
     /// the subscription yet.
     async fn local_owner(&self, subscription: &str) -> Result<mpsc::Sender<SubscriptionEvent>, Status> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(SEQUENCER_WAIT_MS);
+        // A subscription created a moment ago on another node: refresh once.
+        self.node.view_with(|view| view.subscriptions.contains_key(subscription)).await;
         loop {
             let events = {
                 let owners = self.node.owners.lock().unwrap_or_else(|e| e.into_inner());
@@ -101,7 +99,8 @@ impl Api {
             }
             let view = self.node.view();
             let placed = self.node.subscription_placement(&view).get(subscription).copied();
-            if self.send_away(placed, view.owners.get(subscription).map(|o| o.node))
+            let known = view.subscriptions.contains_key(subscription);
+            if self.send_away(known, placed, view.owners.get(subscription).map(|o| o.node))
                 || tokio::time::Instant::now() >= deadline
             {
                 return Err(Status::failed_precondition(format!(
@@ -124,7 +123,8 @@ impl Api {
             }
             let view = self.node.view();
             let placed = self.node.shard_placement(&view).get(&shard).copied();
-            if self.send_away(placed, view.shards.get(&shard).and_then(|s| s.sequencer))
+            let known = view.shards.contains_key(&shard);
+            if self.send_away(known, placed, view.shards.get(&shard).and_then(|s| s.sequencer))
                 || tokio::time::Instant::now() >= deadline
             {
                 return Err(Status::failed_precondition(format!(
@@ -405,17 +405,19 @@ impl HStreamApi for Api {
             max_unacked_records: if sub.max_unacked_records == 0 { 10_000 } else { sub.max_unacked_records },
             offset: sub.offset,
             created_ms: now_ms(),
+            start: self.start_positions(&stream.value, sub.offset).await?,
         };
-        if self.node.meta.read::<SubscriptionMeta>("subscriptions", &meta.id).await.map_err(meta_status)?.is_some() {
-            return Err(Status::already_exists(format!("subscription {} already exists", meta.id)));
-        }
-        let checkpoint = self.first_checkpoint(&stream.value, meta.offset).await?;
-        // The checkpoint goes first, so the owner (which starts as soon as
-        // the subscription exists) always finds the start. One left by an
-        // earlier attempt that failed half way is replaced.
-        self.node.meta.delete("checkpoints", &meta.id).await.map_err(meta_status)?;
-        self.node.meta.create("checkpoints", &meta.id, &checkpoint).await.map_err(meta_status)?;
+        // One atomic create decides: a concurrent or repeated create of
+        // the same id gets AlreadyExists and changes nothing.
         self.node.meta.create("subscriptions", &meta.id, &meta).await.map_err(meta_status)?;
+        let checkpoint = Checkpoint { positions: meta.start.clone() };
+        match self.node.meta.create("checkpoints", &meta.id, &checkpoint).await {
+            // An owner already made it (from the same start), or one was
+            // left by a subscription of this name deleted half way: owners
+            // never start below `meta.start` either way.
+            Ok(()) | Err(MetaError::Exists(_)) => {}
+            Err(e) => return Err(meta_status(e)),
+        }
         let _ = self.node.reconcile_once().await;
         Ok(Response::new(to_subscription(&meta)))
     }
@@ -462,12 +464,14 @@ impl HStreamApi for Api {
     async fn delete_subscription(&self, request: Request<DeleteSubscriptionRequest>) -> Result<Response<()>, Status> {
         let id = request.into_inner().subscription_id;
         let meta = self.node.meta.read::<SubscriptionMeta>("subscriptions", &id).await.map_err(meta_status)?;
-        if meta.is_none() {
-            return Err(Status::not_found(format!("subscription {id} not found")));
-        }
+        // What a delete cut short (ZooKeeper gone half way) left behind is
+        // removed by the next delete, which still answers NotFound.
         self.node.meta.delete("subscriptions", &id).await.map_err(meta_status)?;
         self.node.meta.delete("owners", &id).await.map_err(meta_status)?;
         self.node.meta.delete("checkpoints", &id).await.map_err(meta_status)?;
+        if meta.is_none() {
+            return Err(Status::not_found(format!("subscription {id} not found")));
+        }
         Ok(Response::new(()))
     }
 

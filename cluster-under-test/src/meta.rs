@@ -140,6 +140,12 @@ pub struct SubscriptionMeta {
     pub offset: i32,
     /// Creation time, ms since the Unix epoch.
     pub created_ms: i64,
+    /// Shard id → the first batch id this subscription may deliver: each
+    /// shard's tail + 1 at creation for LATEST, empty (the beginning) for
+    /// EARLIEST. Fixed once, with the subscription, so no owner ever
+    /// resolves LATEST itself; a checkpoint never goes below it.
+    #[serde(default)]
+    pub start: BTreeMap<u64, u64>,
 }
 
 /// Which node owns a subscription, and in which ownership epoch.

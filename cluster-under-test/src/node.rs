@@ -384,6 +384,7 @@ impl Node {
             let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
             owners.retain(|id, handle| {
                 let keep = !handle.is_stopped()
+                    && view.subscriptions.contains_key(id)
                     && view.owners.get(id).is_some_and(|o| o.node == me && o.epoch == handle.epoch);
                 if !keep {
                     handle.stop();
@@ -434,8 +435,9 @@ impl Node {
         let checkpoint = match self.meta.read::<Checkpoint>("checkpoints", id).await? {
             Some(v) => v,
             None => {
-                self.meta.create("checkpoints", id, &Checkpoint::default()).await?;
-                crate::meta::Versioned { value: Checkpoint::default(), version: 0 }
+                let first = Checkpoint { positions: subscription.start.clone() };
+                self.meta.create("checkpoints", id, &first).await?;
+                crate::meta::Versioned { value: first, version: 0 }
             }
         };
         let this = Arc::downgrade(self);

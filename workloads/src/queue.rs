@@ -204,7 +204,7 @@ impl QueueConfig {
     /// Checks every field's range; the error names the field and the fix.
     pub fn validate(&self) -> Result<(), WorkloadError> {
         let lanes = self.producers as u64 * self.keys_per_producer as u64;
-        let checks: [(bool, String); 14] = [
+        let checks: [(bool, String); 15] = [
             (!self.stream.is_empty(), "stream must not be empty".into()),
             (!self.subscription.is_empty(), "subscription must not be empty".into()),
             (self.shard_count > 0, "shard_count must be at least 1".into()),
@@ -233,6 +233,12 @@ impl QueueConfig {
                 "churn_probability_per_s must be within 0..=1".into(),
             ),
             (self.ack_styles.is_valid(), "ack_styles needs a style with a weight above 0".into()),
+            (
+                self.latest_probe_interval_ms == 0 || self.first_lane == 0,
+                "the latest-offset probe's values would collide with another workload's: \
+                 with first_lane above 0, set latest_probe_interval_ms to 0"
+                    .into(),
+            ),
             (
                 self.bursts.is_none_or(|b| b.is_valid()),
                 "bursts need `for` shorter than `every` and a factor of at least 1".into(),

@@ -107,10 +107,11 @@ impl Replica for ReplicaService {
                 Status::failed_precondition(format!("node does not sequence shard {}", request.shard_id))
             })?;
             let batches = sequencer.read_committed(request.from_batch_id, max).await?;
-            let tail_batch_id = sequencer.shape().tail();
+            let shape = sequencer.shape();
+            let (tail_batch_id, epoch) = (shape.tail(), shape.current_epoch);
             if !batches.is_empty() || tokio::time::Instant::now() >= deadline {
                 let batches = batches.iter().map(to_wire).collect();
-                return Ok(Response::new(ReadCommittedResponse { batches, tail_batch_id }));
+                return Ok(Response::new(ReadCommittedResponse { batches, tail_batch_id, epoch }));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -153,7 +153,7 @@ pub struct OwnerSetup {
     pub epoch: u64,
     /// The stream's shards.
     pub shards: Vec<u64>,
-    /// Where each shard resumes (absent: from the start or the tail).
+    /// Where each shard resumes (absent: from the subscription's start).
     pub checkpoint: Checkpoint,
     /// The checkpoint znode's version.
     pub checkpoint_version: i32,
@@ -167,11 +167,12 @@ pub fn start(setup: OwnerSetup) -> OwnerHandle {
     let (stop, stop_rx) = watch::channel(false);
     let mut shards = BTreeMap::new();
     for &shard in &setup.shards {
-        // A LATEST subscription's first checkpoint holds its start on every
-        // shard. A shard missing from the checkpoint (one recreated after
-        // it was lost) starts at the beginning: better delivered twice
-        // than never.
-        let start = setup.checkpoint.positions.get(&shard).copied().unwrap_or(0);
+        // Never below the subscription's start (fixed at creation: LATEST's
+        // tails), whatever a checkpoint says (one left by a subscription of
+        // the same name deleted half way); a shard neither names starts at
+        // the beginning.
+        let checkpointed = setup.checkpoint.positions.get(&shard).copied().unwrap_or(0);
+        let start = checkpointed.max(setup.subscription.start.get(&shard).copied().unwrap_or(0));
         let backlog = Arc::new(AtomicUsize::new(0));
         let sequencer_of = setup.sequencer_of.clone();
         let plan = ReaderPlan { shard, start, sequencer: Box::new(move || sequencer_of(shard)) };

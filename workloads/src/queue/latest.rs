@@ -78,17 +78,17 @@ pub(crate) async fn run_latest_probe(context: Arc<Context>, mut stop: watch::Rec
         }
         let subscription = format!("{}-latest-{number}", context.config.subscription);
         let probe = Probe { context: &context, process, subscription: &subscription };
-        // Not cut off by `stop`: a cycle is bounded (the window plus a
-        // few requests), and stopping the workload waits that long before
-        // it completes open operations `info`.
-        let outcome = probe.run(&mut writer).await;
-        leftovers.push(subscription);
-        delete_all(&context, &mut leftovers).await;
-        match outcome {
-            Some(OpType::Info) => process = context.new_process(),
-            Some(_) => {}
-            None => break,
+        // `stop` ends the window early, never an operation midway.
+        let Some(cycle) = probe.run(&mut writer, stop.clone()).await else { break };
+        if let Cycle::Completed { op_type, create_sent } = cycle {
+            if create_sent {
+                leftovers.push(subscription);
+            }
+            if op_type == OpType::Info {
+                process = context.new_process();
+            }
         }
+        delete_all(&context, &mut leftovers).await;
     }
     delete_all(&context, &mut leftovers).await;
 }
@@ -167,15 +167,35 @@ impl Writer {
     /// Appends a batch every [`WRITE_EVERY_MS`] until `deadline`. An
     /// append under way at the deadline is finished (within the request
     /// timeout), never cut off: its operation must complete.
-    async fn append_until(&mut self, context: &Context, shard: u64, deadline: Instant) {
-        while Instant::now() < deadline {
+    async fn append_until(
+        &mut self,
+        context: &Context,
+        shard: u64,
+        deadline: Instant,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        while Instant::now() < deadline && !*stop.borrow() {
             let next = Instant::now() + Duration::from_millis(WRITE_EVERY_MS);
             if self.append(context, shard).await.is_none() {
                 return;
             }
-            tokio::time::sleep_until(next.min(deadline)).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.min(deadline)) => {}
+                _ = raised(&mut stop) => return,
+            }
         }
     }
+}
+
+/// What one probe cycle did.
+enum Cycle {
+    /// Nothing recorded for the subscription: its stream could not be
+    /// had, or the workload stopped first.
+    Skipped,
+    /// The `subscribe-latest` operation completed with `op_type`;
+    /// `create_sent` says whether the create request may have reached a
+    /// server (then the subscription may exist and must be deleted).
+    Completed { op_type: OpType, create_sent: bool },
 }
 
 /// One probe cycle's subscription.
@@ -191,15 +211,17 @@ impl Probe<'_> {
     }
 
     /// Fills the stream's tail, creates the subscription, reads it while
-    /// appending more, records. Returns the `subscribe-latest` completion's
-    /// type; `Some(Fail)` without an operation when the probe's stream
-    /// cannot be had this time; `None` when the recorder closed.
-    async fn run(&self, writer: &mut Writer) -> Option<OpType> {
+    /// appending more (until the window ends or `stop`), records. `None`
+    /// when the recorder closed.
+    async fn run(&self, writer: &mut Writer, stop: watch::Receiver<bool>) -> Option<Cycle> {
         let Ok(shard) = writer.shard(self.context).await else {
             tracing::debug!("the latest-offset probe's stream is not available; skipping a cycle");
-            return Some(OpType::Fail);
+            return Some(Cycle::Skipped);
         };
         for _ in 0..BATCHES_BEFORE {
+            if *stop.borrow() {
+                return Some(Cycle::Skipped);
+            }
             writer.append(self.context, shard).await?;
         }
         let recorder = &self.context.recorder;
@@ -209,24 +231,32 @@ impl Probe<'_> {
                 Outcome::Fail => OpType::Fail,
                 Outcome::Info => OpType::Info,
             };
-            return self.complete(op_type, self.invoke_value(), Some(error.describe())).await;
+            self.complete(op_type, self.invoke_value(), Some(error.describe())).await?;
+            return Some(Cycle::Completed { op_type, create_sent: error.sent });
         }
         let deadline = Instant::now() + Duration::from_millis(self.context.config.latest_probe_window_ms);
-        let ((records, fetch_error), ()) =
-            tokio::join!(self.read_until(deadline), writer.append_until(self.context, shard, deadline));
+        let ((records, fetch_error), ()) = tokio::join!(
+            self.read_until(deadline, stop.clone()),
+            writer.append_until(self.context, shard, deadline, stop)
+        );
         let mut value = self.invoke_value();
         value["records"] = records_json(&records);
         if let Some(error) = fetch_error {
             value["fetch_error"] = Value::String(error);
         }
-        self.complete(OpType::Ok, value, None).await
+        self.complete(OpType::Ok, value, None).await?;
+        Some(Cycle::Completed { op_type: OpType::Ok, create_sent: true })
     }
 
-    async fn complete(&self, op_type: OpType, value: Value, error: Option<String>) -> Option<OpType> {
+    async fn complete(&self, op_type: OpType, value: Value, error: Option<String>) -> Option<()> {
         let recorder = &self.context.recorder;
-        recorder.complete(self.process, op_type, SUBSCRIBE_LATEST, value, error).await.ok().map(|()| op_type)
+        recorder.complete(self.process, op_type, SUBSCRIBE_LATEST, value, error).await.ok()
     }
 
+    /// Sends the create request to one node (the first that connects), so
+    /// its answer says exactly what happened: over several nodes a timeout
+    /// on one (maybe created) followed by a refusal on another would read
+    /// as "definitely not created".
     async fn create(&self) -> Result<(), CallError> {
         let config = &self.context.config;
         let subscription = Subscription {
@@ -237,27 +267,37 @@ impl Probe<'_> {
             offset: SpecialOffset::Latest as i32,
             creation_time: None,
         };
-        let subscription = &subscription;
-        let nodes = &self.context.nodes;
-        nodes.on_any_node(|client| async move { client.raw_create_subscription(subscription.clone()).await }).await
+        let client = self.context.nodes.on_any_node(|client| async move { Ok(client) }).await?;
+        client.raw_create_subscription(subscription).await
     }
 
-    /// Every record delivered until `deadline`, acking each batch at once;
-    /// with the last error if no session could be kept open that long.
-    async fn read_until(&self, deadline: Instant) -> (Vec<ReceivedValue>, Option<String>) {
+    /// Every record delivered until `deadline` (or `stop`), acking each
+    /// batch at once; with the last error if no session could be kept open
+    /// that long.
+    async fn read_until(
+        &self,
+        deadline: Instant,
+        mut stop: watch::Receiver<bool>,
+    ) -> (Vec<ReceivedValue>, Option<String>) {
         let mut records = Vec::new();
         let mut last_error = None;
         let consumer = format!("{}-reader", self.subscription);
-        while Instant::now() < deadline {
-            match self.open(&consumer).await {
-                Ok(mut session) => {
-                    last_error = self.read_session(&mut session, &consumer, deadline, &mut records).await;
+        let reading = async {
+            while Instant::now() < deadline {
+                match self.open(&consumer).await {
+                    Ok(mut session) => {
+                        last_error = self.read_session(&mut session, &consumer, deadline, &mut records).await;
+                    }
+                    Err(error) => last_error = Some(error.describe()),
                 }
-                Err(error) => last_error = Some(error.describe()),
+                if Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(OPEN_RETRY_MS)).await;
+                }
             }
-            if Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(OPEN_RETRY_MS)).await;
-            }
+        };
+        tokio::select! {
+            () = reading => {}
+            _ = raised(&mut stop) => {}
         }
         (records, last_error)
     }
