@@ -40,16 +40,6 @@ pub(crate) struct RecordId {
 }
 
 impl RecordId {
-    /// The id from its history form `[shardId, batchId, batchIndex]`.
-    pub fn from_json(value: &Value) -> Option<RecordId> {
-        match value.as_array().map(Vec::as_slice) {
-            Some([shard, batch, batch_index]) => {
-                Some(RecordId { shard: shard.as_u64()?, batch: batch.as_u64()?, batch_index: batch_index.as_u64()? })
-            }
-            _ => None,
-        }
-    }
-
     /// The id as it is written in the history, for examples.
     pub fn to_json(self) -> Value {
         json!([self.shard, self.batch, self.batch_index])

@@ -74,6 +74,9 @@ pub(crate) enum Body {
     Receive { subscription: Option<Text>, connection: Option<Text>, records: Range<u32> },
     /// An `ack` `ok`: the acknowledged record ids.
     Ack { ids: Range<u32> },
+    /// A `subscribe-latest` `ok`: the probe's subscription and what it
+    /// received (in [`Batch::records`]).
+    LatestProbe { subscription: Option<Text>, records: Range<u32> },
     /// A harness `phase` event: the phase name.
     Phase(Option<Text>),
     /// A rare operation kept whole (index into [`Batch::json`]).
@@ -196,6 +199,9 @@ impl Batch {
                             self.records(records)
                         ),
                         Body::Ack { ids } => format!("Ack {:?}", self.ids(ids)),
+                        Body::LatestProbe { subscription, records } => {
+                            format!("LatestProbe {:?} {:?}", text(subscription), self.records(records))
+                        }
                         Body::Phase(name) => format!("Phase {:?}", text(name)),
                         Body::Json(value) => format!("Json {}", self.json[*value as usize]),
                         Body::Malformed(reason) => format!("Malformed {}", self.text(reason)),
@@ -267,8 +273,12 @@ fn decode_body(batch: &mut Batch, op: &Op, f: &Name) -> Result<Body, String> {
             }
             Ok(Body::Ack { ids: start..batch.ids.len() as u32 })
         }
-        (Process::Client(_), Name::Observe | Name::SubscribeLatest | Name::ProbeAppend, OpType::Ok) => {
-            Ok(keep_json(batch, value))
+        (Process::Client(_), Name::Observe, OpType::Ok) => Ok(keep_json(batch, value)),
+        (Process::Client(_), Name::SubscribeLatest, OpType::Ok) => {
+            decode_latest_probe(batch, value).map_err(|reason| format!("{SUBSCRIBE_LATEST} ok: {reason}"))
+        }
+        (Process::Client(_), Name::ProbeAppend, OpType::Ok) => {
+            decode_append(batch, value, true).map_err(|reason| format!("{PROBE_APPEND} ok: {reason}"))
         }
         _ => Ok(Body::Empty),
     }
@@ -315,6 +325,17 @@ fn decode_receive_ok(batch: &mut Batch, value: &Value) -> Result<Body, String> {
     Ok(Body::Receive { subscription, connection, records: start as u32..batch.records.len() as u32 })
 }
 
+/// The subscription and received records of a `subscribe-latest` ok.
+fn decode_latest_probe(batch: &mut Batch, value: &Value) -> Result<Body, String> {
+    let start = batch.records.len();
+    if let Err(reason) = delivered(value, &mut batch.records) {
+        batch.records.truncate(start);
+        return Err(reason);
+    }
+    let subscription = optional_text(batch, value, "subscription");
+    Ok(Body::LatestProbe { subscription, records: start as u32..batch.records.len() as u32 })
+}
+
 /// Reads `value.values`: the record values of an append, in order.
 fn append_values(value: &Value, out: &mut Vec<u64>) -> Result<(), String> {
     let values = array_field(value, "values")?;
@@ -340,6 +361,12 @@ fn receive<'v>(value: &'v Value, out: &mut Vec<(u64, RecordId)>) -> Result<&'v s
         .get("connection")
         .and_then(Value::as_str)
         .ok_or_else(|| "receive value has no `connection` string".to_string())?;
+    delivered(value, out)?;
+    Ok(connection)
+}
+
+/// Reads `value.records`: delivered records as (value, id), in order.
+fn delivered(value: &Value, out: &mut Vec<(u64, RecordId)>) -> Result<(), String> {
     let records = array_field(value, "records")?;
     for (position, record) in records.iter().enumerate() {
         let record_value = record.get("value").ok_or_else(|| format!("records[{position}] has no `value`"))?;
@@ -348,7 +375,7 @@ fn receive<'v>(value: &'v Value, out: &mut Vec<(u64, RecordId)>) -> Result<&'v s
         let id = record_id(id, || format!("records[{position}].id"))?;
         out.push((record_value, id));
     }
-    Ok(connection)
+    Ok(())
 }
 
 fn array_field<'v>(value: &'v Value, name: &str) -> Result<&'v Vec<Value>, String> {

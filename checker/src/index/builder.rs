@@ -8,8 +8,6 @@
 //! are dropped when the index is finished, before the analyses allocate.
 
 use super::values::{HandleTable, Home};
-use serde_json::Value;
-
 use super::{
     Append, Connection, Delivery, Index, Kept, LatestProbe, Malformed, Mismatch, Outcome, ProbeRecord, RecordId, Tag,
     NONE,
@@ -164,6 +162,9 @@ impl Builder {
             }
             (Process::Client(_), Name::Receive, OpType::Ok) => self.index.counts.receives_ok += 1,
             (Process::Client(_), Name::Ack, OpType::Ok) => self.index.counts.acks_ok += 1,
+            (Process::Client(client), Name::SubscribeLatest, OpType::Ok) => {
+                self.open_latest_probes.remove(client);
+            }
             _ => {}
         }
         self.malformed(position, reason);
@@ -233,26 +234,18 @@ impl Builder {
             (Name::SubscribeLatest, OpType::Invoke, _) => {
                 self.open_latest_probes.insert(client, position);
             }
-            (Name::SubscribeLatest, OpType::Ok, Body::Json(value)) => {
+            (Name::SubscribeLatest, OpType::Ok, Body::LatestProbe { subscription, records }) => {
                 let invoke = self.open_latest_probes.remove(client).unwrap_or(NONE);
-                let value = &batch.json[*value as usize];
-                match self.latest_probe(invoke, position, value) {
-                    Ok(probe) => self.index.latest_probes.push(probe),
-                    Err(reason) => self.malformed(position, format!("{SUBSCRIBE_LATEST} ok: {reason}")),
-                }
+                let subscription = subscription.as_ref().map_or("?", |text| batch.text(text)).to_string();
+                let records = self.probe_records(batch.records(records));
+                self.index.latest_probes.push(LatestProbe { invoke, ok: position, subscription, records });
             }
             (Name::SubscribeLatest, _, _) => {
                 self.open_latest_probes.remove(client);
             }
-            (Name::ProbeAppend, OpType::Ok, Body::Json(value)) => {
-                let values = batch.json[*value as usize].get("values").and_then(Value::as_array);
-                match values.map(|values| values.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>()) {
-                    Some(Some(values)) => {
-                        for value in values {
-                            self.probe_acks.entry(value).or_insert(position);
-                        }
-                    }
-                    _ => self.malformed(position, format!("{PROBE_APPEND} ok: `values` must be an array of integers")),
+            (Name::ProbeAppend, OpType::Ok, Body::Append { values, .. }) => {
+                for &value in batch.numbers(values) {
+                    self.probe_acks.entry(value).or_insert(position);
                 }
             }
             _ => {}
@@ -543,23 +536,16 @@ impl Builder {
         record
     }
 
-    /// A `subscribe-latest` ok as the `before-start` analysis reads it.
-    /// Its records are looked up, never added: what the probe saw says
+    /// A `subscribe-latest` ok's records as the `before-start` analysis
+    /// reads them. They are looked up, never added: what the probe saw says
     /// nothing about the consumers' subscription.
-    fn latest_probe(&self, invoke: u32, ok: u32, value: &Value) -> Result<LatestProbe, String> {
-        let subscription = value.get("subscription").and_then(Value::as_str).unwrap_or("?").to_string();
-        let records = value.get("records").and_then(Value::as_array).ok_or("no `records` array")?;
-        let records = records
+    fn probe_records(&self, received: &[(u64, RecordId)]) -> Vec<ProbeRecord> {
+        let known = |value| self.known_record(value).unwrap_or(NONE);
+        let probe_ack = |value| self.probe_acks.get(&value).copied().unwrap_or(NONE);
+        received
             .iter()
-            .map(|record| {
-                let value = record.get("value").and_then(Value::as_u64).ok_or("a record without an integer `value`")?;
-                let id = record.get("id").and_then(RecordId::from_json).ok_or("a record without an `id` triple")?;
-                let record = self.known_record(value).unwrap_or(NONE);
-                let probe_ack = self.probe_acks.get(&value).copied().unwrap_or(NONE);
-                Ok(ProbeRecord { record, probe_ack, value, id })
-            })
-            .collect::<Result<Vec<_>, &str>>()?;
-        Ok(LatestProbe { invoke, ok, subscription, records })
+            .map(|&(value, id)| ProbeRecord { record: known(value), probe_ack: probe_ack(value), value, id })
+            .collect()
     }
 
     fn ack_ok(&mut self, position: u32, ids: &[RecordId]) {
