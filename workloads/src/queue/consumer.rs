@@ -189,7 +189,7 @@ async fn run_session(
 /// A client for the subscription's node, or `None` (logged) if it cannot
 /// be found or reached.
 async fn locate(context: &Context) -> Option<crate::client::HStreamClient> {
-    let address = match context.subscription_address().await {
+    let address = match context.subscription_address(&context.config.subscription).await {
         Ok(address) => address,
         Err(error) => {
             tracing::debug!(%error, "subscription lookup failed");

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use hstream_proto::server::Shard;
+use hstream_proto::server::{RecordId, Shard};
 use tokio::sync::watch;
 
 use super::tally::Tally;
@@ -139,10 +139,29 @@ impl Context {
         lock(&self.placement).remove(&shard_id);
     }
 
-    /// The address of the node serving the subscription, looked up on any
+    /// Appends `records` to `shard_id` of `stream` on the node sequencing
+    /// it (looked up once, then cached). A failure before the append
+    /// request itself (lookup, connect) was never sent; after any failure
+    /// the next append looks the node up again.
+    pub async fn append<K: AsRef<str>, P: AsRef<[u8]>>(
+        &self,
+        stream: &str,
+        shard_id: u64,
+        records: &[(K, P)],
+    ) -> Result<Vec<RecordId>, CallError> {
+        let not_sent = |error: CallError| CallError { sent: false, ..error };
+        let address = self.shard_address(shard_id).await.map_err(not_sent)?;
+        let client = self.connections.get(&address).await.map_err(not_sent)?;
+        let result = client.append(stream, shard_id, records).await;
+        if result.is_err() {
+            self.forget_shard(shard_id);
+        }
+        result
+    }
+
+    /// The address of the node serving `subscription`, looked up on any
     /// node.
-    pub async fn subscription_address(&self) -> Result<String, CallError> {
-        let subscription = self.config.subscription.as_str();
+    pub async fn subscription_address(&self, subscription: &str) -> Result<String, CallError> {
         let node =
             self.nodes.on_any_node(|client| async move { client.lookup_subscription(subscription).await }).await?;
         Ok(node_address(&node))

@@ -38,7 +38,7 @@ use super::consumer::{delivered_records, records_json, ReceivedValue};
 use super::context::{raised, Context};
 use super::payload::{encode_value, value_of, PROBE_LANE};
 use super::producer::append_completion;
-use crate::client::{fetch_request, node_address, CallError, Outcome};
+use crate::client::{fetch_request, CallError, Outcome};
 use crate::recorder::OpType;
 
 /// Batches appended and acknowledged before each probe subscribes.
@@ -144,19 +144,8 @@ impl Writer {
         recorder.invoke(self.process, PROBE_APPEND, invoke.clone()).await.ok()?;
         let payloads: Vec<(&str, Vec<u8>)> =
             values.iter().map(|&value| (PROBE_KEY, encode_value(value, context.config.payload_bytes))).collect();
-        let stream = &probe_stream(context);
-        let payloads = &payloads;
-        let sent = async {
-            let node = context.nodes.on_any_node(|client| async move { client.lookup_shard(shard).await }).await;
-            let node = node.map_err(|error| CallError { sent: false, ..error })?;
-            let client = context
-                .connections
-                .get(&node_address(&node))
-                .await
-                .map_err(|error| CallError { sent: false, ..error })?;
-            client.append(stream, shard, payloads).await
-        };
-        let (op_type, value, error) = append_completion(invoke, Some(sent.await));
+        let sent = context.append(&probe_stream(context), shard, &payloads).await;
+        let (op_type, value, error) = append_completion(invoke, Some(sent));
         recorder.complete(self.process, op_type, PROBE_APPEND, value, error).await.ok()?;
         if op_type == OpType::Info {
             self.process = context.new_process();
@@ -303,11 +292,9 @@ impl Probe<'_> {
     }
 
     async fn open(&self, consumer: &str) -> Result<crate::client::FetchSession, CallError> {
-        let subscription = self.subscription;
-        let nodes = &self.context.nodes;
-        let node = nodes.on_any_node(|client| async move { client.lookup_subscription(subscription).await }).await?;
-        let client = self.context.connections.get(&node_address(&node)).await?;
-        client.streaming_fetch(subscription, consumer).await
+        let address = self.context.subscription_address(self.subscription).await?;
+        let client = self.context.connections.get(&address).await?;
+        client.streaming_fetch(self.subscription, consumer).await
     }
 
     /// Reads one session until `deadline`; returns why it ended early.

@@ -326,19 +326,11 @@ async fn append_batch(context: Arc<Context>, job: AppendJob, mut phase: watch::R
     AppendDone { op_type, recorder_closed: recorded.is_err() }
 }
 
-/// Finds the shard's node, connects and appends. A failure before the
-/// append request itself (lookup, connect) was never sent.
+/// Appends the job's batch to its shard of the workload's stream.
 async fn send_append(context: &Context, job: &AppendJob) -> Result<Vec<RecordId>, CallError> {
-    let not_sent = |error: CallError| CallError { sent: false, ..error };
-    let address = context.shard_address(job.shard_id).await.map_err(not_sent)?;
-    let client = context.connections.get(&address).await.map_err(not_sent)?;
     let records: Vec<(&str, &[u8])> =
         job.records.iter().map(|record| (job.key.as_str(), record.payload.as_slice())).collect();
-    let result = client.append(&context.config.stream, job.shard_id, &records).await;
-    if result.is_err() {
-        context.forget_shard(job.shard_id);
-    }
-    result
+    context.append(&context.config.stream, job.shard_id, &records).await
 }
 
 /// The completion of an append: `ok` with ids, or the error's outcome, or
