@@ -172,6 +172,22 @@ struct Acked {
     payloads: Vec<Vec<u8>>,
 }
 
+/// Joins `subscription` as `name` and receives, acking nothing, until
+/// `wanted` distinct records arrived or 20 s passed; then leaves abruptly.
+/// Returns every delivery in arrival order.
+async fn receive_without_acking(client: &mut Client, subscription: &str, name: &str, wanted: usize) -> Vec<Delivery> {
+    let mut consumer = Consumer::open(client, subscription, name).await.expect("open consumer");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let distinct = |deliveries: &[Delivery]| deliveries.iter().map(|d| d.key).collect::<BTreeSet<Key>>().len();
+    while distinct(&seen) < wanted && Instant::now() < deadline {
+        if let Some(received) = consumer.next(Duration::from_millis(500)).await.expect("stream stays up") {
+            record_delivery(&mut seen, &received);
+        }
+    }
+    seen
+}
+
 /// Appends 5-record batches to `shard` until `stop`, at most 10 000 times;
 /// failures (the sequencer is moving) are retried after a pause.
 async fn append_until_stopped(mut client: Client, stream: String, shard: u64, stop: Arc<AtomicBool>) -> Vec<Acked> {
@@ -280,17 +296,8 @@ async fn unacked_records_are_redelivered_to_another_consumer() {
     let expected = append_round_robin(&mut client, "redeliver", &shards, 5, 10).await;
     client.create_subscription("redeliver-sub", "redeliver", 2).await.expect("create subscription");
 
-    let mut consumer_a = Consumer::open(&mut client, "redeliver-sub", "a").await.expect("open consumer a");
-    let mut seen_by_a = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let distinct = |deliveries: &[Delivery]| deliveries.iter().map(|d| d.key).collect::<BTreeSet<Key>>().len();
-    while distinct(&seen_by_a) < expected.len() && Instant::now() < deadline {
-        if let Some(received) = consumer_a.next(Duration::from_millis(500)).await.expect("stream stays up") {
-            record_delivery(&mut seen_by_a, &received);
-        }
-    }
+    let seen_by_a = receive_without_acking(&mut client, "redeliver-sub", "a", expected.len()).await;
     assert_delivered_intact(&expected, &seen_by_a);
-    drop(consumer_a);
 
     let by_b = consume_and_ack(&mut client, "redeliver-sub", "b", &keys(&expected), Duration::from_secs(20)).await;
     assert_delivered_intact(&expected, &by_b);
@@ -316,17 +323,8 @@ async fn a_latest_subscription_starts_at_the_tail_also_after_its_owner_dies() {
         .expect("create subscription");
     let new = append_round_robin(&mut client, "latest", &shards, 5, 10).await;
 
-    let mut consumer_a = Consumer::open(&mut client, "latest-sub", "a").await.expect("open consumer a");
-    let mut seen_by_a = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let distinct = |deliveries: &[Delivery]| deliveries.iter().map(|d| d.key).collect::<BTreeSet<Key>>().len();
-    while distinct(&seen_by_a) < new.len() && Instant::now() < deadline {
-        if let Some(received) = consumer_a.next(Duration::from_millis(500)).await.expect("stream stays up") {
-            record_delivery(&mut seen_by_a, &received);
-        }
-    }
+    let seen_by_a = receive_without_acking(&mut client, "latest-sub", "a", new.len()).await;
     assert_delivered_intact(&new, &seen_by_a);
-    drop(consumer_a);
 
     let owner = client.lookup_subscription("latest-sub").await.expect("lookup subscription");
     let victim = cluster.index_of(&owner);
