@@ -630,7 +630,7 @@ async fn subscribe_late(context: Arc<Context>, subscribed: watch::Sender<bool>, 
 }
 
 /// The error for a stream that lists no shards yet.
-fn no_shards_yet(address: &str) -> CallError {
+pub(crate) fn no_shards_yet(address: &str) -> CallError {
     CallError {
         call: "list_shards",
         address: address.to_string(),

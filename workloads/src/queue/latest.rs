@@ -36,6 +36,7 @@ use checker::history::{PROBE_APPEND, SUBSCRIBE_LATEST};
 
 use super::consumer::{delivered_records, records_json, ReceivedValue};
 use super::context::{raised, Context};
+use super::no_shards_yet;
 use super::payload::{encode_value, value_of, PROBE_LANE};
 use super::producer::append_completion;
 use crate::client::{fetch_request, CallError, Outcome};
@@ -120,12 +121,7 @@ impl Writer {
             .on_any_node(|client| async move {
                 client.create_stream(stream, config.replication_factor, 1, config.backlog_seconds).await?;
                 let shards = client.list_shards(stream).await?;
-                shards.first().map(|shard| shard.shard_id).ok_or_else(|| CallError {
-                    call: "list_shards",
-                    address: client.address().to_string(),
-                    status: tonic::Status::unavailable("the probe's stream has no shard yet"),
-                    sent: true,
-                })
+                shards.first().map(|shard| shard.shard_id).ok_or_else(|| no_shards_yet(client.address()))
             })
             .await?;
         self.shard = Some(shard);
