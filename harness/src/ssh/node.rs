@@ -124,11 +124,13 @@ pub fn state_script(pid: u32, start: u64) -> String {
 /// dead harness outlives its SSH session until its node ends, and the
 /// sweep must know when it is gone. The record stays until the run's
 /// directory goes (removing it before the end would leave the sweep a
-/// moment in which the watch still runs unrecorded).
+/// moment in which the watch still runs unrecorded). A watch that cannot
+/// record itself, because the sweep has removed the run's directory, ends
+/// at once without a status.
 pub fn watch_script(node_dir: &str, pid: u32, start: u64, log: &str, tail_lines: usize) -> String {
     let dir = quote(node_dir);
     format!(
-        "echo \"$$ {me}\" > {dir}/{SESSION_FILE_PREFIX}$$\n\
+        "echo \"$$ {me}\" > {dir}/{SESSION_FILE_PREFIX}$$ || exit 3\n\
          while [ \"{alive}\" = {start} ]; do sleep {WATCH_INTERVAL_S}; done\n\
          for i in $(seq 40); do [ -s {dir}/{EXIT_FILE} ] || [ ! -d {dir} ] && break; sleep 0.025; done\n\
          echo \"exit=$(cat {dir}/{EXIT_FILE} 2>/dev/null)\"\n\
@@ -297,6 +299,16 @@ mod tests {
         assert_eq!(status, "killed by signal 9 (SIGKILL)");
         assert_eq!(tail, ["started as it's me"]);
         assert_eq!(sh(&state_script(pid, start)).trim(), "gone");
+        // A watch run again after the sweep removed the run's directory
+        // ends at once, reporting nothing.
+        std::fs::remove_dir_all(&node_dir).expect("swept");
+        let late = crate::runtime::process::run_captured(
+            &["sh", "-c", &watch_script(&node_dir, pid, start, &log, 5)],
+            None,
+            Duration::from_secs(5),
+        )
+        .expect("sh");
+        assert_eq!((late.code, late.stdout.as_str()), (Some(3), ""), "a watch after the sweep");
     }
 
     /// Goal: a helper runs as the session's own process (the pid it

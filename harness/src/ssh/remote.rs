@@ -35,6 +35,18 @@ pub const ALIVE_COUNT_MAX: u64 = 10;
 /// the connect timeout).
 pub const WATCH_ATTEMPTS: u32 = 15;
 
+/// The local wrapper of a watch (`sh -c WATCH_RETRY <attempts> <argv>`):
+/// runs `argv` again while it exits 255, after 2 s, and prints what the
+/// last run printed. It never runs `argv` once the process that started
+/// it is gone (its parent is no longer the one it started with): a killed
+/// harness's watches lose their connections when `cluster down` ends its
+/// masters, and a retry then would run the watch on a host that down has
+/// just swept.
+const WATCH_RETRY: &str = "for attempt in $(seq \"$0\"); do \
+                           [ \"$(sed 's/^.*) //' /proc/$$/stat | cut -d' ' -f2)\" = \"$PPID\" ] || exit 255; \
+                           out=$(\"$@\"); code=$?; \
+                           if [ $code -ne 255 ]; then printf '%s\\n' \"$out\"; exit $code; fi; sleep 2; done; exit 255";
+
 /// How long `connect` waits for the master connection to be up.
 pub const MASTER_WAIT_MS: u64 = 15_000;
 
@@ -226,13 +238,11 @@ impl Remote {
     /// child's standard output is what the last run printed, and it exits
     /// 255 when the host stayed out of reach.
     pub fn spawn_watch(&self, script: &str) -> Result<Child, SshError> {
-        const RETRY: &str = "for attempt in $(seq \"$0\"); do out=$(\"$@\"); code=$?; \
-                             if [ $code -ne 255 ]; then printf '%s\\n' \"$out\"; exit $code; fi; sleep 2; done; exit 255";
         tracing::info!(host = %self.host.name, command = script, "remote watch started");
         let mut argv = self.command_argv();
         argv.extend([self.host.address.clone(), "--".to_string(), script.to_string()]);
         Command::new("sh")
-            .args(["-c", RETRY, &WATCH_ATTEMPTS.to_string()])
+            .args(["-c", WATCH_RETRY, &WATCH_ATTEMPTS.to_string()])
             .args(&argv)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -552,6 +562,28 @@ mod tests {
         let script = format!("printf '%s|' {}", words.map(quote).join(" "));
         let output = process::run_command(&["sh", "-c", &script], Duration::from_secs(5)).expect("sh");
         assert_eq!(output, words.map(|word| format!("{word}|")).concat());
+    }
+
+    /// Goal: a watch's wrapper runs its command again after a dropped
+    /// connection (exit 255) while the process that started it lives, and
+    /// not once that process is gone.
+    #[test]
+    fn a_watch_is_retried_only_while_its_starter_lives() {
+        let dir = tempfile::tempdir().expect("dir");
+        let tries = dir.path().join("tries");
+        let dropped = format!("echo try >> {}; exit 255", quote(&tries.display().to_string()));
+        let count = || std::fs::read_to_string(&tries).map_or(0, |text| text.lines().count());
+        let wrapper = |starter_lives: &str| {
+            format!("sh -c {} 3 sh -c {} & {starter_lives}", quote(WATCH_RETRY), quote(&dropped))
+        };
+        // The starter outlives every attempt: all three run.
+        let output = process::run_command(&["sh", "-c", &wrapper("wait")], Duration::from_secs(20)).expect("sh");
+        assert_eq!((output.trim(), count()), ("", 3), "all attempts while the starter waits");
+        std::fs::remove_file(&tries).expect("reset");
+        // The starter ends during the first 2 s pause: no second attempt.
+        process::run_command(&["sh", "-c", &wrapper("sleep 0.5")], Duration::from_secs(20)).expect("sh");
+        std::thread::sleep(Duration::from_millis(3_000));
+        assert_eq!(count(), 1, "a wrapper whose starter is gone must not run its watch again");
     }
 
     /// Goal: the messages OpenSSH prints for the failures a user can fix
