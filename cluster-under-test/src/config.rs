@@ -6,6 +6,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::bugs::Bug;
+use crate::store::SEGMENT_BYTES_MIN;
 use crate::tls::TlsPaths;
 
 /// Command-line flags. Every flag can also be set in the `--config` file
@@ -34,6 +35,11 @@ pub struct Flags {
     /// Log filter, e.g. `info` or `hserver=debug`.
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Bytes after which a shard's log rolls to a new segment file
+    /// (default 64 MiB). Retention deletes whole segments, so small ones
+    /// make it delete often. At least one frame header (33 bytes).
+    #[arg(long)]
+    pub segment_bytes: Option<u64>,
     /// Switch on a deliberate bug (repeatable); see the README.
     #[arg(long = "bug")]
     pub bugs: Vec<Bug>,
@@ -67,6 +73,7 @@ pub struct FileConfig {
     zk: Option<String>,
     data_dir: Option<PathBuf>,
     log_level: Option<String>,
+    segment_bytes: Option<u64>,
     #[serde(default)]
     bugs: Vec<String>,
     enable_tls: Option<bool>,
@@ -92,6 +99,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log filter.
     pub log_level: String,
+    /// Segment size of the shard logs (`None`: the store's default).
+    pub segment_bytes: Option<u64>,
     /// Deliberate bugs.
     pub bugs: Vec<Bug>,
     /// TLS files when `enable-tls` is on (checked at startup by
@@ -145,6 +154,11 @@ impl Config {
         let bind = flags.bind.or(file.bind).ok_or(ConfigError::Missing("bind"))?;
         let advertised = flags.advertised_address.or(file.advertised_address).unwrap_or_else(|| bind.clone());
         let (host, port) = split_address(&advertised)?;
+        let segment_bytes = flags.segment_bytes.or(file.segment_bytes);
+        if let Some(bytes) = segment_bytes.filter(|bytes| *bytes < SEGMENT_BYTES_MIN) {
+            let reason = format!("{bytes} is below one frame header; use at least {SEGMENT_BYTES_MIN}");
+            return Err(ConfigError::Bad { name: "segment-bytes", reason });
+        }
         Ok(Config {
             node_id,
             bind,
@@ -153,6 +167,7 @@ impl Config {
             zk: flags.zk.or(file.zk).ok_or(ConfigError::Missing("zk"))?,
             data_dir: flags.data_dir.or(file.data_dir).ok_or(ConfigError::Missing("data-dir"))?,
             log_level: flags.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            segment_bytes,
             bugs,
             tls,
         })
@@ -216,5 +231,16 @@ mod tests {
         let mutual = ["--enable-tls", "--tls-key-path", "k.pem", "--tls-cert-path", "c.pem", "--tls-ca-path", "ca.pem"];
         assert_eq!(load(&mutual).unwrap().tls.and_then(|paths| paths.ca), Some(PathBuf::from("ca.pem")));
         assert!(load(&["--tls-key-path", "k.pem", "--tls-cert-path", "c.pem"]).unwrap().tls.is_none());
+    }
+
+    /// Goal: `segment-bytes` reaches the configuration, is unset by
+    /// default (the store's own size), and a value below one frame header
+    /// is refused naming the setting and the least it accepts.
+    #[test]
+    fn segment_bytes_is_passed_on_or_refused_by_name() {
+        assert_eq!(load(&[]).unwrap().segment_bytes, None);
+        assert_eq!(load(&["--segment-bytes", "65536"]).unwrap().segment_bytes, Some(65536));
+        let error = load(&["--segment-bytes", "8"]).expect_err("too small").to_string();
+        assert!(error.contains("segment-bytes") && error.contains(&SEGMENT_BYTES_MIN.to_string()), "{error}");
     }
 }

@@ -87,7 +87,9 @@ impl Node {
     pub fn open(config: Config, tls: Option<TlsMaterial>) -> Result<Arc<Node>, NodeError> {
         assert_eq!(config.tls.is_some(), tls.is_some(), "TLS material must come from config.tls");
         let bugs = Bugs::new(config.bugs.iter().copied());
-        let options = StoreOptions { sync: !bugs.has(Bug::SkipFsync), ..StoreOptions::default() };
+        let defaults = StoreOptions::default();
+        let segment_bytes = config.segment_bytes.unwrap_or(defaults.segment_bytes);
+        let options = StoreOptions { sync: !bugs.has(Bug::SkipFsync), segment_bytes };
         let store = Store::open(&config.data_dir, options)
             .map_err(|e| NodeError::Store { path: config.data_dir.display().to_string(), reason: e.to_string() })?;
         let ctx = Arc::new(LogContext::new(config.node_id, store, bugs, Peers::new(tls.as_ref())));

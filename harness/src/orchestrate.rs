@@ -93,6 +93,7 @@ pub fn boot(settings: &Scenario, hserver_bin: Option<&Path>, run_dir: &Path, run
     spec.run_id = Some(run_id.to_string());
     spec.hserver_bin = hserver_bin.map(absolute);
     spec.bug_flags = settings.cluster.server_bugs.clone();
+    spec.segment_bytes = settings.cluster.segment_bytes;
     spec.tls = settings.tls;
     spec.fake_clock = settings.has_clock_faults();
     spec.disk_faults = settings.has_disk_faults();

@@ -97,6 +97,11 @@ impl TrimBound {
     }
 }
 
+/// The smallest [`StoreOptions::segment_bytes`]: one frame header. A
+/// segment never splits a frame, so a frame larger than this gets a
+/// segment of its own.
+pub const SEGMENT_BYTES_MIN: u64 = segment::FRAME_HEADER_BYTES as u64;
+
 /// How a [`Store`] writes; see [`StoreOptions::default`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -457,12 +462,11 @@ impl Store {
 }
 
 fn check_options(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError> {
-    let segment_bytes_min = segment::FRAME_HEADER_BYTES as u64;
-    if options.segment_bytes < segment_bytes_min {
+    if options.segment_bytes < SEGMENT_BYTES_MIN {
         return Err(StoreError::InvalidOptions {
             path: data_dir.to_path_buf(),
             reason: format!(
-                "segment_bytes is {}, below the {segment_bytes_min}-byte frame header",
+                "segment_bytes is {}, below the {SEGMENT_BYTES_MIN}-byte frame header",
                 options.segment_bytes
             ),
         });

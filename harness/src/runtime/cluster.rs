@@ -146,6 +146,9 @@ pub struct ClusterSpec {
     pub hserver_bin: Option<PathBuf>,
     /// Bug names passed to every hserver as `--bug NAME`.
     pub bug_flags: Vec<String>,
+    /// Passed to every hserver as `--segment-bytes N` through the
+    /// profile's `{store_flags}` (`None`: the server's default).
+    pub segment_bytes: Option<u64>,
     /// How long boot waits for ZooKeeper quorum before starting hservers.
     pub boot_timeout_ms: u64,
     /// Time between SIGTERM and SIGKILL at teardown.
@@ -177,6 +180,7 @@ impl ClusterSpec {
             profile: Profile::default(),
             hserver_bin: None,
             bug_flags: Vec::new(),
+            segment_bytes: None,
             boot_timeout_ms: BOOT_TIMEOUT_MS_DEFAULT,
             grace_period_ms: GRACE_PERIOD_MS_DEFAULT,
             run_id: None,

@@ -89,7 +89,9 @@ pub struct Profile {
 /// Placeholders an argv or log template may use. `{bug_flags}` must be a whole
 /// argv element and expands to `--bug NAME` pairs (or to nothing);
 /// `{tls_flags}` likewise expands to hserver's TLS flags when the run uses
-/// TLS (or to nothing), and must be present for a TLS run.
+/// TLS (or to nothing), and must be present for a TLS run; `{store_flags}`
+/// expands to hserver's store settings the scenario sets (or to nothing),
+/// and must be present when it sets any.
 pub const PLACEHOLDERS: &[&str] = &[
     "bin",
     "node",
@@ -103,6 +105,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "netns",
     "bug_flags",
     "tls_flags",
+    "store_flags",
 ];
 
 /// The ZooKeeper classpath from the Debian `zookeeper` package.
@@ -149,6 +152,7 @@ impl Default for Profile {
                     "info",
                     "{bug_flags}",
                     "{tls_flags}",
+                    "{store_flags}",
                 ]),
                 port: 6570,
                 health: HealthCheck::GrpcDescribeCluster,
@@ -187,15 +191,21 @@ pub struct Placeholders {
     pub bug_flags: Vec<String>,
     /// Arguments `{tls_flags}` expands to, as they are.
     pub tls_flags: Vec<String>,
+    /// Arguments `{store_flags}` expands to, as they are.
+    pub store_flags: Vec<String>,
 }
 
-/// Render an argv template: substitute every `{name}`, expand `{bug_flags}`
-/// and `{tls_flags}`.
+/// Render an argv template: substitute every `{name}`, expand `{bug_flags}`,
+/// `{tls_flags}` and `{store_flags}`.
 pub fn render_argv(template: &[String], placeholders: &Placeholders) -> Result<Vec<String>, RuntimeError> {
     let mut argv = Vec::with_capacity(template.len() + 2 * placeholders.bug_flags.len());
     for element in template {
         if element == "{tls_flags}" {
             argv.extend(placeholders.tls_flags.iter().cloned());
+            continue;
+        }
+        if element == "{store_flags}" {
+            argv.extend(placeholders.store_flags.iter().cloned());
             continue;
         }
         if element == "{bug_flags}" {

@@ -32,6 +32,11 @@ const DEFAULT_SCENARIO: &str = include_str!("../../../scenarios/default.yaml");
 /// calm plus a few placement observations.
 pub const SETTLE_DEFAULT_S: u64 = 15;
 
+/// The smallest `cluster.segment_bytes` a scenario may set: hserver takes
+/// down to one frame header, but segments below a page only make every
+/// append roll a file and slow the store down.
+pub const SEGMENT_BYTES_MIN: u64 = 4096;
+
 /// A run, as a scenario file describes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -87,6 +92,11 @@ pub struct ClusterSection {
     /// Deliberate hserver bugs to switch on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub server_bugs: Vec<String>,
+    /// Size at which each shard's log rolls to a new segment file (hserver
+    /// `--segment-bytes`; unset: the server's 64 MiB). Retention deletes
+    /// only whole segments, so a run needs small ones to delete any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_bytes: Option<u64>,
 }
 
 /// The queue workload's parameters.
@@ -214,7 +224,7 @@ impl Default for Scenario {
 
 impl Default for ClusterSection {
     fn default() -> Self {
-        ClusterSection { nodes: 5, zk: 3, profile: None, hosts: None, server_bugs: Vec::new() }
+        ClusterSection { nodes: 5, zk: 3, profile: None, hosts: None, server_bugs: Vec::new(), segment_bytes: None }
     }
 }
 
@@ -468,6 +478,11 @@ impl Scenario {
         }
         if self.latency_budget.is_some_and(|budget| budget.0.as_millis() < 10) {
             return Err("latency_budget must be at least 10ms (null: not judged)".into());
+        }
+        if let Some(bytes) = self.cluster.segment_bytes.filter(|bytes| *bytes < SEGMENT_BYTES_MIN) {
+            return Err(format!(
+                "cluster.segment_bytes {bytes} is below {SEGMENT_BYTES_MIN}; segments that small only slow the store down"
+            ));
         }
         for bug in &self.cluster.server_bugs {
             if !crate::runtime::server_bugs::is_well_formed(bug) {

@@ -199,6 +199,16 @@ fn ack_styles_and_compose_are_checked() {
     assert!(compose.contains("faults.compose 1.5"), "{compose}");
 }
 
+/// Goal: a segment size is kept as given, and one below a page is
+/// refused naming the field and the least it takes.
+#[test]
+fn segment_bytes_is_kept_or_refused_by_name() {
+    let scenario = Scenario::from_yaml("cluster: {nodes: 3, zk: 1, segment_bytes: 65536}\n", "s.yaml").unwrap();
+    assert_eq!(scenario.cluster.segment_bytes, Some(65_536));
+    let small = error_of("cluster: {nodes: 3, zk: 1, segment_bytes: 100}\n");
+    assert!(small.contains("cluster.segment_bytes 100") && small.contains("4096"), "{small}");
+}
+
 /// Goal: the everyday scenario draws the clock, hostile-client and disk
 /// faults too (seed 54 draws all three), and so runs its nodes under
 /// fake clocks and its hservers on the disk file system.

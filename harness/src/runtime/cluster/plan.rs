@@ -174,12 +174,15 @@ pub fn plan_nodes(
     let zk_connect = zookeeper::connect_string(&zk_addresses, spec.profile.zookeeper.client_port);
     let mut slots = Vec::with_capacity(spec.servers + spec.zookeepers);
     let certificates = RunCertificates::plan(&spec.run_dir, spec.tls);
-    if certificates.is_some() && !spec.profile.server.argv.iter().any(|element| element == "{tls_flags}") {
-        let message = format!(
-            "server argv has no `{{tls_flags}}` element, so hserver cannot get the run's TLS flags ({}); add it",
-            spec.tls
-        );
-        return Err(RuntimeError::Profile { origin: "cluster profile".to_string(), message });
+    if certificates.is_some() {
+        require_element(spec, "{tls_flags}", &format!("the run's TLS flags ({})", spec.tls))?;
+    }
+    let store_flags: Vec<String> = match spec.segment_bytes {
+        Some(bytes) => vec!["--segment-bytes".to_string(), bytes.to_string()],
+        None => Vec::new(),
+    };
+    if !store_flags.is_empty() {
+        require_element(spec, "{store_flags}", &format!("the scenario's store settings ({})", store_flags.join(" ")))?;
     }
     let clock = if spec.fake_clock { Some(fake_clock::library()?) } else { None };
     let clock = clock.as_deref();
@@ -198,6 +201,7 @@ pub fn plan_nodes(
         placeholders.values.insert("zk_connect", zk_connect.clone());
         placeholders.bug_flags = spec.bug_flags.clone();
         placeholders.tls_flags = certificates.as_ref().map(|certs| certs.server_flags(&name)).unwrap_or_default();
+        placeholders.store_flags = store_flags.clone();
         let server = &spec.profile.server;
         let remote = host.map(|host| (host, local_node_dir(spec, &name)));
         slots.push(slot(Role::Server, node_address, (&server.argv, &server.log), &placeholders, clock, remote)?);
@@ -219,6 +223,16 @@ pub fn plan_nodes(
 
 /// A node's directory in the run directory (its logs, and its data unless
 /// it runs on another host).
+/// Refuses a server argv without `element`, the only way hserver gets
+/// `what` the run needs it to have.
+fn require_element(spec: &ClusterSpec, element: &str, what: &str) -> Result<(), RuntimeError> {
+    if spec.profile.server.argv.iter().any(|given| given == element) {
+        return Ok(());
+    }
+    let message = format!("server argv has no `{element}` element, so hserver cannot get {what}; add it");
+    Err(RuntimeError::Profile { origin: "cluster profile".to_string(), message })
+}
+
 fn local_node_dir(spec: &ClusterSpec, node: &str) -> PathBuf {
     spec.run_dir.join("nodes").join(node)
 }
@@ -340,6 +354,25 @@ mod tests {
         spec.profile.server.argv.retain(|element| element != "{tls_flags}");
         let error = plan_nodes(&spec, "abc123", 7, Some(Path::new("/bin/hserver"))).expect_err("no {tls_flags}");
         assert!(error.to_string().contains("{tls_flags}"), "{error}");
+    }
+
+    /// Goal: a scenario's segment size reaches every server (and no
+    /// ZooKeeper), nothing is added without one, and a profile that cannot
+    /// take it is refused naming the element.
+    #[test]
+    fn store_settings_reach_every_server() {
+        let mut spec = ClusterSpec::new(RuntimeKind::Loopback, 2, 1, Path::new("/tmp/run"));
+        let plain = plan_nodes(&spec, "abc123", 7, Some(Path::new("/bin/hserver"))).expect("plan");
+        assert!(!plain[0].launch.argv.join(" ").contains("segment"), "no flag without a setting");
+        spec.segment_bytes = Some(65_536);
+        let slots = plan_nodes(&spec, "abc123", 7, Some(Path::new("/bin/hserver"))).expect("plan");
+        for server in &slots[..2] {
+            assert!(server.launch.argv.join(" ").ends_with("--segment-bytes 65536"), "{:?}", server.launch.argv);
+        }
+        assert!(!slots[2].launch.argv.join(" ").contains("segment"), "ZooKeeper gets no store flags");
+        spec.profile.server.argv.retain(|element| element != "{store_flags}");
+        let error = plan_nodes(&spec, "abc123", 7, Some(Path::new("/bin/hserver"))).expect_err("no {store_flags}");
+        assert!(error.to_string().contains("{store_flags}") && error.to_string().contains("65536"), "{error}");
     }
 
     /// Goal: on hosts (ssh runtime) nodes take their hosts' addresses,
