@@ -70,7 +70,7 @@ fn a_power_loss_keeps_what_fsync_covered_and_nothing_else() {
     assert_eq!(status["unsynced_files"], 3, "{status}");
 
     drop((synced, unsynced, old, replaced));
-    let lost = send(&mounted, DiskCommand::LoseUnsynced);
+    let lost = send(&mounted, DiskCommand::LoseUnsynced { torn_seed: None });
     assert_eq!(lost["lost"]["files"], 3, "{lost}");
     assert_eq!(read(&synced_path), b"durable ");
     assert_eq!(read(&mounted.root.join("never-synced")), b"");
@@ -86,6 +86,35 @@ fn a_power_loss_keeps_what_fsync_covered_and_nothing_else() {
     mounted.disk.unmount().expect("unmount");
     assert!(!disk_fs::is_mounted(&mounted.root));
     assert_eq!(read(&mounted.backing.join("shards/renamed")), b"durable ");
+}
+
+/// Goal: a torn power loss leaves each appended file a prefix of what its
+/// writer saw, no shorter than its last fsync, with the cut drawn from the
+/// seed (the same seed cuts the same way, and over several seeds the cuts
+/// fall both between and inside writes); the answer counts the bytes kept.
+#[test]
+fn a_torn_power_loss_keeps_a_seeded_prefix_of_each_appended_file() {
+    let mounted = mount();
+    let path = mounted.root.join("segment");
+    let written: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    let mut lengths = Vec::new();
+    for seed in 0..6u64 {
+        let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&path).expect("create");
+        file.write_all(&written[..1_000]).expect("write");
+        file.sync_data().expect("fsync");
+        for chunk in written[1_000..].chunks(3_000) {
+            file.write_all(chunk).expect("append");
+        }
+        drop(file);
+        let answer = send(&mounted, DiskCommand::LoseUnsynced { torn_seed: Some(seed % 3) });
+        let after = read(&path);
+        assert!(after.len() >= 1_000, "seed {seed}: the fsynced part is kept ({} bytes)", after.len());
+        assert_eq!(after[..], written[..after.len()], "seed {seed}: a prefix of what was written");
+        assert!(answer["lost"]["kept_bytes"].as_u64().is_some(), "{answer}");
+        lengths.push(after.len());
+    }
+    assert_eq!(lengths[..3], lengths[3..], "the same seed cuts the same way: {lengths:?}");
+    assert!(lengths[..3].iter().any(|length| *length > 1_000 && *length < written.len()), "{lengths:?}");
 }
 
 /// Goal: a failing disk fails the operations it was told to with the
@@ -193,7 +222,7 @@ fn random_operations_with(seed: u64) {
                 model.insert(to, moved);
             }
             75..=81 => {
-                send(&mounted, DiskCommand::LoseUnsynced);
+                send(&mounted, DiskCommand::LoseUnsynced { torn_seed: None });
                 for entry in model.values_mut() {
                     entry.current = entry.durable.clone();
                 }

@@ -134,8 +134,7 @@ pub fn queue_number(run_id: &str, instance: u64) -> u16 {
 
 /// A seed for a shaper's draws, from the run, node and instance (FNV-1a).
 fn shaper_seed(run_id: &str, node: &str, instance: u64) -> u64 {
-    let text = format!("{run_id}/{node}/{instance}");
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+    crate::seed::seed_from_text(&format!("{run_id}/{node}/{instance}"))
 }
 
 /// One node delayed by the NFQUEUE backend: its chains and its shaper.

@@ -8,8 +8,14 @@
 //! of the harness's disk file system); this module never learns how.
 //!
 //! - `disk-lose-unsynced`: a power loss of each target: SIGKILL its
-//!   process, then throw away every write no fsync covered (per file, what
-//!   the last fsync covered survives). Healed by starting the node again.
+//!   process, then throw away the writes no fsync covered (per file, what
+//!   the last fsync covered survives). With `keep: nothing` (the default)
+//!   all of them go; with `keep: prefix` the power went in the middle of
+//!   writeback, and each file keeps a drawn prefix of its unsynced pages,
+//!   the last one possibly torn at a sector: a log's tail then ends in a
+//!   partial frame. The draws are seeded by node and loss count, so a
+//!   scenario's timeline draws the same cuts each time. Healed by starting
+//!   the node again.
 //! - `disk-error`: the targets' `ops` (`read`, `write`, `fsync`, a comma
 //!   list; default `write,fsync`) fail with `errno` (`eio`, the default, or
 //!   `enospc`) until healed. As on Linux, an fsync that fails throws away
@@ -44,12 +50,14 @@ pub struct DiskNemesis {
     slow: BTreeMap<String, DiskDial>,
     /// Nodes powered off by `disk-lose-unsynced`, to start again.
     down: Vec<String>,
+    /// Torn power losses so far, which seeds the next one's draws.
+    torn_losses: u64,
 }
 
 /// What a disk fault does, read from its parameters.
 #[derive(Debug, Clone, PartialEq)]
 enum Action {
-    LoseUnsynced,
+    LoseUnsynced { torn: bool },
     Fail { errno: DiskErrno, ops: Vec<DiskOp> },
     Slow { fsync_ms: u64 },
 }
@@ -58,8 +66,9 @@ impl Action {
     fn read(fault: &FaultSpec) -> Result<Action, NemesisError> {
         match fault.name.as_str() {
             "disk-lose-unsynced" => {
-                Params::new(&fault.name, &fault.params, &[])?;
-                Ok(Action::LoseUnsynced)
+                let params = Params::new(&fault.name, &fault.params, &["keep"])?;
+                let torn = params.choice("keep", &["nothing", "prefix"], "nothing")? == "prefix";
+                Ok(Action::LoseUnsynced { torn })
             }
             "disk-error" => {
                 let params = Params::new(&fault.name, &fault.params, &["errno", "ops"])?;
@@ -97,8 +106,15 @@ impl DiskNemesis {
         DiskNemesis::default()
     }
 
-    /// Power `node` off: kill it, then drop its unsynced writes.
-    fn lose_unsynced(&mut self, node: &str, dial: &DiskDial, target: &dyn ClusterTarget) -> Result<Value, TargetError> {
+    /// Power `node` off: kill it, then drop its unsynced writes (with
+    /// `torn`, all but a drawn prefix of each file's).
+    fn lose_unsynced(
+        &mut self,
+        node: &str,
+        torn: bool,
+        dial: &DiskDial,
+        target: &dyn ClusterTarget,
+    ) -> Result<Value, TargetError> {
         let killed = if target.is_running(node) {
             let killed = target.kill(node)?;
             self.down.push(node.to_string());
@@ -106,7 +122,11 @@ impl DiskNemesis {
         } else {
             json!({ "node": node, "note": "already down" })
         };
-        let dropped = dial.send(&DiskCommand::LoseUnsynced)?;
+        let torn_seed = torn.then(|| {
+            self.torn_losses += 1;
+            torn_seed(node, self.torn_losses)
+        });
+        let dropped = dial.send(&DiskCommand::LoseUnsynced { torn_seed })?;
         Ok(json!({ "node": node, "killed": killed, "dropped": dropped }))
     }
 
@@ -139,6 +159,11 @@ impl DiskNemesis {
         }
         Err(NemesisError::Unsupported { fault: name.to_string(), reason: failures.join("; ") })
     }
+}
+
+/// The seed of `node`'s part in the `count`th torn power loss (FNV-1a).
+fn torn_seed(node: &str, count: u64) -> u64 {
+    crate::seed::seed_from_text(&format!("{node}/{count}"))
 }
 
 /// Send `command` through `dial`; the record names the node and the answer.
@@ -182,7 +207,7 @@ impl Nemesis for DiskNemesis {
         let applied = apply_each(targets, |node| {
             let dial = target.disk(node)?;
             match &action {
-                Action::LoseUnsynced => self.lose_unsynced(node, &dial, target),
+                Action::LoseUnsynced { torn } => self.lose_unsynced(node, *torn, &dial, target),
                 Action::Fail { errno, ops } => {
                     // Remembered before it is sent, so a half-applied fault heals too.
                     self.failing.insert(node.to_string(), dial.clone());
@@ -227,6 +252,34 @@ mod tests {
         assert_eq!(target.calls().last().map(String::as_str), Some("start n1"));
     }
 
+    /// Goal: `keep: prefix` sends a torn power loss whose seed depends on
+    /// the node and how many torn losses came before (the same timeline
+    /// draws the same cuts), and the default keeps nothing.
+    #[test]
+    fn a_torn_power_loss_is_seeded_by_node_and_count() {
+        let target = FakeTarget::new(&["n1", "n2"]);
+        let mut nemesis = DiskNemesis::new();
+        let torn = FaultSpec { name: "disk-lose-unsynced".into(), params: json!({"keep": "prefix"}) };
+        let seed_of = |command: &DiskCommand| match command {
+            DiskCommand::LoseUnsynced { torn_seed } => *torn_seed,
+            other => panic!("not a power loss: {other:?}"),
+        };
+        nemesis.start(&torn, &names(&["n1", "n2"]), &target).expect("torn loss");
+        nemesis.stop(&torn, &target).expect("heal");
+        nemesis.start(&torn, &names(&["n1"]), &target).expect("again");
+        nemesis.stop(&torn, &target).expect("heal");
+        nemesis.start(&FaultSpec::named("disk-lose-unsynced"), &names(&["n1"]), &target).expect("plain");
+        let n1: Vec<Option<u64>> = target.disk_commands("n1").iter().map(seed_of).collect();
+        let n2: Vec<Option<u64>> = target.disk_commands("n2").iter().map(seed_of).collect();
+        assert_eq!(n1, [Some(torn_seed("n1", 1)), Some(torn_seed("n1", 3)), None]);
+        assert_eq!(n2, [Some(torn_seed("n2", 2))]);
+        assert_ne!(torn_seed("n1", 1), torn_seed("n1", 3));
+        let mut again = DiskNemesis::new();
+        let fresh = FakeTarget::new(&["n1", "n2"]);
+        again.start(&torn, &names(&["n1", "n2"]), &fresh).expect("same timeline");
+        assert_eq!(fresh.disk_commands("n1").iter().map(seed_of).collect::<Vec<_>>(), [n1[0]]);
+    }
+
     /// Goal: errors and slowness are sent with their parameters, each heal
     /// undoes only its own kind, and teardown undoes the rest.
     #[test]
@@ -263,6 +316,7 @@ mod tests {
             ("disk-error", json!({"errno": "eperm"}), "eio, enospc"),
             ("disk-slow", json!({"fsync_ms": 0}), "from 1 to 60000"),
             ("disk-lose-unsynced", json!({"fsync_ms": 5}), "no such param"),
+            ("disk-lose-unsynced", json!({"keep": "half"}), "nothing, prefix"),
         ];
         for (name, params, expected) in cases {
             let fault = FaultSpec { name: name.into(), params };

@@ -52,6 +52,7 @@ mod params;
 pub mod partition;
 pub mod pause;
 pub mod schedule;
+mod seed;
 pub mod target;
 pub mod zk_isolate;
 pub mod zk_outage;

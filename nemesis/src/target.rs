@@ -184,9 +184,16 @@ pub enum DiskCommand {
         /// Added time per fsync, in milliseconds.
         fsync_ms: u64,
     },
-    /// Throw away every write no fsync covered, as a power loss would.
+    /// Throw away the writes no fsync covered, as a power loss would.
     /// Sent only while the node is down.
-    LoseUnsynced,
+    LoseUnsynced {
+        /// `None`: every such write is lost. `Some(seed)`: the power went
+        /// in the middle of writeback, and each file keeps a prefix of its
+        /// unsynced pages, of a length drawn from `seed`, the last one
+        /// possibly torn at a sector.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        torn_seed: Option<u64>,
+    },
     /// Report the disk's mode and how much is unsynced.
     Status,
 }

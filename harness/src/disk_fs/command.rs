@@ -21,8 +21,10 @@ pub struct DiskFsArgs {
     #[arg(long)]
     pub control: Option<PathBuf>,
     /// Instead of mounting, send one command to the disk listening on
-    /// `--control`: status, lose-unsynced, fail-eio, fail-enospc (writes and
-    /// fsyncs fail), stop-failing, slow=MS (each fsync MS longer; slow=0 heals).
+    /// `--control`: status, lose-unsynced, torn=SEED (a power loss in the
+    /// middle of writeback: each file keeps a prefix of its unsynced pages
+    /// drawn from SEED), fail-eio, fail-enospc (writes and fsyncs fail),
+    /// stop-failing, slow=MS (each fsync MS longer; slow=0 heals).
     #[arg(long, requires = "control")]
     pub send: Option<String>,
     /// Unmount by itself after this many seconds (default: at Ctrl-C).
@@ -35,15 +37,16 @@ pub fn parse_command(word: &str) -> Result<DiskCommand, String> {
     let fail = |errno| DiskCommand::Fail { errno, ops: vec![DiskOp::Write, DiskOp::Fsync] };
     match word {
         "status" => Ok(DiskCommand::Status),
-        "lose-unsynced" => Ok(DiskCommand::LoseUnsynced),
+        "lose-unsynced" => Ok(DiskCommand::LoseUnsynced { torn_seed: None }),
         "fail-eio" => Ok(fail(DiskErrno::Eio)),
         "fail-enospc" => Ok(fail(DiskErrno::Enospc)),
         "stop-failing" => Ok(DiskCommand::StopFailing),
-        _ => match word.strip_prefix("slow=").map(str::parse::<u64>) {
-            Some(Ok(fsync_ms)) => Ok(DiskCommand::Slow { fsync_ms }),
+        _ => match word.split_once('=').map(|(name, value)| (name, value.parse::<u64>())) {
+            Some(("slow", Ok(fsync_ms))) => Ok(DiskCommand::Slow { fsync_ms }),
+            Some(("torn", Ok(seed))) => Ok(DiskCommand::LoseUnsynced { torn_seed: Some(seed) }),
             _ => Err(format!(
-                "unknown disk command `{word}`; use one of: status, lose-unsynced, fail-eio, fail-enospc, \
-                 stop-failing, slow=MS"
+                "unknown disk command `{word}`; use one of: status, lose-unsynced, torn=SEED, fail-eio, \
+                 fail-enospc, stop-failing, slow=MS"
             )),
         },
     }
@@ -93,7 +96,9 @@ mod tests {
     #[test]
     fn send_words_parse_and_a_wrong_one_names_the_choices() {
         assert_eq!(parse_command("slow=250"), Ok(DiskCommand::Slow { fsync_ms: 250 }));
-        assert_eq!(parse_command("lose-unsynced"), Ok(DiskCommand::LoseUnsynced));
+        assert_eq!(parse_command("lose-unsynced"), Ok(DiskCommand::LoseUnsynced { torn_seed: None }));
+        assert_eq!(parse_command("torn=7"), Ok(DiskCommand::LoseUnsynced { torn_seed: Some(7) }));
+        assert!(parse_command("torn=x").is_err_and(|error| error.contains("torn=SEED")));
         let fail = parse_command("fail-enospc").expect("fail");
         assert_eq!(fail, DiskCommand::Fail { errno: DiskErrno::Enospc, ops: vec![DiskOp::Write, DiskOp::Fsync] });
         let error = parse_command("slow=fast").expect_err("bad");

@@ -110,7 +110,9 @@ pub fn apply(command: &DiskCommand, shared: &Shared) -> Value {
         DiskCommand::Slow { fsync_ms } => {
             shared.update_mode(|mode| mode.fsync_delay = Duration::from_millis(*fsync_ms))
         }
-        DiskCommand::LoseUnsynced => return json!({ "command": "lose-unsynced", "lost": shared.lose_unsynced() }),
+        DiskCommand::LoseUnsynced { torn_seed } => {
+            return json!({ "command": "lose-unsynced", "lost": shared.lose_unsynced(*torn_seed) })
+        }
         DiskCommand::Status => return shared.status(),
     };
     let failing = mode.fail.map(|(errno, ops)| json!({ "errno": errno, "ops": ops }));

@@ -28,6 +28,7 @@ use fuser::{
 };
 use nemesis::{DiskErrno, DiskOp};
 use nix::libc::{O_EXCL, O_TRUNC};
+use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -131,21 +132,39 @@ impl Shared {
         mode.clone()
     }
 
-    /// Throw away every unsynced write, as a power loss would; returns how
-    /// many files and bytes were lost.
-    pub fn lose_unsynced(&self) -> Value {
+    /// Throw away unsynced writes, as a power loss would: all of them, or
+    /// with `torn_seed` a prefix of each file's drawn from it (files in
+    /// path order, so the same files draw the same cuts); returns how many
+    /// files and bytes were held, and the bytes kept.
+    pub fn lose_unsynced(&self, torn_seed: Option<u64>) -> Value {
         let mut state = lock(&self.state);
-        let mut files = 0u64;
-        let mut bytes = 0u64;
-        for file in state.files.values_mut() {
+        let mut held: Vec<(Option<PathBuf>, u64, Unsynced)> = Vec::new();
+        for (ino, file) in state.files.iter_mut() {
             if let Some(unsynced) = file.unsynced.take() {
-                files += 1;
-                bytes += unsynced.held_bytes();
+                held.push((None, *ino, unsynced));
+            }
+        }
+        for (path, ino, _) in &mut held {
+            *path = self.full_path(&state, *ino).ok();
+        }
+        held.sort_by(|a, b| a.0.cmp(&b.0));
+        let bytes: u64 = held.iter().map(|(_, _, unsynced)| unsynced.held_bytes()).sum();
+        let mut kept = 0u64;
+        if let Some(seed) = torn_seed {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            for (path, _, unsynced) in &held {
+                let keep = rng.random_range(0..=unsynced.sectors());
+                // A file no longer named (deleted) has nothing to keep.
+                let Some(path) = path else { continue };
+                match keep_torn(path, unsynced, keep) {
+                    Ok(bytes) => kept += bytes,
+                    Err(error) => tracing::warn!(path = %path.display(), %error, "torn power loss: file lost whole"),
+                }
             }
         }
         state.files.retain(|_, file| file.open > 0);
-        self.counters.dropped_bytes.fetch_add(bytes, Ordering::Relaxed);
-        json!({ "files": files, "bytes": bytes })
+        self.counters.dropped_bytes.fetch_add(bytes.saturating_sub(kept), Ordering::Relaxed);
+        json!({ "files": held.len(), "bytes": bytes, "kept_bytes": kept })
     }
 
     /// The mode, how much is unsynced, and the counters.
@@ -277,6 +296,16 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// Keep `keep` sectors of `unsynced` in the backing file at `path`
+/// ([`Unsynced::keep_sectors`]); the bytes kept.
+fn keep_torn(path: &Path, unsynced: &Unsynced, keep: u64) -> io::Result<u64> {
+    if keep == 0 {
+        return Ok(0);
+    }
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    unsynced.keep_sectors(&file, keep)
 }
 
 /// The FUSE file system over a [`Shared`] state.

@@ -16,7 +16,8 @@
 //!   zeros there), though the backing file still holds them until fsync.
 //!
 //! Invariants: `floor <= size`; in every held page the bytes at or past
-//! `size` are zero; the backing file is only touched by [`Unsynced::sync`].
+//! `size` are zero; the backing file is only touched by [`Unsynced::sync`]
+//! and, at a torn power loss, [`Unsynced::keep_sectors`].
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -25,6 +26,9 @@ use std::os::unix::fs::FileExt;
 
 /// Bytes per held page.
 pub const PAGE: u64 = 4_096;
+
+/// Bytes a disk writes atomically: a torn write keeps whole sectors.
+pub const SECTOR: u64 = 512;
 
 /// What the file system needs of a backing file; a real [`File`] in use,
 /// a vector in the model tests.
@@ -159,6 +163,43 @@ impl Unsynced {
         backing.sync()
     }
 
+    /// How many [`SECTOR`]s of writes a power loss could keep: those of
+    /// every held page up to the file's size.
+    pub fn sectors(&self) -> u64 {
+        self.pages.keys().map(|index| self.bytes_in_page(*index).div_ceil(SECTOR)).sum()
+    }
+
+    /// What a power loss in the middle of writeback leaves in `backing`:
+    /// the truncation to `floor` (metadata goes first, as in ext4's
+    /// ordered mode), then the held pages in ascending order until `keep`
+    /// sectors are written, the last page possibly cut at a sector, and the
+    /// file as long as what was kept reaches. For a file only appended to,
+    /// as a log segment is, that is a prefix of its unsynced writes whose
+    /// last write may be torn. Returns the bytes kept.
+    pub fn keep_sectors(&self, backing: &dyn Backing, keep: u64) -> io::Result<u64> {
+        if self.floor < backing.length()? {
+            backing.set_len(self.floor)?;
+        }
+        let mut left = keep;
+        let mut kept = 0;
+        for (index, page) in &self.pages {
+            if left == 0 {
+                break;
+            }
+            let bytes = self.bytes_in_page(*index);
+            let take = bytes.min(left * SECTOR);
+            left -= take.div_ceil(SECTOR);
+            backing.write_at(&page[..take as usize], index * PAGE)?;
+            kept += take;
+        }
+        Ok(kept)
+    }
+
+    /// Bytes of held page `index` inside the file.
+    fn bytes_in_page(&self, index: u64) -> u64 {
+        self.size.saturating_sub(index * PAGE).min(PAGE)
+    }
+
     /// The held page `index`, filled from the backing file when first written.
     fn page_mut(&mut self, backing: &dyn Backing, index: u64) -> io::Result<&mut Box<[u8]>> {
         if !self.pages.contains_key(&index) {
@@ -281,6 +322,65 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Goal: a torn power loss of a file only appended to leaves a prefix
+    /// of what its writer saw, at least what the last fsync covered and at
+    /// most everything, and every cut point (zero, a sector inside a page,
+    /// all) is reachable; keeping nothing equals the plain power loss and
+    /// keeping every sector equals an fsync.
+    #[test]
+    fn a_torn_loss_of_an_appended_file_keeps_a_prefix() {
+        for seed in 0..64u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let backing = Memory::default();
+            let durable: Vec<u8> = (0..rng.random_range(0..2 * PAGE as usize)).map(|_| rng.random()).collect();
+            backing.write_at(&durable, 0).expect("write");
+            let mut state = Unsynced::new(durable.len() as u64);
+            let mut current = durable.clone();
+            for _ in 0..rng.random_range(1..6) {
+                let data: Vec<u8> = (0..rng.random_range(1..3 * PAGE as usize)).map(|_| rng.random()).collect();
+                state.write(&backing, current.len() as u64, &data).expect("append");
+                current.extend_from_slice(&data);
+            }
+            let all = state.sectors();
+            let keep = match seed % 4 {
+                0 => 0,
+                1 => all,
+                _ => rng.random_range(0..=all),
+            };
+            let kept = state.keep_sectors(&backing, keep).expect("torn loss");
+            let after = backing.bytes.borrow().clone();
+            assert!(after.len() >= durable.len(), "seed {seed}: the synced part is kept");
+            assert_eq!(after[..], current[..after.len()], "seed {seed}: a prefix of the writer's view");
+            match keep {
+                0 => assert_eq!(after, durable, "seed {seed}: keeping nothing is the plain loss"),
+                keep if keep == all => assert_eq!(after, current, "seed {seed}: keeping all is an fsync"),
+                keep => {
+                    let first_page_start = durable.len() as u64 / PAGE * PAGE;
+                    let reached = (first_page_start + kept).max(durable.len() as u64);
+                    assert_eq!(after.len() as u64, reached, "seed {seed}: {keep} of {all} sectors");
+                }
+            }
+        }
+    }
+
+    /// Goal: a torn loss writes held pages in ascending order and cuts the
+    /// last one at a sector; a truncation since the last fsync reaches the
+    /// disk first, so what was cut does not come back.
+    #[test]
+    fn a_torn_loss_cuts_at_a_sector_after_the_truncation() {
+        let backing = Memory::default();
+        backing.write_at(&[7u8; 3 * PAGE as usize], 0).expect("write");
+        let mut state = Unsynced::new(3 * PAGE);
+        state.truncate(100);
+        state.write(&backing, 100, &[1u8; 2 * PAGE as usize]).expect("write");
+        assert_eq!(state.sectors(), 8 + 8 + 1, "two whole pages and 100 bytes of a third");
+        let kept = state.keep_sectors(&backing, 3).expect("torn loss");
+        assert_eq!(kept, 3 * SECTOR);
+        let after = backing.bytes.borrow().clone();
+        assert_eq!(after.len() as u64, 3 * SECTOR, "the truncation reached the disk, then three sectors");
+        assert!(after[..100].iter().all(|byte| *byte == 7) && after[100..].iter().all(|byte| *byte == 1));
     }
 
     /// Goal: the bytes a truncation cut off stay gone when the file grows

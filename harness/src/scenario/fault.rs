@@ -22,7 +22,7 @@ pub const FAULT_KINDS: [(&str, &[&str]); 15] = [
     ("clock-jump", &["offset_s"]),
     ("clock-strobe", nemesis::clock::CLOCK_PARAMS),
     (ROGUE_FAULT, &["interval_ms"]),
-    ("disk-lose-unsynced", &[]),
+    ("disk-lose-unsynced", &["keep"]),
     ("disk-error", &["errno", "ops"]),
     ("disk-slow", &["fsync_ms"]),
 ];
@@ -131,6 +131,11 @@ pub struct FaultEntry {
     /// disk-slow: added time per fsync (default 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fsync_ms: Option<u64>,
+    /// disk-lose-unsynced: what of the unsynced writes survives, nothing
+    /// (default) or a drawn prefix of each file's (`prefix`: a power loss
+    /// in the middle of writeback, which can tear a write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<String>,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -171,6 +176,7 @@ impl FaultEntry {
         put("errno", self.errno.clone().map(Value::from));
         put("ops", self.ops.clone().map(Value::from));
         put("fsync_ms", self.fsync_ms.map(Value::from));
+        put("keep", self.keep.clone().map(Value::from));
         Value::Object(params)
     }
 
