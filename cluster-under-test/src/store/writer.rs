@@ -13,8 +13,9 @@
 //!
 //! Must never: answer a waiter before its frames are fsynced, apply a frame to the index before
 //! its fsync, leave a partially written frame in front of a later one (a failed write is rolled
-//! back, or the shard is marked unusable until a repair cuts it back), or block on anything but
-//! file I/O and its queue.
+//! back, or the shard is marked unusable until a repair cuts it back), create a segment before
+//! what the group wrote to the one before it is fsynced, or block on anything but file I/O and
+//! its queue.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -355,9 +356,22 @@ fn segment_path(log: &ShardLog, seq: u64) -> std::path::PathBuf {
 }
 
 /// Writes each pending write with one positioned write; rolls everything back on failure.
+///
+/// A group that rolls fsyncs what it wrote to the old segment before it creates the new one.
+/// Otherwise a power loss could keep part of the new segment and tear the old one's tail:
+/// a bad frame in a segment that is not the last, which reopen must call corruption.
 fn write_frames(shared: &Shared, log: &ShardLog, writes: &[PendingWrite]) -> Result<Vec<Arc<File>>, StoreError> {
     let mut files: Vec<Arc<File>> = Vec::with_capacity(writes.len());
     for write in writes {
+        if write.create && shared.options.sync {
+            if let (Some(before), Some(file)) = (writes[..files.len()].last(), files.last()) {
+                if let Err(source) = file.sync_data() {
+                    let error = StoreError::io(&segment_path(log, before.segment), "fsync segment file", source);
+                    return Err(mark_unusable(log, error));
+                }
+                Counters::add(&shared.stats.segment_syncs, 1);
+            }
+        }
         let path = segment_path(log, write.segment);
         let file = match open_for_write(log, write, &path) {
             Ok(file) => file,
