@@ -298,12 +298,16 @@ fn crash_on_unknown_ack_is_a_crash_under_rogue_clients_and_the_correct_server_is
     assert!(history.contains(r#""summary":{"answers""#), "the heal records what the rogue client did");
 }
 
-/// Goal: on `disk.yaml` (slow fsyncs, EIO and ENOSPC, and power losses
-/// that drop every unsynced write, first of every hserver at once) a server
+/// Goal: on `disk.yaml` (slow fsyncs, EIO and ENOSPC, a power loss of
+/// every hserver at once that drops every unsynced write, then torn power
+/// losses that keep a drawn prefix of them, with 16 KiB segments) a server
 /// that acknowledges without fsyncing (`skip-fsync`) is caught (its shard
 /// meta files come back empty and the nodes cannot start: `crash`), every
 /// disk fault is in the history with what the disk did, nothing stays
 /// mounted, and the correct server stays valid through the same faults.
+/// (With seed 1, a server that rolls to a new segment before the old
+/// one's frames are durable is caught too: it cannot restart after a
+/// torn loss.)
 #[test]
 fn skip_fsync_is_caught_by_power_losses_and_the_correct_server_is_valid() {
     let store = tempfile::tempdir().unwrap();
@@ -322,6 +326,8 @@ fn skip_fsync_is_caught_by_power_losses_and_the_correct_server_is_valid() {
     {
         assert!(history.contains(record), "no {record} in the history");
     }
+    let torn = history.matches(r#""torn_seed":"#).count() - history.matches(r#""torn_seed":null"#).count();
+    assert!(torn > 0, "no torn power loss in the history");
     let nodes = ["n1", "n2", "n3"];
     let log_of = |node: &str| std::fs::read_to_string(correct.run_dir.join(format!("nodes/{node}/{node}.log")));
     let repaired = nodes.iter().any(|node| log_of(node).unwrap_or_default().contains("shard log repaired"));

@@ -111,7 +111,7 @@ pub fn apply(command: &DiskCommand, shared: &Shared) -> Value {
             shared.update_mode(|mode| mode.fsync_delay = Duration::from_millis(*fsync_ms))
         }
         DiskCommand::LoseUnsynced { torn_seed } => {
-            return json!({ "command": "lose-unsynced", "lost": shared.lose_unsynced(*torn_seed) })
+            return json!({ "command": "lose-unsynced", "torn_seed": torn_seed, "lost": shared.lose_unsynced(*torn_seed) })
         }
         DiskCommand::Status => return shared.status(),
     };

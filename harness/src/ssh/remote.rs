@@ -573,9 +573,8 @@ mod tests {
         let tries = dir.path().join("tries");
         let dropped = format!("echo try >> {}; exit 255", quote(&tries.display().to_string()));
         let count = || std::fs::read_to_string(&tries).map_or(0, |text| text.lines().count());
-        let wrapper = |starter_lives: &str| {
-            format!("sh -c {} 3 sh -c {} & {starter_lives}", quote(WATCH_RETRY), quote(&dropped))
-        };
+        let wrapper =
+            |starter_lives: &str| format!("sh -c {} 3 sh -c {} & {starter_lives}", quote(WATCH_RETRY), quote(&dropped));
         // The starter outlives every attempt: all three run.
         let output = process::run_command(&["sh", "-c", &wrapper("wait")], Duration::from_secs(20)).expect("sh");
         assert_eq!((output.trim(), count()), ("", 3), "all attempts while the starter waits");
