@@ -305,9 +305,9 @@ fn crash_on_unknown_ack_is_a_crash_under_rogue_clients_and_the_correct_server_is
 /// meta files come back empty and the nodes cannot start: `crash`), every
 /// disk fault is in the history with what the disk did, nothing stays
 /// mounted, and the correct server stays valid through the same faults.
-/// (With seed 1, a server that rolls to a new segment before the old
-/// one's frames are durable is caught too: it cannot restart after a
-/// torn loss.)
+/// (A server that rolls to a new segment before the old one's frames are
+/// durable cannot restart after a torn loss that strikes during a roll:
+/// caught in 2 of 7 runs of this scenario by hand, so not asserted here.)
 #[test]
 fn skip_fsync_is_caught_by_power_losses_and_the_correct_server_is_valid() {
     let store = tempfile::tempdir().unwrap();

@@ -153,10 +153,9 @@ impl Shared {
         if let Some(seed) = torn_seed {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             for (path, _, unsynced) in &held {
-                let keep = rng.random_range(0..=unsynced.sectors());
                 // A file no longer named (deleted) has nothing to keep.
                 let Some(path) = path else { continue };
-                match keep_torn(path, unsynced, keep) {
+                match keep_torn(path, unsynced, &mut rng) {
                     Ok(bytes) => kept += bytes,
                     Err(error) => tracing::warn!(path = %path.display(), %error, "torn power loss: file lost whole"),
                 }
@@ -298,13 +297,12 @@ impl Shared {
     }
 }
 
-/// Keep `keep` sectors of `unsynced` in the backing file at `path`
-/// ([`Unsynced::keep_sectors`]); the bytes kept.
-fn keep_torn(path: &Path, unsynced: &Unsynced, keep: u64) -> io::Result<u64> {
-    if keep == 0 {
-        return Ok(0);
-    }
+/// Keep a drawn number of sectors of `unsynced` in the backing file at
+/// `path` ([`Unsynced::new_sectors`], [`Unsynced::keep_sectors`]); the
+/// bytes kept.
+fn keep_torn(path: &Path, unsynced: &Unsynced, rng: &mut rand_chacha::ChaCha8Rng) -> io::Result<u64> {
     let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let keep = rng.random_range(unsynced.new_sectors(&file)?);
     unsynced.keep_sectors(&file, keep)
 }
 

@@ -169,6 +169,19 @@ impl Unsynced {
         self.pages.keys().map(|index| self.bytes_in_page(*index).div_ceil(SECTOR)).sum()
     }
 
+    /// The `keep` values of [`Unsynced::keep_sectors`] worth drawing: from
+    /// the sectors lying wholly below the file's old end (what writeback
+    /// of a file only appended to would rewrite unchanged) to all of them,
+    /// so that a drawn loss keeps or tears new writes.
+    pub fn new_sectors(&self, backing: &dyn Backing) -> io::Result<std::ops::RangeInclusive<u64>> {
+        let old_end = self.floor.min(backing.length()?);
+        let below = |index: &u64| {
+            let whole = old_end.saturating_sub(index * PAGE) / SECTOR;
+            whole.min(self.bytes_in_page(*index).div_ceil(SECTOR))
+        };
+        Ok(self.pages.keys().map(below).sum()..=self.sectors())
+    }
+
     /// What a power loss in the middle of writeback leaves in `backing`:
     /// the truncation to `floor` (metadata goes first, as in ext4's
     /// ordered mode), then the held pages in ascending order until `keep`
@@ -363,6 +376,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Goal: the drawn range starts after the sectors an appended file
+    /// already held, so its least value keeps nothing new and its greatest
+    /// keeps everything.
+    #[test]
+    fn the_drawn_range_skips_what_the_file_already_held() {
+        let backing = Memory::default();
+        backing.write_at(&[7u8; 5_000], 0).expect("write");
+        let mut state = Unsynced::new(5_000);
+        state.write(&backing, 5_000, &[1u8; 6_000]).expect("append");
+        let range = state.new_sectors(&backing).expect("range");
+        assert_eq!(*range.start(), 1, "of the held pages 1 and 2, one sector was wholly on disk");
+        assert_eq!(*range.end(), state.sectors());
+        state.keep_sectors(&backing, *range.start()).expect("least");
+        assert_eq!(*backing.bytes.borrow(), vec![7u8; 5_000], "the least keeps nothing new");
     }
 
     /// Goal: a torn loss writes held pages in ascending order and cuts the
