@@ -373,6 +373,11 @@ pub struct ShrinkArgs {
     /// Longest the search may take, e.g. 30m.
     #[arg(long, default_value = "30m", value_parser = parse_dur)]
     pub budget: Dur,
+    /// Shortest a fault is cut to, e.g. 6s: set it above a threshold of the
+    /// system under test (hserver's ZooKeeper session timeout is 6 s), or
+    /// a fault shrinks to where it reproduces only by luck.
+    #[arg(long, default_value = "1s", value_parser = parse_dur)]
+    pub min_fault: Dur,
     /// Where candidate runs go.
     #[arg(long, default_value = "store")]
     pub store: PathBuf,
@@ -567,7 +572,12 @@ fn execute(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Shrink(args) => {
             let run = RunOptions { store: args.store.clone(), hserver_bin: args.hserver.clone() };
-            let options = crate::shrink::ShrinkOptions { attempts: args.attempts.max(1), budget: args.budget.0, run };
+            let options = crate::shrink::ShrinkOptions {
+                attempts: args.attempts.max(1),
+                budget: args.budget.0,
+                min_fault: args.min_fault.0,
+                run,
+            };
             let shrunk = crate::shrink::shrink(&args.run_dir, &options)?;
             for step in &shrunk.steps {
                 println!("{step}");

@@ -22,15 +22,18 @@ pub const SHRUNK_FILE: &str = "shrunk.yaml";
 /// Time a run needs beyond its time limit (boot, heal, drain, teardown),
 /// for budgeting.
 pub const RUN_OVERHEAD_S: u64 = 45;
-/// Shortest fault duration shrinking tries.
-pub const MIN_FAULT_MS: u64 = 1_000;
-
 /// How to shrink.
 pub struct ShrinkOptions {
     /// Runs per candidate; one reproduction counts.
     pub attempts: usize,
     /// Longest the whole search may take.
     pub budget: Duration,
+    /// Shortest duration a fault is cut to. A fault near a threshold of
+    /// the system (a ZooKeeper outage near the session timeout) reproduces
+    /// only now and then, and one lucky reproduction would shrink it there;
+    /// setting the floor above the threshold keeps the shrunk file
+    /// reproducible.
+    pub min_fault: Duration,
     /// Where candidate runs go and which hserver they use.
     pub run: RunOptions,
 }
@@ -149,7 +152,7 @@ impl Search<'_> {
             for _halving in 0..8 {
                 let Some(current) = best.faults.timeline[index].duration else { break };
                 let half = current.0 / 2;
-                if half < Duration::from_millis(MIN_FAULT_MS) {
+                if half < self.options.min_fault {
                     break;
                 }
                 let mut candidate = best.clone();

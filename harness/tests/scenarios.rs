@@ -187,6 +187,10 @@ fn a_node_that_never_comes_back_is_unavailable_not_a_harness_error() {
 /// other faults, and the shrunk file reproduces `crash`. The 3-minute
 /// budget holds the fault search (three runs) and a step or two of
 /// shortening; the rest of the shortening is left out to keep CI short.
+/// `--min-fault 6s` (hserver's session timeout) keeps the outage where it
+/// crashes the buggy server every time: without it, one lucky
+/// reproduction of a 2.5 s outage was accepted, and the shrunk file then
+/// crashed nothing in five CI runs.
 #[test]
 fn shrink_keeps_the_zookeeper_outage_and_drops_the_rest() {
     let store = tempfile::tempdir().unwrap();
@@ -199,7 +203,7 @@ fn shrink_keeps_the_zookeeper_outage_and_drops_the_rest() {
     let output = Command::new(chaos())
         .arg("shrink")
         .arg(&done.run_dir)
-        .args(["--attempts", "1", "--budget", "3m", "--store"])
+        .args(["--attempts", "1", "--budget", "3m", "--min-fault", "6s", "--store"])
         .arg(store.path())
         .arg("--hserver")
         .arg(chaos().with_file_name("hserver"))
@@ -217,6 +221,9 @@ fn shrink_keeps_the_zookeeper_outage_and_drops_the_rest() {
         .collect();
     assert!(faults.contains(&"zk-outage".to_string()), "{faults:?}\n{text}");
     assert!(faults.len() < 4, "{faults:?}\n{text}");
+    let outage = shrunk["faults"]["timeline"].as_sequence().unwrap().iter().find(|f| f["fault"] == "zk-outage");
+    let length = outage.and_then(|f| f["for"].as_str()).and_then(|text| harness::scenario::Dur::parse(text).ok());
+    assert!(length.is_some_and(|length| length.0 >= std::time::Duration::from_secs(6)), "{outage:?}\n{text}");
     // Real systems are not deterministic: like shrink itself, one
     // reproduction counts. Shrink accepts a shorter outage on one lucky
     // reproduction (`--attempts 1`), and a ZooKeeper outage near the
