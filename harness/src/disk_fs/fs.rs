@@ -138,21 +138,16 @@ impl Shared {
     /// files and bytes were held, and the bytes kept.
     pub fn lose_unsynced(&self, torn_seed: Option<u64>) -> Value {
         let mut state = lock(&self.state);
-        let mut held: Vec<(Option<PathBuf>, u64, Unsynced)> = Vec::new();
-        for (ino, file) in state.files.iter_mut() {
-            if let Some(unsynced) = file.unsynced.take() {
-                held.push((None, *ino, unsynced));
-            }
-        }
-        for (path, ino, _) in &mut held {
-            *path = self.full_path(&state, *ino).ok();
-        }
+        let taken: Vec<(u64, Unsynced)> =
+            state.files.iter_mut().filter_map(|(ino, file)| Some((*ino, file.unsynced.take()?))).collect();
+        let mut held: Vec<(Option<PathBuf>, Unsynced)> =
+            taken.into_iter().map(|(ino, unsynced)| (self.full_path(&state, ino).ok(), unsynced)).collect();
         held.sort_by(|a, b| a.0.cmp(&b.0));
-        let bytes: u64 = held.iter().map(|(_, _, unsynced)| unsynced.held_bytes()).sum();
+        let bytes: u64 = held.iter().map(|(_, unsynced)| unsynced.held_bytes()).sum();
         let mut kept = 0u64;
         if let Some(seed) = torn_seed {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            for (path, _, unsynced) in &held {
+            for (path, unsynced) in &held {
                 // A file no longer named (deleted) has nothing to keep.
                 let Some(path) = path else { continue };
                 match keep_torn(path, unsynced, &mut rng) {

@@ -166,7 +166,7 @@ impl Unsynced {
     /// How many [`SECTOR`]s of writes a power loss could keep: those of
     /// every held page up to the file's size.
     pub fn sectors(&self) -> u64 {
-        self.pages.keys().map(|index| self.bytes_in_page(*index).div_ceil(SECTOR)).sum()
+        self.pages.keys().map(|index| self.sectors_in_page(*index)).sum()
     }
 
     /// The `keep` values of [`Unsynced::keep_sectors`] worth drawing: from
@@ -177,7 +177,7 @@ impl Unsynced {
         let old_end = self.floor.min(backing.length()?);
         let below = |index: &u64| {
             let whole = old_end.saturating_sub(index * PAGE) / SECTOR;
-            whole.min(self.bytes_in_page(*index).div_ceil(SECTOR))
+            whole.min(self.sectors_in_page(*index))
         };
         Ok(self.pages.keys().map(below).sum()..=self.sectors())
     }
@@ -211,6 +211,11 @@ impl Unsynced {
     /// Bytes of held page `index` inside the file.
     fn bytes_in_page(&self, index: u64) -> u64 {
         self.size.saturating_sub(index * PAGE).min(PAGE)
+    }
+
+    /// Sectors of held page `index` inside the file (a partial one counts).
+    fn sectors_in_page(&self, index: u64) -> u64 {
+        self.bytes_in_page(index).div_ceil(SECTOR)
     }
 
     /// The held page `index`, filled from the backing file when first written.

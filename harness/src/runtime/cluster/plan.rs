@@ -221,8 +221,6 @@ pub fn plan_nodes(
     Ok(slots)
 }
 
-/// A node's directory in the run directory (its logs, and its data unless
-/// it runs on another host).
 /// Refuses a server argv without `element`, the only way hserver gets
 /// `what` the run needs it to have.
 fn require_element(spec: &ClusterSpec, element: &str, what: &str) -> Result<(), RuntimeError> {
@@ -233,6 +231,8 @@ fn require_element(spec: &ClusterSpec, element: &str, what: &str) -> Result<(), 
     Err(RuntimeError::Profile { origin: "cluster profile".to_string(), message })
 }
 
+/// A node's directory in the run directory (its logs, and its data unless
+/// it runs on another host).
 fn local_node_dir(spec: &ClusterSpec, node: &str) -> PathBuf {
     spec.run_dir.join("nodes").join(node)
 }
