@@ -152,9 +152,12 @@ impl fmt::Display for OpType {
 /// One line of `history.jsonl`.
 ///
 /// Field order matches HISTORY.md so that a serialized op reads like the
-/// examples there; `error` is left out when there is none.
+/// examples there; `error` is left out when there is none. The value is a
+/// parsed [`Value`] for readers; a writer that already holds the value as
+/// JSON text (the recorder, `Op<&RawValue>`) writes it without parsing it
+/// back into a tree.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Op {
+pub struct Op<V = Value> {
     /// Position in the history: 0, 1, 2, ... with no gaps.
     pub index: u64,
     /// Nanoseconds since the run started, from a monotonic clock. Analyses
@@ -169,7 +172,7 @@ pub struct Op {
     pub f: String,
     /// Operation-specific payload; see HISTORY.md for each `f`.
     #[serde(default)]
-    pub value: Value,
+    pub value: V,
     /// Why a `fail` or `info` happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

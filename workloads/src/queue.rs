@@ -23,6 +23,7 @@ mod consumer;
 mod context;
 mod latest;
 mod observer;
+mod op_values;
 mod payload;
 mod producer;
 mod tally;

@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -42,6 +43,11 @@ pub const FLUSH_INTERVAL_MS: u64 = 100;
 pub const CHANNEL_CAPACITY_LINES: usize = 4096;
 /// Size of the writer's buffer in front of the file.
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// Lines the writer takes from the channel per wakeup.
+const LINES_PER_WAKEUP: usize = 256;
+/// Room a line's buffer leaves for everything but the value, so that
+/// serializing an op does not grow it.
+const LINE_OVERHEAD_BYTES: usize = 160;
 /// The `error` given to operations still open when the recorder closes.
 pub const CLOSED_OPEN_ERROR: &str = "run ended before the operation completed";
 
@@ -67,17 +73,18 @@ pub struct CloseSummary {
     pub completed_at_close: u64,
 }
 
-/// An invoke that has not been completed yet.
+/// An invoke that has not been completed yet, with its value as the JSON
+/// text the invoke line carried.
 #[derive(Debug, Clone)]
 struct OpenOp {
     f: String,
-    value: Value,
+    value: Box<RawValue>,
 }
 
 /// Numbering and pairing state; entries are numbered and queued under one
 /// lock so the file is in index order.
 struct Journal {
-    sender: Option<mpsc::Sender<String>>,
+    sender: Option<mpsc::Sender<Vec<u8>>>,
     next_index: u64,
     open: HashMap<Process, OpenOp>,
     retired: HashSet<u64>,
@@ -146,11 +153,14 @@ impl Recorder {
         u64::try_from(self.shared.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Records the invoke of client operation `f` by `process`.
+    /// Records the invoke of client operation `f` by `process`. The value
+    /// is anything that serializes to the JSON HISTORY.md gives for `f`: a
+    /// `serde_json::Value`, or a struct a hot path fills without building
+    /// a tree.
     ///
     /// Panics if `process` already has an operation in flight or was retired
     /// by an `info` completion.
-    pub async fn invoke(&self, process: u64, f: &str, value: Value) -> Result<(), WorkloadError> {
+    pub async fn invoke(&self, process: u64, f: &str, value: impl Serialize) -> Result<(), WorkloadError> {
         self.record(Process::Client(process), OpType::Invoke, f, value, None).await
     }
 
@@ -163,7 +173,7 @@ impl Recorder {
         process: u64,
         op_type: OpType,
         f: &str,
-        value: Value,
+        value: impl Serialize,
         error: Option<String>,
     ) -> Result<(), WorkloadError> {
         assert!(op_type != OpType::Invoke, "complete() needs an outcome");
@@ -174,17 +184,22 @@ impl Recorder {
     ///
     /// The nemesis is one process: panics if its previous operation has not
     /// been completed with [`Recorder::nemesis_info`].
-    pub async fn nemesis_invoke(&self, f: &str, value: Value) -> Result<(), WorkloadError> {
+    pub async fn nemesis_invoke(&self, f: &str, value: impl Serialize) -> Result<(), WorkloadError> {
         self.record(Process::Nemesis, OpType::Invoke, f, value, None).await
     }
 
     /// Records the nemesis's `info` completion saying what was applied.
-    pub async fn nemesis_info(&self, f: &str, value: Value, error: Option<String>) -> Result<(), WorkloadError> {
+    pub async fn nemesis_info(
+        &self,
+        f: &str,
+        value: impl Serialize,
+        error: Option<String>,
+    ) -> Result<(), WorkloadError> {
         self.record(Process::Nemesis, OpType::Info, f, value, error).await
     }
 
     /// Records a single harness event (`phase`, `crash`, ...).
-    pub async fn harness_info(&self, f: &str, value: Value) -> Result<(), WorkloadError> {
+    pub async fn harness_info(&self, f: &str, value: impl Serialize) -> Result<(), WorkloadError> {
         self.record(Process::Harness, OpType::Info, f, value, None).await
     }
 
@@ -261,9 +276,12 @@ impl Recorder {
         process: Process,
         op_type: OpType,
         f: &str,
-        value: Value,
+        value: impl Serialize,
         error: Option<String>,
     ) -> Result<(), WorkloadError> {
+        // Serialized before the lock is taken: recording threads then wait
+        // on each other only for numbering and queueing.
+        let value = serde_json::value::to_raw_value(&value).map_err(unwritable)?;
         let mut journal = self.shared.journal.lock().await;
         self.append_line(&mut journal, process, op_type, f, value, error).await
     }
@@ -276,27 +294,27 @@ impl Recorder {
         process: Process,
         op_type: OpType,
         f: &str,
-        value: Value,
+        value: Box<RawValue>,
         error: Option<String>,
     ) -> Result<(), WorkloadError> {
         let sender = journal.sender.clone().ok_or(WorkloadError::RecorderClosed)?;
-        check_pairing(journal, process, op_type, f, &value);
         let op = checker::Op {
             index: journal.next_index,
             time: self.elapsed_ns(),
             process,
             kind: op_type,
             f: f.to_string(),
-            value,
+            value: &*value,
             error,
         };
-        let text = serde_json::to_string(&op).map_err(|error| {
-            WorkloadError::HistoryWrite(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
-        })?;
-        assert!(!text.contains('\n'), "a history line must be one line");
+        let mut line = Vec::with_capacity(value.get().len() + LINE_OVERHEAD_BYTES);
+        serde_json::to_writer(&mut line, &op).map_err(unwritable)?;
+        assert!(!line.contains(&b'\n'), "a history line must be one line");
+        line.push(b'\n');
+        check_pairing(journal, process, op_type, f, value);
         journal.next_index += 1;
         self.count(f, op_type);
-        if sender.send(text).await.is_err() {
+        if sender.send(line).await.is_err() {
             journal.sender = None;
             return Err(WorkloadError::RecorderClosed);
         }
@@ -309,7 +327,10 @@ impl Recorder {
             Ok(counts) => counts,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let entry = counts.entry(f.to_string()).or_default();
+        let entry = match counts.get_mut(f) {
+            Some(entry) => entry,
+            None => counts.entry(f.to_string()).or_default(),
+        };
         match op_type {
             OpType::Invoke => entry.invoked += 1,
             OpType::Ok => entry.ok += 1,
@@ -321,7 +342,7 @@ impl Recorder {
 
 /// Enforces HISTORY.md's pairing rules and updates the open/retired sets.
 /// Harness entries are single `info` events and pair with nothing.
-fn check_pairing(journal: &mut Journal, process: Process, op_type: OpType, f: &str, value: &Value) {
+fn check_pairing(journal: &mut Journal, process: Process, op_type: OpType, f: &str, value: Box<RawValue>) {
     if process == Process::Harness {
         assert_eq!(op_type, OpType::Info, "harness entries are single info events");
         return;
@@ -330,7 +351,7 @@ fn check_pairing(journal: &mut Journal, process: Process, op_type: OpType, f: &s
         if let Process::Client(number) = process {
             assert!(!journal.retired.contains(&number), "process {number} ended with info and must not invoke again");
         }
-        let previous = journal.open.insert(process, OpenOp { f: f.to_string(), value: value.clone() });
+        let previous = journal.open.insert(process, OpenOp { f: f.to_string(), value });
         assert!(previous.is_none(), "process {process} already has an operation in flight");
         return;
     }
@@ -342,10 +363,17 @@ fn check_pairing(journal: &mut Journal, process: Process, op_type: OpType, f: &s
     }
 }
 
-/// The writer task: appends each line plus `\n`, flushes when something
-/// was written in the last [`FLUSH_INTERVAL_MS`], and flushes and shuts the
-/// writer down when every sender is gone. Returns the number of lines.
-async fn write_lines<W>(mut receiver: mpsc::Receiver<String>, writer: W) -> std::io::Result<u64>
+/// A value or line that does not serialize (a map with non-string keys,
+/// say): the history cannot hold it.
+fn unwritable(error: serde_json::Error) -> WorkloadError {
+    WorkloadError::HistoryWrite(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
+}
+
+/// The writer task: appends each line (which ends in `\n`), flushes when
+/// something was written in the last [`FLUSH_INTERVAL_MS`], and flushes and
+/// shuts the writer down when every sender is gone. Returns the number of
+/// lines.
+async fn write_lines<W>(mut receiver: mpsc::Receiver<Vec<u8>>, writer: W) -> std::io::Result<u64>
 where
     W: AsyncWrite + Unpin,
 {
@@ -354,13 +382,17 @@ where
     flush_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut dirty = false;
     let mut lines: u64 = 0;
+    let mut received = Vec::with_capacity(LINES_PER_WAKEUP);
     loop {
         tokio::select! {
-            line = receiver.recv() => {
-                let Some(mut line) = line else { break };
-                line.push('\n');
-                output.write_all(line.as_bytes()).await?;
-                lines += 1;
+            count = receiver.recv_many(&mut received, LINES_PER_WAKEUP) => {
+                if count == 0 {
+                    break;
+                }
+                for line in received.drain(..) {
+                    output.write_all(&line).await?;
+                }
+                lines += count as u64;
                 dirty = true;
             }
             _ = flush_tick.tick(), if dirty => {
@@ -378,7 +410,7 @@ where
 mod tests {
     use super::*;
     use crate::test_support::Sink;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn parse(text: &str) -> Vec<Value> {
         text.lines().map(|line| serde_json::from_str(line).expect("every line is JSON")).collect()

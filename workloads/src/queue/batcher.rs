@@ -27,10 +27,11 @@ pub struct BatchLimits {
 /// A record waiting to be appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRecord {
-    /// Its unique value (also encoded in the payload).
+    /// Its unique value (the payload carries it).
     pub value: u64,
-    /// Its payload.
-    pub payload: Vec<u8>,
+    /// The size of its payload, which is written only when its batch is
+    /// sent (`payload::write_value`), so buffering allocates nothing.
+    pub bytes: usize,
 }
 
 /// The buffer of one key: records in arrival order with their arrival time.
@@ -54,7 +55,7 @@ impl Batcher {
         if let Some((last, _)) = self.records.back() {
             assert!(*last <= now, "records arrive in time order");
         }
-        self.bytes += record.payload.len();
+        self.bytes += record.bytes;
         self.records.push_back((now, record));
     }
 
@@ -86,12 +87,12 @@ impl Batcher {
         let mut batch_bytes = 0;
         while let Some((_, next)) = self.records.front() {
             let full_count = batch.len() >= self.limits.record_count;
-            let full_bytes = batch_bytes + next.payload.len() > self.limits.bytes;
+            let full_bytes = batch_bytes + next.bytes > self.limits.bytes;
             if full_count || (full_bytes && !batch.is_empty()) {
                 break;
             }
             let Some((_, record)) = self.records.pop_front() else { break };
-            batch_bytes += record.payload.len();
+            batch_bytes += record.bytes;
             batch.push(record);
         }
         self.bytes -= batch_bytes;
@@ -165,7 +166,7 @@ mod tests {
     use super::*;
 
     fn record(value: u64, bytes: usize) -> PendingRecord {
-        PendingRecord { value, payload: vec![0; bytes] }
+        PendingRecord { value, bytes }
     }
 
     fn limits() -> BatchLimits {

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use hstream_proto::server::{RecordId, StreamingFetchRequest, StreamingFetchResponse};
+use hstream_proto::server::{StreamingFetchRequest, StreamingFetchResponse};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::Status;
@@ -28,8 +28,8 @@ use tonic::Status;
 use super::ack_style::AckStyle;
 use super::acks::AckBuffer;
 use super::context::{raised, Context, STOPPED_ERROR};
+use super::op_values::{Ids, ReceivedValue, SessionValue};
 use super::payload::decode_value;
-use super::producer::{id_json, ids_json};
 use crate::backoff::Backoff;
 use crate::client::{decode_received, fetch_request, FetchSession};
 use crate::recorder::OpType;
@@ -247,13 +247,15 @@ impl<'a> Session<'a> {
         self.acks.push(pending, Instant::now());
     }
 
-    /// `{"subscription", "consumer", "connection"}`.
-    fn base_value(&self) -> Value {
-        json!({
-            "subscription": self.context.config.subscription,
-            "consumer": self.consumer,
-            "connection": self.connection,
-        })
+    /// `{"connection", "consumer", "subscription"}`.
+    fn base_value(&self) -> SessionValue<'_> {
+        SessionValue {
+            connection: &self.connection,
+            consumer: self.consumer,
+            ids: None,
+            records: None,
+            subscription: &self.context.config.subscription,
+        }
     }
 
     /// Invokes the next receive on this session.
@@ -377,8 +379,7 @@ impl<'a> Session<'a> {
             // The drain started while this delivery was on its way.
             self.start_draining();
         }
-        let mut value = self.base_value();
-        value["records"] = records_json(&records);
+        let value = SessionValue { records: Some(&records), ..self.base_value() };
         let recorder = &self.context.recorder;
         let completed = recorder.complete(self.receive_process, OpType::Ok, "receive", value, None).await;
         if completed.is_err() {
@@ -411,14 +412,13 @@ impl<'a> Session<'a> {
     ) -> Option<SessionEnd> {
         let ids = self.style.order(self.acks.take(), rng);
         assert!(!ids.is_empty(), "flushing acks needs acks");
-        let mut value = self.base_value();
-        value["ids"] = ids_json(&ids);
+        let value = SessionValue { ids: Some(Ids(&ids)), ..self.base_value() };
         let recorder = &self.context.recorder;
-        if recorder.invoke(self.ack_process, "ack", value.clone()).await.is_err() {
+        if recorder.invoke(self.ack_process, "ack", value).await.is_err() {
             return Some(self.end(SessionEnd::Stopped, STOPPED_ERROR).await);
         }
         let config = &self.context.config;
-        let request = fetch_request(&config.subscription, self.consumer, ids);
+        let request = fetch_request(&config.subscription, self.consumer, ids.clone());
         let timeout = config.client.request_timeout();
         let (op_type, error) = match tokio::time::timeout(timeout, requests.send(request)).await {
             Ok(Ok(())) => (OpType::Ok, None),
@@ -440,14 +440,6 @@ fn ack_buffer(context: &Context, style: AckStyle) -> AckBuffer {
     style.buffer(config.ack_buffer_size, Duration::from_millis(config.ack_age_limit_ms), ack_timeout)
 }
 
-/// One delivered record as the history needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ReceivedValue {
-    pub value: u64,
-    pub key: String,
-    pub id: RecordId,
-}
-
 /// The records of a delivery with their values, or why it is malformed.
 pub(crate) fn delivered_records(response: &StreamingFetchResponse) -> Result<Vec<ReceivedValue>, String> {
     let received = response.received_records.as_ref().ok_or_else(|| "response has no receivedRecords".to_string())?;
@@ -462,14 +454,10 @@ pub(crate) fn delivered_records(response: &StreamingFetchResponse) -> Result<Vec
         .collect()
 }
 
-/// `[{"value", "key", "id": [shard, batch, index]}, ...]` in arrival order.
+/// `[{"id": [shard, batch, index], "key", "value"}, ...]` in arrival
+/// order, as a tree for values that are built field by field.
 pub(crate) fn records_json(records: &[ReceivedValue]) -> Value {
-    Value::Array(
-        records
-            .iter()
-            .map(|record| json!({"value": record.value, "key": record.key, "id": id_json(&record.id)}))
-            .collect(),
-    )
+    serde_json::to_value(records).expect("records serialize: ids, keys and values are plain data")
 }
 
 #[cfg(test)]
@@ -477,7 +465,8 @@ mod tests {
     use super::*;
     use crate::client::{encode_batch, Compression};
     use crate::queue::payload::encode_value;
-    use hstream_proto::server::ReceivedRecord;
+    use hstream_proto::server::{ReceivedRecord, RecordId};
+    use serde_json::json;
 
     fn response(payloads: Vec<Vec<u8>>) -> StreamingFetchResponse {
         response_of_batch(5, payloads)

@@ -34,11 +34,13 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use checker::history::{PROBE_APPEND, SUBSCRIBE_LATEST};
 
-use super::consumer::{delivered_records, records_json, ReceivedValue};
+use super::consumer::{delivered_records, records_json};
 use super::context::{raised, Context};
 use super::no_shards_yet;
+use super::op_values::AppendValue;
+use super::op_values::ReceivedValue;
 use super::payload::{encode_value, value_of, PROBE_LANE};
-use super::producer::append_completion;
+use super::producer::{append_completion, AppendCompletion};
 use crate::client::{fetch_request, CallError, Outcome};
 use crate::recorder::OpType;
 
@@ -135,14 +137,15 @@ impl Writer {
         let first = self.next_sequence;
         self.next_sequence += RECORDS_PER_BATCH;
         let values: Vec<u64> = (first..self.next_sequence).map(|sequence| value_of(PROBE_LANE, sequence)).collect();
-        let invoke = json!({"stream": probe_stream(context), "key": PROBE_KEY, "values": values});
+        let stream = probe_stream(context);
+        let invoke = AppendValue::new(&stream, PROBE_KEY, &values);
         let recorder = &context.recorder;
-        recorder.invoke(self.process, PROBE_APPEND, invoke.clone()).await.ok()?;
+        recorder.invoke(self.process, PROBE_APPEND, invoke).await.ok()?;
         let payloads: Vec<(&str, Vec<u8>)> =
             values.iter().map(|&value| (PROBE_KEY, encode_value(value, context.config.payload_bytes))).collect();
-        let sent = context.append(&probe_stream(context), shard, &payloads).await;
-        let (op_type, value, error) = append_completion(invoke, Some(sent));
-        recorder.complete(self.process, op_type, PROBE_APPEND, value, error).await.ok()?;
+        let sent = context.append(&stream, shard, &payloads).await;
+        let AppendCompletion { op_type, ids, error } = append_completion(Some(sent));
+        recorder.complete(self.process, op_type, PROBE_APPEND, invoke.completed(ids.as_deref()), error).await.ok()?;
         if op_type == OpType::Info {
             self.process = context.new_process();
         }

@@ -27,11 +27,17 @@ pub fn value_of(lane: u64, sequence: u64) -> u64 {
 
 /// A payload of `payload_bytes` (at least [`VALUE_BYTES`]) carrying `value`.
 pub fn encode_value(value: u64, payload_bytes: usize) -> Vec<u8> {
-    assert!(payload_bytes >= VALUE_BYTES, "a payload must hold the value");
     let mut payload = Vec::with_capacity(payload_bytes);
-    payload.extend_from_slice(&value.to_be_bytes());
-    payload.resize(payload_bytes, PADDING_BYTE);
+    write_value(value, payload_bytes, &mut payload);
     payload
+}
+
+/// Appends to `out` the payload [`encode_value`] gives, so a batch's
+/// payloads can share one buffer.
+pub fn write_value(value: u64, payload_bytes: usize, out: &mut Vec<u8>) {
+    assert!(payload_bytes >= VALUE_BYTES, "a payload must hold the value");
+    out.extend_from_slice(&value.to_be_bytes());
+    out.resize(out.len() + payload_bytes - VALUE_BYTES, PADDING_BYTE);
 }
 
 /// The value a payload carries, or `None` if it is too short to hold one.
@@ -54,6 +60,9 @@ mod tests {
             assert_eq!(decode_value(&payload), Some(value));
         }
         assert_eq!(encode_value(1, 8), vec![0, 0, 0, 0, 0, 0, 0, 1]);
+        let mut shared = encode_value(5, 10);
+        write_value(6, 9, &mut shared);
+        assert_eq!(shared[10..], encode_value(6, 9)[..]);
         assert_eq!(decode_value(&[1, 2, 3]), None);
     }
 

@@ -16,14 +16,14 @@ use std::time::Duration;
 use hstream_proto::server::RecordId;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::{Id as TaskId, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::batcher::{BatchLimits, Batcher, FlowControl, PendingRecord};
 use super::context::{Context, STOPPED_ERROR};
-use super::payload::{encode_value, value_of};
+use super::op_values::AppendValue;
+use super::payload::{value_of, write_value};
 use crate::client::{CallError, Outcome};
 use crate::recorder::OpType;
 
@@ -219,8 +219,7 @@ impl Producer {
             let lane = &mut self.lanes[slot];
             let value = value_of(lane.spec.lane, lane.next_sequence);
             lane.next_sequence += 1;
-            let payload = encode_value(value, payload_bytes);
-            lane.batcher.push(PendingRecord { value, payload }, now);
+            lane.batcher.push(PendingRecord { value, bytes: payload_bytes }, now);
         }
         self.generated = self.generated.max(due);
     }
@@ -239,7 +238,7 @@ impl Producer {
             };
             let records = lane.batcher.take_batch();
             assert!(!records.is_empty(), "a due batch has records");
-            let bytes = records.iter().map(|record| record.payload.len()).sum();
+            let bytes = records.iter().map(|record| record.bytes).sum();
             lane.in_flight = true;
             let job = AppendJob {
                 process: lane.process,
@@ -301,24 +300,23 @@ fn micros(duration: Duration) -> u64 {
 /// One append operation: invoke, send (unless aborted), complete.
 async fn append_batch(context: Arc<Context>, job: AppendJob, mut phase: watch::Receiver<ProducerPhase>) -> AppendDone {
     let values: Vec<u64> = job.records.iter().map(|record| record.value).collect();
-    let invoke = json!({
-        "stream": context.config.stream,
-        "key": job.key,
-        "values": values,
-        "buffered_us": micros(job.buffered),
-        "tick_late_us": micros(job.tick_late),
-        "lane_busy_us": micros(job.lane_busy),
-        "flow_bytes": job.flow_bytes,
-    });
+    let invoke = AppendValue {
+        buffered_us: Some(micros(job.buffered)),
+        flow_bytes: Some(job.flow_bytes),
+        lane_busy_us: Some(micros(job.lane_busy)),
+        tick_late_us: Some(micros(job.tick_late)),
+        ..AppendValue::new(&context.config.stream, &job.key, &values)
+    };
     let recorder = &context.recorder;
-    if recorder.invoke(job.process, "append", invoke.clone()).await.is_err() {
+    if recorder.invoke(job.process, "append", invoke).await.is_err() {
         return AppendDone { op_type: OpType::Fail, recorder_closed: true };
     }
     let result = tokio::select! {
         result = send_append(&context, &job) => Some(result),
         _ = phase.wait_for(|phase| *phase == ProducerPhase::Aborting) => None,
     };
-    let (op_type, value, error) = append_completion(invoke, result);
+    let AppendCompletion { op_type, ids, error } = append_completion(result);
+    let value = invoke.completed(ids.as_deref());
     let recorded = recorder.complete(job.process, op_type, "append", value, error).await;
     if recorded.is_ok() && op_type == OpType::Ok {
         context.tally.appended_ok(&values);
@@ -326,48 +324,52 @@ async fn append_batch(context: Arc<Context>, job: AppendJob, mut phase: watch::R
     AppendDone { op_type, recorder_closed: recorded.is_err() }
 }
 
-/// Appends the job's batch to its shard of the workload's stream.
+/// Appends the job's batch to its shard of the workload's stream. The
+/// payloads are written for the call into one buffer (a batch allocates
+/// once, not once per record).
 async fn send_append(context: &Context, job: &AppendJob) -> Result<Vec<RecordId>, CallError> {
+    let payload_bytes = context.config.payload_bytes;
+    let mut payloads = Vec::with_capacity(job.records.len() * payload_bytes);
+    for record in &job.records {
+        write_value(record.value, payload_bytes, &mut payloads);
+    }
     let records: Vec<(&str, &[u8])> =
-        job.records.iter().map(|record| (job.key.as_str(), record.payload.as_slice())).collect();
+        payloads.chunks_exact(payload_bytes).map(|payload| (job.key.as_str(), payload)).collect();
     context.append(&context.config.stream, job.shard_id, &records).await
+}
+
+/// How an append ended, for its completion entry.
+#[derive(Debug)]
+pub(crate) struct AppendCompletion {
+    /// `ok`, or the error's outcome, or `info` when the workload stopped it.
+    pub op_type: OpType,
+    /// The ids of an `ok` append.
+    pub ids: Option<Vec<RecordId>>,
+    /// Why it was not `ok`.
+    pub error: Option<String>,
 }
 
 /// The completion of an append: `ok` with ids, or the error's outcome, or
 /// `info` when the workload stopped it (`result == None`).
-pub(crate) fn append_completion(
-    mut value: Value,
-    result: Option<Result<Vec<RecordId>, CallError>>,
-) -> (OpType, Value, Option<String>) {
-    match result {
-        Some(Ok(ids)) => {
-            value["ids"] = ids_json(&ids);
-            (OpType::Ok, value, None)
-        }
+pub(crate) fn append_completion(result: Option<Result<Vec<RecordId>, CallError>>) -> AppendCompletion {
+    let (op_type, ids, error) = match result {
+        Some(Ok(ids)) => (OpType::Ok, Some(ids), None),
         Some(Err(error)) => {
             let op_type = match error.outcome() {
                 Outcome::Fail => OpType::Fail,
                 Outcome::Info => OpType::Info,
             };
-            (op_type, value, Some(error.describe()))
+            (op_type, None, Some(error.describe()))
         }
-        None => (OpType::Info, value, Some(STOPPED_ERROR.to_string())),
-    }
-}
-
-/// Record ids as HISTORY.md writes them: `[[shardId, batchId, batchIndex], ...]`.
-pub(crate) fn ids_json(ids: &[RecordId]) -> Value {
-    Value::Array(ids.iter().map(id_json).collect())
-}
-
-/// One record id as `[shardId, batchId, batchIndex]`.
-pub(crate) fn id_json(id: &RecordId) -> Value {
-    json!([id.shard_id, id.batch_id, id.batch_index])
+        None => (OpType::Info, None, Some(STOPPED_ERROR.to_string())),
+    };
+    AppendCompletion { op_type, ids, error }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use tonic::Status;
 
     /// Goal: append completions follow HISTORY.md: `ok` adds ids aligned
@@ -375,15 +377,17 @@ mod tests {
     /// the fail/info split comes from the error classification.
     #[test]
     fn append_completions_follow_the_history_format() {
-        let invoke = json!({"stream": "s", "key": "k", "values": [1, 2]});
+        let values = [1, 2];
+        let invoke = AppendValue::new("s", "k", &values);
+        let as_json = |value: AppendValue| serde_json::to_value(value).expect("serializes");
         let ids = vec![
             RecordId { shard_id: 3, batch_id: 9, batch_index: 0 },
             RecordId { shard_id: 3, batch_id: 9, batch_index: 1 },
         ];
-        let (op_type, value, error) = append_completion(invoke.clone(), Some(Ok(ids)));
-        assert_eq!(op_type, OpType::Ok);
-        assert_eq!(value["ids"], json!([[3, 9, 0], [3, 9, 1]]));
-        assert_eq!(error, None);
+        let ok = append_completion(Some(Ok(ids)));
+        assert_eq!(ok.op_type, OpType::Ok);
+        assert_eq!(as_json(invoke.completed(ok.ids.as_deref()))["ids"], json!([[3, 9, 0], [3, 9, 1]]));
+        assert_eq!(ok.error, None);
 
         let refused = CallError {
             call: "connect",
@@ -391,9 +395,9 @@ mod tests {
             status: Status::unavailable("refused"),
             sent: false,
         };
-        let (op_type, value, error) = append_completion(invoke.clone(), Some(Err(refused)));
-        assert_eq!((op_type, value), (OpType::Fail, invoke.clone()));
-        assert!(error.expect("error").contains("refused"));
+        let failed = append_completion(Some(Err(refused)));
+        assert_eq!((failed.op_type, as_json(invoke.completed(failed.ids.as_deref()))), (OpType::Fail, as_json(invoke)));
+        assert!(failed.error.expect("error").contains("refused"));
 
         let timeout = CallError {
             call: "append",
@@ -401,9 +405,9 @@ mod tests {
             status: Status::deadline_exceeded("slow"),
             sent: true,
         };
-        assert_eq!(append_completion(invoke.clone(), Some(Err(timeout))).0, OpType::Info);
-        let (op_type, _, error) = append_completion(invoke, None);
-        assert_eq!(op_type, OpType::Info);
-        assert_eq!(error.as_deref(), Some(STOPPED_ERROR));
+        assert_eq!(append_completion(Some(Err(timeout))).op_type, OpType::Info);
+        let stopped = append_completion(None);
+        assert_eq!(stopped.op_type, OpType::Info);
+        assert_eq!(stopped.error.as_deref(), Some(STOPPED_ERROR));
     }
 }
