@@ -298,15 +298,60 @@ impl Meter {
 }
 
 /// The fields of a history line the live side parses.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 struct Line {
     time: u64,
     process: Process,
-    #[serde(rename = "type")]
     kind: OpType,
     f: String,
-    #[serde(default)]
     value: Reading,
+}
+
+impl<'de> Deserialize<'de> for Line {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Line, D::Error> {
+        deserializer.deserialize_map(LineVisitor)
+    }
+}
+
+/// Reads a line's fields. An append's completion repeats its invoke's
+/// values and adds its ids, the longest text of a busy history, and the
+/// meter needs none of it: when `type` and `f` come before `value`, as
+/// the recorder writes them, such a value is skipped unparsed.
+struct LineVisitor;
+
+impl<'de> Visitor<'de> for LineVisitor {
+    type Value = Line;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a history line")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Line, M::Error> {
+        use serde::de::Error;
+        let (mut time, mut process, mut kind, mut f, mut value) = (None, None, None, None, None);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "time" => time = Some(map.next_value()?),
+                "process" => process = Some(map.next_value()?),
+                "type" => kind = Some(map.next_value::<OpType>()?),
+                "f" => f = Some(map.next_value::<String>()?),
+                "value" if f.as_deref() == Some("append") && kind.is_some_and(|kind: OpType| kind.is_completion()) => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                "value" => value = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Line {
+            time: time.ok_or_else(|| M::Error::missing_field("time"))?,
+            process: process.ok_or_else(|| M::Error::missing_field("process"))?,
+            kind: kind.ok_or_else(|| M::Error::missing_field("type"))?,
+            f: f.ok_or_else(|| M::Error::missing_field("f"))?,
+            value: value.unwrap_or_default(),
+        })
+    }
 }
 
 /// What the meter reads of an op's value: an append's `values` and its
@@ -507,5 +552,18 @@ mod tests {
         let appended = |meter: &Meter| meter.windows.iter().map(|w| (w.appended, w.delivered)).collect::<Vec<_>>();
         assert_eq!(appended(&tailed), appended(&whole));
         assert_eq!(tailed.batches.count, whole.batches.count);
+    }
+
+    /// Goal: the live parse reads a line's fields in any order, and skips
+    /// an append completion's value without reading it. Method: an invoke
+    /// whose `value` comes first, and a completion whose `values` would not
+    /// even parse as numbers; the append still counts.
+    #[test]
+    fn lines_parse_in_any_order_and_completion_values_are_skipped() {
+        let mut meter = Meter::new(100, false);
+        meter.feed_line(br#"{"value":{"values":[1,2]},"f":"append","type":"invoke","process":4,"time":1000}"#);
+        meter.feed_line(br#"{"time":2000,"process":4,"type":"ok","f":"append","value":{"values":["x"]}}"#);
+        assert_eq!(meter.windows[0].appended, 2);
+        assert_eq!(meter.batches.max_records, 2);
     }
 }
