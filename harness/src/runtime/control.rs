@@ -23,8 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 
-/// Worker threads of the control runtime.
-pub const CONTROL_WORKER_THREADS: usize = 2;
+/// Worker threads of the control runtime, where every workload client
+/// runs. One: the clients wait on the network far more than they compute
+/// (a benchmark at 200 000 records/s keeps a quarter of a core busy), and
+/// with two workers a third of the client's CPU went to workers parking
+/// and waking each other (`chaos bench write`: 1.5 against 1.1 µs per
+/// record), CPU the servers under test then did not get.
+pub const CONTROL_WORKER_THREADS: usize = 1;
 
 /// Upper bound on blocking threads of the control runtime.
 pub const CONTROL_BLOCKING_THREADS_MAX: usize = 16;
