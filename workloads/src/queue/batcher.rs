@@ -30,7 +30,7 @@ pub struct PendingRecord {
     /// Its unique value (the payload carries it).
     pub value: u64,
     /// The size of its payload, which is written only when its batch is
-    /// sent (`payload::write_value`), so buffering allocates nothing.
+    /// sent (`payload::batch_payloads`), so buffering allocates nothing.
     pub bytes: usize,
 }
 

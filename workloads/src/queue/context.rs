@@ -13,6 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use hstream_proto::server::{RecordId, Shard};
 use tokio::sync::watch;
 
+use super::payload::batch_payloads;
 use super::tally::Tally;
 use super::QueueConfig;
 use crate::client::{node_address, CallError, Connections, HStreamClient};
@@ -139,20 +140,26 @@ impl Context {
         lock(&self.placement).remove(&shard_id);
     }
 
-    /// Appends `records` to `shard_id` of `stream` on the node sequencing
-    /// it (looked up once, then cached). A failure before the append
-    /// request itself (lookup, connect) was never sent; after any failure
-    /// the next append looks the node up again.
-    pub async fn append<K: AsRef<str>, P: AsRef<[u8]>>(
+    /// Appends one record per value, all with `key`, to `shard_id` of
+    /// `stream` on the node sequencing it (looked up once, then cached).
+    /// Each payload carries its value (`payload`), written for the call
+    /// into one buffer. A failure before the append request itself
+    /// (lookup, connect) was never sent; after any failure the next append
+    /// looks the node up again.
+    pub async fn append(
         &self,
         stream: &str,
         shard_id: u64,
-        records: &[(K, P)],
+        key: &str,
+        values: &[u64],
     ) -> Result<Vec<RecordId>, CallError> {
         let not_sent = |error: CallError| CallError { sent: false, ..error };
         let address = self.shard_address(shard_id).await.map_err(not_sent)?;
         let client = self.connections.get(&address).await.map_err(not_sent)?;
-        let result = client.append(stream, shard_id, records).await;
+        let payload_bytes = self.config.payload_bytes;
+        let payloads = batch_payloads(values, payload_bytes);
+        let records: Vec<(&str, &[u8])> = payloads.chunks_exact(payload_bytes).map(|payload| (key, payload)).collect();
+        let result = client.append(stream, shard_id, &records).await;
         if result.is_err() {
             self.forget_shard(shard_id);
         }

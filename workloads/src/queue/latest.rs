@@ -37,9 +37,8 @@ use checker::history::{PROBE_APPEND, SUBSCRIBE_LATEST};
 use super::consumer::{delivered_records, records_json};
 use super::context::{raised, Context};
 use super::no_shards_yet;
-use super::op_values::AppendValue;
-use super::op_values::ReceivedValue;
-use super::payload::{encode_value, value_of, PROBE_LANE};
+use super::op_values::{AppendValue, ReceivedValue};
+use super::payload::{value_of, PROBE_LANE};
 use super::producer::{append_completion, AppendCompletion};
 use crate::client::{fetch_request, CallError, Outcome};
 use crate::recorder::OpType;
@@ -141,9 +140,7 @@ impl Writer {
         let invoke = AppendValue::new(&stream, PROBE_KEY, &values);
         let recorder = &context.recorder;
         recorder.invoke(self.process, PROBE_APPEND, invoke).await.ok()?;
-        let payloads: Vec<(&str, Vec<u8>)> =
-            values.iter().map(|&value| (PROBE_KEY, encode_value(value, context.config.payload_bytes))).collect();
-        let sent = context.append(&stream, shard, &payloads).await;
+        let sent = context.append(&stream, shard, PROBE_KEY, &values).await;
         let AppendCompletion { op_type, ids, error } = append_completion(Some(sent));
         recorder.complete(self.process, op_type, PROBE_APPEND, invoke.completed(ids.as_deref()), error).await.ok()?;
         if op_type == OpType::Info {

@@ -32,9 +32,19 @@ pub fn encode_value(value: u64, payload_bytes: usize) -> Vec<u8> {
     payload
 }
 
-/// Appends to `out` the payload [`encode_value`] gives, so a batch's
-/// payloads can share one buffer.
-pub fn write_value(value: u64, payload_bytes: usize, out: &mut Vec<u8>) {
+/// The payloads of `values`, each `payload_bytes` long, back to back in one
+/// buffer (`chunks_exact(payload_bytes)` gives them one by one): a batch
+/// allocates once, not once per record.
+pub fn batch_payloads(values: &[u64], payload_bytes: usize) -> Vec<u8> {
+    let mut payloads = Vec::with_capacity(values.len() * payload_bytes);
+    for &value in values {
+        write_value(value, payload_bytes, &mut payloads);
+    }
+    payloads
+}
+
+/// Appends to `out` the payload [`encode_value`] gives.
+fn write_value(value: u64, payload_bytes: usize, out: &mut Vec<u8>) {
     assert!(payload_bytes >= VALUE_BYTES, "a payload must hold the value");
     out.extend_from_slice(&value.to_be_bytes());
     out.resize(out.len() + payload_bytes - VALUE_BYTES, PADDING_BYTE);
@@ -60,9 +70,8 @@ mod tests {
             assert_eq!(decode_value(&payload), Some(value));
         }
         assert_eq!(encode_value(1, 8), vec![0, 0, 0, 0, 0, 0, 0, 1]);
-        let mut shared = encode_value(5, 10);
-        write_value(6, 9, &mut shared);
-        assert_eq!(shared[10..], encode_value(6, 9)[..]);
+        let shared = batch_payloads(&[5, 6], 9);
+        assert_eq!(shared, [encode_value(5, 9), encode_value(6, 9)].concat());
         assert_eq!(decode_value(&[1, 2, 3]), None);
     }
 

@@ -23,7 +23,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::batcher::{BatchLimits, Batcher, FlowControl, PendingRecord};
 use super::context::{Context, STOPPED_ERROR};
 use super::op_values::AppendValue;
-use super::payload::{value_of, write_value};
+use super::payload::value_of;
 use crate::client::{CallError, Outcome};
 use crate::recorder::OpType;
 
@@ -312,7 +312,7 @@ async fn append_batch(context: Arc<Context>, job: AppendJob, mut phase: watch::R
         return AppendDone { op_type: OpType::Fail, recorder_closed: true };
     }
     let result = tokio::select! {
-        result = send_append(&context, &job) => Some(result),
+        result = context.append(&context.config.stream, job.shard_id, &job.key, &values) => Some(result),
         _ = phase.wait_for(|phase| *phase == ProducerPhase::Aborting) => None,
     };
     let AppendCompletion { op_type, ids, error } = append_completion(result);
@@ -322,20 +322,6 @@ async fn append_batch(context: Arc<Context>, job: AppendJob, mut phase: watch::R
         context.tally.appended_ok(&values);
     }
     AppendDone { op_type, recorder_closed: recorded.is_err() }
-}
-
-/// Appends the job's batch to its shard of the workload's stream. The
-/// payloads are written for the call into one buffer (a batch allocates
-/// once, not once per record).
-async fn send_append(context: &Context, job: &AppendJob) -> Result<Vec<RecordId>, CallError> {
-    let payload_bytes = context.config.payload_bytes;
-    let mut payloads = Vec::with_capacity(job.records.len() * payload_bytes);
-    for record in &job.records {
-        write_value(record.value, payload_bytes, &mut payloads);
-    }
-    let records: Vec<(&str, &[u8])> =
-        payloads.chunks_exact(payload_bytes).map(|payload| (job.key.as_str(), payload)).collect();
-    context.append(&context.config.stream, job.shard_id, &records).await
 }
 
 /// How an append ended, for its completion entry.
